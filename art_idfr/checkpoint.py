@@ -1,0 +1,74 @@
+"""
+One-file checkpoints for the IDFR components: format tag + version + kind + JSON-able config + state dict.
+
+Files are written with ``torch.save`` and read back with ``torch.load(weights_only=True)``, which unpickles only
+tensors and plain containers: loading a file never executes code from it. Anything that is not a well-formed
+art-idfr checkpoint of the expected kind raises ``ValueError`` with the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Tuple
+
+import torch
+from torch import nn
+
+FORMAT = "art-idfr"
+VERSION = 1
+
+
+def _json_safe(value: Any) -> Any:
+    """Round-trip through JSON so that only plain types end up in the file (and in the loaded config)."""
+    return json.loads(json.dumps(value))
+
+
+def save(path: str, kind: str, config: Dict[str, Any], state_dict: Dict[str, torch.Tensor], extra=None) -> None:
+    """Write one checkpoint file (creating parent folders)."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "config": _json_safe(config),
+        "extra": _json_safe(extra or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    torch.save(payload, path)
+
+
+def load(path: str, kind: str) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, Any]]:
+    """
+    Read a checkpoint written by :func:`save` and return ``(config, state_dict, extra)``.
+
+    :raises FileNotFoundError: no such file.
+    :raises ValueError: corrupt file, not an art-idfr checkpoint, another component's checkpoint, or a newer format.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt zip, truncated file, pickled code refused by weights_only, ...
+        raise ValueError(f"{path} is not a readable art-idfr checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an art-idfr checkpoint (no '{FORMAT}' format tag).")
+    version = payload.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise ValueError(f"{path} has checkpoint format version {version!r}; this art-idfr reads up to {VERSION}.")
+    if payload.get("kind") != kind:
+        raise ValueError(f"{path} holds a {payload.get('kind')!r} checkpoint, not a {kind!r} one.")
+    config, state_dict = payload.get("config"), payload.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state_dict, dict):
+        raise ValueError(f"{path} is missing its config or weights.")
+    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path}: weights must all be tensors.")
+    return config, state_dict, payload.get("extra") or {}
+
+
+def load_state_dict(module: nn.Module, state_dict: Dict[str, torch.Tensor], path: str) -> None:
+    """``module.load_state_dict(strict=True)`` with a clear error when the weights do not fit the stored config."""
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not match the stored configuration: {err}") from err

@@ -1,0 +1,491 @@
+"""
+The IDFR input denoiser (ID): a U-Net (paper Table 6) shipped as an ART ``PreprocessorPyTorch``, trained by
+Algorithm 1 (adversarial examples from ART attacks + Gaussian-enhanced clean copies, Eq. 3 loss through the frozen
+target).
+
+| Paper: "Adversarial Defense via Input Denoising and Feature Restoring" (IDFR), Sec. 3.2, Table 6, Algorithm 1.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
+from torch import nn
+from tqdm.auto import tqdm
+
+from art_idfr import checkpoint
+from art_idfr._utils import (
+    batches,
+    check_finite,
+    check_image_batch,
+    check_pytorch_classifier,
+    check_range,
+    frozen,
+    resolve_device,
+    target_logits,
+    to_one_hot_indices,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from art.attacks.attack import EvasionAttack
+    from art.estimators.classification import PyTorchClassifier
+
+logger = logging.getLogger(__name__)
+
+#: Table 6 channel counts, before the width multiplier: L1..L5 (encoder), L6, L7, L8 (decoder)
+TABLE6_CHANNELS = (32, 32, 64, 64, 128, 192, 64, 96)
+RESIDUAL_HEADS = ("linear", "bn_relu")
+LOSSES = ("ce", "feature", "both")
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """Every Table 6 layer: conv 3x3 + BN + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNetDenoiser(nn.Module):
+    """
+    The ID network of Table 6. Input ``x`` (N, C, H, W) in pixel space, output the residual ``r(x)`` so that the
+    denoised image is ``x* = x + r(x)`` (clipping is done by :class:`IDFRDenoiser`).
+
+    L1 C→32, L2 32→32, L3 32→64 (stride 2), L4 64→64, L5 64→128 (stride 2), L6 concat(L3, up(L5)) 192→192,
+    L7 192→64, L8 concat(L2, up(L7)) 96→96, L9 96→C. Up-sampling is bilinear to the skip's exact size, so any
+    H×W (28, 32, 224, odd sizes) works.
+
+    :param channels: Number of image channels C (1 or 3, any positive value works).
+    :param width: Multiplier of the Table 6 channel counts (1.0 = paper).
+    :param residual_head: ``"linear"`` (default): L9 is a plain conv, the residual can be negative or positive.
+        ``"bn_relu"``: the paper's/released code's conv+BN+ReLU, whose residual can only brighten pixels.
+    """
+
+    def __init__(self, channels: int, width: float = 1.0, residual_head: str = "linear") -> None:
+        super().__init__()
+        c1, c2, c3, c4, c5, c6, c7, c8 = (max(4, int(round(c * width))) for c in TABLE6_CHANNELS)
+        self.l1 = _conv_bn_relu(channels, c1)
+        self.l2 = _conv_bn_relu(c1, c2)
+        self.l3 = _conv_bn_relu(c2, c3, stride=2)
+        self.l4 = _conv_bn_relu(c3, c4)
+        self.l5 = _conv_bn_relu(c4, c5, stride=2)
+        self.l6 = _conv_bn_relu(c3 + c5, c6)  # Table 6: 64 + 128 = 192 inputs
+        self.l7 = _conv_bn_relu(c6, c7)
+        self.l8 = _conv_bn_relu(c2 + c7, c8)  # Table 6: 32 + 64 = 96 inputs
+        if residual_head == "bn_relu":
+            self.l9 = _conv_bn_relu(c8, channels)
+        else:
+            self.l9 = nn.Conv2d(c8, channels, kernel_size=3, padding=1)
+            nn.init.zeros_(self.l9.weight)  # start as the identity map: x* = x
+            nn.init.zeros_(self.l9.bias)
+
+    @staticmethod
+    def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h2 = self.l2(self.l1(x))
+        h3 = self.l3(h2)
+        h5 = self.l5(self.l4(h3))
+        h7 = self.l7(self.l6(torch.cat([h3, self._up(h5, h3)], dim=1)))
+        h8 = self.l8(torch.cat([h2, self._up(h7, h2)], dim=1))
+        return self.l9(h8)
+
+    def macs_per_image(self, height: int, width: int) -> int:
+        """Multiply-accumulates of the convolutions for one H×W image (BN/ReLU/upsampling not counted)."""
+        total, sizes = 0, {}
+        h, w = height, width
+        for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"):
+            block = getattr(self, name)
+            conv = block[0] if isinstance(block, nn.Sequential) else block
+            if name == "l6":
+                h, w = sizes["l3"]
+            elif name == "l8":
+                h, w = sizes["l2"]
+            s = conv.stride[0]
+            h, w = (h - 1) // s + 1, (w - 1) // s + 1
+            sizes[name] = (h, w)
+            total += h * w * conv.in_channels * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        return total
+
+
+class IDFRDenoiser(PreprocessorPyTorch):
+    """
+    IDFR input denoiser (ID) as an ART preprocessing defence.
+
+    ``x* = clip(x + UNet(x), clip_values)`` (Sec. 3.2, Table 6). The forward pass is differentiable, so ART's
+    ``loss_gradient`` on a ``PyTorchClassifier(..., preprocessing_defences=[IDFRDenoiser(...)])`` is the exact
+    gradient through the defence: every ART gradient attack run on that classifier is the adaptive white-box attack.
+
+    | Paper: IDFR, Sec. 3.2 and Algorithm 1.
+
+    :param input_shape: Shape of one sample, (C, H, W) when ``channels_first`` else (H, W, C).
+    :param clip_values: (min, max) of valid pixel values; inputs outside raise ``ValueError``, outputs are clipped.
+    :param channels_first: Layout of the data given to the defence.
+    :param width: Multiplier of the Table 6 channel counts (1.0 = paper).
+    :param residual_head: ``"linear"`` (default, signed residual) or ``"bn_relu"`` (the paper's code).
+    :param loss: ``"ce"`` (Eq. 3, cross-entropy through the frozen target), ``"feature"`` (L1 distance of the
+        target's penultimate embeddings of ``ID(x')`` and ``x``, as in the authors' code/HGD) or ``"both"``.
+    :param gaussian_sigma: σ of the last Gaussian round; round k of K adds N(0, (σ·k/K)²) noise.
+    :param gaussian_rounds: Number K of Gaussian-enhanced copies per clean image (Jeong & Shin 2020). The clean
+        image itself is always part of the training set.
+    :param learning_rate: Adam learning rate (paper: 0.01; authors' code: 1e-3, the default).
+    :param nb_epochs: Default number of training epochs for :meth:`fit` (paper: 100).
+    :param regenerate_every: Regenerate the adversarial examples every this many epochs (0 = once, Algorithm 1).
+    :param batch_size: Batch size used by the forward pass (the U-Net runs batch by batch) and by :meth:`fit`.
+    :param device_type: ``"gpu"`` (CUDA when available, else CPU) or ``"cpu"``.
+    :param apply_fit: Apply the defence when the classifier is trained (default ``False``).
+    :param apply_predict: Apply the defence at prediction time (default ``True``).
+    :param verbose: Show progress bars.
+    :param seed: Seed for weight initialisation and training randomness.
+    """
+
+    params = [
+        "input_shape",
+        "clip_values",
+        "channels_first",
+        "width",
+        "residual_head",
+        "loss",
+        "gaussian_sigma",
+        "gaussian_rounds",
+        "learning_rate",
+        "nb_epochs",
+        "regenerate_every",
+        "batch_size",
+        "verbose",
+        "seed",
+    ]
+
+    def __init__(
+        self,
+        input_shape: Tuple[int, int, int],
+        clip_values: Tuple[float, float] = (0.0, 1.0),
+        channels_first: bool = True,
+        width: float = 1.0,
+        residual_head: str = "linear",
+        loss: str = "ce",
+        gaussian_sigma: float = 0.05,
+        gaussian_rounds: int = 1,
+        learning_rate: float = 1e-3,
+        nb_epochs: int = 20,
+        regenerate_every: int = 0,
+        batch_size: int = 128,
+        device_type: str = "gpu",
+        apply_fit: bool = False,
+        apply_predict: bool = True,
+        verbose: bool = False,
+        seed: Optional[int] = 0,
+    ) -> None:
+        super().__init__(device_type=device_type, is_fitted=False, apply_fit=apply_fit, apply_predict=apply_predict)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.clip_values = (float(clip_values[0]), float(clip_values[1])) if clip_values is not None else None
+        self.channels_first = bool(channels_first)
+        self.width = float(width)
+        self.residual_head = residual_head
+        self.loss = loss
+        self.gaussian_sigma = float(gaussian_sigma)
+        self.gaussian_rounds = int(gaussian_rounds)
+        self.learning_rate = float(learning_rate)
+        self.nb_epochs = int(nb_epochs)
+        self.regenerate_every = int(regenerate_every)
+        self.batch_size = int(batch_size)
+        self.device_type = device_type
+        self.verbose = bool(verbose)
+        self.seed = seed
+        self._check_params()
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.network = UNetDenoiser(self.nb_channels, width=self.width, residual_head=self.residual_head)
+        self.network.to(self._device).eval()
+        self.history: List[Dict[str, float]] = []
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def nb_channels(self) -> int:
+        """Number of image channels, from ``input_shape`` and ``channels_first``."""
+        return self.input_shape[0] if self.channels_first else self.input_shape[-1]
+
+    @property
+    def _chw_shape(self) -> Tuple[int, int, int]:
+        c, h, w = self.input_shape if self.channels_first else (self.input_shape[2], *self.input_shape[:2])
+        return c, h, w
+
+    def get_config(self) -> Dict:
+        """Constructor arguments (JSON-serialisable), as stored in checkpoints."""
+        return {name: getattr(self, name) for name in self.params} | {
+            "device_type": self.device_type,
+            "apply_fit": self.apply_fit,
+            "apply_predict": self.apply_predict,
+        }
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor | np.ndarray) -> None:
+        check_image_batch(x, self.input_shape, self.channels_first, self.clip_values, name="IDFRDenoiser input")
+
+    def _denoise_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        """Network pass batch by batch (ART hands the whole dataset to preprocessors), clipped residual output."""
+        outputs = []
+        for start in range(0, x.shape[0], self.batch_size):
+            xb = x[start : start + self.batch_size]
+            x_star = xb + self.network(xb)  # x* = x + r(x)  (Sec. 3.2, residual output)
+            if self.clip_values is not None:
+                x_star = x_star.clamp(self.clip_values[0], self.clip_values[1])
+            outputs.append(x_star)
+        return torch.cat(outputs, dim=0) if outputs else x
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """
+        Denoise a batch. Differentiable; runs on the defence's device and returns on the input's device.
+
+        :param x: Images in the layout given by ``channels_first`` and values inside ``clip_values``.
+        :param y: Labels, passed through unchanged.
+        :return: ``(x*, y)``.
+        """
+        self._check_input(x)
+        device_in = x.device
+        x = x.to(self._device, dtype=torch.float32)
+        if not self.channels_first:
+            x = x.permute(0, 3, 1, 2)
+        self.network.eval()
+        x_star = self._denoise_nchw(x)
+        if not self.channels_first:
+            x_star = x_star.permute(0, 2, 3, 1)
+        return x_star.to(device_in), y
+
+    def __call__(self, x: np.ndarray, y: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """NumPy in, NumPy out (ART's ``Preprocessor`` interface), under ``torch.no_grad``."""
+        self._check_input(x)
+        with torch.no_grad():
+            x_star, _ = self.forward(torch.as_tensor(np.asarray(x, dtype=np.float32), device=self._device))
+        return x_star.cpu().numpy(), y
+
+    # ------------------------------------------------------------------ training (Algorithm 1)
+    def gaussian_enhance(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """
+        Multi-round Gaussian enhancement (Sec. 3.2, after Jeong & Shin 2020): K noisy copies of each clean image,
+        round k with σ_k = σ·k/K, clipped to ``clip_values``.
+        """
+        copies = []
+        for k in range(1, self.gaussian_rounds + 1):
+            sigma = self.gaussian_sigma * k / self.gaussian_rounds
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+            x_e = x + sigma * noise
+            copies.append(x_e.clamp(*self.clip_values) if self.clip_values is not None else x_e)
+        return torch.cat(copies) if copies else x[:0]
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: Optional[np.ndarray] = None,
+        classifier: Optional["PyTorchClassifier"] = None,
+        attacks: Optional[Sequence["EvasionAttack"]] = None,
+        nb_epochs: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        x_adv: Optional[np.ndarray] = None,
+        y_adv: Optional[np.ndarray] = None,
+        validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+        **kwargs,
+    ) -> None:
+        """
+        Train the ID by Algorithm 1.
+
+        1. Craft adversarial examples ``x' = A(x)`` with every ART ``EvasionAttack`` in ``attacks`` (built on the
+           undefended target; Algorithm 1 lines 1-4), or take precomputed ``x_adv``.
+        2. Join them with the clean images and their Gaussian-enhanced copies ``x_e`` (redrawn every epoch).
+        3. Minimise Eq. 3, the cross-entropy of the frozen target on ``ID(·)`` (or the feature loss), with Adam.
+
+        :param x: Clean training images, layout per ``channels_first``, values inside ``clip_values``.
+        :param y: Labels (indices or one-hot).
+        :param classifier: The target, an ART ``PyTorchClassifier``; it is frozen during training. If it already
+            carries this denoiser as a preprocessing defence, the denoiser is bypassed when computing the loss.
+        :param attacks: ART evasion attacks used to craft training AEs (e.g. FGSM and BIM on the target).
+        :param nb_epochs: Epochs (default: the constructor's ``nb_epochs``).
+        :param batch_size: Batch size (default: the constructor's ``batch_size``).
+        :param x_adv: Precomputed adversarial examples (optional, added to those crafted by ``attacks``).
+        :param y_adv: Labels of ``x_adv`` (default: ``y`` tiled to the length of ``x_adv``).
+        :param validation_data: Optional ``(x_val, y_val)``; its accuracy through ``ID`` and the target is logged
+            each epoch and the weights of the best epoch are kept.
+        """
+        if classifier is None:
+            raise ValueError("IDFRDenoiser.fit needs the target: fit(x, y, classifier=..., attacks=[...]).")
+        if y is None:
+            raise ValueError("IDFRDenoiser.fit needs labels y.")
+        check_pytorch_classifier(classifier)
+        self._check_input(x)
+        nb_epochs = self.nb_epochs if nb_epochs is None else int(nb_epochs)
+        batch_size = self.batch_size if batch_size is None else int(batch_size)
+        attacks = list(attacks or [])
+        y_idx = to_one_hot_indices(y, classifier.nb_classes)
+        if len(y_idx) != len(x):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y_idx)}.")
+
+        generator = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
+        x_clean = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        y_clean = torch.as_tensor(y_idx)
+        n = len(x_clean)
+        adv_x, adv_y, adv_ref = self._craft(x, y_idx, attacks, x_adv, y_adv, classifier.nb_classes)
+
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.learning_rate)
+        steps_per_epoch = math.ceil((n * (1 + self.gaussian_rounds) + len(adv_x)) / batch_size)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.learning_rate, total_steps=max(1, nb_epochs * steps_per_epoch), pct_start=0.15
+        )
+        best_state, best_acc = None, -1.0
+        with frozen(classifier.model):
+            for epoch in range(nb_epochs):
+                if self.regenerate_every and epoch > 0 and epoch % self.regenerate_every == 0 and attacks:
+                    adv_x, adv_y, adv_ref = self._craft(x, y_idx, attacks, x_adv, y_adv, classifier.nb_classes)
+                # Algorithm 1 line 6: the union of {x'} and the (Gaussian-enhanced) clean set, reshuffled each epoch
+                train_x = torch.cat([adv_x, x_clean, self.gaussian_enhance(x_clean, generator)])
+                train_y = torch.cat([adv_y, y_clean, y_clean.repeat(self.gaussian_rounds)])
+                train_ref = torch.cat([adv_ref, torch.arange(n).repeat(1 + self.gaussian_rounds)])
+                stats = self._train_epoch(
+                    classifier, x_clean, train_x, train_y, train_ref, optimizer, scheduler, batch_size, generator, epoch
+                )
+                if validation_data is not None:
+                    stats["val_acc"] = self._accuracy(classifier, *validation_data)
+                    if stats["val_acc"] > best_acc:
+                        best_acc = stats["val_acc"]
+                        best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+                self.history.append(stats)
+                logger.info("ID epoch %d: %s", epoch + 1, stats)
+        if best_state is not None:
+            self.network.load_state_dict(best_state)
+        self.network.eval()
+        self._is_fitted = True
+
+    def _craft(self, x, y_idx, attacks, x_adv, y_adv, nb_classes):
+        """Algorithm 1 lines 1-4: ``x' = A(x)`` for every attack A; returns AEs, labels, index of the clean image."""
+        xs, ys, refs = [], [], []
+        n = len(y_idx)
+        for attack in attacks:
+            logger.info("crafting ID training AEs with %s", type(attack).__name__)
+            adv = attack.generate(x=np.asarray(x, dtype=np.float32), y=np.eye(nb_classes, dtype=np.float32)[y_idx])
+            check_finite(adv, f"AEs from {type(attack).__name__}")
+            xs.append(torch.as_tensor(adv, dtype=torch.float32))
+            ys.append(torch.as_tensor(y_idx))
+            refs.append(torch.arange(n))
+        if x_adv is not None:
+            self._check_input(x_adv)
+            ref = np.arange(len(x_adv)) % n
+            ya = y_idx[ref] if y_adv is None else to_one_hot_indices(y_adv, nb_classes)
+            xs.append(torch.as_tensor(np.asarray(x_adv, dtype=np.float32)))
+            ys.append(torch.as_tensor(ya))
+            refs.append(torch.as_tensor(ref))
+        if not xs:
+            return torch.zeros((0, *x.shape[1:])), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+        return torch.cat(xs), torch.cat(ys), torch.cat(refs)
+
+    def _train_epoch(self, classifier, x_clean, train_x, train_y, train_ref, optimizer, scheduler, batch_size, gen,
+                     epoch):
+        self.network.train()
+        device = classifier.device
+        total, loss_sum, correct = 0, 0.0, 0
+        progress = tqdm(
+            batches(len(train_x), batch_size, shuffle=True, generator=gen),
+            total=math.ceil(len(train_x) / batch_size),
+            desc=f"ID epoch {epoch + 1}",
+            disable=not self.verbose,
+            leave=False,
+        )
+        for idx in progress:
+            xb = train_x[idx].to(self._device)
+            yb = train_y[idx].to(device)
+            if not self.channels_first:
+                xb = xb.permute(0, 3, 1, 2)
+            x_star = self._denoise_nchw(xb)
+            x_in = x_star if self.channels_first else x_star.permute(0, 2, 3, 1)
+            x_ref = x_clean[train_ref[idx]].to(device) if self.loss != "ce" else None
+            loss, logits = self._loss(classifier, x_in.to(device), x_ref, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == yb).sum().item()
+            progress.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
+        self.network.eval()
+        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
+
+    def _loss(self, classifier, x_in, x_ref, yb):
+        """Eq. 3 cross-entropy through the frozen target, and/or the feature-guided L1 loss of the authors' code."""
+        from art_idfr.restorer import embedding_of  # local import: restorer imports this module
+
+        if self.loss == "ce":
+            logits = target_logits(classifier, x_in, skip=(IDFRDenoiser,))
+            return F.cross_entropy(logits, yb), logits  # Eq. 3
+        h_star, logits = embedding_of(classifier, x_in, skip=(IDFRDenoiser,))
+        with torch.no_grad():
+            h_ref, _ = embedding_of(classifier, x_ref, skip=(IDFRDenoiser,))
+        loss = F.l1_loss(h_star, h_ref)  # || f_enc(ID(x')) - f_enc(x) ||_1  (HGD-style, authors' code)
+        if self.loss == "both":
+            loss = loss + F.cross_entropy(logits, yb)
+        return loss, logits
+
+    def _accuracy(self, classifier, x_val, y_val) -> float:
+        y_val = to_one_hot_indices(y_val, classifier.nb_classes)
+        correct = 0
+        with torch.no_grad():
+            for idx in batches(len(x_val), self.batch_size):
+                xb = torch.as_tensor(np.asarray(x_val[idx.numpy()], dtype=np.float32), device=self._device)
+                x_star, _ = self.forward(xb)
+                logits = target_logits(classifier, x_star.to(classifier.device), skip=(IDFRDenoiser,))
+                correct += (logits.argmax(1).cpu().numpy() == y_val[idx.numpy()]).sum()
+        return float(correct) / max(len(x_val), 1)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str) -> None:
+        """Write config + weights + format version to one file (loaded with ``weights_only=True``)."""
+        if not self.is_fitted:
+            logger.warning("saving an unfitted IDFRDenoiser")
+        checkpoint.save(path, kind="IDFRDenoiser", config=self.get_config(), state_dict=self.network.state_dict(),
+                        extra={"is_fitted": self.is_fitted, "history": self.history})
+
+    @classmethod
+    def load(cls, path: str, device_type: Optional[str] = None) -> "IDFRDenoiser":
+        """
+        Load a denoiser written by :meth:`save`. Never executes code from the file.
+
+        :param path: Checkpoint path.
+        :param device_type: Override the stored ``device_type`` (``"gpu"`` or ``"cpu"``).
+        """
+        config, state_dict, extra = checkpoint.load(path, kind="IDFRDenoiser")
+        if device_type is not None:
+            config["device_type"] = device_type
+        try:
+            den = cls(**config)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: stored IDFRDenoiser config is invalid: {err}") from err
+        checkpoint.load_state_dict(den.network, state_dict, path)
+        den.network.to(den._device).eval()
+        den._is_fitted = bool(extra.get("is_fitted", True))
+        den.history = list(extra.get("history", []))
+        return den
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        if len(self.input_shape) != 3 or any(s <= 0 for s in self.input_shape):
+            raise ValueError(f"input_shape must be 3 positive ints, (C, H, W) or (H, W, C); got {self.input_shape}.")
+        if self.clip_values is not None and not self.clip_values[0] < self.clip_values[1]:
+            raise ValueError(f"clip_values must be (min, max) with min < max, got {self.clip_values}.")
+        if self.width <= 0:
+            raise ValueError(f"width must be positive, got {self.width}.")
+        if self.residual_head not in RESIDUAL_HEADS:
+            raise ValueError(f"residual_head must be one of {RESIDUAL_HEADS}, got {self.residual_head!r}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.gaussian_sigma < 0 or self.gaussian_rounds < 0:
+            raise ValueError("gaussian_sigma and gaussian_rounds must be non-negative.")
+        if self.learning_rate <= 0 or self.nb_epochs < 0 or self.batch_size <= 0 or self.regenerate_every < 0:
+            raise ValueError("learning_rate and batch_size must be positive, nb_epochs and regenerate_every >= 0.")
+        if self.device_type not in ("gpu", "cpu"):
+            raise ValueError(f"device_type must be 'gpu' or 'cpu', got {self.device_type!r}.")
