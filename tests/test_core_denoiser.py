@@ -1,0 +1,248 @@
+"""IDFRDenoiser: shapes, layout, differentiability, ART integration, fitting, errors."""
+import numpy as np
+import pytest
+import torch
+from art.attacks.evasion import (
+    AutoAttack,
+    AutoProjectedGradientDescent,
+    BasicIterativeMethod,
+    FastGradientMethod,
+    ProjectedGradientDescent,
+    SquareAttack,
+)
+
+from art_idfr import IDFRDenoiser, UNetDenoiser, defend
+from conftest import make_classifier, tiny_cnn
+
+
+def randomise_head(den: IDFRDenoiser, scale: float = 0.05) -> IDFRDenoiser:
+    """The linear head starts at zero (identity map); give it weights so tests see a non-trivial network."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        den.network.l9.weight.normal_(0, scale)
+    den._is_fitted = True
+    return den
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 17, 23), (1, 5, 5), (3, 64, 48)])
+def test_output_shape_and_range(shape):
+    den = randomise_head(IDFRDenoiser(input_shape=shape, width=0.25, device_type="cpu"))
+    x = np.random.default_rng(0).random((3, *shape), dtype=np.float32)
+    x_star, _ = den(x)
+    assert x_star.shape == x.shape and x_star.dtype == np.float32
+    assert x_star.min() >= 0.0 and x_star.max() <= 1.0
+    assert not np.allclose(x_star, x)  # the network does something
+
+
+def test_untrained_linear_head_is_identity():
+    den = IDFRDenoiser(input_shape=(3, 32, 32), width=0.25, device_type="cpu")
+    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(den(x)[0], x, atol=1e-6)
+
+
+def test_paper_head_and_width_one_matches_table6():
+    net = UNetDenoiser(channels=3, width=1.0, residual_head="bn_relu")
+    assert [net.l1[0].in_channels, net.l1[0].out_channels, net.l6[0].in_channels, net.l8[0].in_channels,
+            net.l9[0].out_channels] == [3, 32, 192, 96, 3]
+    # ~230 MMAC per 32x32 image (the compute ceiling quoted in the speed benchmark)
+    assert 225e6 < net.macs_per_image(32, 32) < 235e6
+
+
+def test_channels_last_matches_channels_first():
+    den_cf = randomise_head(IDFRDenoiser(input_shape=(3, 16, 16), width=0.25, device_type="cpu"))
+    den_cl = IDFRDenoiser(input_shape=(16, 16, 3), channels_first=False, width=0.25, device_type="cpu")
+    den_cl.network.load_state_dict(den_cf.network.state_dict())
+    x = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+    out_cf = den_cf(x)[0]
+    out_cl = den_cl(x.transpose(0, 2, 3, 1))[0]
+    np.testing.assert_allclose(out_cl.transpose(0, 3, 1, 2), out_cf, atol=1e-5)
+
+
+def test_internal_batching_gives_same_result():
+    den = randomise_head(IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, device_type="cpu", batch_size=3))
+    x = np.random.default_rng(0).random((10, 1, 28, 28), dtype=np.float32)
+    whole = randomise_head(IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, device_type="cpu", batch_size=64))
+    whole.network.load_state_dict(den.network.state_dict())
+    np.testing.assert_allclose(den(x)[0], whole(x)[0], atol=1e-5)
+
+
+def test_gradient_matches_finite_differences():
+    """The network's Jacobian passes torch's gradcheck (double precision, interior pixels, no clipping)."""
+    den = randomise_head(IDFRDenoiser(input_shape=(1, 6, 6), width=0.125, device_type="cpu"), scale=0.3)
+    net = den.network.double().eval()
+    x = (0.3 + 0.4 * torch.rand(2, 1, 6, 6, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: t + net(t), (x,), eps=1e-6, atol=1e-5)
+
+
+def test_art_loss_gradient_through_defence_is_exact(trained_target, mnist_small):
+    """ART's loss_gradient on the defended classifier equals a finite-difference directional derivative."""
+    den = randomise_head(IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, device_type="cpu"), scale=0.2)
+    defended = defend(trained_target, denoiser=den)
+    x = mnist_small[2][:4] * 0.8 + 0.1  # away from the clip bounds
+    y = np.eye(10, dtype=np.float32)[mnist_small[3][:4]]
+    grad = defended.loss_gradient(x, y).astype(np.float64)
+    undefended = trained_target.loss_gradient(x, y)
+    assert np.abs(grad).sum() > 0 and not np.allclose(grad, undefended)  # gradient goes through the ID
+
+    # ART's gradient is the exact autograd gradient of loss(model(clip(x + r(x)))) ...
+    xt = torch.as_tensor(x, dtype=torch.float32).requires_grad_(True)
+    logits = trained_target.model(den.forward(xt)[0])
+    torch.nn.CrossEntropyLoss()(logits, torch.as_tensor(mnist_small[3][:4])).backward()
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-4, atol=1e-7)
+
+    # ... and agrees with a central finite difference along a random direction (float32, piecewise-linear net)
+    direction = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    direction /= np.abs(direction).max()
+    h = 1e-3
+    loss_fn = torch.nn.CrossEntropyLoss()  # the classifier's loss: mean reduction
+
+    def loss(z):
+        logits = torch.as_tensor(defended.predict(z.astype(np.float32), batch_size=8), dtype=torch.float64)
+        return loss_fn(logits, torch.as_tensor(mnist_small[3][:4])).item()
+
+    numeric = (loss(x + h * direction) - loss(x - h * direction)) / (2 * h)
+    analytic = float((grad * direction).sum())
+    assert analytic == pytest.approx(numeric, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    "make_attack",
+    [
+        lambda c: FastGradientMethod(c, eps=0.2),
+        lambda c: BasicIterativeMethod(c, eps=0.2, eps_step=0.05, max_iter=3, verbose=False),
+        lambda c: ProjectedGradientDescent(c, eps=0.2, eps_step=0.05, max_iter=3, verbose=False),
+        lambda c: SquareAttack(c, norm=np.inf, eps=0.2, max_iter=5, nb_restarts=1, verbose=False),
+        lambda c: AutoAttack(c, norm=np.inf, eps=0.2, eps_step=0.05, attacks=[
+            AutoProjectedGradientDescent(c, norm=np.inf, eps=0.2, eps_step=0.05, max_iter=3, nb_random_init=1,
+                                         verbose=False),
+            SquareAttack(c, norm=np.inf, eps=0.2, max_iter=5, nb_restarts=1, verbose=False)]),
+    ],
+    ids=["FGSM", "BIM", "PGD", "Square", "AutoAttack"],
+)
+def test_art_attacks_run_on_defended_classifier(trained_target, mnist_small, make_attack):
+    den = randomise_head(IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, device_type="cpu"))
+    defended = defend(trained_target, denoiser=den)
+    x, y = mnist_small[2][:8], mnist_small[3][:8]
+    x_adv = make_attack(defended).generate(x=x, y=np.eye(10, dtype=np.float32)[y])
+    assert x_adv.shape == x.shape and np.isfinite(x_adv).all()
+    assert np.abs(x_adv - x).max() <= 0.2 + 1e-5
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+def test_fit_improves_gray_box_accuracy(trained_target, mnist_small):
+    """Algorithm 1 on 1k digits: FGSM gray-box accuracy rises far above the undefended one, clean stays close."""
+    x_train, y_train, x_test, y_test = mnist_small
+    fgsm = FastGradientMethod(trained_target, eps=0.25)
+    x_adv = fgsm.generate(x_test)
+    acc = lambda clf, x: float((clf.predict(x).argmax(1) == y_test).mean())  # noqa: E731
+    before_clean, before_adv = acc(trained_target, x_test), acc(trained_target, x_adv)
+
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, nb_epochs=3, learning_rate=3e-3, batch_size=64,
+                       gaussian_sigma=0.1, device_type="cpu")
+    den.fit(x_train, y_train, classifier=trained_target, attacks=[fgsm])
+    assert den.is_fitted and len(den.history) == 3
+    defended = defend(trained_target, denoiser=den)
+    after_clean, after_adv = acc(defended, x_test), acc(defended, x_adv)
+    assert after_adv > before_adv + 0.3, (before_adv, after_adv)
+    assert after_clean > before_clean - 0.08, (before_clean, after_clean)
+    # the target itself was left untouched (frozen, same mode)
+    assert acc(trained_target, x_test) == before_clean
+
+
+def test_feature_loss_and_validation_selection(trained_target, mnist_small):
+    x_train, y_train, x_test, y_test = mnist_small
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, nb_epochs=2, batch_size=128, loss="both",
+                       device_type="cpu")
+    den.fit(x_train[:256], y_train[:256], classifier=trained_target, attacks=[FastGradientMethod(trained_target,
+            eps=0.2)], validation_data=(x_test[:64], y_test[:64]))
+    assert all("val_acc" in h for h in den.history)
+    assert np.isfinite([h["loss"] for h in den.history]).all()
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.fixture
+def den28():
+    return randomise_head(IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu"))
+
+
+def test_rejects_channels_last_for_channels_first():
+    den = IDFRDenoiser(input_shape=(3, 32, 32), width=0.125, device_type="cpu")
+    with pytest.raises(ValueError, match="channels-last"):
+        den(np.random.rand(2, 32, 32, 3).astype(np.float32))
+
+
+def test_rejects_wrong_channel_count(den28):
+    with pytest.raises(ValueError, match="input_shape"):
+        den28(np.random.rand(2, 3, 28, 28).astype(np.float32))
+
+
+def test_rejects_0_255_images(den28):
+    with pytest.raises(ValueError, match="255"):
+        den28((np.random.rand(2, 1, 28, 28) * 255).astype(np.float32))
+
+
+def test_rejects_nan_and_inf(den28):
+    x = np.random.rand(2, 1, 28, 28).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        den28(x)
+    x[0, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        den28(x)
+
+
+def test_rejects_non_4d(den28):
+    with pytest.raises(ValueError, match="4-D"):
+        den28(np.random.rand(1, 28, 28).astype(np.float32))
+
+
+def test_bad_input_also_raises_inside_art_classifier(trained_target, den28):
+    defended = defend(trained_target, denoiser=den28)
+    with pytest.raises(ValueError, match="clip_values"):
+        defended.predict((np.random.rand(2, 1, 28, 28) * 255).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"input_shape": (28, 28)}, "input_shape"), ({"loss": "mse"}, "loss"), ({"residual_head": "x"}, "residual"),
+     ({"clip_values": (1.0, 0.0)}, "clip_values"), ({"device_type": "tpu"}, "device_type"), ({"width": 0}, "width")],
+)
+def test_rejects_bad_params(kwargs, match):
+    args = {"input_shape": (1, 28, 28), "device_type": "cpu"} | kwargs
+    with pytest.raises(ValueError, match=match):
+        IDFRDenoiser(**args)
+
+
+def test_fit_rejects_non_pytorch_classifier(mnist_small):
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu")
+    with pytest.raises(TypeError, match="PyTorchClassifier"):
+        den.fit(mnist_small[0][:8], mnist_small[1][:8], classifier=object())
+
+
+def test_fit_rejects_label_mismatch(trained_target, mnist_small):
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu")
+    with pytest.raises(ValueError, match="samples"):
+        den.fit(mnist_small[0][:8], mnist_small[1][:7], classifier=trained_target)
+
+
+def test_defend_rejects_unfitted_denoiser(trained_target):
+    with pytest.raises(ValueError, match="not fitted"):
+        defend(trained_target, denoiser=IDFRDenoiser(input_shape=(1, 28, 28), device_type="cpu"))
+
+
+def test_device_type_gpu_falls_back_to_cpu_without_cuda():
+    den = IDFRDenoiser(input_shape=(1, 8, 8), width=0.125, device_type="gpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert den.device.type == expected and next(den.network.parameters()).device.type == expected
+
+
+def test_colour_classifier_end_to_end():
+    """3x32x32 target with ART mean/std preprocessing: the ID sees raw pixels, standardisation comes after."""
+    torch.manual_seed(0)
+    model = tiny_cnn(channels=3, size=32)
+    clf = make_classifier(model, input_shape=(3, 32, 32), preprocessing=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    den = randomise_head(IDFRDenoiser(input_shape=(3, 32, 32), width=0.125, device_type="cpu"))
+    defended = defend(clf, denoiser=den)
+    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    manual = clf.predict(den(x)[0])
+    np.testing.assert_allclose(defended.predict(x), manual, atol=1e-5)
