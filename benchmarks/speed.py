@@ -1,0 +1,235 @@
+"""
+Speed benchmark: `predict` throughput of an undefended ResNet-18 (CIFAR variant) target, the ID, ID+FR and ART's
+FeatureSqueezing, JpegCompression, SpatialSmoothing and TotalVarMin on the same images and machine in one run;
+the ID's throughput against its compute floor (MACs per image x measured matmul rate); seconds per ID training
+epoch; seconds per image of the eps-bounded CW attack vs ART's CarliniLInfMethod; peak memory.
+
+Throughput does not depend on weight values, so the networks here are untrained (stated in the report); the
+accuracy side of the comparison is in the dataset benchmarks (fashion_mnist_cpu, cifar10_cpu).
+
+Usage::
+
+    python benchmarks/speed.py                 # CPU, ~5 min on 2 cores
+    python benchmarks/speed.py --device cuda   # on a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cw_speed import cpu_model, git_revision  # noqa: E402
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "speed")
+
+
+def best_time(fn, reps: int) -> float:
+    """Best wall time of `reps` calls after one warm-up call (best-of, to damp noise from other processes)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_gmacs(device: torch.device, n: int = 1024, reps: int = 10) -> float:
+    """Measured float32 matmul rate in GMAC/s (n x n x n), the machine's practical compute ceiling."""
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+
+    def run():
+        for _ in range(reps):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return reps * n**3 / best_time(run, 3) / 1e9
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=512, help="images per predict timing")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions (best is reported)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--tvm-n", type=int, default=128, help="images for TotalVarMin (slow)")
+    parser.add_argument("--train-n", type=int, default=512, help="training samples for the ID epoch timing")
+    parser.add_argument("--cw-ours", type=int, default=64)
+    parser.add_argument("--cw-art", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+
+    import art
+    from art.attacks.evasion import CarliniLInfMethod, FastGradientMethod
+    from art.defences.preprocessor import FeatureSqueezing, JpegCompression, SpatialSmoothing, TotalVarMin
+    from art.estimators.classification import PyTorchClassifier
+
+    from art_idfr import FeatureRestorer, IDFRDenoiser, defend
+    from art_idfr.attacks import CarliniWagnerLInfPGD
+    from art_idfr.data import DEFAULT_CIFAR10_JPEG, load_dataset
+    from art_idfr.models import make_model
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    device_type = "gpu" if device.type == "cuda" else "cpu"
+    if os.path.exists(DEFAULT_CIFAR10_JPEG):
+        ds = load_dataset("cifar10_jpeg", test_size=args.n, train_size=args.train_n, seed=args.seed)
+        x, x_train, y_train, data_desc = ds.x_test, ds.x_train, ds.y_train, "CIFAR-10 (JPEG q75 copy)"
+    else:  # pragma: no cover - users without the tarball
+        rng = np.random.default_rng(args.seed)
+        x = rng.random((args.n, 3, 32, 32), dtype=np.float32)
+        x_train, y_train = rng.random((args.train_n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, args.train_n)
+        data_desc = "uniform random 3x32x32 images"
+
+    model = make_model("resnet18_cifar", num_classes=10, input_shape=(3, 32, 32)).to(device).eval()
+
+    def classifier(defences=None):
+        return PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
+                                 clip_values=(0.0, 1.0), preprocessing_defences=defences, device_type=device_type)
+
+    target = classifier()
+    den = IDFRDenoiser((3, 32, 32), device_type=device_type, batch_size=args.batch_size)
+    den._is_fitted = True  # untrained weights: timing only
+    fr = FeatureRestorer(embedding_dim=512, device_type=device_type)
+    fr._is_fitted = True
+    rows = []
+    variants = [
+        ("none (ResNet-18)", target, args.n),
+        ("ID", defend(target, den), args.n),
+        ("ID+FR", defend(target, den, fr), args.n),
+        ("FeatureSqueezing (5 bit)", classifier([FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=5)]), args.n),
+        ("JpegCompression (q=75)", classifier([JpegCompression(clip_values=(0.0, 1.0), quality=75)]), args.n),
+        ("SpatialSmoothing (3x3)", classifier([SpatialSmoothing(window_size=3)]), args.n),
+        ("TotalVarMin (ART defaults)", classifier([TotalVarMin(clip_values=(0.0, 1.0), verbose=False)]), args.tvm_n),
+    ]
+    base = None
+    for name, clf, n in variants:
+        xs = x[:n]
+        seconds = best_time(lambda: clf.predict(xs, batch_size=args.batch_size), args.reps if n >= 256 else 1)
+        ips = n / seconds
+        base = base or ips
+        rows.append({"defence": name, "images": n, "seconds": seconds, "images_per_s": ips, "vs_undefended": ips / base})
+        print(f"{name:<28} {ips:9.1f} img/s  ({ips / base:.3f}x undefended)", flush=True)
+
+    # the ID alone against its compute floor
+    macs = den.network.macs_per_image(32, 32)
+    xt = torch.as_tensor(x, device=device)
+    id_seconds = best_time(lambda: den.forward(xt), args.reps)
+    id_ips = len(x) / id_seconds
+    gmacs = matmul_gmacs(device)
+    floor_ips = gmacs * 1e9 / macs
+    id_row = {"id_macs_per_image": macs, "id_images_per_s": id_ips, "matmul_gmacs_per_s": gmacs,
+              "id_floor_images_per_s": floor_ips, "id_achieved_gmacs_per_s": id_ips * macs / 1e9,
+              "floor_over_measured": floor_ips / id_ips}
+    print(f"ID alone: {id_ips:.1f} img/s, {macs / 1e6:.1f} MMAC/img -> {id_ips * macs / 1e9:.1f} GMAC/s; matmul "
+          f"{gmacs:.1f} GMAC/s -> floor {floor_ips:.1f} img/s; floor/measured {floor_ips / id_ips:.2f}", flush=True)
+
+    # one ID training epoch (FGSM AEs precomputed, 1 Gaussian round): seconds per 1k training samples
+    fgsm = FastGradientMethod(target, eps=8 / 255)
+    x_adv = fgsm.generate(x_train)
+    train_den = IDFRDenoiser((3, 32, 32), device_type=device_type, nb_epochs=1, batch_size=128)
+    samples = len(x_train) * (2 + train_den.gaussian_rounds)  # AEs + clean + Gaussian copies
+    start = time.perf_counter()
+    train_den.fit(x_train, y_train, classifier=target, x_adv=x_adv)
+    train_s = time.perf_counter() - start
+    epoch_row = {"samples": samples, "seconds": train_s, "seconds_per_1k_samples": 1000 * train_s / samples,
+                 "cifar10_epoch_estimate_s": 50000 * 3 * train_s / samples}
+    print(f"ID training: {1000 * train_s / samples:.2f} s per 1k samples "
+          f"(full CIFAR-10 epoch with 1 attack ~{epoch_row['cifar10_epoch_estimate_s'] / 60:.0f} min)", flush=True)
+
+    # CW-eps vs ART CarliniLInfMethod, 20 iterations, same ResNet-18 and images
+    cw_ours = CarliniWagnerLInfPGD(target, eps=8 / 255, max_iter=20, batch_size=args.batch_size, verbose=False)
+    t_ours = best_time(lambda: cw_ours.generate(x[: args.cw_ours]), 1) / args.cw_ours
+    cw_art = CarliniLInfMethod(target, max_iter=20, verbose=False)
+    start = time.perf_counter()
+    cw_art.generate(x[: args.cw_art])
+    t_art = (time.perf_counter() - start) / args.cw_art
+    cw_row = {"ours_s_per_image": t_ours, "art_s_per_image": t_art, "speedup": t_art / t_ours,
+              "ours_images": args.cw_ours, "art_images": args.cw_art, "max_iter": 20}
+    print(f"CW: ours {t_ours:.4f} s/img, ART {t_art:.3f} s/img -> {t_art / t_ours:.0f}x", flush=True)
+
+    result = {
+        "benchmark": "speed",
+        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_revision": git_revision(),
+        "device": (torch.cuda.get_device_name(0) if device.type == "cuda"
+                   else f"{cpu_model()} ({os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()})"),
+        "load_average_at_end": os.getloadavg(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "art": art.__version__},
+        "seed": args.seed,
+        "data": f"{data_desc}, {args.n} test images for predict; {len(x_train)} train images for the epoch timing",
+        "weights": "untrained (throughput does not depend on weight values)",
+        "predict": rows,
+        "id_compute": id_row,
+        "id_training": epoch_row,
+        "cw": cw_row,
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+    }
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(os.path.join(args.out_dir, "speed.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(args.out_dir, "speed.md"), "w") as f:
+        f.write(markdown(result))
+    print(markdown(result))
+    return result
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        "# Speed: IDFR vs ART preprocessing defences",
+        "",
+        f"- Command: `{r['command']}`",
+        f"- Date (UTC): {r['date_utc']}; git revision: {r['git_revision']}",
+        f"- Device: {r['device']}; load average at end {', '.join(f'{v:.2f}' for v in r['load_average_at_end'])}",
+        f"- Versions: Python {r['versions']['python']}, torch {r['versions']['torch']}, ART {r['versions']['art']};"
+        f" seed {r['seed']}",
+        f"- Data: {r['data']}. Weights: {r['weights']}. Best of repeated runs.",
+        "",
+        "| defence (ResNet-18 target) | images | images / s | × undefended |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in r["predict"]:
+        lines.append(f"| {row['defence']} | {row['images']} | {row['images_per_s']:.1f} | {row['vs_undefended']:.3f} |")
+    c = r["id_compute"]
+    lines += [
+        "",
+        f"**ID compute floor**: {c['id_macs_per_image'] / 1e6:.1f} MMAC per 32×32 image; measured float32 matmul "
+        f"rate {c['matmul_gmacs_per_s']:.1f} GMAC/s → floor {c['id_floor_images_per_s']:.1f} images/s; the ID alone "
+        f"runs at {c['id_images_per_s']:.1f} images/s ({c['id_achieved_gmacs_per_s']:.1f} GMAC/s), "
+        f"floor / measured = **{c['floor_over_measured']:.2f}**.",
+        "",
+        f"**ID training**: {r['id_training']['seconds_per_1k_samples']:.2f} s per 1,000 training samples "
+        f"({r['id_training']['samples']} samples: AEs + clean + Gaussian copies); a full CIFAR-10 epoch with one "
+        f"attack (150k samples) ≈ {r['id_training']['cifar10_epoch_estimate_s'] / 60:.0f} min.",
+        "",
+        f"**CW-ε vs ART CarliniLInfMethod** (20 iterations, same ResNet-18 and images): "
+        f"{r['cw']['ours_s_per_image']:.4f} vs {r['cw']['art_s_per_image']:.3f} s per image → "
+        f"**{r['cw']['speedup']:.0f}×** faster ({r['cw']['ours_images']} / {r['cw']['art_images']} images).",
+        "",
+        f"**Peak memory**: {r['peak_rss_mib']:.0f} MiB RSS"
+        + (f", {r['peak_cuda_mib']:.0f} MiB CUDA" if r["peak_cuda_mib"] else "") + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
