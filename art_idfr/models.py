@@ -101,7 +101,8 @@ class Normalize(nn.Module):
         return t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        # cast to the model's dtype: some ART NumPy defences (FeatureSqueezing) return float64 arrays
+        return (x.to(self.mean.dtype) - self.mean) / self.std
 
     def extra_repr(self) -> str:
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"

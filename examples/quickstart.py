@@ -17,7 +17,7 @@ from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from art_idfr import FeatureRestorer, IDFRDenoiser, attach_feature_restorer, defend
+from art_idfr import FeatureRestorer, IDFRDenoiser, IDFRTrainer, defend
 
 
 def load_mnist5k(seed: int = 0):
@@ -55,21 +55,21 @@ def main() -> None:
     model = small_cnn()
     target = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), 1e-3),
                                input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0), device_type="gpu")
-    target.fit(x_train, y_train, nb_epochs=3 if args.fast else 8, batch_size=64, verbose=False)
+    target.fit(x_train, y_train, nb_epochs=3 if args.fast else 6, batch_size=64, verbose=False)
 
-    # 2. IDFR: the ID trained on ART FGSM+BIM AEs of the target (Algorithm 1), then the FR (Algorithm 2)
+    # 2. IDFR: the ID trained on ART FGSM+BIM AEs of the target (Algorithm 1), then the FR (Algorithm 2);
+    #    IDFRTrainer crafts the AEs once and shares them between the two stages
     eps = 0.3  # the usual MNIST L-inf budget
     attacks = [FastGradientMethod(target, eps=eps), BasicIterativeMethod(target, eps=eps, eps_step=0.03, max_iter=20,
                                                                          verbose=False)]
-    denoiser = IDFRDenoiser(input_shape=(1, 28, 28), clip_values=(0.0, 1.0), width=0.5, gaussian_sigma=0.1,
-                            nb_epochs=3 if args.fast else 10, learning_rate=2e-3, verbose=True)
-    denoiser.fit(x_train, y_train, classifier=target, attacks=attacks)
-    restorer = FeatureRestorer(nb_epochs=3 if args.fast else 10, verbose=True)
-    restorer.fit(x_train, y_train, classifier=target, denoiser=denoiser, attacks=attacks)
+    denoiser = IDFRDenoiser(input_shape=(1, 28, 28), clip_values=(0.0, 1.0), width=0.25, gaussian_sigma=0.1,
+                            learning_rate=2e-3, verbose=True)
+    trainer = IDFRTrainer(target, attacks, denoiser=denoiser, restorer=FeatureRestorer(verbose=True))
+    trainer.fit(x_train, y_train, nb_epochs_id=2 if args.fast else 4, nb_epochs_fr=3 if args.fast else 10)
 
     # 3. plug in: the ID as an ART preprocessing defence, the FR as a hook on the penultimate layer
-    id_only = defend(target, denoiser=denoiser)
-    idfr = attach_feature_restorer(id_only, restorer)
+    id_only = defend(target, denoiser=denoiser)  # PyTorchClassifier(..., preprocessing_defences=[denoiser])
+    idfr = trainer.get_classifier()              # attach_feature_restorer(id_only, trainer.restorer)
 
     # 4. gray-box: AEs crafted on the bare target, then given to each classifier
     x_fgsm = FastGradientMethod(target, eps=eps).generate(x_test)

@@ -1,0 +1,61 @@
+"""
+Shared runner of the dataset benchmarks: run `art-idfr demo` with the benchmark's settings into `runs/<name>`
+(models and checkpoints, git-ignored), print everything, and copy the report files it wrote (results.json, .csv, .md,
+accuracy_vs_eps.png) plus the complete console log into the committed folder `benchmarks/results/<name>/`.
+The report files are exactly what the command wrote; nothing is edited afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REPORT_FILES = ("results.json", "results.csv", "results.md", "accuracy_vs_eps.png")
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+            s.flush()
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+
+def run(name: str, demo_args: list[str]) -> int:
+    """Run `art-idfr demo <demo_args> --out runs/<name>` and publish its reports under benchmarks/results/<name>."""
+    from art_idfr.cli import main
+
+    extra = sys.argv[1:]  # e.g. --device cuda, --threads 2; recorded in the results' command line
+    run_dir = os.path.join(ROOT, "runs", name)
+    out_dir = os.path.join(HERE, "results", name)
+    os.makedirs(run_dir, exist_ok=True)
+    argv = ["demo", *demo_args, *extra, "--out", run_dir]
+    sys.argv = [os.path.relpath(sys.argv[0], ROOT) if os.path.exists(sys.argv[0]) else sys.argv[0], *sys.argv[1:]]
+    log_path = os.path.join(run_dir, "console.log")
+    start = time.perf_counter()
+    with open(log_path, "w") as log, contextlib.redirect_stdout(_Tee(sys.__stdout__, log)):
+        print(f"$ python {' '.join(shlex.quote(a) for a in sys.argv)}")
+        print(f"= art-idfr {' '.join(shlex.quote(a) for a in argv)}")
+        status = main(argv)
+        print(f"wall time {time.perf_counter() - start:.0f} s, exit status {status}")
+    if status == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        for f in REPORT_FILES + ("console.log",):
+            src = os.path.join(run_dir, f)
+            if os.path.exists(src):
+                shutil.copy2(src, os.path.join(out_dir, f))
+        print(f"reports copied to {os.path.relpath(out_dir, ROOT)}")
+    return status
