@@ -1,0 +1,81 @@
+"""
+Evaluation suite of art-idfr (experiment side): IDFR next to ART's preprocessing baselines and Fast AT, on the same
+test images, under four labelled threat models (black-box transfer, gray-box, adaptive white-box, query), with
+sanity checks and JSON / CSV / Markdown / PNG reports.
+
+Typical use (what ``art-idfr demo`` does)::
+
+    from art_idfr.evaluation import EvalConfig, prepare_data, train_network, fit_idfr, train_fast_at, evaluate
+
+    cfg = EvalConfig.preset("cpu", seed=0).resolved(channels=1)
+    data = prepare_data(cfg)
+    target, target_meta = train_network(cfg, data, "runs/demo/target")
+    surrogate, _ = train_network(cfg, data, "runs/demo/surrogate", role="surrogate")
+    denoiser, restorer, _ = fit_idfr(cfg, data, target, "runs/demo/idfr", target_meta=target_meta)
+    fast_at, _ = train_fast_at(cfg, data, "runs/demo/fast_at")
+    result = evaluate(cfg, data, target, surrogate, denoiser, restorer, fast_at)
+    result.write("runs/demo")          # results.json, results.csv, results.md, accuracy_vs_eps.png
+    print(result.markdown())
+"""
+from art_idfr.evaluation.config import (
+    ATTACKS,
+    DEFENCES,
+    PRESETS,
+    THREAT_MODELS,
+    EvalConfig,
+    canonical_attack,
+    canonical_defence,
+    canonical_threat_model,
+    eps_label,
+    parse_eps,
+)
+from art_idfr.evaluation.defences import ChannelsFirstTotalVarMin, DefendedClassifier, build_defences, wrap_model
+from art_idfr.evaluation.pipeline import (
+    PreparedData,
+    fit_idfr,
+    limit_threads,
+    load_idfr,
+    load_model_dir,
+    prepare_data,
+    save_model_dir,
+    seeded,
+    train_fast_at,
+    train_network,
+)
+from art_idfr.evaluation.reports import REPORT_FILES, markdown_report, markdown_tables, plot_accuracy, write_reports
+from art_idfr.evaluation.suite import RECORD_FIELDS, EvaluationResult, evaluate
+
+__all__ = [
+    "ATTACKS",
+    "DEFENCES",
+    "PRESETS",
+    "THREAT_MODELS",
+    "EvalConfig",
+    "canonical_attack",
+    "canonical_defence",
+    "canonical_threat_model",
+    "eps_label",
+    "parse_eps",
+    "ChannelsFirstTotalVarMin",
+    "DefendedClassifier",
+    "build_defences",
+    "wrap_model",
+    "PreparedData",
+    "fit_idfr",
+    "limit_threads",
+    "load_idfr",
+    "load_model_dir",
+    "prepare_data",
+    "save_model_dir",
+    "seeded",
+    "train_fast_at",
+    "train_network",
+    "REPORT_FILES",
+    "markdown_report",
+    "markdown_tables",
+    "plot_accuracy",
+    "write_reports",
+    "RECORD_FIELDS",
+    "EvaluationResult",
+    "evaluate",
+]

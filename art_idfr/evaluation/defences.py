@@ -1,0 +1,216 @@
+"""
+The defences compared by the evaluation suite, each as its own ART ``PyTorchClassifier`` around the same target.
+
+ART cannot mix NumPy and PyTorch preprocessing defences in one classifier (``NotImplementedError``, ART #1888), and
+each baseline must be evaluated alone anyway, so every defence gets its own classifier:
+
+=================== ============================================================ ===================================
+key                 classifier                                                   white-box gradient
+=================== ============================================================ ===================================
+none                the bare target                                              exact
+id                  :func:`art_idfr.defend` (target, ID)                         exact, through the ID (autograd)
+idfr                :func:`art_idfr.defend` (target, ID, FR)                     exact, through ID and FR
+feature_squeezing   ART ``FeatureSqueezing(bit_depth)``                          BPDA (identity), ART default
+jpeg25/50/75        ART ``JpegCompression(quality, channels_first=True)``        BPDA (identity), ART default
+tvm                 ART ``TotalVarMin`` (channels-first adapter)                 BPDA (identity), ART default
+spatial_smoothing   ART ``SpatialSmoothing(window, channels_first=True)``        BPDA (identity), ART default
+fast_at             a retrained copy of the target (``AdversarialTrainerFBF``)   exact (a different model)
+=================== ============================================================ ===================================
+
+Notes on ART 1.20's NumPy defences (read off their source):
+
+* ``JpegCompression`` requires ``clip_values=(0, 1)`` or ``(0, 255)`` (minimum exactly 0); for ``(0, 1)`` it
+  multiplies by 255 and casts to ``uint8`` (truncation, not rounding), compresses each image with PIL (mode ``L`` per
+  channel for grey-scale, ``RGB`` for 3 channels) and divides by 255. ``channels_first`` defaults to ``False``: on
+  NCHW data it must be ``True``, otherwise the last image axis is taken for channels and the result is garbage
+  without any error.
+* ``SpatialSmoothing`` also defaults to ``channels_first=False``.
+* ``TotalVarMin`` has no ``channels_first`` argument and assumes NHWC (it loops over ``x.shape[2]`` of each image
+  as channels); :class:`ChannelsFirstTotalVarMin` transposes around it. Its random pixel mask is drawn from
+  ``np.random``: seed it for reproducible predictions.
+* ``FeatureSqueezing`` is element-wise and layout-agnostic, but under NumPy 2 it returns ``float64`` for
+  ``float32`` input (``np.rint(2**bit_depth - 1)`` is a float64 NumPy scalar, which NEP 50 no longer treats as
+  "weak"), and ``PyTorchClassifier.predict`` then fails with "expected scalar type Double but found Float".
+  :class:`Float32FeatureSqueezing` casts the output back to the input dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from art.defences.preprocessor import FeatureSqueezing, JpegCompression, SpatialSmoothing, TotalVarMin
+from art.estimators.classification import PyTorchClassifier
+from torch import nn
+
+from art_idfr.evaluation.config import EvalConfig
+
+__all__ = [
+    "DefendedClassifier",
+    "ChannelsFirstTotalVarMin",
+    "Float32FeatureSqueezing",
+    "wrap_model",
+    "build_defences",
+    "defence_label",
+    "GRADIENT_EXACT",
+    "GRADIENT_BPDA",
+]
+
+GRADIENT_EXACT = "exact"
+GRADIENT_THROUGH = "exact (autograd through the defence)"
+GRADIENT_BPDA = "BPDA identity (ART estimate_gradient)"
+
+
+@dataclass
+class DefendedClassifier:
+    """
+    One column of the comparison: a defence key, its display label, the ART classifier, and how an adaptive attacker
+    gets gradients through it.
+    """
+
+    key: str
+    label: str
+    classifier: PyTorchClassifier
+    gradient: str
+    description: str = ""
+    randomised: bool = False
+
+
+class Float32FeatureSqueezing(FeatureSqueezing):
+    """ART ``FeatureSqueezing`` returning the input's dtype (ART 1.20 + NumPy 2 return float64; see module notes)."""
+
+    def __call__(self, x: np.ndarray, y=None):
+        out, y = super().__call__(x, y)
+        return np.asarray(out, dtype=x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32), y
+
+
+class ChannelsFirstTotalVarMin(TotalVarMin):
+    """
+    ART ``TotalVarMin`` for channels-first (NCHW) data: ART 1.20's implementation assumes NHWC and has no
+    ``channels_first`` flag. The gradient estimate stays ART's identity (BPDA).
+    """
+
+    params = TotalVarMin.params + ["channels_first"]
+
+    def __init__(self, *args, channels_first: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.channels_first = bool(channels_first)
+
+    def __call__(self, x: np.ndarray, y=None):
+        if not self.channels_first or x.ndim != 4:
+            return super().__call__(x, y)
+        out, y = super().__call__(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y)
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), y
+
+
+def wrap_model(
+    model: nn.Module,
+    input_shape: Tuple[int, int, int],
+    nb_classes: int,
+    device_type: str = "gpu",
+    preprocessing_defences: Optional[Sequence] = None,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+) -> PyTorchClassifier:
+    """An ART ``PyTorchClassifier`` for a model taking NCHW images in [0, 1] (clip values (0, 1), CE loss)."""
+    model.eval()
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        input_shape=tuple(input_shape),
+        nb_classes=int(nb_classes),
+        clip_values=(0.0, 1.0),
+        channels_first=True,
+        preprocessing_defences=list(preprocessing_defences) if preprocessing_defences else None,
+        device_type=device_type,
+    )
+
+
+def defence_label(key: str, config: EvalConfig) -> str:
+    """Row label of a defence in the report tables."""
+    if key.startswith("jpeg"):
+        return f"JPEG q={int(key[4:])}"
+    return {
+        "none": "none",
+        "id": "ID",
+        "idfr": "ID+FR",
+        "feature_squeezing": f"FeatureSqueezing ({config.fs_bit_depth}-bit)",
+        "tvm": f"TotalVarMin (λ={config.tvm_lamb:g})",
+        "spatial_smoothing": f"SpatialSmoothing ({config.smoothing_window}x{config.smoothing_window})",
+        "fast_at": f"Fast AT (FBF, eps={_eps_text(config.fast_at_eps)})",
+    }[key]
+
+
+def _eps_text(eps: Optional[float]) -> str:
+    from art_idfr.evaluation.config import eps_label
+
+    return "?" if eps is None else eps_label(eps)
+
+
+def build_defences(
+    config: EvalConfig,
+    target: PyTorchClassifier,
+    denoiser=None,
+    restorer=None,
+    fast_at_model: Optional[nn.Module] = None,
+) -> Dict[str, DefendedClassifier]:
+    """
+    One :class:`DefendedClassifier` per key of ``config.defences`` (config must be :meth:`EvalConfig.resolved`).
+
+    :param target: The undefended target classifier.
+    :param denoiser: Fitted :class:`~art_idfr.IDFRDenoiser` (needed for ``id`` / ``idfr``).
+    :param restorer: Fitted :class:`~art_idfr.FeatureRestorer` (needed for ``idfr``).
+    :param fast_at_model: The adversarially trained copy of the target (needed for ``fast_at``).
+    :raises ValueError: a requested defence lacks its component.
+    """
+    from art_idfr.trainer import defend
+
+    shape, classes, dev = target.input_shape, target.nb_classes, target.device_type
+    out: Dict[str, DefendedClassifier] = {}
+    for key in config.defences:
+        label = defence_label(key, config)
+        if key == "none":
+            out[key] = DefendedClassifier(key, label, target, GRADIENT_EXACT, "undefended target")
+        elif key in ("id", "idfr"):
+            if denoiser is None or (key == "idfr" and restorer is None):
+                raise ValueError(
+                    f"defence {key!r} needs a fitted IDFRDenoiser{' and FeatureRestorer' if key == 'idfr' else ''}; "
+                    "fit them first (art-idfr fit) or leave the defence out."
+                )
+            clf = defend(target, denoiser=denoiser, restorer=restorer if key == "idfr" else None)
+            desc = "IDFRDenoiser as ART preprocessing defence" + (" + FeatureRestorer hook" if key == "idfr" else "")
+            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, desc)
+        elif key == "fast_at":
+            if fast_at_model is None:
+                raise ValueError("defence 'fast_at' needs the adversarially trained model; train it or leave it out.")
+            clf = wrap_model(fast_at_model, shape, classes, dev)
+            out[key] = DefendedClassifier(key, label, clf, GRADIENT_EXACT,
+                                          f"AdversarialTrainerFBFPyTorch, eps={_eps_text(config.fast_at_eps)}, "
+                                          f"{config.fast_at_epochs} epochs")
+        else:
+            pre, desc, rnd = _numpy_defence(key, config)
+            clf = wrap_model(target.model, shape, classes, dev, preprocessing_defences=[pre])
+            out[key] = DefendedClassifier(key, label, clf, GRADIENT_BPDA, desc, randomised=rnd)
+    return out
+
+
+def _numpy_defence(key: str, config: EvalConfig):
+    clip = (0.0, 1.0)
+    if key == "feature_squeezing":
+        return (Float32FeatureSqueezing(clip_values=clip, bit_depth=int(config.fs_bit_depth)),
+                f"ART FeatureSqueezing(bit_depth={config.fs_bit_depth}), output cast to float32", False)
+    if key.startswith("jpeg"):
+        q = int(key[4:])
+        return (JpegCompression(clip_values=clip, quality=q, channels_first=True),
+                f"ART JpegCompression(quality={q}, channels_first=True)", False)
+    if key == "tvm":
+        return (ChannelsFirstTotalVarMin(prob=config.tvm_prob, lamb=config.tvm_lamb, max_iter=config.tvm_max_iter,
+                                         clip_values=clip, channels_first=True),
+                f"ART TotalVarMin(prob={config.tvm_prob}, lamb={config.tvm_lamb}, max_iter={config.tvm_max_iter}), "
+                "NCHW adapter", True)
+    if key == "spatial_smoothing":
+        w = int(config.smoothing_window)
+        return (SpatialSmoothing(window_size=w, channels_first=True, clip_values=clip),
+                f"ART SpatialSmoothing(window_size={w}, channels_first=True)", False)
+    raise ValueError(f"not a NumPy defence: {key!r}")  # pragma: no cover

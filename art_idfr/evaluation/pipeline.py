@@ -1,0 +1,478 @@
+"""
+The steps before an evaluation: data, target and surrogate training (checkpointed, resumable), IDFR fitting, Fast AT
+training, and saving / loading each of them.
+
+Folder layouts written here (all weights with ``torch.save(state_dict)``, read back with
+``torch.load(weights_only=True)``):
+
+* model folder (target, surrogate, Fast AT): ``model.pt`` (state dict), ``model.json`` (architecture, dataset, seed,
+  accuracies, training settings), ``checkpoints/epoch_NNNN.pt`` (per-epoch, used to resume).
+* IDFR folder: ``denoiser.pt`` (:meth:`IDFRDenoiser.save`), ``restorer.pt`` (:meth:`FeatureRestorer.save`),
+  ``idfr.json`` (settings, the target it was fitted for, accuracies).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from art_idfr.evaluation.config import EvalConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PreparedData",
+    "prepare_data",
+    "data_settings",
+    "seeded",
+    "limit_threads",
+    "train_network",
+    "save_model_dir",
+    "load_model_dir",
+    "fit_idfr",
+    "load_idfr",
+    "train_fast_at",
+    "FixedAdversarialTrainerFBFPyTorch",
+]
+
+MODEL_FILE = "model.pt"
+MODEL_META = "model.json"
+DENOISER_FILE = "denoiser.pt"
+RESTORER_FILE = "restorer.pt"
+IDFR_META = "idfr.json"
+
+
+_THREAD_LIMITS: list = []
+
+
+def limit_threads(n: int) -> None:
+    """
+    Use ``n`` threads in torch *and* in the BLAS / OpenMP pools of NumPy and SciPy (via ``threadpoolctl``), for the
+    rest of the process. On a small shared machine, oversubscribed thread pools make small workloads dozens of times
+    slower: measured on 2 busy cores, a 28x28 U-Net forward 70x, ART ``TotalVarMin`` (SciPy L-BFGS-B) 25x.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}.")
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        _THREAD_LIMITS.append(threadpool_limits(limits=n))
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn, a dependency
+        logger.warning("threadpoolctl is not installed: NumPy/SciPy BLAS threads are not limited.")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed numpy's and torch's global RNGs for the block and restore both states afterwards."""
+    state = np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        np.random.seed(int(seed) % (2**32))
+        torch.manual_seed(int(seed))
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+@dataclass
+class PreparedData:
+    """The dataset plus the train / validation split used by every training step of a run."""
+
+    dataset: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.dataset.num_classes)
+
+    @property
+    def x_test(self) -> np.ndarray:
+        return self.dataset.x_test
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.dataset.y_test
+
+
+def prepare_data(config: EvalConfig, verbose: bool = True) -> PreparedData:
+    """
+    Load ``config.dataset`` (errors from :func:`art_idfr.data.load_dataset` propagate: unknown name, missing files,
+    no ``train/`` and ``test/`` folders) and split ``config.val_n`` validation images off the training set.
+    """
+    from art_idfr.data import load_dataset, train_val_split
+
+    ds = load_dataset(config.dataset, root=config.data_root, train_size=config.train_size,
+                      test_size=config.test_size, seed=config.seed, download=config.download, verbose=verbose)
+    if config.val_n >= len(ds.y_train):
+        raise ValueError(f"val_n={config.val_n} leaves no training images ({len(ds.y_train)} in {ds.name}).")
+    x_tr, y_tr, x_val, y_val = train_val_split(ds.x_train, ds.y_train, val_size=config.val_n, seed=config.seed)
+    return PreparedData(ds, x_tr, y_tr, x_val, y_val)
+
+
+def data_settings(config: EvalConfig) -> Dict[str, Any]:
+    """The config fields that determine the data split (stored with every model, reused by ``fit`` / ``evaluate``)."""
+    return {"dataset": config.dataset, "data_root": config.data_root, "train_size": config.train_size,
+            "test_size": config.test_size, "val_n": config.val_n, "seed": config.seed}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# target / surrogate
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _role_settings(config: EvalConfig, role: str) -> Dict[str, Any]:
+    if role == "target":
+        return {"model": config.model, "width": float(config.width), "epochs": config.target_epochs,
+                "seed": config.seed}
+    if role == "surrogate":
+        return {"model": config.surrogate_model or config.model,
+                "width": float(config.surrogate_width if config.surrogate_width is not None else config.width),
+                "epochs": config.surrogate_epochs, "seed": config.seed + config.surrogate_seed_offset}
+    raise ValueError(f"Unknown role {role!r}; use 'target' or 'surrogate'.")
+
+
+def train_network(
+    config: EvalConfig,
+    data: PreparedData,
+    out_dir: str,
+    role: str = "target",
+    resume: bool = True,
+    verbose: bool = True,
+) -> Tuple[nn.Module, Dict[str, Any]]:
+    """
+    Train the target (or the black-box surrogate: other seed, optionally other architecture / width) with
+    :func:`art_idfr.models.train_model`, checkpointing every epoch into ``out_dir/checkpoints`` and resuming from
+    there; then write ``model.pt`` + ``model.json``. A finished run in ``out_dir`` is reloaded, not retrained.
+
+    :return: ``(model in eval mode, metadata)``.
+    """
+    from art_idfr.models import accuracy, make_model, train_model
+
+    s = _role_settings(config, role)
+    model = make_model(s["model"], data.num_classes, data.input_shape, width=s["width"], seed=s["seed"])
+    t0 = time.perf_counter()
+    history = train_model(
+        model, data.x_train, data.y_train, epochs=s["epochs"], batch_size=config.batch_size, lr=config.lr,
+        optimizer=config.optimizer, augment=config.augment, device=config.device, seed=s["seed"],
+        checkpoint_dir=os.path.join(out_dir, "checkpoints"), resume=resume, x_val=data.x_val, y_val=data.y_val,
+        verbose=verbose,
+    )
+    meta = {
+        "role": role,
+        "model": s["model"],
+        "width": s["width"],
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+        "dataset": data.dataset.name,
+        "seed": s["seed"],
+        "epochs": s["epochs"],
+        "batch_size": config.batch_size,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "augment": config.augment,
+        "train_n": int(len(data.y_train)),
+        "val_n": int(len(data.y_val)),
+        "data": data_settings(config),
+        "val_accuracy": accuracy(model, data.x_val, data.y_val),
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "history": history,
+        "train_seconds": time.perf_counter() - t0,
+    }
+    save_model_dir(model, meta, out_dir)
+    return model, meta
+
+
+def save_model_dir(model: nn.Module, meta: Dict[str, Any], out_dir: str) -> None:
+    """``model.pt`` (``torch.save(state_dict)``) and ``model.json`` into ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = os.path.join(out_dir, MODEL_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, os.path.join(out_dir, MODEL_FILE))
+    with open(os.path.join(out_dir, MODEL_META), "w") as f:
+        json.dump(_jsonable(meta), f, indent=2)
+
+
+def load_model_dir(path: str, device: str = "auto") -> Tuple[nn.Module, Dict[str, Any]]:
+    """
+    Rebuild a model saved by :func:`train_network` / :func:`save_model_dir` (``torch.load(weights_only=True)``).
+
+    :param path: The model folder (or its ``model.pt``).
+    :raises FileNotFoundError: no ``model.pt`` / ``model.json`` there.
+    :raises ValueError: the weights do not fit the stored architecture.
+    """
+    from art_idfr.models import make_model, resolve_device
+
+    folder = os.path.dirname(path) if path.endswith(".pt") else path
+    weights, meta_file = os.path.join(folder, MODEL_FILE), os.path.join(folder, MODEL_META)
+    for f in (weights, meta_file):
+        if not os.path.isfile(f):
+            raise FileNotFoundError(
+                f"{f} not found: {folder!r} is not a model folder written by `art-idfr train-target`."
+            )
+    with open(meta_file) as f:
+        meta = json.load(f)
+    model = make_model(meta["model"], int(meta["num_classes"]), tuple(meta["input_shape"]), width=float(meta["width"]))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{weights}: weights do not match {meta['model']} (width {meta['width']}): {err}") from err
+    model.to(resolve_device(device)).eval()
+    return model, meta
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# IDFR
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _idfr_settings(config: EvalConfig) -> Dict[str, Any]:
+    return {
+        "id_width": config.id_width,
+        "id_epochs": config.id_epochs,
+        "id_lr": config.id_lr,
+        "id_sigma": config.id_sigma,
+        "id_loss": config.id_loss,
+        "fr_epochs": config.fr_epochs,
+        "fr_lr": config.fr_lr,
+        "fit_n": config.fit_n,
+        "idfr_attacks": list(config.idfr_attacks),
+        "idfr_eps": list(config.idfr_eps or []),
+        "attack_iter": config.attack_iter,
+        "eps_step": config.eps_step,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+    }
+
+
+def fit_idfr(
+    config: EvalConfig,
+    data: PreparedData,
+    target_model: nn.Module,
+    out_dir: Optional[str] = None,
+    target_meta: Optional[Dict[str, Any]] = None,
+    reuse: bool = True,
+    verbose: bool = True,
+):
+    """
+    Fit the ID then the FR for ``target_model`` with :class:`art_idfr.IDFRTrainer` (AEs from
+    ``config.idfr_attacks`` x ``config.idfr_eps`` on the bare target, crafted once and shared), on ``config.fit_n``
+    training images, selecting epochs on the validation split. Saves ``denoiser.pt``, ``restorer.pt`` and
+    ``idfr.json`` into ``out_dir``; with ``reuse`` an existing fit with the same settings is loaded instead.
+
+    ``config`` must be :meth:`EvalConfig.resolved` (``idfr_eps`` set).
+
+    :return: ``(denoiser, restorer, metadata)``.
+    """
+    from art_idfr import FeatureRestorer, IDFRDenoiser, IDFRTrainer
+    from art_idfr.attacks import make_attack
+    from art_idfr.data import stratified_subset_indices
+    from art_idfr.evaluation.defences import wrap_model
+
+    settings = _idfr_settings(config)
+    if out_dir is not None and reuse:
+        try:
+            den, res, meta = load_idfr(out_dir, device_type=config.device_type)
+            if meta.get("settings") == _jsonable(settings) and meta.get("target") == _target_key(target_meta):
+                logger.info("reusing the IDFR fit in %s", out_dir)
+                return den, res, meta
+        except (FileNotFoundError, ValueError):
+            pass
+    if not config.idfr_eps:
+        raise ValueError("config.idfr_eps is not set: call config.resolved(channels) first.")
+    t0 = time.perf_counter()
+    x, y = data.x_train, data.y_train
+    if config.fit_n is not None and config.fit_n < len(y):
+        idx = stratified_subset_indices(y, config.fit_n, seed=config.seed)
+        x, y = x[idx], y[idx]
+    target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
+    attacks = [
+        make_attack(name, target, eps, max_iter=config.attack_iter, eps_step=config.eps_step,
+                    batch_size=config.attack_batch_size, seed=config.seed, verbose=False)
+        for eps in config.idfr_eps for name in config.idfr_attacks
+    ]
+    denoiser = IDFRDenoiser(
+        input_shape=data.input_shape, clip_values=(0.0, 1.0), channels_first=True, width=config.id_width,
+        loss=config.id_loss, gaussian_sigma=config.id_sigma, learning_rate=config.id_lr, nb_epochs=config.id_epochs,
+        batch_size=config.batch_size, device_type=config.device_type, verbose=verbose, seed=config.seed,
+    )
+    restorer = FeatureRestorer(learning_rate=config.fr_lr, nb_epochs=config.fr_epochs, device_type=config.device_type,
+                               verbose=verbose, seed=config.seed)
+    trainer = IDFRTrainer(target, attacks, denoiser=denoiser, restorer=restorer)
+    with seeded(config.seed):
+        trainer.fit(x, y, nb_epochs_id=config.id_epochs, nb_epochs_fr=config.fr_epochs, batch_size=config.batch_size,
+                    validation_data=(data.x_val, data.y_val))
+    meta = {
+        "settings": settings,
+        "target": _target_key(target_meta),
+        "fit_n": int(len(y)),
+        "id_history": denoiser.history,
+        "fr_history": restorer.history,
+        "fit_seconds": time.perf_counter() - t0,
+    }
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        denoiser.save(os.path.join(out_dir, DENOISER_FILE))
+        restorer.save(os.path.join(out_dir, RESTORER_FILE))
+        with open(os.path.join(out_dir, IDFR_META), "w") as f:
+            json.dump(_jsonable(meta), f, indent=2)
+    return denoiser, restorer, meta
+
+
+def _target_key(meta: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    if not meta:
+        return None
+    return {k: meta.get(k) for k in ("model", "width", "dataset", "seed", "epochs", "test_accuracy")}
+
+
+def load_idfr(path: str, device_type: str = "gpu"):
+    """Load ``denoiser.pt``, ``restorer.pt`` (and ``idfr.json`` if present) from an IDFR folder."""
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    den_file, res_file = os.path.join(path, DENOISER_FILE), os.path.join(path, RESTORER_FILE)
+    if not os.path.isfile(den_file):
+        raise FileNotFoundError(f"{den_file} not found: {path!r} is not an IDFR folder written by `art-idfr fit`.")
+    denoiser = IDFRDenoiser.load(den_file, device_type=device_type)
+    denoiser.verbose = False
+    restorer = FeatureRestorer.load(res_file, device_type=device_type) if os.path.isfile(res_file) else None
+    if restorer is not None:
+        restorer.verbose = False
+    meta: Dict[str, Any] = {}
+    if os.path.isfile(os.path.join(path, IDFR_META)):
+        with open(os.path.join(path, IDFR_META)) as f:
+            meta = json.load(f)
+    return denoiser, restorer, meta
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fast AT
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _fbf_class():
+    from art.defences.trainer import AdversarialTrainerFBFPyTorch
+
+    class _Fixed(AdversarialTrainerFBFPyTorch):
+        """
+        ART's ``AdversarialTrainerFBFPyTorch`` with one fix: ART 1.20 computes the FGSM step with
+        ``classifier.loss_gradient``, which leaves the model in *eval* mode, and then takes the training step in that
+        mode, so BatchNorm layers never use batch statistics nor update their running averages. This subclass puts
+        the model back in train mode for the weight update (and in eval mode for the attack step). Everything else
+        (random start, 1.25·eps step, cyclic LR peaking at 0.21, grad-norm clip 0.5) is ART's.
+        """
+
+        def _batch_process(self, x_batch, y_batch, l_r):
+            wrapper = self._classifier._model  # ART's ModelWrapper around the user's model
+            grad_fn = self._classifier.loss_gradient
+
+            def loss_gradient(*args, **kwargs):
+                out = grad_fn(*args, **kwargs)  # ART: eval mode for the attack step
+                wrapper.train(True)  # ... and train mode for the weight update that follows
+                return out
+
+            self._classifier.loss_gradient = loss_gradient  # type: ignore[method-assign]
+            try:
+                return super()._batch_process(x_batch, y_batch, l_r)
+            finally:
+                del self._classifier.loss_gradient
+                wrapper.eval()
+
+    return _Fixed
+
+
+def FixedAdversarialTrainerFBFPyTorch(classifier, eps: float, use_amp: bool = False):  # noqa: N802
+    """ART's Fast-AT trainer with the BatchNorm train-mode fix (see :func:`_fbf_class`)."""
+    return _fbf_class()(classifier, eps=eps, use_amp=use_amp)
+
+
+def train_fast_at(
+    config: EvalConfig,
+    data: PreparedData,
+    out_dir: Optional[str] = None,
+    reuse: bool = True,
+    verbose: bool = True,
+) -> Tuple[nn.Module, Dict[str, Any]]:
+    """
+    "Fast AT" baseline: a fresh copy of the target architecture trained from scratch with ART's
+    ``AdversarialTrainerFBFPyTorch`` (Wong et al. 2020; SGD momentum 0.9, weight decay 5e-4, ART's cyclic LR) at
+    ``config.fast_at_eps`` for ``config.fast_at_epochs`` epochs. Saved as a model folder in ``out_dir`` (reused when
+    the settings match).
+    """
+    from art_idfr.evaluation.defences import wrap_model
+    from art_idfr.models import accuracy, make_model
+
+    settings = {"model": config.model, "width": float(config.width), "fast_at_eps": config.fast_at_eps,
+                "fast_at_epochs": config.fast_at_epochs, "batch_size": config.batch_size, "seed": config.seed,
+                "dataset": data.dataset.name, "train_n": int(len(data.y_train))}
+    if out_dir is not None and reuse:
+        try:
+            model, meta = load_model_dir(out_dir, device=config.device)
+            if meta.get("settings") == _jsonable(settings):
+                logger.info("reusing the Fast AT model in %s", out_dir)
+                return model, meta
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+    if config.fast_at_eps is None:
+        raise ValueError("config.fast_at_eps is not set: call config.resolved(channels) first.")
+    t0 = time.perf_counter()
+    seed = config.seed + 2000
+    model = make_model(config.model, data.num_classes, data.input_shape, width=config.width, seed=seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)
+    clf = wrap_model(model, data.input_shape, data.num_classes, config.device_type, optimizer=opt)
+    trainer = FixedAdversarialTrainerFBFPyTorch(clf, eps=float(config.fast_at_eps))
+    onehot = np.eye(data.num_classes, dtype=np.float32)[data.y_train]
+    with seeded(seed):
+        trainer.fit(data.x_train, onehot, nb_epochs=config.fast_at_epochs, batch_size=config.batch_size)
+    model.eval()
+    meta = {
+        "role": "fast_at",
+        "model": config.model,
+        "width": float(config.width),
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+        "dataset": data.dataset.name,
+        "seed": seed,
+        "settings": settings,
+        "trainer": "art.defences.trainer.AdversarialTrainerFBFPyTorch (BatchNorm train-mode fix)",
+        "val_accuracy": accuracy(model, data.x_val, data.y_val),
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "train_seconds": time.perf_counter() - t0,
+    }
+    if out_dir is not None:
+        save_model_dir(model, meta, out_dir)
+    return model, meta
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON (NaN -> None) so metadata compares equal before and after saving."""
+    def clean(v):
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, (np.floating, np.integer)):
+            return v.item()
+        return v
+
+    return json.loads(json.dumps(clean(value)))

@@ -1,0 +1,172 @@
+"""
+Tests of the ``art-idfr`` command line: help texts (subprocess), a tiny end-to-end ``demo`` run writing the reports,
+the train-target -> fit -> evaluate chain with resume, and the error messages for bad names, budgets and data paths.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from art_idfr.cli import build_parser, main
+
+SUBCOMMANDS = ("train-target", "fit", "evaluate", "demo")
+
+
+def _cli() -> list:
+    exe = shutil.which("art-idfr")
+    if exe and os.path.dirname(exe) == os.path.dirname(sys.executable):
+        return [exe]
+    return [sys.executable, "-m", "art_idfr.cli"]
+
+
+def _run(args, timeout=120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run(_cli() + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """main() limits torch / BLAS threads for the process; put torch's setting back after each in-process call."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_help_via_subprocess():
+    # one process per --help (each pays the torch + ART import, ~3 s; sequential beats parallel on 2 busy cores)
+    outs = []
+    for args in [["--help"]] + [[cmd, "--help"] for cmd in SUBCOMMANDS]:
+        proc = _run(args)
+        outs.append((proc.stdout, proc.stderr, proc.returncode))
+    main_out, _, rc = outs[0]
+    assert rc == 0
+    for cmd in SUBCOMMANDS:
+        assert cmd in main_out
+    for cmd, (out, err, rc) in zip(SUBCOMMANDS, outs[1:]):
+        assert rc == 0, err
+        assert f"usage: art-idfr {cmd}" in out
+        for common in ("--preset", "--device", "--out", "--seed", "--dataset", "--model"):
+            assert common in out, (cmd, common)
+    demo_help = outs[SUBCOMMANDS.index("demo") + 1][0]
+    for knob in ("--eval-n", "--whitebox-n", "--query-n", "--eps", "--defences", "--threat-models", "--attacks"):
+        assert knob in demo_help
+    assert "--resume" in outs[1][0] or "--no-resume" in outs[1][0]
+
+
+def test_demo_tiny_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = _run(["demo", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "0", "--eps", "8/255,0.3"],
+                timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for tm in ("black-box", "gray-box", "white-box", "query"):
+        assert f"### Threat model: {tm}" in proc.stdout
+    assert "| ID+FR |" in proc.stdout and "Sanity checks" in proc.stdout
+    for name in ("results.json", "results.csv", "results.md", "accuracy_vs_eps.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for sub in ("target", "surrogate", "idfr", "fast_at"):
+        assert (out / sub).is_dir()
+    assert (out / "idfr" / "denoiser.pt").is_file() and (out / "idfr" / "restorer.pt").is_file()
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["metadata"]["command"].startswith("art-idfr demo --preset tiny")
+    assert doc["metadata"]["preset"] == "tiny"
+    assert {r["threat_model"] for r in doc["records"]} == {"black-box", "gray-box", "white-box", "query"}
+    assert doc["sanity_checks"]["checks"]["undefended_whitebox_large_eps"]["status"] == "PASS"
+    # target / surrogate weights are plain state dicts, loadable with weights_only=True
+    import torch
+
+    state = torch.load(out / "target" / "model.pt", weights_only=True)
+    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_train_fit_evaluate_chain(tmp_path, capsys):
+    target = str(tmp_path / "target")
+    common = ["--preset", "tiny", "--quiet", "--threads", "1"]
+    assert main(["train-target", "--out", target, "--epochs", "2"] + common) == 0
+    first = capsys.readouterr().out
+    assert "test" in first and os.path.isfile(os.path.join(target, "model.pt"))
+    assert os.listdir(os.path.join(target, "checkpoints"))
+    # resume: a finished run is not retrained, and gives the same model
+    assert main(["train-target", "--out", target, "--epochs", "2"] + common) == 0
+    assert capsys.readouterr().out.splitlines()[-2] == first.splitlines()[-2]
+
+    idfr = str(tmp_path / "idfr")
+    assert main(["fit", "--target", target, "--out", idfr, "--id-epochs", "1", "--fr-epochs", "1"] + common) == 0
+    assert {"denoiser.pt", "restorer.pt", "idfr.json"} <= set(os.listdir(idfr))
+    capsys.readouterr()
+
+    out = str(tmp_path / "eval")
+    args = ["evaluate", "--target", target, "--idfr", idfr, "--out", out, "--defences", "none,ID,ID+FR,jpeg75",
+            "--threat-models", "gray-box,white-box", "--eps", "8/255,0.3", "--attacks", "fgsm,bim"] + common
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "### Threat model: gray-box" in text and "### Threat model: white-box" in text
+    assert "black-box" not in text.split("# IDFR evaluation")[1].split("### Sanity")[0]
+    doc = json.loads(open(os.path.join(out, "results.json")).read())
+    assert {r["defence"] for r in doc["records"]} == {"none", "ID", "ID+FR", "JPEG q=75"}
+    assert {r["eps_label"] for r in doc["records"]} == {"clean", "8/255", "0.3"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--dataset", "imagenet21k"], "unknown dataset 'imagenet21k'; valid datasets: .*mnist5k"),
+        (["demo", "--model", "vit"], "unknown model 'vit'; valid models: small_cnn"),
+        (["demo", "--attacks", "fgsm,deepfool"], "Unknown attack 'deepfool'. Valid attacks: fgsm, cw, bim"),
+        (["demo", "--defences", "none,magic"], "Unknown defence 'magic'. Valid defences: none, id, idfr"),
+        (["demo", "--threat-models", "grey-ish"], "Unknown threat model 'grey-ish'"),
+        (["demo", "--preset", "huge"], "unknown preset 'huge'; valid presets: cpu, paper, tiny"),
+        (["demo", "--device", "tpu"], "unknown device 'tpu'; valid devices: auto, cpu, cuda"),
+        (["demo", "--eps", "0"], r"outside \(0, 1\]"),
+        (["demo", "--eps", "8/255,8"], r"outside \(0, 1\].*write 8/255"),
+        (["demo", "--eps", "1.5"], r"outside \(0, 1\]"),
+        (["demo", "--eps", "-0.1"], r"outside \(0, 1\]"),
+        (["demo", "--eps", "abc"], "cannot parse epsilon 'abc'"),
+        (["demo", "--fast-at-eps", "2"], r"outside \(0, 1\]"),
+        (["demo", "--eval-n", "0"], "expected a positive integer"),
+        (["train-target", "--role", "attacker"], "invalid choice: 'attacker'"),
+        (["fit"], "the following arguments are required: --target"),
+    ],
+)
+def test_argument_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err), message
+
+
+def test_data_and_path_errors(tmp_path, capsys):
+    def fails(argv, message):
+        with pytest.raises(SystemExit) as exc:
+            main(argv + ["--quiet", "--threads", "1"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert "Traceback" not in err
+
+    missing = str(tmp_path / "nowhere")
+    fails(["train-target", "--dataset", "imagefolder", "--data-root", missing, "--out", str(tmp_path / "a")],
+          "does not exist")
+    empty = tmp_path / "flat"
+    (empty / "cats").mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(empty / "cats" / "a.png")
+    fails(["train-target", "--dataset", "imagefolder", "--data-root", str(empty), "--out", str(tmp_path / "b")],
+          "train/ and test/")
+    fails(["fit", "--target", missing], "not a model folder")
+    fails(["evaluate", "--target", missing], "not a model folder")
+    fails(["demo", "--eval-n", "10", "--whitebox-n", "20"], "subsets of the evaluation images")
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "usage: art-idfr" in capsys.readouterr().out
+    parser = build_parser()
+    assert set(SUBCOMMANDS) <= set(parser._subparsers._group_actions[0].choices)

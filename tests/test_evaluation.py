@@ -1,0 +1,355 @@
+"""
+Tests of art_idfr.evaluation: config and presets, the ART baseline adapters, the Fast-AT fix, report writers, and a
+tiny end-to-end evaluation (generated data, tiny models) with its threat-model labels and sanity checks.
+"""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from art_idfr.data import Dataset
+from art_idfr.evaluation import (
+    DEFENCES,
+    RECORD_FIELDS,
+    REPORT_FILES,
+    THREAT_MODELS,
+    EvalConfig,
+    PreparedData,
+    build_defences,
+    eps_label,
+    evaluate,
+    load_model_dir,
+    parse_eps,
+    save_model_dir,
+    seeded,
+    train_fast_at,
+    wrap_model,
+)
+from art_idfr.evaluation.defences import ChannelsFirstTotalVarMin, Float32FeatureSqueezing
+from art_idfr.evaluation.reports import table_columns
+from art_idfr.evaluation.suite import EvaluationResult
+
+SHAPE = (1, 12, 12)
+CLASSES = 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small convolutions on a shared 2-core machine are far faster on one thread (see cli._default_threads)."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):  # NumPy / SciPy BLAS (TotalVarMin's L-BFGS-B) too
+        yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# config
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_parse_eps_and_labels():
+    assert parse_eps("8/255") == pytest.approx(8 / 255)
+    assert parse_eps("0.3") == pytest.approx(0.3)
+    assert parse_eps(1) == 1.0
+    for bad in ("0", "-0.1", "1.5", "8", "abc", "1/0", float("nan"), True):
+        with pytest.raises(ValueError, match=r"\(0, 1\]|parse|number"):
+            parse_eps(bad)
+    assert eps_label(8 / 255) == "8/255"
+    assert eps_label(0.3) == "0.3"
+    assert eps_label(0.0) == "clean"
+
+
+def test_presets_and_validation():
+    cpu = EvalConfig.preset("cpu")
+    assert cpu.dataset == "mnist5k" and cpu.defences == DEFENCES and cpu.threat_models == THREAT_MODELS
+    grey, colour = cpu.resolved(1), cpu.resolved(3)
+    assert grey.eps[-1] == pytest.approx(0.3) and grey.fs_bit_depth == 4 and grey.fast_at_eps == pytest.approx(0.3)
+    assert colour.eps[-1] == pytest.approx(32 / 255) and colour.fs_bit_depth == 5
+    paper = EvalConfig.preset("paper", dataset="cifar10_jpeg", eval_n=100, whitebox_n=10, query_n=10)
+    assert paper.model == "resnet18_cifar" and paper.id_epochs == 100 and paper.dataset == "cifar10_jpeg"
+    cfg = EvalConfig.preset("cpu", defences="ID+FR, fs, jpeg-90", threat_models=["whitebox", "Query"],
+                            eps=("8/255", 0.3, "4/255"))
+    assert cfg.defences == ("idfr", "feature_squeezing", "jpeg90")
+    assert cfg.threat_models == ("white-box", "query")
+    assert cfg.eps == pytest.approx((4 / 255, 8 / 255, 0.3))
+
+    with pytest.raises(ValueError, match="Valid presets: cpu, paper, tiny"):
+        EvalConfig.preset("huge")
+    with pytest.raises(ValueError, match="Unknown dataset 'nope'. Valid names: .*mnist5k"):
+        EvalConfig(dataset="nope")
+    with pytest.raises(ValueError, match=r"Unknown model 'vit' \(model\). Valid names: small_cnn"):
+        EvalConfig(model="vit")
+    with pytest.raises(ValueError, match="Unknown attack 'deepfool'. Valid attacks: fgsm, cw, bim"):
+        EvalConfig(attacks=("fgsm", "deepfool"))
+    with pytest.raises(ValueError, match="Unknown defence 'magic'. Valid defences: none, id, idfr"):
+        EvalConfig(defences=("magic",))
+    with pytest.raises(ValueError, match="Unknown threat model"):
+        EvalConfig(threat_models=("grey-ish",))
+    with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
+        EvalConfig(eps=(8,))
+    with pytest.raises(ValueError, match="subsets of the evaluation images"):
+        EvalConfig(eval_n=10, whitebox_n=20)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# ART baseline adapters
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_numpy_defence_adapters():
+    from art.defences.preprocessor import TotalVarMin
+
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 2, 10, 9)).astype(np.float32)  # NCHW, 2 channels, non-square
+    ours = ChannelsFirstTotalVarMin(clip_values=(0.0, 1.0), max_iter=3)
+    np.random.seed(1)
+    got, _ = ours(x)
+    np.random.seed(1)
+    ref, _ = TotalVarMin(clip_values=(0.0, 1.0), max_iter=3)(x.transpose(0, 2, 3, 1))
+    assert got.shape == x.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref.transpose(0, 3, 1, 2), atol=1e-6)
+
+    squeezed, _ = Float32FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=4)(x)
+    assert squeezed.dtype == np.float32  # ART 1.20 + NumPy 2 return float64 (breaks PyTorchClassifier.predict)
+    np.testing.assert_allclose(squeezed * 15, np.round(squeezed * 15), atol=1e-5)
+
+
+def test_build_defences_one_classifier_each():
+    from art_idfr.models import make_model
+
+    cfg = EvalConfig.preset("tiny", defences=("none", "fs", "jpeg50", "tvm", "ss")).resolved(1)
+    target = wrap_model(make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0), SHAPE, CLASSES, "cpu")
+    defended = build_defences(cfg, target)
+    assert list(defended) == ["none", "feature_squeezing", "jpeg50", "tvm", "spatial_smoothing"]
+    x = np.random.default_rng(0).random((4, *SHAPE)).astype(np.float32)
+    for key, dc in defended.items():
+        assert dc.classifier.predict(x).shape == (4, CLASSES)
+        if key != "none":
+            assert len(dc.classifier.preprocessing_defences) == 1 and "BPDA" in dc.gradient
+    with pytest.raises(ValueError, match="needs a fitted IDFRDenoiser"):
+        build_defences(cfg.replace(defences=("idfr",)), target)
+    with pytest.raises(ValueError, match="fast_at"):
+        build_defences(cfg.replace(defences=("fast_at",)), target)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# report writers on a synthetic result
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _fake_result(tmp_eps=(4 / 255, 0.3)) -> EvaluationResult:
+    cfg = EvalConfig.preset("tiny", eps=tmp_eps, defences=("none", "idfr", "jpeg75"))
+    labels = {"none": "none", "idfr": "ID+FR", "jpeg75": "JPEG q=75"}
+    rng = np.random.default_rng(0)
+    records = []
+    for tm in THREAT_MODELS:
+        attacks = ["square"] if tm == "query" else ["fgsm", "cw", "bim"]
+        n = {"query": 8, "white-box": 16}.get(tm, 40)
+        for key, label in labels.items():
+            cells = [("clean", 0.0)] + [(a, e) for a in attacks for e in cfg.eps]
+            for attack, eps in cells:
+                acc = float(rng.integers(0, n + 1)) / n
+                records.append({
+                    "threat_model": tm, "defence": label, "defence_key": key, "attack": attack, "eps": eps,
+                    "eps_label": eps_label(eps), "accuracy": acc, "n": n, "n_correct": int(round(acc * n)),
+                    "gradient": "BPDA identity" if (tm == "white-box" and key == "jpeg75") else "exact",
+                    "source": "x", "source_accuracy": None, "attack_params": {"eps": eps}, "seed": 0,
+                    "dataset": "synthetic", "model": "small_cnn (width 0.25)", "device": "cpu",
+                    "torch_version": torch.__version__, "art_version": "1.20.1", "command": "pytest",
+                })
+    metadata = {"dataset": "synthetic", "model": "small_cnn (width 0.25)", "device": "cpu", "seed": 0,
+                "n": {"black-box": 40, "gray-box": 40, "white-box": 16, "query": 8},
+                "defences": [{"key": k, "label": v} for k, v in labels.items()], "timings_seconds": {"total": 1.0}}
+    sanity = {"passed": True, "warnings": [], "checks": {
+        "undefended_whitebox_large_eps": {"status": "PASS", "eps": 0.5, "accuracy": 0.0, "n": 16, "threshold": 0.05},
+    }}
+    return EvaluationResult(records, metadata, sanity, cfg)
+
+
+def test_report_files_well_formed(tmp_path):
+    result = _fake_result()
+    paths = result.write(str(tmp_path))
+    assert set(paths) == set(REPORT_FILES)
+
+    doc = json.loads(open(paths["json"]).read())
+    assert set(doc) == {"metadata", "config", "sanity_checks", "records"}
+    assert len(doc["records"]) == len(result.records)
+    for rec in doc["records"]:
+        assert set(RECORD_FIELDS) <= set(rec)
+        assert rec["threat_model"] in THREAT_MODELS and 0.0 <= rec["accuracy"] <= 1.0
+
+    with open(paths["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(result.records)
+    assert list(rows[0]) == list(RECORD_FIELDS)
+
+    md = open(paths["markdown"]).read()
+    for tm in THREAT_MODELS:
+        assert f"### Threat model: {tm}" in md
+    blocks = md.split("### Threat model: ")[1:]
+    bb = blocks[0]
+    header = next(line for line in bb.splitlines() if line.startswith("| defence |"))
+    cols = [c.strip() for c in header.strip("|").split("|")][1:]
+    assert cols == ["clean"] + [f"{a} {e}" for a in ("FGSM", "CW", "BIM") for e in ("4/255", "0.3")]
+    rows_md = [line for line in bb.splitlines() if line.startswith("| ") and not line.startswith("| defence")]
+    assert [r.split("|")[1].strip() for r in rows_md] == ["none", "ID+FR", "JPEG q=75"]
+    assert all(len(r.strip("|").split("|")) == len(cols) + 1 for r in rows_md)
+    assert "n = 40" in bb and "seed = 0" in bb and "device: cpu" in bb and "dataset: synthetic" in bb
+    wb = blocks[2]
+    assert "JPEG q=75 †" in wb and "BPDA" in wb
+    q_header = next(line for line in blocks[3].splitlines() if line.startswith("| defence |"))
+    assert "Square 4/255" in q_header
+
+    png = open(paths["png"], "rb").read()
+    assert len(png) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert table_columns(result.records, "query") == [("clean", 0.0), ("square", 4 / 255), ("square", 0.3)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# tiny end-to-end evaluation on generated data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _synthetic(n_train=360, n_test=60, seed=0) -> PreparedData:
+    """Three classes of 12x12 images: a bright bar (horizontal, vertical, diagonal) on noise; easy to learn."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = np.arange(n) % CLASSES
+        x = rng.random((n, *SHAPE)).astype(np.float32) * 0.3
+        for i, c in enumerate(y):
+            if c == 0:
+                x[i, 0, 5:7, 2:10] = 0.9
+            elif c == 1:
+                x[i, 0, 2:10, 5:7] = 0.9
+            else:
+                for k in range(2, 10):
+                    x[i, 0, k, k] = 0.9
+        return x, y.astype(np.int64)
+
+    x_tr, y_tr = make(n_train)
+    x_te, y_te = make(n_test)
+    x_val, y_val = make(30)
+    ds = Dataset("synthetic", x_tr, y_tr, x_te, y_te, ("h", "v", "d"))
+    return PreparedData(ds, x_tr, y_tr, x_val, y_val)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+    from art_idfr.models import make_model, train_model
+
+    data = _synthetic()
+    cfg = EvalConfig.preset(
+        "tiny", width=0.25, surrogate_width=0.25, eps=(0.1, 0.3), attacks=("fgsm", "bim"), attack_iter=5,
+        eval_n=30, whitebox_n=12, query_n=6, query_iter=5, fast_at_epochs=1, fast_at_eps=0.1, tvm_max_iter=2,
+        defences=("none", "id", "idfr", "feature_squeezing", "jpeg50", "tvm", "fast_at"),
+    ).resolved(1)
+
+    def net(seed):
+        m = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=seed)
+        train_model(m, data.x_train, data.y_train, epochs=3, batch_size=32, device="cpu", seed=seed, verbose=False)
+        return m
+
+    target, surrogate = net(0), net(7)
+    clf = wrap_model(target, SHAPE, CLASSES, "cpu")
+    den = IDFRDenoiser(SHAPE, width=0.25, nb_epochs=1, device_type="cpu", batch_size=64)
+    den.fit(data.x_train[:120], data.y_train[:120], classifier=clf,
+            x_adv=np.clip(data.x_train[:120] + 0.1 * np.sign(np.random.default_rng(0).standard_normal(
+                (120, *SHAPE))), 0, 1).astype(np.float32))
+    fr = FeatureRestorer(nb_epochs=1, device_type="cpu", batch_size=64)
+    fr.fit(data.x_train[:120], data.y_train[:120], classifier=clf, denoiser=den)
+    fast_dir = str(tmp_path_factory.mktemp("fast_at"))
+    fast, fast_meta = train_fast_at(cfg, data, out_dir=fast_dir, verbose=False)
+    fast_meta["folder"] = fast_dir
+    result = evaluate(cfg, data, target, surrogate, den, fr, fast, command="pytest tiny", verbose=False)
+    return cfg, data, (target, surrogate, den, fr, fast), fast_meta, result
+
+
+def test_tiny_end_to_end_labels_and_sanity(tiny_run, tmp_path):
+    cfg, data, _, _, result = tiny_run
+    recs = result.records
+    assert {r["threat_model"] for r in recs} == set(THREAT_MODELS)
+    assert all(set(RECORD_FIELDS) <= set(r) for r in recs)
+    # one record per defence x threat model x (clean + attack x eps)
+    n_def = len(cfg.defences)
+    assert len(recs) == n_def * (3 * (1 + len(cfg.attacks) * len(cfg.eps)) + (1 + len(cfg.eps)))
+    assert {r["n"] for r in recs if r["threat_model"] == "white-box"} == {12}
+    assert {r["n"] for r in recs if r["threat_model"] == "query"} == {6}
+    assert {r["n"] for r in recs if r["threat_model"] == "black-box"} == {30}
+    assert {r["attack"] for r in recs if r["threat_model"] == "query"} == {"clean", "square"}
+    grads = {r["defence_key"]: r["gradient"] for r in recs if r["threat_model"] == "white-box" and r["attack"] != "clean"}
+    assert "BPDA" in grads["jpeg50"] and "BPDA" in grads["tvm"] and "autograd" in grads["idfr"]
+    assert all(r["command"] == "pytest tiny" and r["dataset"] == "synthetic" for r in recs)
+    assert all("surrogate" in r["source"] for r in recs if r["threat_model"] == "black-box" and r["attack"] != "clean")
+
+    # the target learned the task, and the sanity checks ran
+    assert result.accuracy("gray-box", "none") > 0.8
+    checks = result.sanity_checks["checks"]
+    big = checks["undefended_whitebox_large_eps"]
+    assert big["status"] == "PASS" and big["accuracy"] < 0.05 and big["n"] == 12
+    grad = checks["defended_gradient"]
+    assert grad["status"] == "PASS" and grad["per_defence"]["idfr"]["finite"]
+    assert grad["per_defence"]["idfr"]["fraction_nonzero_samples"] == 1.0
+    cmp = checks["whitebox_not_above_blackbox"]
+    assert cmp["n_comparisons"] == n_def * len(cfg.attacks) * len(cfg.eps)
+    assert cmp["status"] in ("PASS", "FAIL") and len(cmp["violations"]) == cmp["n_violations"]
+
+    paths = result.write(str(tmp_path))
+    md = open(paths["markdown"]).read()
+    for tm in THREAT_MODELS:
+        assert f"### Threat model: {tm}" in md
+    assert "Sanity checks" in md and "undefended white-box BIM eps=0.5" in md
+
+
+def test_tiny_evaluation_is_deterministic(tiny_run):
+    cfg, data, (target, surrogate, den, fr, fast), _, result = tiny_run
+    sub = cfg.replace(defences=("none", "idfr", "tvm"), threat_models=("gray-box", "white-box", "query"),
+                      eps=(0.1,))
+    again = evaluate(sub, data, target, surrogate, den, fr, fast, command="pytest tiny", verbose=False)
+    # same seed -> same numbers, and a cell does not depend on which other cells run
+    for r in again.records:
+        assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
+
+
+def test_fast_at_trains_batchnorm_and_saves(tiny_run):
+    cfg, data, _, fast_meta, _ = tiny_run
+    assert fast_meta["role"] == "fast_at" and "BatchNorm" in fast_meta["trainer"]
+    model, meta = load_model_dir(fast_meta["folder"], device="cpu")
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(int(b.num_batches_tracked) > 0 for b in bns)  # ART's FBF alone leaves them at 0
+    assert meta["settings"]["fast_at_eps"] == pytest.approx(0.1)
+    # a second call with the same settings reuses the saved model instead of retraining
+    again, meta2 = train_fast_at(cfg, data, out_dir=fast_meta["folder"], verbose=False)
+    assert meta2["train_seconds"] == pytest.approx(meta["train_seconds"])
+
+
+def test_model_dir_roundtrip(tmp_path):
+    from art_idfr.models import make_model
+
+    model = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=3)
+    meta = {"model": "small_cnn", "width": 0.25, "num_classes": CLASSES, "input_shape": list(SHAPE)}
+    save_model_dir(model, meta, str(tmp_path))
+    loaded, meta2 = load_model_dir(str(tmp_path), device="cpu")
+    x = torch.rand(2, *SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert meta2["model"] == "small_cnn"
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
+        load_model_dir(str(tmp_path / "missing"))
+
+
+def test_seeded_restores_global_state():
+    np.random.seed(5)
+    expected = np.random.rand()
+    np.random.seed(5)
+    with seeded(123):
+        a = np.random.rand()
+    assert np.random.rand() == expected
+    with seeded(123):
+        assert np.random.rand() == a
