@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent, SquareAttack
+from art.attacks.evasion import (
+    AutoAttack,
+    AutoProjectedGradientDescent,
+    BasicIterativeMethod,
+    FastGradientMethod,
+    ProjectedGradientDescent,
+    SquareAttack,
+)
 from torch import nn
 
 from art_idfr import (
@@ -107,8 +114,12 @@ def test_named_layer_hook(trained_target, mnist_small):
     [lambda c: FastGradientMethod(c, eps=0.2),
      lambda c: BasicIterativeMethod(c, eps=0.2, eps_step=0.05, max_iter=3, verbose=False),
      lambda c: ProjectedGradientDescent(c, eps=0.2, eps_step=0.05, max_iter=3, verbose=False),
-     lambda c: SquareAttack(c, norm=np.inf, eps=0.2, max_iter=5, nb_restarts=1, verbose=False)],
-    ids=["FGSM", "BIM", "PGD", "Square"],
+     lambda c: SquareAttack(c, norm=np.inf, eps=0.2, max_iter=5, nb_restarts=1, verbose=False),
+     lambda c: AutoAttack(c, norm=np.inf, eps=0.2, eps_step=0.05, attacks=[
+         AutoProjectedGradientDescent(c, norm=np.inf, eps=0.2, eps_step=0.05, max_iter=3, nb_random_init=1,
+                                      verbose=False),
+         SquareAttack(c, norm=np.inf, eps=0.2, max_iter=5, nb_restarts=1, verbose=False)])],
+    ids=["FGSM", "BIM", "PGD", "Square", "AutoAttack"],
 )
 def test_art_attacks_run_through_id_and_fr(trained_target, fitted_pair, mnist_small, make_attack):
     den, fr = fitted_pair
