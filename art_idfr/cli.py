@@ -333,8 +333,11 @@ def _config(args, **fixed: Any):
     return EvalConfig.preset(args.preset, **overrides)
 
 
+_ARGV: List[str] = []  # the arguments main() was called with: the exact command recorded in every report
+
+
 def _command() -> str:
-    return " ".join([PROG] + [shlex.quote(a) for a in sys.argv[1:]])
+    return " ".join([PROG] + [shlex.quote(a) for a in _ARGV])
 
 
 def _echo(args, text: str = "") -> None:
@@ -503,6 +506,7 @@ def _cmd_demo(args) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``art-idfr`` console script; returns the exit status."""
     parser = build_parser()
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

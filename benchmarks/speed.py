@@ -72,8 +72,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--cw-ours", type=int, default=64)
     parser.add_argument("--cw-art", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch + BLAS threads (default: torch's)")
     parser.add_argument("--out-dir", default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    if args.threads:
+        from art_idfr.evaluation.pipeline import limit_threads
+
+        limit_threads(args.threads)
 
     import art
     from art.attacks.evasion import CarliniLInfMethod, FastGradientMethod

@@ -109,6 +109,8 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
     doc = json.loads(open(os.path.join(out, "results.json")).read())
     assert {r["defence"] for r in doc["records"]} == {"none", "ID", "ID+FR", "JPEG q=75"}
     assert {r["eps_label"] for r in doc["records"]} == {"clean", "8/255", "0.3"}
+    # the recorded command is the one main() ran (not the test runner's sys.argv)
+    assert doc["metadata"]["command"] == "art-idfr " + " ".join(args)
 
 
 @pytest.mark.parametrize(
