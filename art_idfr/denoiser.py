@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,9 +25,7 @@ from art_idfr._utils import (
     check_finite,
     check_image_batch,
     check_pytorch_classifier,
-    check_range,
     frozen,
-    resolve_device,
     target_logits,
     to_one_hot_indices,
 )
