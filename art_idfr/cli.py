@@ -183,6 +183,11 @@ def _idfr_knobs(p: argparse.ArgumentParser) -> None:
     _add(g, "--id-epochs", "id_epochs", type=_positive_int, metavar="E", help="ID training epochs")
     _add(g, "--id-lr", "id_lr", type=_positive_float, help="ID learning rate")
     _add(g, "--id-sigma", "id_sigma", type=float, help="sigma of the Gaussian-enhanced copies")
+    _add(g, "--id-loss", "id_loss", choices=("ce", "feature", "both"), help="ID training loss (Eq. 3 = ce)")
+    _add(g, "--id-identity-weight", "id_identity_weight", type=float, metavar="L",
+         help="weight of the identity term mean|ID(x) - x| on clean training images (0 = the paper)")
+    _add(g, "--id-clean-weight", "id_clean_weight", type=_positive_float, metavar="W",
+         help="loss weight of clean training images relative to AEs (1 = the paper)")
     _add(g, "--fr-epochs", "fr_epochs", type=_positive_int, metavar="E", help="FR training epochs")
     _add(g, "--fit-n", "fit_n", type=_positive_int, metavar="N", help="training images used to fit ID and FR")
     _add(g, "--idfr-attacks", "idfr_attacks", type=attack_list, metavar="LIST",

@@ -150,6 +150,10 @@ class IDFRDenoiser(PreprocessorPyTorch):
     :param gaussian_sigma: σ of the last Gaussian round; round k of K adds N(0, (σ·k/K)²) noise.
     :param gaussian_rounds: Number K of Gaussian-enhanced copies per clean image (Jeong & Shin 2020). The clean
         image itself is always part of the training set.
+    :param clean_weight: Weight of the loss of the clean (un-noised) training images relative to AEs and Gaussian
+        copies (1 = Algorithm 1's plain union). Larger values trade robustness for clean accuracy.
+    :param identity_weight: λ of an extra term λ·mean|ID(x) − x| on the clean training images, which keeps the ID
+        close to the identity where there is nothing to remove (0 = off, the paper).
     :param learning_rate: Adam learning rate (paper: 0.01; authors' code: 1e-3, the default).
     :param nb_epochs: Default number of training epochs for :meth:`fit` (paper: 100).
     :param regenerate_every: Regenerate the adversarial examples every this many epochs (0 = once, Algorithm 1).
@@ -170,6 +174,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         "loss",
         "gaussian_sigma",
         "gaussian_rounds",
+        "clean_weight",
+        "identity_weight",
         "learning_rate",
         "nb_epochs",
         "regenerate_every",
@@ -188,6 +194,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         loss: str = "ce",
         gaussian_sigma: float = 0.05,
         gaussian_rounds: int = 1,
+        clean_weight: float = 1.0,
+        identity_weight: float = 0.0,
         learning_rate: float = 1e-3,
         nb_epochs: int = 20,
         regenerate_every: int = 0,
@@ -207,6 +215,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         self.loss = loss
         self.gaussian_sigma = float(gaussian_sigma)
         self.gaussian_rounds = int(gaussian_rounds)
+        self.clean_weight = float(clean_weight)
+        self.identity_weight = float(identity_weight)
         self.learning_rate = float(learning_rate)
         self.nb_epochs = int(nb_epochs)
         self.regenerate_every = int(regenerate_every)
@@ -374,9 +384,10 @@ class IDFRDenoiser(PreprocessorPyTorch):
                 train_x = torch.cat([adv_x, x_clean, self.gaussian_enhance(x_clean, generator)])
                 train_y = torch.cat([adv_y, y_clean, y_clean.repeat(self.gaussian_rounds)])
                 train_ref = torch.cat([adv_ref, torch.arange(n).repeat(1 + self.gaussian_rounds)])
-                stats = self._train_epoch(
-                    classifier, x_clean, train_x, train_y, train_ref, optimizer, scheduler, batch_size, generator, epoch
-                )
+                is_clean = torch.zeros(len(train_x), dtype=torch.bool)
+                is_clean[len(adv_x) : len(adv_x) + n] = True
+                stats = self._train_epoch(classifier, x_clean, train_x, train_y, train_ref, is_clean, optimizer,
+                                          scheduler, batch_size, generator, epoch)
                 if validation_data is not None:
                     stats["val_acc"] = self._accuracy(classifier, *validation_data)
                     if stats["val_acc"] > best_acc:
@@ -411,8 +422,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
             return torch.zeros((0, *x.shape[1:])), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
         return torch.cat(xs), torch.cat(ys), torch.cat(refs)
 
-    def _train_epoch(self, classifier, x_clean, train_x, train_y, train_ref, optimizer, scheduler, batch_size, gen,
-                     epoch):
+    def _train_epoch(self, classifier, x_clean, train_x, train_y, train_ref, is_clean, optimizer, scheduler, batch_size,
+                     gen, epoch):
         self.network.train()
         device = classifier.device
         total, loss_sum, correct = 0, 0.0, 0
@@ -431,7 +442,13 @@ class IDFRDenoiser(PreprocessorPyTorch):
             x_star = self._denoise_nchw(xb)
             x_in = x_star if self.channels_first else x_star.permute(0, 2, 3, 1)
             x_ref = x_clean[train_ref[idx]].to(device) if self.loss != "ce" else None
-            loss, logits = self._loss(classifier, x_in.to(device), x_ref, yb)
+            per_sample, logits = self._loss(classifier, x_in.to(device), x_ref, yb)
+            clean_b = is_clean[idx].to(device)
+            weights = torch.where(clean_b, self.clean_weight, 1.0)
+            loss = (weights * per_sample).sum() / weights.sum()
+            if self.identity_weight > 0 and bool(clean_b.any()):
+                # keep ID(x) ≈ x on clean inputs: λ·mean|x* − x| over the clean images of the batch
+                loss = loss + self.identity_weight * (x_star - xb)[clean_b.to(x_star.device)].abs().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -444,18 +461,22 @@ class IDFRDenoiser(PreprocessorPyTorch):
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
 
     def _loss(self, classifier, x_in, x_ref, yb):
-        """Eq. 3 cross-entropy through the frozen target, and/or the feature-guided L1 loss of the authors' code."""
+        """
+        Per-sample loss: Eq. 3 cross-entropy through the frozen target, and/or the feature-guided L1 loss of the
+        authors' code.
+        """
         from art_idfr.restorer import embedding_of  # local import: restorer imports this module
 
         if self.loss == "ce":
             logits = target_logits(classifier, x_in, skip=(IDFRDenoiser,))
-            return F.cross_entropy(logits, yb), logits  # Eq. 3
+            return F.cross_entropy(logits, yb, reduction="none"), logits  # Eq. 3
         h_star, logits = embedding_of(classifier, x_in, skip=(IDFRDenoiser,))
         with torch.no_grad():
             h_ref, _ = embedding_of(classifier, x_ref, skip=(IDFRDenoiser,))
-        loss = F.l1_loss(h_star, h_ref)  # || f_enc(ID(x')) - f_enc(x) ||_1  (HGD-style, authors' code)
+        # || f_enc(ID(x')) - f_enc(x) ||_1  (HGD-style, authors' code), mean over features
+        loss = (h_star - h_ref).abs().flatten(1).mean(1)
         if self.loss == "both":
-            loss = loss + F.cross_entropy(logits, yb)
+            loss = loss + F.cross_entropy(logits, yb, reduction="none")
         return loss, logits
 
     def _accuracy(self, classifier, x_val, y_val) -> float:
@@ -510,6 +531,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
             raise ValueError(f"residual_head must be one of {RESIDUAL_HEADS}, got {self.residual_head!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.clean_weight <= 0 or self.identity_weight < 0:
+            raise ValueError("clean_weight must be positive and identity_weight non-negative.")
         if self.gaussian_sigma < 0 or self.gaussian_rounds < 0:
             raise ValueError("gaussian_sigma and gaussian_rounds must be non-negative.")
         if self.learning_rate <= 0 or self.nb_epochs < 0 or self.batch_size <= 0 or self.regenerate_every < 0:

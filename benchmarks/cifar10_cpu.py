@@ -17,7 +17,7 @@ ARGS = [
     "--preset", "cpu", "--dataset", "cifar10_jpeg", "--seed", "0", "--threads", "1",
     "--model", "resnet18_cifar", "--width", "0.25", "--target-epochs", "4",
     "--surrogate-model", "small_cnn", "--surrogate-width", "1.0", "--surrogate-epochs", "3",
-    "--id-width", "0.5", "--id-epochs", "4", "--fr-epochs", "10", "--fit-n", "3000",
+    "--id-width", "0.5", "--id-epochs", "4", "--fr-epochs", "10", "--fit-n", "3000", "--id-identity-weight", "10",
     "--idfr-eps", "8/255,16/255",
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "1000", "--eval-n", "1000",
     "--whitebox-n", "100", "--query-n", "50", "--query-iter", "50", "--fast-at-epochs", "2",

@@ -159,6 +159,20 @@ def test_feature_loss_and_validation_selection(trained_target, mnist_small):
     assert np.isfinite([h["loss"] for h in den.history]).all()
 
 
+def test_identity_weight_keeps_clean_images_closer(trained_target, mnist_small):
+    """The identity term λ·mean|ID(x) − x| on clean training images keeps the fitted ID nearer the identity."""
+    x_train, y_train, x_test, _ = mnist_small
+    fgsm = FastGradientMethod(trained_target, eps=0.3)
+    x_adv = fgsm.generate(x_train[:384])
+    change = {}
+    for weight in (0.0, 500.0):
+        den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, nb_epochs=2, learning_rate=3e-3, batch_size=64,
+                           identity_weight=weight, device_type="cpu", seed=0)
+        den.fit(x_train[:384], y_train[:384], classifier=trained_target, x_adv=x_adv)
+        change[weight] = float(np.abs(den(x_test[:200])[0] - x_test[:200]).mean())
+    assert change[500.0] < 0.5 * change[0.0], change
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.fixture
 def den28():
@@ -205,7 +219,8 @@ def test_bad_input_also_raises_inside_art_classifier(trained_target, den28):
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"input_shape": (28, 28)}, "input_shape"), ({"loss": "mse"}, "loss"), ({"residual_head": "x"}, "residual"),
-     ({"clip_values": (1.0, 0.0)}, "clip_values"), ({"device_type": "tpu"}, "device_type"), ({"width": 0}, "width")],
+     ({"clip_values": (1.0, 0.0)}, "clip_values"), ({"device_type": "tpu"}, "device_type"), ({"width": 0}, "width"),
+     ({"clean_weight": 0}, "clean_weight"), ({"identity_weight": -1}, "identity_weight")],
 )
 def test_rejects_bad_params(kwargs, match):
     args = {"input_shape": (1, 28, 28), "device_type": "cpu"} | kwargs

@@ -194,7 +194,8 @@ class EvalConfig:
         gets a different seed).
         ``batch_size``, ``lr``, ``optimizer``, ``augment``: target / surrogate training.
     IDFR
-        ``id_width``, ``id_epochs``, ``id_lr``, ``id_sigma``, ``id_loss``, ``fr_epochs``, ``fr_lr``: the ID and FR.
+        ``id_width``, ``id_epochs``, ``id_lr``, ``id_sigma``, ``id_loss``, ``id_identity_weight``,
+        ``id_clean_weight``, ``fr_epochs``, ``fr_lr``: the ID and FR.
         ``fit_n``: training images used to fit them (``None`` = all). ``idfr_attacks`` / ``idfr_eps``: the ART
         attacks (on the bare target) crafting their training AEs.
     Baselines
@@ -239,6 +240,8 @@ class EvalConfig:
     id_lr: float = 2e-3
     id_sigma: float = 0.1
     id_loss: str = "ce"
+    id_identity_weight: float = 10.0
+    id_clean_weight: float = 1.0
     fr_epochs: int = 2
     fr_lr: float = 1e-3
     fit_n: Optional[int] = 1200
@@ -395,6 +398,9 @@ class EvalConfig:
             raise ValueError(f"`lr` must be positive, got {self.lr!r}.")
         if self.id_sigma < 0:
             raise ValueError(f"`id_sigma` must be >= 0, got {self.id_sigma}.")
+        if self.id_identity_weight < 0 or not self.id_clean_weight > 0:
+            raise ValueError("`id_identity_weight` must be >= 0 and `id_clean_weight` > 0, got "
+                             f"{self.id_identity_weight} and {self.id_clean_weight}.")
         if self.fs_bit_depth is not None and not 1 <= int(self.fs_bit_depth) <= 64:
             raise ValueError(f"`fs_bit_depth` must be in [1, 64], got {self.fs_bit_depth}.")
         if not self.tvm_lamb > 0:

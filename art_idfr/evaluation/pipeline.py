@@ -252,6 +252,8 @@ def _idfr_settings(config: EvalConfig) -> Dict[str, Any]:
         "id_lr": config.id_lr,
         "id_sigma": config.id_sigma,
         "id_loss": config.id_loss,
+        "id_identity_weight": config.id_identity_weight,
+        "id_clean_weight": config.id_clean_weight,
         "fr_epochs": config.fr_epochs,
         "fr_lr": config.fr_lr,
         "fit_n": config.fit_n,
@@ -312,7 +314,8 @@ def fit_idfr(
     ]
     denoiser = IDFRDenoiser(
         input_shape=data.input_shape, clip_values=(0.0, 1.0), channels_first=True, width=config.id_width,
-        loss=config.id_loss, gaussian_sigma=config.id_sigma, learning_rate=config.id_lr, nb_epochs=config.id_epochs,
+        loss=config.id_loss, gaussian_sigma=config.id_sigma, identity_weight=config.id_identity_weight,
+        clean_weight=config.id_clean_weight, learning_rate=config.id_lr, nb_epochs=config.id_epochs,
         batch_size=config.batch_size, device_type=config.device_type, verbose=verbose, seed=config.seed,
     )
     restorer = FeatureRestorer(learning_rate=config.fr_lr, nb_epochs=config.fr_epochs, device_type=config.device_type,

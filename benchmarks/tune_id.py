@@ -1,0 +1,147 @@
+"""
+Tune the ID on a *validation* split (never the test split) — the record behind `benchmarks/NOTES.md`.
+
+    python benchmarks/tune_id.py --dataset fashion_mnist_idx --name base
+    python benchmarks/tune_id.py --dataset fashion_mnist_idx --name cw3 clean_weight=3
+    python benchmarks/tune_id.py --dataset fashion_mnist_idx --name id10 identity_weight=10 fit_n=8000
+
+The first call trains the target (small CNN width 1, 4 epochs) and an independent surrogate (small CNN width 0.5,
+other seed) on the training split minus 3,000 validation images, and crafts the training AEs (ART FGSM + BIM on the
+target at --idfr-eps) and the validation AEs (FGSM/CW/BIM transferred from the surrogate, black-box); all of it is
+cached in runs/tune_<dataset>/ and reused. Each call then fits one ID variant (`key=value` overrides of
+IDFRDenoiser arguments, plus `fit_n` and `epochs`), choosing its best epoch on validation images 0-999, and
+measures it on validation images 1000-2999: clean accuracy through the ID and black-box accuracy per attack.
+One JSON line per call is appended to benchmarks/results/tune_<dataset>/tune.jsonl (with the command line).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from art_idfr import IDFRDenoiser  # noqa: E402
+from art_idfr.attacks import make_attack  # noqa: E402
+from art_idfr.data import stratified_subset_indices  # noqa: E402
+from art_idfr.evaluation.config import EvalConfig  # noqa: E402
+from art_idfr.evaluation.defences import wrap_model  # noqa: E402
+from art_idfr.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
+from art_idfr.models import accuracy  # noqa: E402
+
+VAL_ATTACKS = [("fgsm", 4 / 255), ("fgsm", 16 / 255), ("cw", 4 / 255), ("cw", 8 / 255), ("bim", 4 / 255),
+               ("bim", 16 / 255)]
+
+
+def _parse_value(v: str):
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _cached(path, make):
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return f["x"]
+    x = make()
+    np.savez_compressed(path, x=x)
+    return x
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="fashion_mnist_idx")
+    p.add_argument("--name", required=True)
+    p.add_argument("--idfr-eps", default="8/255,32/255")
+    p.add_argument("--idfr-attacks", default="fgsm,bim")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("overrides", nargs="*", help="key=value: IDFRDenoiser arguments, fit_n, epochs")
+    a = p.parse_args()
+    limit_threads(1)
+    over = dict(kv.split("=", 1) for kv in a.overrides)
+    over = {k: _parse_value(v) for k, v in over.items()}
+    fit_n = int(over.pop("fit_n", 4000))
+    epochs = int(over.pop("epochs", 4))
+    idfr_eps = [eval(e, {}) for e in a.idfr_eps.split(",")]  # "8/255" -> float; our own CLI string
+
+    run_dir = os.path.join(ROOT, "runs", f"tune_{a.dataset}")
+    out_dir = os.path.join(HERE, "results", f"tune_{a.dataset}")
+    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
+    cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model="small_cnn", width=1.0, target_epochs=4,
+                            surrogate_model="small_cnn", surrogate_width=0.5, surrogate_epochs=3, seed=a.seed,
+                            device="cpu")
+    data = prepare_data(cfg, verbose=False)
+    target_model, tmeta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)
+    sur_model, _ = train_network(cfg, data, os.path.join(run_dir, "surrogate"), role="surrogate", verbose=False)
+    target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
+    surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
+    x_sel, x_val, y_val = data.x_val[:1000], data.x_val[1000:], data.y_val[1000:]
+    y_sel = data.y_val[:1000]
+    onehot = np.eye(data.num_classes, dtype=np.float32)
+
+    idx = stratified_subset_indices(data.y_train, fit_n, seed=a.seed)
+    x_fit, y_fit = data.x_train[idx], data.y_train[idx]
+    t0 = time.perf_counter()
+    adv = []
+    for eps in idfr_eps:
+        for name in a.idfr_attacks.split(","):
+            atk = make_attack(name, target, eps, seed=a.seed)
+            adv.append(_cached(os.path.join(run_dir, f"train_{name}_{eps:.4f}_{fit_n}.npz"),
+                               lambda: atk.generate(x_fit, onehot[y_fit])))
+    val_adv = {}
+    for name, eps in VAL_ATTACKS:
+        atk = make_attack(name, surrogate, eps, seed=a.seed)
+        val_adv[f"{name} {round(eps * 255)}/255"] = _cached(
+            os.path.join(run_dir, f"val_{name}_{eps:.4f}.npz"), lambda: atk.generate(x_val, onehot[y_val]))
+    t_craft = time.perf_counter() - t0
+
+    den = IDFRDenoiser(input_shape=data.input_shape, width=over.pop("width", 0.5), gaussian_sigma=0.1,
+                       learning_rate=2e-3, device_type="cpu", seed=a.seed, **over)
+    t0 = time.perf_counter()
+    den.fit(x_fit, y_fit, classifier=target, attacks=[], x_adv=np.concatenate(adv), nb_epochs=epochs,
+            validation_data=(x_sel, y_sel))
+    t_fit = time.perf_counter() - t0
+    defended = wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[den])
+
+    def acc(clf, x):
+        return float((clf.predict(x).argmax(1) == y_val).mean() * 100)
+
+    row = {
+        "name": a.name,
+        "config": den.get_config() | {"fit_n": fit_n, "epochs": epochs, "idfr_eps": a.idfr_eps,
+                                     "idfr_attacks": a.idfr_attacks},
+        "val_n": int(len(y_val)),
+        "undefended": {"clean": acc(target, x_val)} | {k: acc(target, v) for k, v in val_adv.items()},
+        "id": {"clean": acc(defended, x_val)} | {k: acc(defended, v) for k, v in val_adv.items()},
+        "history": den.history,
+        "fit_seconds": round(t_fit, 1),
+        "craft_seconds": round(t_craft, 1),
+        "target_val_acc": tmeta["val_accuracy"],
+        "dataset": a.dataset,
+        "seed": a.seed,
+        "device": f"cpu, 1 thread, {os.cpu_count()} cores, {platform.machine()}",
+        "torch": torch.__version__,
+        "command": "python " + " ".join(shlex.quote(s) for s in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+    }
+    row["id_drop"] = {k: round(row["undefended"]["clean"] - v, 2) for k, v in row["id"].items()}
+    with open(os.path.join(out_dir, "tune.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: row[k] for k in ("name", "undefended", "id", "fit_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
