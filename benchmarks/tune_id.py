@@ -36,7 +36,6 @@ from art_idfr.data import stratified_subset_indices  # noqa: E402
 from art_idfr.evaluation.config import EvalConfig  # noqa: E402
 from art_idfr.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
-from art_idfr.models import accuracy  # noqa: E402
 
 VAL_ATTACKS = [("fgsm", 4 / 255), ("fgsm", 16 / 255), ("cw", 4 / 255), ("cw", 8 / 255), ("bim", 4 / 255),
                ("bim", 16 / 255)]

@@ -206,7 +206,7 @@ def markdown_report(result: "EvaluationResult") -> str:
         f"{md.get('preset')}",
         f"- torch {md.get('torch_version')} · ART {md.get('art_version')} · art-idfr {md.get('art_idfr_version')}",
         f"- command: `{md.get('command')}`",
-        f"- images per threat model: " + ", ".join(f"{tm} n={n}" for tm, n in md.get("n", {}).items()),
+        "- images per threat model: " + ", ".join(f"{tm} n={n}" for tm, n in md.get("n", {}).items()),
         "",
     ]
     timings = md.get("timings_seconds", {})
