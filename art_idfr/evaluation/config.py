@@ -240,7 +240,7 @@ class EvalConfig:
     id_lr: float = 2e-3
     id_sigma: float = 0.1
     id_loss: str = "ce"
-    id_identity_weight: float = 10.0
+    id_identity_weight: float = 0.0
     id_clean_weight: float = 1.0
     fr_epochs: int = 2
     fr_lr: float = 1e-3
