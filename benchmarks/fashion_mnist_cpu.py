@@ -18,7 +18,7 @@ ARGS = [
     "--preset", "cpu", "--dataset", "fashion_mnist_idx", "--seed", "0", "--threads", "1",
     "--model", "small_cnn", "--width", "1.0", "--target-epochs", "4",
     "--surrogate-model", "small_cnn", "--surrogate-width", "0.5", "--surrogate-epochs", "3",
-    "--id-width", "0.5", "--id-epochs", "4", "--fr-epochs", "10", "--fit-n", "4000",
+    "--id-width", "0.5", "--id-epochs", "4", "--fr-epochs", "10", "--fit-n", "4000", "--id-identity-weight", "10",
     "--idfr-eps", "8/255,32/255",
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "2000", "--eval-n", "2000",
     "--whitebox-n", "200", "--query-n", "100", "--query-iter", "50", "--fast-at-epochs", "2", "--fast-at-eps", "16/255",
