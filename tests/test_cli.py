@@ -95,8 +95,15 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-2] == first.splitlines()[-2]
 
     idfr = str(tmp_path / "idfr")
-    assert main(["fit", "--target", target, "--out", idfr, "--id-epochs", "1", "--fr-epochs", "1"] + common) == 0
+    assert main(["fit", "--target", target, "--out", idfr, "--id-epochs", "1", "--fr-epochs", "1",
+                 "--id-identity-weight", "5", "--id-loss", "both"] + common) == 0
     assert {"denoiser.pt", "restorer.pt", "idfr.json"} <= set(os.listdir(idfr))
+    from art_idfr import IDFRDenoiser
+
+    den = IDFRDenoiser.load(os.path.join(idfr, "denoiser.pt"))
+    assert den.identity_weight == 5.0 and den.loss == "both" and den.clean_weight == 1.0
+    settings = json.loads(open(os.path.join(idfr, "idfr.json")).read())["settings"]
+    assert settings["id_identity_weight"] == 5.0
     capsys.readouterr()
 
     out = str(tmp_path / "eval")

@@ -94,6 +94,8 @@ def test_presets_and_validation():
         EvalConfig(eps=(8,))
     with pytest.raises(ValueError, match="subsets of the evaluation images"):
         EvalConfig(eval_n=10, whitebox_n=20)
+    with pytest.raises(ValueError, match="id_identity_weight"):
+        EvalConfig(id_identity_weight=-1.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
