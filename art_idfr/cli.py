@@ -410,13 +410,16 @@ def _cmd_fit(args) -> int:
 
 
 def _idfr_summary(den, res, cfg) -> str:
-    def last(hist, key):
-        vals = [h.get(key) for h in hist if h.get(key) is not None]
-        return f"{100 * max(vals):.2f}%" if vals else "n/a"
+    def chosen(hist):
+        scored = [h for h in hist if h.get("val_score") is not None]
+        if not scored:
+            return "n/a"
+        h = max(scored, key=lambda r: r["val_score"])  # the epoch fit() kept (first best)
+        adv = f", on validation AEs {100 * h['val_adv_acc']:.2f}%" if "val_adv_acc" in h else ""
+        return f"epoch {h['epoch']}: val acc {100 * h['val_acc']:.2f}%{adv}"
 
-    return (f"IDFR fitted: ID width {cfg.id_width:g}, {cfg.id_epochs} epochs, best val acc through ID "
-            f"{last(den.history, 'val_acc')}; FR {cfg.fr_epochs} epochs, best val acc through ID+FR "
-            f"{last(res.history, 'val_acc') if res is not None else 'n/a'}")
+    return (f"IDFR fitted: ID width {cfg.id_width:g}, {cfg.id_epochs} epochs, kept {chosen(den.history)}; "
+            f"FR {cfg.fr_epochs} epochs, kept {chosen(res.history) if res is not None else 'n/a'}")
 
 
 def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restorer, surrogate=None,

@@ -348,8 +348,10 @@ class IDFRDenoiser(PreprocessorPyTorch):
         :param batch_size: Batch size (default: the constructor's ``batch_size``).
         :param x_adv: Precomputed adversarial examples (optional, added to those crafted by ``attacks``).
         :param y_adv: Labels of ``x_adv`` (default: ``y`` tiled to the length of ``x_adv``).
-        :param validation_data: Optional ``(x_val, y_val)``; its accuracy through ``ID`` and the target is logged
-            each epoch and the weights of the best epoch are kept.
+        :param validation_data: Optional ``(x_val, y_val)`` (never the test split). Each epoch logs the clean
+            accuracy through ``ID`` and the target (``val_acc``) and, when ``attacks`` are given, the accuracy on
+            their AEs of ``x_val`` (``val_adv_acc``); the epoch with the best mean of the two (``val_score``) is kept.
+            A third element, a list of arrays of precomputed AEs of ``x_val``, is used as well.
         """
         if classifier is None:
             raise ValueError("IDFRDenoiser.fit needs the target: fit(x, y, classifier=..., attacks=[...]).")
@@ -375,7 +377,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=self.learning_rate, total_steps=max(1, nb_epochs * steps_per_epoch), pct_start=0.15
         )
-        best_state, best_acc = None, -1.0
+        val_sets = self._validation_sets(validation_data, attacks, classifier.nb_classes)
+        best_state, best_score = None, -1.0
         with frozen(classifier.model):
             for epoch in range(nb_epochs):
                 if self.regenerate_every and epoch > 0 and epoch % self.regenerate_every == 0 and attacks:
@@ -388,10 +391,10 @@ class IDFRDenoiser(PreprocessorPyTorch):
                 is_clean[len(adv_x) : len(adv_x) + n] = True
                 stats = self._train_epoch(classifier, x_clean, train_x, train_y, train_ref, is_clean, optimizer,
                                           scheduler, batch_size, generator, epoch)
-                if validation_data is not None:
-                    stats["val_acc"] = self._accuracy(classifier, *validation_data)
-                    if stats["val_acc"] > best_acc:
-                        best_acc = stats["val_acc"]
+                if val_sets:
+                    stats.update(self._validation_scores(classifier, val_sets))
+                    if stats["val_score"] > best_score:
+                        best_score = stats["val_score"]
                         best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
                 self.history.append(stats)
                 logger.info("ID epoch %d: %s", epoch + 1, stats)
@@ -399,6 +402,34 @@ class IDFRDenoiser(PreprocessorPyTorch):
             self.network.load_state_dict(best_state)
         self.network.eval()
         self._is_fitted = True
+
+    def _validation_sets(self, validation_data, attacks, nb_classes) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """The clean validation images, then their AEs from each training attack (crafted once, on the target)."""
+        if validation_data is None:
+            return []
+        x_val = np.asarray(validation_data[0], dtype=np.float32)
+        self._check_input(x_val)
+        y_val = to_one_hot_indices(validation_data[1], nb_classes)
+        sets = [(x_val, y_val)]
+        for adv in validation_data[2] if len(validation_data) > 2 else []:  # precomputed validation AEs
+            self._check_input(adv)
+            sets.append((np.asarray(adv, dtype=np.float32), y_val))
+        for attack in attacks:
+            adv = attack.generate(x=x_val, y=np.eye(nb_classes, dtype=np.float32)[y_val])
+            sets.append((np.asarray(adv, dtype=np.float32), y_val))
+        return sets
+
+    def _validation_scores(self, classifier, val_sets) -> Dict[str, float]:
+        """
+        Best-epoch criterion: the mean of clean validation accuracy and accuracy on the validation AEs, so that
+        neither an ID that barely changes anything (clean only) nor one that rewrites clean images wins.
+        """
+        clean = self._accuracy(classifier, *val_sets[0])
+        stats = {"val_acc": clean, "val_score": clean}
+        if len(val_sets) > 1:
+            adv = float(np.mean([self._accuracy(classifier, xv, yv) for xv, yv in val_sets[1:]]))
+            stats.update(val_adv_acc=adv, val_score=(clean + adv) / 2)
+        return stats
 
     def _craft(self, x, y_idx, attacks, x_adv, y_adv, nb_classes):
         """Algorithm 1 lines 1-4: ``x' = A(x)`` for every attack A; returns AEs, labels, index of the clean image."""

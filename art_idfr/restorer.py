@@ -315,8 +315,9 @@ class FeatureRestorer:
         :param batch_size: Batch size (default: the constructor's ``batch_size``).
         :param x_adv: Precomputed AEs to add; ``y_adv`` their labels (default: ``y`` tiled).
         :param gaussian_copies: Also embed the denoiser's Gaussian-enhanced copies of ``x`` (Alg. 2 input x_e).
-        :param validation_data: Optional ``(x_val, y_val)``; accuracy of the full chain is logged each epoch and
-            the best epoch's weights are kept.
+        :param validation_data: Optional ``(x_val, y_val)`` (never the test split); clean accuracy of the full
+            chain (``val_acc``) and, with ``attacks``, accuracy on their AEs of ``x_val`` (``val_adv_acc``) are logged
+            each epoch; the weights of the epoch with the best mean of the two (``val_score``) are kept.
         """
         from art_idfr.denoiser import IDFRDenoiser
 
@@ -359,10 +360,14 @@ class FeatureRestorer:
             if self.network is None or self.embedding_dim != h_all.shape[1]:
                 self._build(h_all.shape[1])
             head = self._head(classifier, denoiser, point, x_all[:batch_size])
-            val = None
+            val = []  # embeddings of the clean validation images, then of their AEs from each attack
             if validation_data is not None:
+                x_val = np.asarray(validation_data[0], dtype=np.float32)
                 y_val = to_one_hot_indices(validation_data[1], nb_classes)
-                val = (self._embed(classifier, denoiser, point, validation_data[0], y_val, batch_size)[0], y_val)
+                for i, attack in enumerate([None, *(attacks or [])]):
+                    xv = x_val if attack is None else np.asarray(
+                        attack.generate(x=x_val, y=np.eye(nb_classes, dtype=np.float32)[y_val]), dtype=np.float32)
+                    val.append((self._embed(classifier, denoiser, point, xv, y_val, batch_size)[0], y_val))
             self._train(h_all, torch.as_tensor(y_all), correct, head, nb_epochs, batch_size, val)
         self._is_fitted = True
 
@@ -460,13 +465,20 @@ class FeatureRestorer:
                 total += len(idx)
             self.network.eval()
             stats = {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_mix_acc": hits / max(total, 1)}
-            if val is not None:
+            if val:
+                accs = []
                 with torch.no_grad():
-                    pred = torch.cat([head(self.network(val[0][i].to(self._device))).argmax(1).cpu()
-                                      for i in batches(len(val[0]), batch_size)])
-                stats["val_acc"] = float((pred.numpy() == val[1]).mean())
-                if stats["val_acc"] > best_acc:
-                    best_acc = stats["val_acc"]
+                    for h_val, y_val in val:
+                        pred = torch.cat([head(self.network(h_val[i].to(self._device))).argmax(1).cpu()
+                                          for i in batches(len(h_val), batch_size)])
+                        accs.append(float((pred.numpy() == y_val).mean()))
+                # best epoch: mean of clean and adversarial validation accuracy (clean only without attacks)
+                stats["val_acc"] = stats["val_score"] = accs[0]
+                if len(accs) > 1:
+                    stats["val_adv_acc"] = float(np.mean(accs[1:]))
+                    stats["val_score"] = (accs[0] + stats["val_adv_acc"]) / 2
+                if stats["val_score"] > best_acc:
+                    best_acc = stats["val_score"]
                     best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
             self.history.append(stats)
             logger.info("FR epoch %d: %s", epoch + 1, stats)

@@ -9,7 +9,8 @@ The first call trains the target (small CNN width 1, 4 epochs) and an independen
 other seed) on the training split minus 3,000 validation images, and crafts the training AEs (ART FGSM + BIM on the
 target at --idfr-eps) and the validation AEs (FGSM/CW/BIM transferred from the surrogate, black-box); all of it is
 cached in runs/tune_<dataset>/ and reused. Each call then fits one ID variant (`key=value` overrides of
-IDFRDenoiser arguments, plus `fit_n` and `epochs`), choosing its best epoch on validation images 0-999, and
+IDFRDenoiser arguments, plus `fit_n` and `epochs`), choosing its best epoch on validation images 0-999 (mean of
+clean accuracy and accuracy on their AEs from the training attacks, as `IDFRDenoiser.fit` does), and
 measures it on validation images 1000-2999: clean accuracy through the ID and black-box accuracy per attack.
 One JSON line per call is appended to benchmarks/results/tune_<dataset>/tune.jsonl (with the command line).
 """
@@ -100,6 +101,12 @@ def main() -> int:
             atk = make_attack(name, target, eps, seed=a.seed)
             adv.append(_cached(os.path.join(run_dir, f"train_{name}_{eps:.4f}_{fit_n}.npz"),
                                lambda: atk.generate(x_fit, onehot[y_fit])))
+    adv_sel = []  # AEs of the selection images, crafted on the target by the training attacks (best-epoch choice)
+    for eps in idfr_eps:
+        for name in a.idfr_attacks.split(","):
+            atk = make_attack(name, target, eps, seed=a.seed)
+            adv_sel.append(_cached(os.path.join(run_dir, f"sel_{name}_{eps:.4f}.npz"),
+                                   lambda: atk.generate(x_sel, onehot[y_sel])))
     val_adv = {}
     for name, eps in VAL_ATTACKS:
         atk = make_attack(name, surrogate, eps, seed=a.seed)
@@ -111,7 +118,7 @@ def main() -> int:
                        learning_rate=2e-3, device_type="cpu", seed=a.seed, **over)
     t0 = time.perf_counter()
     den.fit(x_fit, y_fit, classifier=target, attacks=[], x_adv=np.concatenate(adv), nb_epochs=epochs,
-            validation_data=(x_sel, y_sel))
+            validation_data=(x_sel, y_sel, [a[: len(x_sel)] for a in adv_sel]))
     t_fit = time.perf_counter() - t0
     defended = wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[den])
 

@@ -159,6 +159,30 @@ def test_feature_loss_and_validation_selection(trained_target, mnist_small):
     assert np.isfinite([h["loss"] for h in den.history]).all()
 
 
+def test_best_epoch_uses_clean_and_adversarial_validation(trained_target, mnist_small):
+    """The kept epoch maximises mean(clean, adversarial) validation accuracy, not clean accuracy alone."""
+    x_train, y_train, x_test, y_test = mnist_small
+    fgsm = FastGradientMethod(trained_target, eps=0.3)
+    x_val, y_val = x_test[:200], y_test[:200]
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, nb_epochs=3, learning_rate=3e-3, batch_size=64,
+                       device_type="cpu", seed=0)
+    den.fit(x_train[:512], y_train[:512], classifier=trained_target, attacks=[fgsm], validation_data=(x_val, y_val))
+    hist = den.history
+    assert all({"val_acc", "val_adv_acc", "val_score"} <= set(h) for h in hist)
+    assert all(h["val_score"] == pytest.approx((h["val_acc"] + h["val_adv_acc"]) / 2) for h in hist)
+    best = max(hist, key=lambda h: h["val_score"])
+    defended = defend(trained_target, denoiser=den)
+    x_val_adv = fgsm.generate(x_val, y=np.eye(10, dtype=np.float32)[y_val])  # fit crafts with the true labels
+    acc = lambda x: float((defended.predict(x).argmax(1) == y_val).mean())  # noqa: E731
+    assert acc(x_val) == pytest.approx(best["val_acc"])
+    assert acc(x_val_adv) == pytest.approx(best["val_adv_acc"])
+    # precomputed validation AEs (third element) count the same way
+    den2 = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, nb_epochs=1, device_type="cpu", seed=0)
+    den2.fit(x_train[:128], y_train[:128], classifier=trained_target, x_adv=fgsm.generate(x_train[:128]),
+             validation_data=(x_val, y_val, [x_val_adv]))
+    assert "val_adv_acc" in den2.history[0]
+
+
 def test_identity_weight_keeps_clean_images_closer(trained_target, mnist_small):
     """The identity term λ·mean|ID(x) − x| on clean training images keeps the fitted ID nearer the identity."""
     x_train, y_train, x_test, _ = mnist_small
