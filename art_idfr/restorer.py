@@ -317,7 +317,8 @@ class FeatureRestorer:
         :param gaussian_copies: Also embed the denoiser's Gaussian-enhanced copies of ``x`` (Alg. 2 input x_e).
         :param validation_data: Optional ``(x_val, y_val)`` (never the test split); clean accuracy of the full
             chain (``val_acc``) and, with ``attacks``, accuracy on their AEs of ``x_val`` (``val_adv_acc``) are logged
-            each epoch; the weights of the epoch with the best mean of the two (``val_score``) are kept.
+            each epoch; the weights of the epoch with the best mean of the two (``val_score``) are kept. A third element,
+            a list of arrays of precomputed AEs of ``x_val``, is used as well.
         """
         from art_idfr.denoiser import IDFRDenoiser
 
@@ -364,9 +365,10 @@ class FeatureRestorer:
             if validation_data is not None:
                 x_val = np.asarray(validation_data[0], dtype=np.float32)
                 y_val = to_one_hot_indices(validation_data[1], nb_classes)
-                for i, attack in enumerate([None, *(attacks or [])]):
-                    xv = x_val if attack is None else np.asarray(
-                        attack.generate(x=x_val, y=np.eye(nb_classes, dtype=np.float32)[y_val]), dtype=np.float32)
+                x_sets = [x_val, *(validation_data[2] if len(validation_data) > 2 else [])]  # + precomputed AEs
+                x_sets += [np.asarray(attack.generate(x=x_val, y=np.eye(nb_classes, dtype=np.float32)[y_val]),
+                                      dtype=np.float32) for attack in attacks or []]
+                for xv in x_sets:
                     val.append((self._embed(classifier, denoiser, point, xv, y_val, batch_size)[0], y_val))
             self._train(h_all, torch.as_tensor(y_all), correct, head, nb_epochs, batch_size, val)
         self._is_fitted = True

@@ -118,7 +118,8 @@ class IDFRTrainer(Trainer):
         :param nb_epochs_id: ID epochs (default: the denoiser's ``nb_epochs``).
         :param nb_epochs_fr: FR epochs (default: the restorer's ``nb_epochs``).
         :param batch_size: Batch size for both stages (default: each component's own).
-        :param validation_data: ``(x_val, y_val)`` for best-epoch selection in both stages (never the test split).
+        :param validation_data: ``(x_val, y_val)`` for best-epoch selection in both stages (never the test split);
+            the attacks' AEs of ``x_val`` are crafted once and count as much as the clean images.
         """
         y_idx = to_one_hot_indices(y, self.target.nb_classes)
         onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_idx]
@@ -126,6 +127,13 @@ class IDFRTrainer(Trainer):
         x_adv_all = np.concatenate(x_adv) if x_adv else None
         y_adv_all = np.tile(y_idx, len(x_adv)) if x_adv else None
 
+        if validation_data is not None and len(validation_data) == 2 and self.attacks:
+            # AEs of the validation images, crafted once: best epochs are chosen on clean + adversarial accuracy
+            x_val = np.asarray(validation_data[0], dtype=np.float32)
+            y_val = to_one_hot_indices(validation_data[1], self.target.nb_classes)
+            val_onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_val]
+            val_adv = [np.asarray(a.generate(x=x_val, y=val_onehot), np.float32) for a in self.attacks]
+            validation_data = (x_val, y_val, val_adv)
         self.denoiser.fit(x, y_idx, classifier=self.target, x_adv=x_adv_all, y_adv=y_adv_all, nb_epochs=nb_epochs_id,
                           batch_size=batch_size, validation_data=validation_data)
         if self.restorer is not None:

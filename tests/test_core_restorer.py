@@ -147,7 +147,11 @@ def test_trainer_builds_fully_defended_classifier(mnist_small):
     trainer = IDFRTrainer(target, attacks=[FastGradientMethod(target, eps=0.2)], denoiser=den,
                           restorer=FeatureRestorer(device_type="cpu"))
     assert trainer.get_classifier() is target
-    trainer.fit(x, y, nb_epochs_id=1, nb_epochs_fr=1, batch_size=64)
+    trainer.fit(x, y, nb_epochs_id=1, nb_epochs_fr=1, batch_size=64,
+                validation_data=(mnist_small[2][:64], mnist_small[3][:64]))
+    # both stages chose their epoch on clean *and* adversarial validation accuracy
+    for hist in (den.history, trainer.restorer.history):
+        assert {"val_acc", "val_adv_acc", "val_score"} <= set(hist[0]), hist
     defended = trainer.get_classifier()
     assert isinstance(defended.model, RestoredModel) and defended.preprocessing_defences[0] is den
     assert target.preprocessing_defences is None  # the target is untouched
