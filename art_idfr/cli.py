@@ -221,6 +221,8 @@ def _eval_knobs(p: argparse.ArgumentParser) -> None:
     _add(g, "--query-n", "query_n", type=_positive_int, metavar="N", help="images for the query attack")
     _add(g, "--query-iter", "query_iter", type=_positive_int, metavar="N", help="SquareAttack iterations")
     _add(g, "--attack-iter", "attack_iter", type=_positive_int, metavar="N", help="BIM / CW iterations (paper: 20)")
+    _add(g, "--attack-batch-size", "attack_batch_size", type=_positive_int, metavar="B",
+         help="batch size of attacks and predictions (128; larger is faster on a GPU)")
     _add(g, "--eps-step", "eps_step", type=_positive_float, help="BIM / CW step, capped at eps (paper: 0.03)")
     _add(g, "--sanity-eps", "sanity_eps", type=_eps, help="budget of the undefended white-box sanity check (0.5)")
     _add(g, "--fast-at-epochs", "fast_at_epochs", type=_positive_int, metavar="E", help="Fast AT epochs")
@@ -319,6 +321,11 @@ def _setup(args) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
+    if getattr(args, "device", None) in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():  # fixed 32x32 shapes: let cuDNN pick its fastest kernels (not bit-reproducible)
+            torch.backends.cudnn.benchmark = True
 
 
 def _config(args, **fixed: Any):

@@ -577,6 +577,7 @@ def train_model(
     x_val=None,
     y_val=None,
     verbose: bool = True,
+    amp: Optional[bool] = None,
 ) -> Dict[str, List[float]]:
     """
     Train ``model`` in place with cross-entropy, optionally checkpointing after every epoch and resuming.
@@ -608,6 +609,8 @@ def train_model(
     :param x_val: Optional validation images; validation accuracy is recorded after every epoch.
     :param y_val: Optional validation labels.
     :param verbose: Show a progress bar per epoch and log a line per epoch.
+    :param amp: Mixed precision (bfloat16 autocast) for the training steps; ``None`` = on for CUDA, off on CPU.
+                Weights, batch-norm statistics, validation and everything after training stay float32.
     :return: History dict with lists ``epoch``, ``loss``, ``train_acc``, ``val_acc`` (NaN without validation data),
              ``lr`` (at the end of the epoch) and ``seconds``.
     """
@@ -699,6 +702,7 @@ def train_model(
 
     loss_fn = nn.CrossEntropyLoss()
     cuda_devices = [dev.index or 0] if dev.type == "cuda" else []
+    use_amp = dev.type == "cuda" if amp is None else bool(amp)
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(int(seed) * 100003 + epoch)
@@ -717,8 +721,9 @@ def train_model(
                     xb = _augment(xb, gen)
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
                 opt.zero_grad(set_to_none=True)
-                logits = model(xb)
-                loss = loss_fn(logits, yb)
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                    logits = model(xb)
+                loss = loss_fn(logits.float(), yb)
                 loss.backward()
                 opt.step()
                 if sched is not None:

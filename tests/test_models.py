@@ -161,6 +161,15 @@ def test_train_model_adam_cosine_3ch():
     assert accuracy(model, x, y) >= 0.9
 
 
+def test_train_model_mixed_precision_learns_and_keeps_float32_weights():
+    x, y = _separable(n=64)
+    model = make_model("small_cnn", num_classes=2, input_shape=(1, 28, 28), width=0.25, seed=0)
+    history = train_model(model, x, y, epochs=4, batch_size=32, lr=0.05, device="cpu", verbose=False, amp=True)
+    assert accuracy(model, x, y) >= 0.95 and np.isfinite(history["loss"]).all()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert predict_logits(model, x[:3]).dtype == np.float32
+
+
 def test_train_model_is_deterministic():
     x, y = _separable(n=64)
     states = []
