@@ -67,6 +67,9 @@ def main() -> int:
     p.add_argument("--idfr-eps", default="8/255,32/255")
     p.add_argument("--idfr-attacks", default="fgsm,bim")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--diagnose-test", type=int, default=0, metavar="N",
+                   help="also measure on N test images (a diagnostic of the validation/test gap, recorded apart as "
+                        "'test_diagnostic' and never used to choose settings)")
     p.add_argument("overrides", nargs="*", help="key=value: IDFRDenoiser arguments, fit_n, epochs")
     a = p.parse_args()
     limit_threads(1)
@@ -143,6 +146,25 @@ def main() -> int:
         "command": "python " + " ".join(shlex.quote(s) for s in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
     }
     row["id_drop"] = {k: round(row["undefended"]["clean"] - v, 2) for k, v in row["id"].items()}
+    if a.diagnose_test:
+        t_idx = stratified_subset_indices(data.y_test, a.diagnose_test, seed=a.seed)
+        x_t, y_t = data.x_test[t_idx], data.y_test[t_idx]
+
+        def acc_t(clf, x):
+            return float((clf.predict(x).argmax(1) == y_t).mean() * 100)
+
+        test_adv = {}
+        for name, eps in VAL_ATTACKS:
+            atk = make_attack(name, surrogate, eps, seed=a.seed)
+            test_adv[f"{name} {round(eps * 255)}/255"] = _cached(
+                os.path.join(run_dir, f"test_{name}_{eps:.4f}_{a.diagnose_test}.npz"),
+                lambda: atk.generate(x_t, onehot[y_t]))
+        row["test_diagnostic"] = {
+            "n": int(len(y_t)),
+            "undefended": {"clean": acc_t(target, x_t)} | {k: acc_t(target, v) for k, v in test_adv.items()},
+            "id": {"clean": acc_t(defended, x_t)} | {k: acc_t(defended, v) for k, v in test_adv.items()},
+        }
+        print("test diagnostic:", json.dumps(row["test_diagnostic"]))
     with open(os.path.join(out_dir, "tune.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps({k: row[k] for k in ("name", "undefended", "id", "fit_seconds")}))
