@@ -5,7 +5,7 @@ CIFAR-10 (JPEG q75 copy) at CPU scale (issue: results that stand).
 
 Target: a ResNet-18 (CIFAR variant) at width 0.25, the largest of our targets that trains in <= 20 min on 2 CPU
 cores here; surrogate: a small CNN (another architecture and seed) for the black-box AEs. ID + FR fitted on ART
-FGSM/BIM AEs of 3k training images; all defences and threat models, FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000
+FGSM/BIM AEs at 4/255, 8/255 and 16/255 of 3k training images; all defences and threat models, FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000
 test images (white-box on 100, query on 50 of them); all defences but TotalVarMin (too slow at this size on a
 CPU: see results/speed). One torch thread. Reports go to benchmarks/results/cifar10_cpu/.
 """
@@ -18,7 +18,7 @@ ARGS = [
     "--model", "resnet18_cifar", "--width", "0.25", "--target-epochs", "4",
     "--surrogate-model", "small_cnn", "--surrogate-width", "1.0", "--surrogate-epochs", "3",
     "--id-width", "0.5", "--id-epochs", "4", "--fr-epochs", "10", "--fit-n", "3000", "--id-identity-weight", "10",
-    "--idfr-eps", "8/255,16/255",
+    "--idfr-eps", "4/255,8/255,16/255",
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "1000", "--eval-n", "1000",
     "--whitebox-n", "100", "--query-n", "50", "--query-iter", "50", "--fast-at-epochs", "2",
     # TotalVarMin is left out here: ~2 min per 1,000 3x32x32 images per cell on one core (see results/speed)

@@ -5,7 +5,7 @@ Fashion-MNIST at CPU scale (issue: results that stand).
     python benchmarks/fashion_mnist_cpu.py            # <= 45 min on 2 CPU cores
 
 Full Fashion-MNIST (60k train / 10k test from /usr/share/datasets/fashion-mnist), a small CNN target and an
-independently trained surrogate of another width and seed for the black-box AEs; ID + FR fitted on ART FGSM/BIM AEs;
+independently trained surrogate of another width and seed for the black-box AEs; ID + FR fitted on ART FGSM/BIM AEs at 4/255, 8/255 and 32/255;
 all defences (none, ID, ID+FR, FeatureSqueezing, JPEG 25/50/75, TotalVarMin, SpatialSmoothing, Fast AT) under the
 black-box, gray-box, adaptive white-box and query threat models, FGSM/CW/BIM at eps 4/8/16/32 (/255), 2,000 test
 images (white-box on 200 and query on 100 of them). One torch thread, so that it can share a 2-core machine. Reports go to benchmarks/results/fashion_mnist_cpu/.
@@ -19,7 +19,7 @@ ARGS = [
     "--model", "small_cnn", "--width", "1.0", "--target-epochs", "4",
     "--surrogate-model", "small_cnn", "--surrogate-width", "0.5", "--surrogate-epochs", "3",
     "--id-width", "0.5", "--id-epochs", "4", "--fr-epochs", "10", "--fit-n", "4000", "--id-identity-weight", "10",
-    "--idfr-eps", "8/255,32/255",
+    "--idfr-eps", "4/255,8/255,32/255",
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "2000", "--eval-n", "2000",
     "--whitebox-n", "200", "--query-n", "100", "--query-iter", "50", "--fast-at-epochs", "2", "--fast-at-eps", "16/255",
 ]

@@ -60,8 +60,8 @@ def test_help_via_subprocess():
 
 def test_demo_tiny_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    proc = _run(["demo", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "0", "--eps", "8/255,0.3"],
-                timeout=300)
+    proc = _run(["demo", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "0", "--eps", "8/255,0.3",
+                 "--attack-batch-size", "16"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for tm in ("black-box", "gray-box", "white-box", "query"):
         assert f"### Threat model: {tm}" in proc.stdout
@@ -74,6 +74,7 @@ def test_demo_tiny_end_to_end(tmp_path):
     doc = json.loads((out / "results.json").read_text())
     assert doc["metadata"]["command"].startswith("art-idfr demo --preset tiny")
     assert doc["metadata"]["preset"] == "tiny"
+    assert doc["config"]["attack_batch_size"] == 16
     assert {r["threat_model"] for r in doc["records"]} == {"black-box", "gray-box", "white-box", "query"}
     assert doc["sanity_checks"]["checks"]["undefended_whitebox_large_eps"]["status"] == "PASS"
     # target / surrogate weights are plain state dicts, loadable with weights_only=True
