@@ -110,11 +110,16 @@ def main() -> int:
             atk = make_attack(name, target, eps, seed=a.seed)
             adv_sel.append(_cached(os.path.join(run_dir, f"sel_{name}_{eps:.4f}.npz"),
                                    lambda: atk.generate(x_sel, onehot[y_sel])))
-    val_adv = {}
-    for name, eps in VAL_ATTACKS:
-        atk = make_attack(name, surrogate, eps, seed=a.seed)
-        val_adv[f"{name} {round(eps * 255)}/255"] = _cached(
-            os.path.join(run_dir, f"val_{name}_{eps:.4f}.npz"), lambda: atk.generate(x_val, onehot[y_val]))
+    def transfer_aes(x, y, stem: str) -> dict:
+        """Black-box AEs of (x, y): VAL_ATTACKS crafted on the surrogate, cached as runs/.../<name>_<eps><stem>."""
+        out = {}
+        for name, eps in VAL_ATTACKS:
+            atk = make_attack(name, surrogate, eps, seed=a.seed)
+            out[f"{name} {round(eps * 255)}/255"] = _cached(
+                os.path.join(run_dir, stem.format(f"{name}_{eps:.4f}")), lambda: atk.generate(x, onehot[y]))
+        return out
+
+    val_adv = transfer_aes(x_val, y_val, "val_{}.npz")
     t_craft = time.perf_counter() - t0
 
     den = IDFRDenoiser(input_shape=data.input_shape, width=over.pop("width", 0.5), gaussian_sigma=0.1,
@@ -125,16 +130,20 @@ def main() -> int:
     t_fit = time.perf_counter() - t0
     defended = wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[den])
 
-    def acc(clf, x):
-        return float((clf.predict(x).argmax(1) == y_val).mean() * 100)
+    def measure(x, y, advs) -> dict:
+        """Accuracy (%) of the bare target and of the ID-defended target on clean x and on each AE set."""
+        def acc(clf, xs):
+            return float((clf.predict(xs).argmax(1) == y).mean() * 100)
+
+        return {model: {"clean": acc(clf, x)} | {k: acc(clf, v) for k, v in advs.items()}
+                for model, clf in (("undefended", target), ("id", defended))}
 
     row = {
         "name": a.name,
         "config": den.get_config() | {"fit_n": fit_n, "epochs": epochs, "idfr_eps": a.idfr_eps,
                                      "idfr_attacks": a.idfr_attacks},
         "val_n": int(len(y_val)),
-        "undefended": {"clean": acc(target, x_val)} | {k: acc(target, v) for k, v in val_adv.items()},
-        "id": {"clean": acc(defended, x_val)} | {k: acc(defended, v) for k, v in val_adv.items()},
+        **measure(x_val, y_val, val_adv),
         "history": den.history,
         "fit_seconds": round(t_fit, 1),
         "craft_seconds": round(t_craft, 1),
@@ -149,21 +158,8 @@ def main() -> int:
     if a.diagnose_test:
         t_idx = stratified_subset_indices(data.y_test, a.diagnose_test, seed=a.seed)
         x_t, y_t = data.x_test[t_idx], data.y_test[t_idx]
-
-        def acc_t(clf, x):
-            return float((clf.predict(x).argmax(1) == y_t).mean() * 100)
-
-        test_adv = {}
-        for name, eps in VAL_ATTACKS:
-            atk = make_attack(name, surrogate, eps, seed=a.seed)
-            test_adv[f"{name} {round(eps * 255)}/255"] = _cached(
-                os.path.join(run_dir, f"test_{name}_{eps:.4f}_{a.diagnose_test}.npz"),
-                lambda: atk.generate(x_t, onehot[y_t]))
-        row["test_diagnostic"] = {
-            "n": int(len(y_t)),
-            "undefended": {"clean": acc_t(target, x_t)} | {k: acc_t(target, v) for k, v in test_adv.items()},
-            "id": {"clean": acc_t(defended, x_t)} | {k: acc_t(defended, v) for k, v in test_adv.items()},
-        }
+        test_adv = transfer_aes(x_t, y_t, "test_{}_%d.npz" % a.diagnose_test)
+        row["test_diagnostic"] = {"n": int(len(y_t)), **measure(x_t, y_t, test_adv)}
         print("test diagnostic:", json.dumps(row["test_diagnostic"]))
     with open(os.path.join(out_dir, "tune.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -37,7 +37,8 @@ def main(dataset: str) -> int:
         hist = r.get("history", [])
         adv_rule = any(h.get("val_adv_acc") is not None for h in hist)
         scores = [h.get("val_score", h.get("val_acc", 0.0)) for h in hist]
-        kept = hist[scores.index(max(scores))].get("epoch", scores.index(max(scores)) + 1) if scores else "—"
+        best = scores.index(max(scores)) if scores else None  # first best epoch, as IDFRDenoiser.fit keeps
+        kept = "—" if best is None else hist[best].get("epoch", best + 1)
         lines.append(f"| {r['name']} | {', '.join(changed) or 'baseline: Algorithm 1, no extra term'} | "
                      f"{'clean+AE' if adv_rule else 'clean'} | {kept} | "
                      + " | ".join(f"{r['id'][c]:.1f}" for c in cols) + f" | {r['fit_seconds']:.0f} |")
