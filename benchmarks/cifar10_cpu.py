@@ -5,7 +5,8 @@ CIFAR-10 (JPEG q75 copy) at CPU scale (issue: results that stand).
 
 Target: a ResNet-18 (CIFAR variant) at width 0.25, the largest of our targets that trains in <= 20 min on 2 CPU
 cores here; surrogate: a small CNN (another architecture and seed) for the black-box AEs. ID + FR fitted on ART
-FGSM/BIM AEs at 4/255, 8/255 and 16/255 of 3k training images; all defences and threat models, FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000
+FGSM/BIM AEs at 4/255, 8/255 and 16/255 of 3k training images; all defences and threat models, FGSM/CW/BIM at
+eps 4/8/16/32 (/255) on 1,000
 test images (white-box on 100, query on 50 of them); all defences but TotalVarMin (too slow at this size on a
 CPU: see results/speed). One torch thread. Reports go to benchmarks/results/cifar10_cpu/.
 """

@@ -5,7 +5,8 @@ Fashion-MNIST at CPU scale (issue: results that stand).
     python benchmarks/fashion_mnist_cpu.py            # <= 45 min on 2 CPU cores
 
 Full Fashion-MNIST (60k train / 10k test from /usr/share/datasets/fashion-mnist), a small CNN target and an
-independently trained surrogate of another width and seed for the black-box AEs; ID + FR fitted on ART FGSM/BIM AEs at 4/255, 8/255 and 32/255;
+independently trained surrogate of another width and seed for the black-box AEs; ID + FR fitted on ART FGSM/BIM AEs
+at 4/255, 8/255 and 32/255;
 all defences (none, ID, ID+FR, FeatureSqueezing, JPEG 25/50/75, TotalVarMin, SpatialSmoothing, Fast AT) under the
 black-box, gray-box, adaptive white-box and query threat models, FGSM/CW/BIM at eps 4/8/16/32 (/255), 2,000 test
 images (white-box on 200 and query on 100 of them). One torch thread, so that it can share a 2-core machine. Reports go to benchmarks/results/fashion_mnist_cpu/.
