@@ -9,14 +9,16 @@ independently trained surrogate of another width and seed for the black-box AEs;
 at 4/255, 8/255 and 32/255;
 all defences (none, ID, ID+FR, FeatureSqueezing, JPEG 25/50/75, TotalVarMin, SpatialSmoothing, Fast AT) under the
 black-box, gray-box, adaptive white-box and query threat models, FGSM/CW/BIM at eps 4/8/16/32 (/255), 2,000 test
-images (white-box on 200 and query on 100 of them). One torch thread, so that it can share a 2-core machine. Reports go to benchmarks/results/fashion_mnist_cpu/.
+images (white-box on 200 and query on 100 of them). Two torch threads: give it both cores of a 2-core machine to
+itself (on a machine that is busy with something else, pass `--threads 1`: oversubscribed threads are many times
+slower). Reports go to benchmarks/results/fashion_mnist_cpu/.
 """
 import sys
 
 from _run import run
 
 ARGS = [
-    "--preset", "cpu", "--dataset", "fashion_mnist_idx", "--seed", "0", "--threads", "1",
+    "--preset", "cpu", "--dataset", "fashion_mnist_idx", "--seed", "0", "--threads", "2",
     "--model", "small_cnn", "--width", "1.0", "--target-epochs", "4",
     "--surrogate-model", "small_cnn", "--surrogate-width", "0.5", "--surrogate-epochs", "3",
     "--id-width", "0.5", "--id-epochs", "4", "--fr-epochs", "10", "--fit-n", "4000", "--id-identity-weight", "10",

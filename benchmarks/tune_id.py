@@ -4,9 +4,11 @@ Tune the ID on a *validation* split (never the test split) — the record behind
     python benchmarks/tune_id.py --dataset fashion_mnist_idx --name base
     python benchmarks/tune_id.py --dataset fashion_mnist_idx --name cw3 clean_weight=3
     python benchmarks/tune_id.py --dataset fashion_mnist_idx --name id10 identity_weight=10 fit_n=8000
+    python benchmarks/tune_id.py --dataset cifar10_jpeg --model resnet18_cifar --width 0.25 \
+        --surrogate-width 1.0 --idfr-eps 4/255,8/255,16/255 --threads 2 --name base identity_weight=10 fit_n=3000
 
-The first call trains the target (small CNN width 1, 4 epochs) and an independent surrogate (small CNN width 0.5,
-other seed) on the training split minus 3,000 validation images, and crafts the training AEs (ART FGSM + BIM on the
+The first call trains the target (by default a small CNN of width 1, 4 epochs; `--model`, `--width`, `--target-epochs`)
+and an independent surrogate (by default a small CNN of width 0.5, 3 epochs, other seed; `--surrogate-*`) on the training split minus 3,000 validation images, and crafts the training AEs (ART FGSM + BIM on the
 target at --idfr-eps) and the validation AEs (FGSM/CW/BIM transferred from the surrogate, black-box); all of it is
 cached in runs/tune_<dataset>/ and reused. Each call then fits one ID variant (`key=value` overrides of
 IDFRDenoiser arguments, plus `fit_n` and `epochs`), choosing its best epoch on validation images 0-999 (mean of
@@ -67,24 +69,34 @@ def main() -> int:
     p.add_argument("--idfr-eps", default="8/255,32/255")
     p.add_argument("--idfr-attacks", default="fgsm,bim")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="small_cnn", help="target architecture (art_idfr.models name)")
+    p.add_argument("--width", type=float, default=1.0, help="target width multiplier")
+    p.add_argument("--target-epochs", type=int, default=4)
+    p.add_argument("--surrogate-model", default="small_cnn")
+    p.add_argument("--surrogate-width", type=float, default=0.5)
+    p.add_argument("--surrogate-epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (1 when sharing the machine)")
     p.add_argument("--diagnose-test", type=int, default=0, metavar="N",
                    help="also measure on N test images (a diagnostic of the validation/test gap, recorded apart as "
                         "'test_diagnostic' and never used to choose settings)")
     p.add_argument("overrides", nargs="*", help="key=value: IDFRDenoiser arguments, fit_n, epochs")
     a = p.parse_args()
-    limit_threads(1)
+    limit_threads(a.threads)
     over = dict(kv.split("=", 1) for kv in a.overrides)
     over = {k: _parse_value(v) for k, v in over.items()}
     fit_n = int(over.pop("fit_n", 4000))
     epochs = int(over.pop("epochs", 4))
     idfr_eps = [eval(e, {}) for e in a.idfr_eps.split(",")]  # "8/255" -> float; our own CLI string
 
-    run_dir = os.path.join(ROOT, "runs", f"tune_{a.dataset}")
+    models = (a.model, a.width, a.target_epochs, a.surrogate_model, a.surrogate_width, a.surrogate_epochs)
+    cache = "" if models == ("small_cnn", 1.0, 4, "small_cnn", 0.5, 3) else "_" + "_".join(map(str, models))
+    run_dir = os.path.join(ROOT, "runs", f"tune_{a.dataset}{cache}")  # cached models and AEs of these settings
     out_dir = os.path.join(HERE, "results", f"tune_{a.dataset}")
     os.makedirs(run_dir, exist_ok=True)
     os.makedirs(out_dir, exist_ok=True)
-    cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model="small_cnn", width=1.0, target_epochs=4,
-                            surrogate_model="small_cnn", surrogate_width=0.5, surrogate_epochs=3, seed=a.seed,
+    cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model=a.model, width=a.width,
+                            target_epochs=a.target_epochs, surrogate_model=a.surrogate_model,
+                            surrogate_width=a.surrogate_width, surrogate_epochs=a.surrogate_epochs, seed=a.seed,
                             device="cpu")
     data = prepare_data(cfg, verbose=False)
     target_model, tmeta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)
@@ -148,9 +160,11 @@ def main() -> int:
         "fit_seconds": round(t_fit, 1),
         "craft_seconds": round(t_craft, 1),
         "target_val_acc": tmeta["val_accuracy"],
+        "target": {"model": a.model, "width": a.width, "epochs": a.target_epochs},
+        "surrogate": {"model": a.surrogate_model, "width": a.surrogate_width, "epochs": a.surrogate_epochs},
         "dataset": a.dataset,
         "seed": a.seed,
-        "device": f"cpu, 1 thread, {os.cpu_count()} cores, {platform.machine()}",
+        "device": f"cpu, {a.threads} thread{'s' if a.threads > 1 else ''}, {os.cpu_count()} cores, {platform.machine()}",
         "torch": torch.__version__,
         "command": "python " + " ".join(shlex.quote(s) for s in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
     }

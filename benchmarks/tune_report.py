@@ -10,6 +10,15 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _models(row: dict) -> str:
+    """Target and surrogate of a run (rows written before these fields existed used the small-CNN defaults)."""
+    t = row.get("target", {"model": "small_cnn", "width": 1.0, "epochs": 4})
+    s = row.get("surrogate", {"model": "small_cnn", "width": 0.5, "epochs": 3})
+    return (f"Target {t['model']} (width {t['width']:g}, {t['epochs']} epochs, {100 * row['target_val_acc']:.1f}% on "
+            f"the validation split); black-box surrogate {s['model']} (width {s['width']:g}, {s['epochs']} epochs, "
+            "other seed). ")
+
+
 def main(dataset: str) -> int:
     folder = os.path.join(HERE, "results", f"tune_{dataset}")
     rows = [json.loads(line) for line in open(os.path.join(folder, "tune.jsonl")) if line.strip()]
@@ -18,8 +27,8 @@ def main(dataset: str) -> int:
     lines = [
         f"ID tuning on the **validation** split of {dataset} (never the test split): clean and black-box accuracy (%)"
         f" through the ID alone (no FR) on {rows[0]['val_n']} validation images; best epoch chosen on 1,000 other "
-        f"validation images. Device: {rows[0]['device']}. Seed {rows[0]['seed']}. One line per run of "
-        "`benchmarks/tune_id.py`, in the order they ran.",
+        f"validation images. Device: {rows[0]['device']}. Seed {rows[0]['seed']}. {_models(rows[0])}One line per run "
+        "of `benchmarks/tune_id.py`, in the order they ran.",
         "",
         "Best-epoch selection: `clean` = clean validation accuracy alone (runs before that rule changed), `clean+AE` = "
         "mean of clean accuracy and accuracy on the selection images' AEs from the training attacks (the current rule).",
