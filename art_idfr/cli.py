@@ -174,6 +174,7 @@ def _surrogate_knobs(p: argparse.ArgumentParser) -> None:
 
 def _idfr_knobs(p: argparse.ArgumentParser) -> None:
     from art_idfr.attacks import ATTACK_NAMES
+    from art_idfr.models import MODEL_NAMES
 
     def attack_list(text: str) -> tuple:
         return _name_list(_choice(ATTACK_NAMES, "attack"))(text)
@@ -194,6 +195,13 @@ def _idfr_knobs(p: argparse.ArgumentParser) -> None:
          help=f"attacks crafting the IDFR training AEs (default fgsm,bim; valid: {', '.join(ATTACK_NAMES)})")
     _add(g, "--idfr-eps", "idfr_eps", type=_eps_list, metavar="LIST",
          help="budgets of the IDFR training AEs (default 0.1,0.3 grey-scale; 8/255,16/255 colour)")
+    _add(g, "--idfr-source-model", "idfr_source_model", type=_choice(MODEL_NAMES, "model"),
+         help="also craft the IDFR training AEs on this extra, independently trained model (never the black-box "
+              "surrogate; default: the target only, as in the paper)")
+    _add(g, "--idfr-source-width", "idfr_source_width", type=_positive_float, metavar="W",
+         help="width of the extra AE source (default: the target's)")
+    _add(g, "--idfr-source-epochs", "idfr_source_epochs", type=_positive_int, metavar="E",
+         help="training epochs of the extra AE source")
 
 
 def _eval_knobs(p: argparse.ArgumentParser) -> None:
@@ -253,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "written after every epoch into OUT/checkpoints and an interrupted run resumes "
                                    "from it; the final weights go to OUT/model.pt (torch.save(state_dict)) with "
                                    "OUT/model.json.")
-    p.add_argument("--role", choices=("target", "surrogate"), default="target",
-                   help="surrogate: seed + 1000 and the --surrogate-* settings")
+    p.add_argument("--role", choices=("target", "surrogate", "idfr_source"), default="target",
+                   help="surrogate: seed + 1000 and the --surrogate-* settings; idfr_source: seed + 3000 and the "
+                        "--idfr-source-* settings")
     p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (target or surrogate, per --role)")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in OUT")
     _model_knobs(p)
@@ -388,7 +397,8 @@ def _cmd_train_target(args) -> int:
 
     fixed: Dict[str, Any] = {}
     if args.epochs is not None:
-        fixed["target_epochs" if args.role == "target" else "surrogate_epochs"] = args.epochs
+        fixed[{"target": "target_epochs", "surrogate": "surrogate_epochs",
+               "idfr_source": "idfr_source_epochs"}[args.role]] = args.epochs
     cfg = _config(args, **fixed)
     out = args.out or os.path.join("runs", args.role)
     t0 = time.perf_counter()
@@ -425,8 +435,13 @@ def _idfr_summary(den, res, cfg) -> str:
         adv = f", on validation AEs {100 * h['val_adv_acc']:.2f}%" if "val_adv_acc" in h else ""
         return f"epoch {h['epoch']}: val acc {100 * h['val_acc']:.2f}%{adv}"
 
+    src = ""
+    if cfg.idfr_source_model:
+        width = cfg.idfr_source_width if cfg.idfr_source_width is not None else cfg.width
+        src = (f"; training AEs from the target and from {cfg.idfr_source_model} (width {width:g}, seed "
+               f"{cfg.seed + cfg.idfr_source_seed_offset})")
     return (f"IDFR fitted: ID width {cfg.id_width:g}, {cfg.id_epochs} epochs, kept {chosen(den.history)}; "
-            f"FR {cfg.fr_epochs} epochs, kept {chosen(res.history) if res is not None else 'n/a'}")
+            f"FR {cfg.fr_epochs} epochs, kept {chosen(res.history) if res is not None else 'n/a'}{src}")
 
 
 def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restorer, surrogate=None,

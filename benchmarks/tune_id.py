@@ -76,6 +76,10 @@ def main() -> int:
     p.add_argument("--surrogate-width", type=float, default=0.5)
     p.add_argument("--surrogate-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (1 when sharing the machine)")
+    p.add_argument("--idfr-source-model", default=None,
+                   help="also craft the training AEs on this extra model (own seed; never the surrogate)")
+    p.add_argument("--idfr-source-width", type=float, default=None)
+    p.add_argument("--idfr-source-epochs", type=int, default=3)
     p.add_argument("--diagnose-test", type=int, default=0, metavar="N",
                    help="also measure on N test images (a diagnostic of the validation/test gap, recorded apart as "
                         "'test_diagnostic' and never used to choose settings)")
@@ -97,11 +101,18 @@ def main() -> int:
     cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model=a.model, width=a.width,
                             target_epochs=a.target_epochs, surrogate_model=a.surrogate_model,
                             surrogate_width=a.surrogate_width, surrogate_epochs=a.surrogate_epochs, seed=a.seed,
-                            device="cpu")
+                            idfr_source_model=a.idfr_source_model, idfr_source_width=a.idfr_source_width,
+                            idfr_source_epochs=a.idfr_source_epochs, device="cpu")
     data = prepare_data(cfg, verbose=False)
     target_model, tmeta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)
     sur_model, _ = train_network(cfg, data, os.path.join(run_dir, "surrogate"), role="surrogate", verbose=False)
     target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
+    sources = {"": target}  # AE sources of the training attacks: the target, plus the optional extra model
+    if a.idfr_source_model:
+        src_model, src_meta = train_network(cfg, data, os.path.join(run_dir, f"idfr_source_{a.idfr_source_model}"),
+                                            role="idfr_source", verbose=False)
+        src_tag = f"src_{a.idfr_source_model}_{src_meta['width']:g}_{a.idfr_source_epochs}_"
+        sources[src_tag] = wrap_model(src_model, data.input_shape, data.num_classes, "cpu")
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
     x_sel, x_val, y_val = data.x_val[:1000], data.x_val[1000:], data.y_val[1000:]
     y_sel = data.y_val[:1000]
@@ -111,17 +122,15 @@ def main() -> int:
     x_fit, y_fit = data.x_train[idx], data.y_train[idx]
     t0 = time.perf_counter()
     adv = []
-    for eps in idfr_eps:
-        for name in a.idfr_attacks.split(","):
-            atk = make_attack(name, target, eps, seed=a.seed)
-            adv.append(_cached(os.path.join(run_dir, f"train_{name}_{eps:.4f}_{fit_n}.npz"),
-                               lambda: atk.generate(x_fit, onehot[y_fit])))
-    adv_sel = []  # AEs of the selection images, crafted on the target by the training attacks (best-epoch choice)
-    for eps in idfr_eps:
-        for name in a.idfr_attacks.split(","):
-            atk = make_attack(name, target, eps, seed=a.seed)
-            adv_sel.append(_cached(os.path.join(run_dir, f"sel_{name}_{eps:.4f}.npz"),
-                                   lambda: atk.generate(x_sel, onehot[y_sel])))
+    adv_sel = []  # AEs of the selection images, crafted by the training attacks (best-epoch choice)
+    for tag, source in sources.items():
+        for eps in idfr_eps:
+            for name in a.idfr_attacks.split(","):
+                atk = make_attack(name, source, eps, seed=a.seed)
+                adv.append(_cached(os.path.join(run_dir, f"{tag}train_{name}_{eps:.4f}_{fit_n}.npz"),
+                                   lambda: atk.generate(x_fit, onehot[y_fit])))
+                adv_sel.append(_cached(os.path.join(run_dir, f"{tag}sel_{name}_{eps:.4f}.npz"),
+                                       lambda: atk.generate(x_sel, onehot[y_sel])))
     def transfer_aes(x, y, stem: str) -> dict:
         """Black-box AEs of (x, y): VAL_ATTACKS crafted on the surrogate, cached as runs/.../<name>_<eps><stem>."""
         out = {}
@@ -153,7 +162,9 @@ def main() -> int:
     row = {
         "name": a.name,
         "config": den.get_config() | {"fit_n": fit_n, "epochs": epochs, "idfr_eps": a.idfr_eps,
-                                     "idfr_attacks": a.idfr_attacks},
+                                     "idfr_attacks": a.idfr_attacks}
+        | ({"idfr_source": f"{a.idfr_source_model} (width {src_meta['width']:g}, {a.idfr_source_epochs} epochs)"}
+           if a.idfr_source_model else {}),
         "val_n": int(len(y_val)),
         **measure(x_val, y_val, val_adv),
         "history": den.history,

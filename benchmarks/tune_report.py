@@ -23,7 +23,8 @@ def main(dataset: str) -> int:
     folder = os.path.join(HERE, "results", f"tune_{dataset}")
     rows = [json.loads(line) for line in open(os.path.join(folder, "tune.jsonl")) if line.strip()]
     cols = list(rows[0]["id"])
-    defaults = {"identity_weight": 0.0, "clean_weight": 1.0, "loss": "ce", "width": 0.5, "gaussian_sigma": 0.1}
+    defaults = {"identity_weight": 0.0, "clean_weight": 1.0, "loss": "ce", "width": 0.5, "gaussian_sigma": 0.1,
+                "idfr_source": None}
     lines = [
         f"ID tuning on the **validation** split of {dataset} (never the test split): clean and black-box accuracy (%)"
         f" through the ID alone (no FR) on {rows[0]['val_n']} validation images; best epoch chosen on 1,000 other "

@@ -139,6 +139,7 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
         (["demo", "--fast-at-eps", "2"], r"outside \(0, 1\]"),
         (["demo", "--eval-n", "0"], "expected a positive integer"),
         (["train-target", "--role", "attacker"], "invalid choice: 'attacker'"),
+        (["demo", "--idfr-source-model", "vit"], "unknown model 'vit'; valid models: small_cnn"),
         (["fit"], "the following arguments are required: --target"),
     ],
 )
@@ -180,3 +181,13 @@ def test_no_command_prints_help(capsys):
     assert "usage: art-idfr" in capsys.readouterr().out
     parser = build_parser()
     assert set(SUBCOMMANDS) <= set(parser._subparsers._group_actions[0].choices)
+
+
+def test_idfr_source_flags_reach_the_config():
+    from art_idfr.cli import _config, build_parser
+
+    args = build_parser().parse_args(["demo", "--idfr-source-model", "VGG16_BN_CIFAR", "--idfr-source-width", "0.25",
+                                      "--idfr-source-epochs", "2"])
+    cfg = _config(args)
+    assert (cfg.idfr_source_model, cfg.idfr_source_width, cfg.idfr_source_epochs) == ("vgg16_bn_cifar", 0.25, 2)
+    assert _config(build_parser().parse_args(["demo"])).idfr_source_model is None  # the paper: target only

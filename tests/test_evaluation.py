@@ -355,3 +355,33 @@ def test_seeded_restores_global_state():
     assert np.random.rand() == expected
     with seeded(123):
         assert np.random.rand() == a
+
+
+def test_fit_idfr_with_an_extra_ae_source(tmp_path, monkeypatch):
+    """idfr_source_model: the training attacks run on the target *and* on an extra model of its own seed."""
+    import art_idfr.attacks as attacks_mod
+    from art_idfr.evaluation import fit_idfr
+    from art_idfr.models import make_model, train_model
+
+    data = _synthetic(n_train=120, n_test=30)
+    cfg = EvalConfig.preset("tiny", width=0.25, idfr_source_model="small_cnn", idfr_source_width=0.25,
+                            idfr_source_epochs=1, fit_n=60, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
+                            idfr_eps=(0.1,), device="cpu").resolved(1)
+    target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
+    train_model(target, data.x_train, data.y_train, epochs=1, batch_size=32, device="cpu", seed=0, verbose=False)
+    built = []
+    real = attacks_mod.make_attack
+    monkeypatch.setattr(attacks_mod, "make_attack",
+                        lambda name, est, eps, **kw: built.append(est.model) or real(name, est, eps, **kw))
+    den, res, meta = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
+    assert len(built) == 2 and built[0] is target and built[1] is not target  # one attack per source
+    assert meta["idfr_source"]["seed"] == cfg.seed + 3000 and meta["idfr_source"]["model"] == "small_cnn"
+    assert meta["settings"]["idfr_source"]["seed"] == cfg.seed + 3000
+    assert (tmp_path / "idfr_source" / "model.pt").is_file() and den.is_fitted and res.is_fitted
+    # the extra source never is the black-box surrogate, and it is validated like the other models
+    with pytest.raises(ValueError, match="never train on AEs of the black-box surrogate"):
+        EvalConfig(idfr_source_model="small_cnn", idfr_source_seed_offset=1000)
+    with pytest.raises(ValueError, match=r"Unknown model 'vit' \(idfr_source_model\)"):
+        EvalConfig(idfr_source_model="vit")
+    with pytest.raises(ValueError, match="out_dir or a source_dir"):
+        fit_idfr(cfg, data, target, None, verbose=False)

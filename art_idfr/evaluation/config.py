@@ -198,6 +198,10 @@ class EvalConfig:
         ``id_clean_weight``, ``fr_epochs``, ``fr_lr``: the ID and FR.
         ``fit_n``: training images used to fit them (``None`` = all). ``idfr_attacks`` / ``idfr_eps``: the ART
         attacks (on the bare target) crafting their training AEs.
+        ``idfr_source_model``, ``idfr_source_width``, ``idfr_source_epochs``, ``idfr_source_seed_offset``: an
+        optional extra, independently trained model on which the same attacks also craft ID/FR training AEs
+        (several AE sources, as in ensemble adversarial training; not in the paper). ``None`` = target only. It is
+        never the black-box surrogate: its seed offset must differ from ``surrogate_seed_offset``.
     Baselines
         ``fs_bit_depth`` (Feature Squeezing; ``None``: 4 for grey-scale, 5 for colour), JPEG via the defence keys
         ``jpeg<quality>`` (default 25, 50, 75),
@@ -247,6 +251,10 @@ class EvalConfig:
     fit_n: Optional[int] = 1200
     idfr_attacks: Tuple[str, ...] = ("fgsm", "bim")
     idfr_eps: Optional[Tuple[float, ...]] = None
+    idfr_source_model: Optional[str] = None
+    idfr_source_width: Optional[float] = None
+    idfr_source_epochs: int = 3
+    idfr_source_seed_offset: int = 3000
     # baselines
     fs_bit_depth: Optional[int] = None
     tvm_prob: float = 0.3
@@ -342,9 +350,9 @@ class EvalConfig:
         if str(self.dataset).lower() not in DATASET_NAMES:
             raise ValueError(f"Unknown dataset {self.dataset!r}. Valid names: {', '.join(DATASET_NAMES)}.")
         self.dataset = str(self.dataset).lower()
-        for attr in ("model", "surrogate_model"):
+        for attr in ("model", "surrogate_model", "idfr_source_model"):
             value = getattr(self, attr)
-            if value is None and attr == "surrogate_model":
+            if value is None and attr != "model":
                 continue
             if str(value).lower() not in MODEL_NAMES:
                 raise ValueError(f"Unknown model {value!r} ({attr}). Valid names: {', '.join(MODEL_NAMES)}.")
@@ -377,7 +385,7 @@ class EvalConfig:
         self.eps_step = float(self.eps_step)
         if not self.eps_step > 0:
             raise ValueError(f"`eps_step` must be positive, got {self.eps_step}.")
-        for name in ("val_n", "target_epochs", "surrogate_epochs", "batch_size", "id_epochs", "fr_epochs",
+        for name in ("val_n", "target_epochs", "surrogate_epochs", "idfr_source_epochs", "batch_size", "id_epochs", "fr_epochs",
                      "fast_at_epochs", "eval_n", "whitebox_n", "query_n", "query_iter", "attack_iter",
                      "attack_batch_size", "tvm_max_iter", "smoothing_window"):
             _positive_int(self, name)
@@ -392,8 +400,14 @@ class EvalConfig:
         for name in ("width", "id_width", "id_lr", "fr_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
-        if self.surrogate_width is not None and not float(self.surrogate_width) > 0:
-            raise ValueError(f"`surrogate_width` must be positive, got {self.surrogate_width!r}.")
+        for name in ("surrogate_width", "idfr_source_width"):
+            if getattr(self, name) is not None and not float(getattr(self, name)) > 0:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
+        if self.idfr_source_model is not None and self.idfr_source_seed_offset in (0, self.surrogate_seed_offset):
+            raise ValueError(
+                f"`idfr_source_seed_offset` ({self.idfr_source_seed_offset}) must differ from 0 (the target) and from "
+                f"`surrogate_seed_offset` ({self.surrogate_seed_offset}): the ID must never train on AEs of the "
+                "black-box surrogate.")
         if self.lr is not None and not float(self.lr) > 0:
             raise ValueError(f"`lr` must be positive, got {self.lr!r}.")
         if self.id_sigma < 0:

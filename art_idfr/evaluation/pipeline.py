@@ -146,7 +146,13 @@ def _role_settings(config: EvalConfig, role: str) -> Dict[str, Any]:
         return {"model": config.surrogate_model or config.model,
                 "width": float(config.surrogate_width if config.surrogate_width is not None else config.width),
                 "epochs": config.surrogate_epochs, "seed": config.seed + config.surrogate_seed_offset}
-    raise ValueError(f"Unknown role {role!r}; use 'target' or 'surrogate'.")
+    if role == "idfr_source":
+        if config.idfr_source_model is None:
+            raise ValueError("role 'idfr_source' needs config.idfr_source_model.")
+        return {"model": config.idfr_source_model,
+                "width": float(config.idfr_source_width if config.idfr_source_width is not None else config.width),
+                "epochs": config.idfr_source_epochs, "seed": config.seed + config.idfr_source_seed_offset}
+    raise ValueError(f"Unknown role {role!r}; use 'target', 'surrogate' or 'idfr_source'.")
 
 
 def train_network(
@@ -263,6 +269,7 @@ def _idfr_settings(config: EvalConfig) -> Dict[str, Any]:
         "eps_step": config.eps_step,
         "batch_size": config.batch_size,
         "seed": config.seed,
+        **({"idfr_source": _role_settings(config, "idfr_source")} if config.idfr_source_model else {}),
     }
 
 
@@ -274,12 +281,16 @@ def fit_idfr(
     target_meta: Optional[Dict[str, Any]] = None,
     reuse: bool = True,
     verbose: bool = True,
+    source_dir: Optional[str] = None,
 ):
     """
     Fit the ID then the FR for ``target_model`` with :class:`art_idfr.IDFRTrainer` (AEs from
     ``config.idfr_attacks`` x ``config.idfr_eps`` on the bare target, crafted once and shared), on ``config.fit_n``
     training images, selecting epochs on the validation split. Saves ``denoiser.pt``, ``restorer.pt`` and
     ``idfr.json`` into ``out_dir``; with ``reuse`` an existing fit with the same settings is loaded instead.
+
+    With ``config.idfr_source_model`` set, an extra AE source is trained (role ``idfr_source``, checkpointed in
+    ``source_dir``, default ``<out_dir>/../idfr_source``) and the same attacks craft AEs on it too.
 
     ``config`` must be :meth:`EvalConfig.resolved` (``idfr_eps`` set).
 
@@ -307,10 +318,19 @@ def fit_idfr(
         idx = stratified_subset_indices(y, config.fit_n, seed=config.seed)
         x, y = x[idx], y[idx]
     target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
+    sources = [target]
+    source_meta = None
+    if config.idfr_source_model:
+        if source_dir is None and out_dir is None:
+            raise ValueError("config.idfr_source_model is set: give fit_idfr an out_dir or a source_dir for it.")
+        source_dir = source_dir or os.path.join(os.path.dirname(os.path.abspath(out_dir)), "idfr_source")
+        source_model, source_meta = train_network(config, data, source_dir, role="idfr_source", resume=reuse,
+                                                  verbose=verbose)
+        sources.append(wrap_model(source_model, data.input_shape, data.num_classes, config.device_type))
     attacks = [
-        make_attack(name, target, eps, max_iter=config.attack_iter, eps_step=config.eps_step,
+        make_attack(name, source, eps, max_iter=config.attack_iter, eps_step=config.eps_step,
                     batch_size=config.attack_batch_size, seed=config.seed, verbose=False)
-        for eps in config.idfr_eps for name in config.idfr_attacks
+        for source in sources for eps in config.idfr_eps for name in config.idfr_attacks
     ]
     denoiser = IDFRDenoiser(
         input_shape=data.input_shape, clip_values=(0.0, 1.0), channels_first=True, width=config.id_width,
@@ -328,6 +348,8 @@ def fit_idfr(
         "settings": settings,
         "target": _target_key(target_meta),
         "fit_n": int(len(y)),
+        **({"idfr_source": {k: source_meta.get(k) for k in ("model", "width", "seed", "epochs", "val_accuracy")}}
+           if source_meta else {}),
         "id_history": denoiser.history,
         "fr_history": restorer.history,
         "fit_seconds": time.perf_counter() - t0,
