@@ -343,7 +343,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         :param y: Labels (indices or one-hot).
         :param classifier: The target, an ART ``PyTorchClassifier``; it is frozen during training. If it already
             carries this denoiser as a preprocessing defence, the denoiser is bypassed when computing the loss.
-        :param attacks: ART evasion attacks used to craft training AEs (e.g. FGSM and BIM on the target).
+        :param attacks: ART evasion attacks used to craft training AEs (e.g. FGSM and BIM on the target). Attacks
+            built on other, independently trained models add AE sources (not in the paper; see benchmarks/NOTES.md).
         :param nb_epochs: Epochs (default: the constructor's ``nb_epochs``).
         :param batch_size: Batch size (default: the constructor's ``batch_size``).
         :param x_adv: Precomputed adversarial examples (optional, added to those crafted by ``attacks``).

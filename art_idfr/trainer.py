@@ -72,7 +72,8 @@ class IDFRTrainer(Trainer):
     The AEs are crafted once and shared by both stages.
 
     :param classifier: The undefended target, an ART ``PyTorchClassifier`` (left unchanged).
-    :param attacks: ART ``EvasionAttack`` instances built on ``classifier`` (e.g. FGSM and BIM).
+    :param attacks: ART ``EvasionAttack`` instances built on ``classifier`` (e.g. FGSM and BIM), optionally also on
+        other, independently trained models (extra AE sources).
     :param denoiser: An :class:`IDFRDenoiser` to train; default one matching the classifier.
     :param restorer: A :class:`FeatureRestorer` to train; default Table 7 scaled to the embedding. ``False`` skips
         the FR (ID only).
