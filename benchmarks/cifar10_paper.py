@@ -17,6 +17,9 @@ lease) and the four threat models; FGSM/CW/BIM at eps 4/8/16 (/255) on 2,000 tes
 The committed results (one H200, this exact script) trained the ID on 8/255 and 16/255 AEs only. The Fashion-MNIST
 validation split later showed that adding 4/255 closes the 4/255 gap (benchmarks/NOTES.md); the next GPU run should
 add `--idfr-eps 4/255,8/255,16/255` (extra arguments override the list below) and commit that as a new result.
+CIFAR-10's validation split then showed that an extra AE source lifts the black-box 16/255 columns by 13-20 points
+(benchmarks/NOTES.md); at this scale that is `--idfr-source-model small_cnn --idfr-source-epochs 8` (a third
+architecture: never the surrogate's), worth a run of its own.
 
 Scaling versus the paper (Sec. 4.1): target 12 epochs with one-cycle SGD (bf16 autocast on CUDA), surrogate 8,
 Fast AT 3; ID 8 epochs instead of 100 and FR 20 instead of 80, lr 1e-3 (the authors' code) instead of 0.01, 8k of
