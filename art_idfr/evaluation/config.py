@@ -385,9 +385,9 @@ class EvalConfig:
         self.eps_step = float(self.eps_step)
         if not self.eps_step > 0:
             raise ValueError(f"`eps_step` must be positive, got {self.eps_step}.")
-        for name in ("val_n", "target_epochs", "surrogate_epochs", "idfr_source_epochs", "batch_size", "id_epochs", "fr_epochs",
-                     "fast_at_epochs", "eval_n", "whitebox_n", "query_n", "query_iter", "attack_iter",
-                     "attack_batch_size", "tvm_max_iter", "smoothing_window"):
+        for name in ("val_n", "target_epochs", "surrogate_epochs", "idfr_source_epochs", "idfr_source_seed_offset",
+                     "batch_size", "id_epochs", "fr_epochs", "fast_at_epochs", "eval_n", "whitebox_n", "query_n",
+                     "query_iter", "attack_iter", "attack_batch_size", "tvm_max_iter", "smoothing_window"):
             _positive_int(self, name)
         for name in ("train_size", "test_size", "fit_n"):
             if getattr(self, name) is not None:
