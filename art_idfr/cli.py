@@ -420,13 +420,13 @@ def _cmd_fit(args) -> int:
     cfg = cfg.resolved(data.input_shape[0])
     out = args.out or os.path.join("runs", "idfr")
     den, res, info = fit_idfr(cfg, data, model, out, target_meta=meta, reuse=not args.refit, verbose=not args.quiet)
-    _echo(args, _idfr_summary(den, res, cfg))
+    _echo(args, _idfr_summary(den, res, cfg, info))
     _echo(args, f"saved: {os.path.join(out, 'denoiser.pt')}, {os.path.join(out, 'restorer.pt')}  "
                 f"({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
-def _idfr_summary(den, res, cfg) -> str:
+def _idfr_summary(den, res, cfg, meta=None) -> str:
     def chosen(hist):
         scored = [h for h in hist if h.get("val_score") is not None]
         if not scored:
@@ -435,11 +435,8 @@ def _idfr_summary(den, res, cfg) -> str:
         adv = f", on validation AEs {100 * h['val_adv_acc']:.2f}%" if "val_adv_acc" in h else ""
         return f"epoch {h['epoch']}: val acc {100 * h['val_acc']:.2f}%{adv}"
 
-    src = ""
-    if cfg.idfr_source_model:
-        width = cfg.idfr_source_width if cfg.idfr_source_width is not None else cfg.width
-        src = (f"; training AEs from the target and from {cfg.idfr_source_model} (width {width:g}, seed "
-               f"{cfg.seed + cfg.idfr_source_seed_offset})")
+    s = (meta or {}).get("idfr_source")  # written by fit_idfr when an extra AE source was used
+    src = f"; training AEs from the target and from {s['model']} (width {s['width']:g}, seed {s['seed']})" if s else ""
     return (f"IDFR fitted: ID width {cfg.id_width:g}, {cfg.id_epochs} epochs, kept {chosen(den.history)}; "
             f"FR {cfg.fr_epochs} epochs, kept {chosen(res.history) if res is not None else 'n/a'}{src}")
 
@@ -525,7 +522,7 @@ def _cmd_demo(args) -> int:
         _echo(args, "fitting IDFR (ID, then FR) ...")
         den, res, idfr_meta = fit_idfr(cfg, data, target, os.path.join(out, "idfr"), target_meta=meta,
                                        reuse=not args.retrain, verbose=verbose)
-        _echo(args, _idfr_summary(den, res, cfg))
+        _echo(args, _idfr_summary(den, res, cfg, idfr_meta))
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, idfr_meta=idfr_meta, retrain=args.retrain,
                            t_start=t0)
 

@@ -7,10 +7,11 @@ Tune the ID on a *validation* split (never the test split) — the record behind
     python benchmarks/tune_id.py --dataset cifar10_jpeg --model resnet18_cifar --width 0.25 \
         --surrogate-width 1.0 --idfr-eps 4/255,8/255,16/255 --threads 2 --name base identity_weight=10 fit_n=3000
 
-The first call trains the target (by default a small CNN of width 1, 4 epochs; `--model`, `--width`, `--target-epochs`)
-and an independent surrogate (by default a small CNN of width 0.5, 3 epochs, other seed; `--surrogate-*`) on the training split minus 3,000 validation images, and crafts the training AEs (ART FGSM + BIM on the
-target at --idfr-eps) and the validation AEs (FGSM/CW/BIM transferred from the surrogate, black-box); all of it is
-cached in runs/tune_<dataset>/ and reused. Each call then fits one ID variant (`key=value` overrides of
+The first call trains the target (by default a small CNN of width 1, 4 epochs; `--model`, `--width`,
+`--target-epochs`) and an independent surrogate (by default a small CNN of width 0.5, 3 epochs, other seed;
+`--surrogate-*`) on the training split minus 3,000 validation images, and crafts the training AEs (ART FGSM + BIM on
+the target, and on the `--idfr-source-*` model if given, at --idfr-eps) and the validation AEs (FGSM/CW/BIM
+transferred from the surrogate, black-box); all of it is cached in runs/tune_<dataset>[_<models>]/ and reused. Each call then fits one ID variant (`key=value` overrides of
 IDFRDenoiser arguments, plus `fit_n` and `epochs`), choosing its best epoch on validation images 0-999 (mean of
 clean accuracy and accuracy on their AEs from the training attacks, as `IDFRDenoiser.fit` does), and
 measures it on validation images 1000-2999: clean accuracy through the ID and black-box accuracy per attack.
@@ -108,10 +109,13 @@ def main() -> int:
     sur_model, _ = train_network(cfg, data, os.path.join(run_dir, "surrogate"), role="surrogate", verbose=False)
     target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
     sources = {"": target}  # AE sources of the training attacks: the target, plus the optional extra model
+    src_desc = None
     if a.idfr_source_model:
-        src_model, src_meta = train_network(cfg, data, os.path.join(run_dir, f"idfr_source_{a.idfr_source_model}"),
-                                            role="idfr_source", verbose=False)
-        src_tag = f"src_{a.idfr_source_model}_{src_meta['width']:g}_{a.idfr_source_epochs}_"
+        src_width = a.idfr_source_width if a.idfr_source_width is not None else a.width
+        src_desc = f"{a.idfr_source_model} (width {src_width:g}, {a.idfr_source_epochs} epochs)"
+        src_tag = f"src_{a.idfr_source_model}_{src_width:g}_{a.idfr_source_epochs}_"  # model folder + AE file prefix
+        src_model, _ = train_network(cfg, data, os.path.join(run_dir, src_tag.rstrip("_")), role="idfr_source",
+                                     verbose=False)
         sources[src_tag] = wrap_model(src_model, data.input_shape, data.num_classes, "cpu")
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
     x_sel, x_val, y_val = data.x_val[:1000], data.x_val[1000:], data.y_val[1000:]
@@ -131,6 +135,7 @@ def main() -> int:
                                    lambda: atk.generate(x_fit, onehot[y_fit])))
                 adv_sel.append(_cached(os.path.join(run_dir, f"{tag}sel_{name}_{eps:.4f}.npz"),
                                        lambda: atk.generate(x_sel, onehot[y_sel])))
+
     def transfer_aes(x, y, stem: str) -> dict:
         """Black-box AEs of (x, y): VAL_ATTACKS crafted on the surrogate, cached as runs/.../<name>_<eps><stem>."""
         out = {}
@@ -162,9 +167,7 @@ def main() -> int:
     row = {
         "name": a.name,
         "config": den.get_config() | {"fit_n": fit_n, "epochs": epochs, "idfr_eps": a.idfr_eps,
-                                     "idfr_attacks": a.idfr_attacks}
-        | ({"idfr_source": f"{a.idfr_source_model} (width {src_meta['width']:g}, {a.idfr_source_epochs} epochs)"}
-           if a.idfr_source_model else {}),
+                                     "idfr_attacks": a.idfr_attacks} | ({"idfr_source": src_desc} if src_desc else {}),
         "val_n": int(len(y_val)),
         **measure(x_val, y_val, val_adv),
         "history": den.history,
@@ -175,7 +178,7 @@ def main() -> int:
         "surrogate": {"model": a.surrogate_model, "width": a.surrogate_width, "epochs": a.surrogate_epochs},
         "dataset": a.dataset,
         "seed": a.seed,
-        "device": f"cpu, {a.threads} thread{'s' if a.threads > 1 else ''}, {os.cpu_count()} cores, {platform.machine()}",
+        "device": f"cpu, {a.threads} thread{'s' * (a.threads > 1)}, {os.cpu_count()} cores, {platform.machine()}",
         "torch": torch.__version__,
         "command": "python " + " ".join(shlex.quote(s) for s in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
     }
