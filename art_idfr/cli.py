@@ -460,7 +460,7 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
             "idfr": {k: v for k, v in (idfr_meta or {}).items() if k in ("settings", "fit_n", "fit_seconds")}}
     _echo(args, "evaluating ...")
     result = evaluate(cfg, data, target, surrogate, denoiser, restorer, fast_at, model_info=info, command=_command(),
-                      verbose=verbose)
+                      verbose=verbose, checkpoint_dir=out)
     if t_start is not None:
         result.metadata["wall_seconds_total"] = time.perf_counter() - t_start
     paths = result.write(out)

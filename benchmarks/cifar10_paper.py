@@ -21,6 +21,14 @@ CIFAR-10's validation split then showed that an extra AE source lifts the black-
 (benchmarks/NOTES.md); at this scale that is `--idfr-source-model small_cnn --idfr-source-epochs 8` (a third
 architecture: never the surrogate's), worth a run of its own.
 
+Device time (measured 2026-11-26 on one H200, VGG16-BN target with those two additions): smoke run 107 s; training
+about 290 s (target 35 s, the extra source and its AEs, ID 8 epochs of 12 s, FR, surrogate 25 s, Fast AT 24 s);
+evaluation about 260 s (clean 2, black-box 30, gray-box 24, white-box 49, query about 150). That is more than one
+10-minute call holds after the machine's start, and that attempt ran out of time in the query threat model. So:
+`SMOKE=0 bash benchmarks/device_paper.sh 585 <args>` with timeout_s 600, and if it stops in the evaluation, the same
+command again at once, on the still-warm machine: the trained models are reused and the evaluation resumes from its
+checkpoint (each finished threat model is also in results.partial.md).
+
 Scaling versus the paper (Sec. 4.1): target 12 epochs with one-cycle SGD (bf16 autocast on CUDA), surrogate 8,
 Fast AT 3; ID 8 epochs instead of 100 and FR 20 instead of 80, lr 1e-3 (the authors' code) instead of 0.01, 8k of
 the 50k training images for IDFR, 2,000 of the 10,000 test images.

@@ -2,9 +2,11 @@
 # The command that ran benchmarks/cifar10_paper.py on a lent GPU machine (the `device` tool of our workplace), kept
 # so the committed results say exactly how they were made. The machine has torch but not ART: ART and the two
 # packages its AutoAttack imports travel as wheels in .whl/, the CIFAR-10 JPEG tarball in .devdata/ (both
-# git-ignored). First a tiny smoke run of every stage on the GPU, then the benchmark under a time limit.
-#   usage: bash benchmarks/device_paper.sh [deadline in seconds from the start, default 570] [cifar10_paper.py args]
-#   e.g.   bash benchmarks/device_paper.sh 585 --only vgg16_bn_cifar --idfr-eps 4/255,8/255,16/255
+# git-ignored). First a tiny smoke run of every stage on the GPU (SMOKE=0 skips it), then the benchmark under a time
+# limit. Killed at the limit, the run leaves results.partial.{json,md} (the threat models it finished), and the same
+# command run again on the still-warm machine reuses the trained models in runs/ and resumes the evaluation.
+#   usage: [SMOKE=0] bash benchmarks/device_paper.sh [deadline in seconds from the start, default 570] [cifar10_paper.py args]
+#   e.g.   SMOKE=0 bash benchmarks/device_paper.sh 585 --only vgg16_bn_cifar --idfr-eps 4/255,8/255,16/255
 set -u
 t0=$(date +%s)
 DEADLINE=${1:-570}; shift || true
@@ -20,18 +22,18 @@ DATA=.devdata/cifar10-jpeg.tar.gz
 nvidia-smi -L
 python3 -c "import torch, art; print('torch', torch.__version__, 'ART', art.__version__, torch.cuda.get_device_name())"
 start=$(date +%s)
-python3 -m art_idfr.cli demo --preset tiny --dataset cifar10_jpeg --data-root $DATA --device cuda --quiet \
+[ "${SMOKE:-1}" = 0 ] || python3 -m art_idfr.cli demo --preset tiny --dataset cifar10_jpeg --data-root $DATA --device cuda --quiet \
   --model $MODEL --width 0.25 --surrogate-model $SURROGATE --surrogate-width 0.25 $SMOKE_SOURCE \
   --idfr-eps 4/255,8/255 --out /tmp/smoke \
-  > "$OUT/smoke.log" 2>&1 || { tail -60 "$OUT/smoke.log"; echo "SMOKE FAILED after $(( $(date +%s) - start )) s"; exit 1; }
-echo "smoke run passed in $(( $(date +%s) - start )) s"
+  > /tmp/smoke.log 2>&1 || { tail -60 /tmp/smoke.log; echo "SMOKE FAILED after $(( $(date +%s) - start )) s"; exit 1; }
+echo "smoke run (SMOKE=${SMOKE:-1}) done in $(( $(date +%s) - start )) s"
 LIMIT=$(( DEADLINE - ($(date +%s) - t0) ))
 echo "benchmark time limit $LIMIT s"
 timeout "$LIMIT" python3 benchmarks/cifar10_paper.py --device cuda --data-root $DATA --threads 8 "$@" \
   2> "$OUT/stderr.log"
 status=$?
 echo "benchmark exit status $status after $(( $(date +%s) - start )) s"
-cp runs/cifar10_paper_$MODEL/console.log "$OUT/console.log" 2>/dev/null
+cp runs/cifar10_paper_$MODEL/console.log runs/cifar10_paper_$MODEL/results.partial.* "$OUT/" 2>/dev/null
 cp benchmarks/results/cifar10_paper_$MODEL/results.* benchmarks/results/cifar10_paper_$MODEL/*.png \
   "$OUT/" 2>/dev/null
 tr '\r' '\n' < "$OUT/stderr.log" | grep -a -v "^\s*$" | tail -c 200000 > "$OUT/stderr_tail.log"; rm -f "$OUT/stderr.log"

@@ -385,3 +385,72 @@ def test_fit_idfr_with_an_extra_ae_source(tmp_path, monkeypatch):
         EvalConfig(idfr_source_model="vit")
     with pytest.raises(ValueError, match="out_dir or a source_dir"):
         fit_idfr(cfg, data, target, None, verbose=False)
+
+
+def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp_path, monkeypatch, caplog):
+    import copy
+
+    import art_idfr.attacks as attacks_mod
+    from art_idfr.evaluation.resume import CHECKPOINT_FILES, PARTIAL_FILES
+
+    cfg, data, (target, surrogate, den, fr, fast), _, result = tiny_run
+    sub = cfg.replace(defences=("none", "idfr"))
+    real = attacks_mod.make_attack
+    calls = []
+
+    def stop_at_white_box(name, clf, eps, **kw):  # black-box and gray-box craft len(attacks) x len(eps) each
+        calls.append(name)
+        if len(calls) > 2 * len(sub.attacks) * len(sub.eps):
+            raise RuntimeError("time limit")
+        return real(name, clf, eps, **kw)
+
+    monkeypatch.setattr(attacks_mod, "make_attack", stop_at_white_box)
+    with pytest.raises(RuntimeError, match="time limit"):
+        evaluate(sub, data, target, surrogate, den, fr, fast, command="pytest tiny", verbose=False,
+                 checkpoint_dir=str(tmp_path))
+    # the finished threat models survive the crash, labelled partial
+    partial = json.load(open(tmp_path / PARTIAL_FILES["json"]))
+    assert partial["metadata"]["partial"] is True
+    assert partial["metadata"]["finished_threat_models"] == ["black-box", "gray-box"]
+    assert {r["threat_model"] for r in partial["records"]} == {"black-box", "gray-box"}
+    for r in partial["records"]:
+        assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
+    md = open(tmp_path / PARTIAL_FILES["markdown"]).read()
+    assert "PARTIAL REPORT" in md and "white-box, query" in md and "Sanity checks: not run" in md
+    assert "Threat model: black-box" in md and "Threat model: white-box" not in md
+
+    # other model weights: the checkpoint is not used (a fresh run would craft the black-box AEs again)
+    changed = copy.deepcopy(fr)
+    with torch.no_grad():
+        next(changed.network.parameters()).add_(1.0)
+    calls.clear()
+    with pytest.raises(RuntimeError, match="time limit"):
+        evaluate(sub, data, target, surrogate, den, changed, fast, command="pytest tiny", verbose=False,
+                 checkpoint_dir=str(tmp_path / "other"))
+    assert calls[:2] == [sub.attacks[0]] * len(sub.eps)  # started from black-box again
+
+    # the same run again: black-box and gray-box come from the checkpoint, the rest is computed
+    calls.clear()
+    monkeypatch.setattr(attacks_mod, "make_attack", lambda name, *a, **kw: calls.append(name) or real(name, *a, **kw))
+    again = evaluate(sub, data, target, surrogate, den, fr, fast, command="pytest tiny", verbose=False,
+                     checkpoint_dir=str(tmp_path))
+    assert set(again.metadata["resumed"]) == {"black-box", "gray-box"}
+    n_cells = len(sub.defences) * len(sub.attacks) * len(sub.eps) + len(sub.defences) * len(sub.eps) + 1
+    assert len(calls) == n_cells  # white-box + query + the sanity check's BIM, nothing transferred again
+    for r in again.records:
+        assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
+    assert again.sanity_checks["checks"]["whitebox_not_above_blackbox"]["n_comparisons"] == \
+        len(sub.defences) * len(sub.attacks) * len(sub.eps)
+    paths = again.write(str(tmp_path))
+    assert "black-box: taken from the evaluation checkpoint" in open(paths["markdown"]).read()
+    for name in (*CHECKPOINT_FILES.values(), *PARTIAL_FILES.values()):
+        assert not (tmp_path / name).exists()  # complete reports written: recovery files removed
+
+    # a damaged checkpoint is ignored with a warning, never trusted
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / CHECKPOINT_FILES["json"]).write_text("{not json")
+    sub2 = sub.replace(threat_models=("gray-box",), attacks=("fgsm",))
+    with caplog.at_level("WARNING"):
+        fresh = evaluate(sub2, data, target, surrogate, den, fr, fast, verbose=False,
+                         checkpoint_dir=str(tmp_path / "bad"))
+    assert "unreadable" in caplog.text and "resumed" not in fresh.metadata

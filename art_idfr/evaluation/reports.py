@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "write_reports",
+    "write_partial_reports",
     "write_json",
     "write_csv",
     "markdown_report",
@@ -34,7 +35,15 @@ BPDA_MARK = "†"
 
 
 def write_reports(result: "EvaluationResult", out_dir: str) -> Dict[str, str]:
-    """Write the four report files into ``out_dir`` (created if needed) and return their paths by kind."""
+    """
+    Write the four report files into ``out_dir`` (created if needed) and return their paths by kind. The
+    evaluation checkpoint and partial reports in ``out_dir`` (:mod:`art_idfr.evaluation.resume`), if any, are
+    removed once the complete reports are written.
+    """
+    from art_idfr.evaluation.resume import remove_recovery_files
+
+    if result.metadata.get("partial"):
+        raise ValueError("a partial result is written with write_partial_reports(), not as the complete reports.")
     os.makedirs(out_dir, exist_ok=True)
     paths = {kind: os.path.join(out_dir, name) for kind, name in REPORT_FILES.items()}
     write_json(result, paths["json"])
@@ -42,6 +51,24 @@ def write_reports(result: "EvaluationResult", out_dir: str) -> Dict[str, str]:
     with open(paths["markdown"], "w", encoding="utf-8") as f:
         f.write(markdown_report(result))
     plot_accuracy(result, paths["png"])
+    remove_recovery_files(out_dir)
+    return paths
+
+
+def write_partial_reports(result: "EvaluationResult", out_dir: str) -> Dict[str, str]:
+    """
+    Write ``results.partial.json`` and ``results.partial.md`` (the threat models finished so far, labelled
+    partial, no sanity checks) into ``out_dir``, atomically; return their paths by kind.
+    """
+    from art_idfr.evaluation.resume import PARTIAL_FILES
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {kind: os.path.join(out_dir, name) for kind, name in PARTIAL_FILES.items()}
+    write_json(result, paths["json"] + ".tmp")
+    os.replace(paths["json"] + ".tmp", paths["json"])
+    with open(paths["markdown"] + ".tmp", "w", encoding="utf-8") as f:
+        f.write(markdown_report(result))
+    os.replace(paths["markdown"] + ".tmp", paths["markdown"])
     return paths
 
 
@@ -162,6 +189,8 @@ def markdown_sanity(result: "EvaluationResult") -> str:
 
     s = result.sanity_checks
     checks = s.get("checks", {})
+    if not checks:
+        return "### Sanity checks: not run" + (" (partial report)" if result.metadata.get("partial") else "") + "\n"
     failed = [name for name, c in checks.items() if c.get("status") == "FAIL"]
     lines = [f"### Sanity checks: {'all passed' if not failed else 'FAILED: ' + ', '.join(failed)}", ""]
     c = checks.get("undefended_whitebox_large_eps")
@@ -209,6 +238,14 @@ def markdown_report(result: "EvaluationResult") -> str:
         "- images per threat model: " + ", ".join(f"{tm} n={n}" for tm, n in md.get("n", {}).items()),
         "",
     ]
+    if md.get("partial"):
+        missing = [tm for tm in md.get("threat_models", []) if tm not in md.get("finished_threat_models", [])]
+        head[1:1] = ["", f"**PARTIAL REPORT** (written {md.get('created')}): only the threat models "
+                         f"{', '.join(md.get('finished_threat_models', [])) or 'none'} were finished; "
+                         f"{', '.join(missing) or 'none'} and the sanity checks were not (the run stopped or is "
+                         "still running). Not a result to publish as complete."]
+    for tm, note in md.get("resumed", {}).items():
+        head.insert(-1, f"- {tm}: {note}")
     timings = md.get("timings_seconds", {})
     tail = []
     if timings:

@@ -163,6 +163,7 @@ def evaluate(
     model_info: Optional[Dict[str, Any]] = None,
     command: Optional[str] = None,
     verbose: bool = True,
+    checkpoint_dir: Optional[str] = None,
 ) -> EvaluationResult:
     """
     Run the evaluation suite.
@@ -176,6 +177,10 @@ def evaluate(
     :param model_info: Free-form metadata about the models (stored under ``metadata["models"]``).
     :param command: Command line to record (default: ``sys.argv``).
     :param verbose: Progress bars.
+    :param checkpoint_dir: If given, each finished threat model is checkpointed there and the partial reports
+        (``results.partial.json`` / ``.md``) rewritten, and threat models already finished by an earlier run with
+        the same configuration, images, device and model weights are taken from the checkpoint instead of re-run
+        (:mod:`art_idfr.evaluation.resume`; ``metadata["resumed"]`` names them).
     :return: The :class:`EvaluationResult`.
     """
     import art
@@ -213,6 +218,81 @@ def evaluate(
     records: List[Dict[str, Any]] = []
     per_sample: Dict[Tuple[str, str, str, float], np.ndarray] = {}
     timings: Dict[str, float] = {}
+    resumed: Dict[str, str] = {}
+    finished: List[str] = []
+
+    def make_metadata() -> Dict[str, Any]:
+        return {
+            "tool": "art-idfr evaluation suite",
+            "art_idfr_version": _version(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command,
+            "dataset": data.dataset.name,
+            "dataset_description": data.dataset.describe(),
+            "model": base["model"],
+            "device": device_text,
+            "torch_version": torch.__version__,
+            "art_version": art.__version__,
+            "numpy_version": np.__version__,
+            "python_version": platform.python_version(),
+            "platform": platform.platform(),
+            "seed": cfg.seed,
+            "preset": cfg.preset_name,
+            "n": {tm: int(len(images[tm])) for tm in cfg.threat_models},
+            "eval_n": int(len(y_eval)),
+            "eps": [float(e) for e in cfg.eps],
+            "eps_labels": [eps_label(e) for e in cfg.eps],
+            "attacks": list(cfg.attacks),
+            "threat_models": list(cfg.threat_models),
+            "threat_model_descriptions": {tm: THREAT_DESCRIPTIONS[tm] for tm in cfg.threat_models},
+            "defences": [{"key": dc.key, "label": dc.label, "description": dc.description,
+                          "white_box_gradient": dc.gradient, "randomised": dc.randomised}
+                         for dc in defended.values()],
+            "models": model_info or {},
+            "timings_seconds": dict(timings),
+            **({"resumed": {tm: f"taken from the evaluation checkpoint written {when} by an earlier run with the "
+                                "same configuration, images, device and model weights" for tm, when in resumed.items()}}
+               if resumed else {}),
+        }
+
+    ckpt = None
+    if checkpoint_dir is not None:
+        from art_idfr.evaluation.resume import EvalCheckpoint, evaluation_fingerprint
+
+        fingerprint = evaluation_fingerprint(
+            cfg.to_dict(), device_text,
+            {"x_eval": x_eval, "y_eval": y_eval, "wb_idx": wb_idx, "q_idx": q_idx},
+            {"target": target_model, "surrogate": surrogate_model, "denoiser": denoiser, "restorer": restorer,
+             "fast_at": fast_at_model},
+            {"torch": torch.__version__, "art": art.__version__, "art_idfr": _version()})
+        ckpt = EvalCheckpoint(checkpoint_dir, fingerprint)
+
+    def resume(tm: str) -> bool:
+        """Take ``tm`` from the checkpoint if an earlier run finished it."""
+        if ckpt is None or not ckpt.has(tm):
+            return False
+        recs, outcomes, seconds, when = ckpt.restore(tm)
+        records.extend(recs)
+        per_sample.update(outcomes)
+        timings[tm] = seconds
+        resumed[tm] = when
+        finished.append(tm)
+        logger.info("%s: taken from the evaluation checkpoint (finished %s)", tm, when)
+        return True
+
+    def done(tm: str, seconds: float) -> None:
+        """``tm`` is finished: checkpoint it and rewrite the partial reports."""
+        timings[tm] = seconds
+        finished.append(tm)
+        if ckpt is None:
+            return
+        ckpt.save(tm, records, per_sample, seconds)
+        from art_idfr.evaluation.reports import write_partial_reports
+
+        partial = EvaluationResult([r for r in records if r["threat_model"] in finished],
+                                   {**make_metadata(), "partial": True, "finished_threat_models": list(finished)},
+                                   {"passed": None, "checks": {}}, cfg)
+        write_partial_reports(partial, checkpoint_dir)
 
     def correct(dc: DefendedClassifier, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
         with seeded(seed):  # TotalVarMin draws its mask from np.random
@@ -276,6 +356,8 @@ def evaluate(
     if "gray-box" in cfg.threat_models:
         sources["gray-box"] = ("bare target (undefended)", target)
     for tm, (src_name, src_clf) in sources.items():
+        if resume(tm):
+            continue
         t0 = time.perf_counter()
         cells = [(a, e) for a in cfg.attacks for e in cfg.eps]
         bar = tqdm(cells, desc=f"{tm}: craft + transfer", disable=not verbose)
@@ -288,10 +370,10 @@ def evaluate(
                 hits = correct(dc, x_adv, y_eval, _cell_seed(cfg.seed, tm, key, attack, eps, "eval"))
                 add(tm, dc, attack, eps, hits, gradient="transfer", source=src_name, source_accuracy=src_acc,
                     params=attack_params(attack, eps))
-        timings[tm] = time.perf_counter() - t0
+        done(tm, time.perf_counter() - t0)
 
     # ---- adaptive white-box: the attack runs on every defended classifier
-    if "white-box" in cfg.threat_models:
+    if "white-box" in cfg.threat_models and not resume("white-box"):
         t0 = time.perf_counter()
         x_wb, y_wb, oh_wb = x_eval[wb_idx], y_eval[wb_idx], onehot[wb_idx]
         cells = [(key, a, e) for key in defended for a in cfg.attacks for e in cfg.eps]
@@ -304,10 +386,10 @@ def evaluate(
             hits = correct(dc, x_adv, y_wb, _cell_seed(seed, "eval"))
             add("white-box", dc, attack, eps, hits, gradient=dc.gradient, source="defended classifier itself",
                 params=attack_params(attack, eps))
-        timings["white-box"] = time.perf_counter() - t0
+        done("white-box", time.perf_counter() - t0)
 
     # ---- query-based: SquareAttack on each defended classifier's outputs
-    if "query" in cfg.threat_models:
+    if "query" in cfg.threat_models and not resume("query"):
         t0 = time.perf_counter()
         x_q, y_q, oh_q = x_eval[q_idx], y_eval[q_idx], onehot[q_idx]
         cells = [(key, e) for key in defended for e in cfg.eps]
@@ -320,7 +402,7 @@ def evaluate(
             hits = correct(dc, x_adv, y_q, _cell_seed(seed, "eval"))
             add("query", dc, QUERY_ATTACK, eps, hits, gradient="none (scores only)",
                 source="queries to the defended classifier", params=attack_params(QUERY_ATTACK, eps))
-        timings["query"] = time.perf_counter() - t0
+        done("query", time.perf_counter() - t0)
 
     # ---- sanity checks
     t0 = time.perf_counter()
@@ -328,35 +410,7 @@ def evaluate(
     timings["sanity"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
-    n_per = {tm: int(len(images[tm])) for tm in cfg.threat_models}
-    metadata = {
-        "tool": "art-idfr evaluation suite",
-        "art_idfr_version": _version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "dataset": data.dataset.name,
-        "dataset_description": data.dataset.describe(),
-        "model": base["model"],
-        "device": device_text,
-        "torch_version": torch.__version__,
-        "art_version": art.__version__,
-        "numpy_version": np.__version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "seed": cfg.seed,
-        "preset": cfg.preset_name,
-        "n": n_per,
-        "eval_n": int(len(y_eval)),
-        "eps": [float(e) for e in cfg.eps],
-        "eps_labels": [eps_label(e) for e in cfg.eps],
-        "attacks": list(cfg.attacks),
-        "threat_models": list(cfg.threat_models),
-        "threat_model_descriptions": {tm: THREAT_DESCRIPTIONS[tm] for tm in cfg.threat_models},
-        "defences": [{"key": dc.key, "label": dc.label, "description": dc.description,
-                      "white_box_gradient": dc.gradient, "randomised": dc.randomised} for dc in defended.values()],
-        "models": model_info or {},
-        "timings_seconds": timings,
-    }
+    metadata = make_metadata()
     result = EvaluationResult(records, metadata, sanity, cfg, per_sample)
     for warning in sanity.get("warnings", []):
         logger.warning(warning)
