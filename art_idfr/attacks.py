@@ -256,9 +256,11 @@ class CarliniWagnerLInfPGD(EvasionAttack):
         best = x_adv.clone()
         best_loss = torch.full((len(xb),), float("inf"), device=device)
         step = self.step_size
+        eot = int(getattr(self.estimator, "eot_samples", 1) or 1)  # randomised defence: average over draws (EOT)
         for it in range(self.max_iter + 1):
             x_var = x_adv.detach().requires_grad_(True)
-            loss = cw_margin_loss(self._logits(x_var), yb, self.confidence, self.targeted)
+            loss = sum(cw_margin_loss(self._logits(x_var), yb, self.confidence, self.targeted)
+                       for _ in range(eot)) / eot
             with torch.no_grad():
                 improved = loss.detach() < best_loss
                 best_loss = torch.where(improved, loss.detach(), best_loss)

@@ -238,6 +238,8 @@ def _eval_knobs(p: argparse.ArgumentParser) -> None:
     _add(g, "--fs-bit-depth", "fs_bit_depth", type=_positive_int, help="Feature Squeezing bit depth (4 / 5)")
     _add(g, "--tvm-max-iter", "tvm_max_iter", type=_positive_int, help="TotalVarMin solver iterations")
     _add(g, "--tvm-lamb", "tvm_lamb", type=_positive_float, help="TotalVarMin lambda (0.05; ART's default 0.5)")
+    _add(g, "--eot-samples", "eot_samples", type=_positive_int,
+         help="white-box attacks on a randomised defence (TotalVarMin) average gradients over N draws (EOT; 4)")
     _add(g, "--smoothing-window", "smoothing_window", type=_positive_int, help="SpatialSmoothing window (2)")
 
 

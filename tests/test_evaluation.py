@@ -133,6 +133,12 @@ def test_build_defences_one_classifier_each():
         assert dc.classifier.predict(x).shape == (4, CLASSES)
         if key != "none":
             assert len(dc.classifier.preprocessing_defences) == 1 and "BPDA" in dc.gradient
+    # the randomised defence (TotalVarMin) is attacked with BPDA + EOT, the deterministic ones with BPDA alone
+    assert type(defended["tvm"].classifier).__name__ == "EOTPyTorchClassifier"
+    assert defended["tvm"].classifier.eot_samples == cfg.eot_samples == 4 and "EOT over 4" in defended["tvm"].gradient
+    assert type(defended["jpeg50"].classifier).__name__ == "PyTorchClassifier" and "EOT" not in defended["jpeg50"].gradient
+    with pytest.raises(ValueError, match="eot_samples"):
+        EvalConfig.preset("tiny", eot_samples=0)
     with pytest.raises(ValueError, match="needs a fitted IDFRDenoiser"):
         build_defences(cfg.replace(defences=("idfr",)), target)
     with pytest.raises(ValueError, match="fast_at"):
@@ -454,3 +460,38 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
         fresh = evaluate(sub2, data, target, surrogate, den, fr, fast, verbose=False,
                          checkpoint_dir=str(tmp_path / "bad"))
     assert "unreadable" in caplog.text and "resumed" not in fresh.metadata
+
+
+def test_eot_gradient_is_the_mean_over_random_draws(monkeypatch):
+    from art_idfr.attacks import make_attack
+    from art_idfr.evaluation.defences import EOTPyTorchClassifier
+    from art_idfr.models import make_model
+
+    model = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
+    tvm = ChannelsFirstTotalVarMin(prob=0.3, lamb=0.05, max_iter=2, clip_values=(0.0, 1.0))
+    single = wrap_model(model, SHAPE, CLASSES, "cpu", preprocessing_defences=[tvm])
+    eot = wrap_model(model, SHAPE, CLASSES, "cpu", preprocessing_defences=[tvm], eot_samples=3)
+    assert isinstance(eot, EOTPyTorchClassifier) and not isinstance(single, EOTPyTorchClassifier)
+    x = np.random.default_rng(1).random((5, *SHAPE)).astype(np.float32)
+    y = np.eye(CLASSES, dtype=np.float32)[[0, 1, 2, 0, 1]]
+    with seeded(5):
+        g_eot = eot.loss_gradient(x, y)
+        c_eot = eot.class_gradient(x, label=1)
+    with seeded(5):
+        draws = [single.loss_gradient(x, y) for _ in range(3)]
+        c_draws = [single.class_gradient(x, label=1) for _ in range(3)]
+    np.testing.assert_allclose(g_eot, np.mean(draws, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(c_eot, np.mean(c_draws, axis=0), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(draws[0], draws[1])  # the mask really is redrawn: one draw is not the expectation
+
+    # the CW-eps attack averages its loss over as many forward passes (each a fresh TotalVarMin draw)
+    calls = []
+    real_call = ChannelsFirstTotalVarMin.__call__
+    monkeypatch.setattr(ChannelsFirstTotalVarMin, "__call__", lambda self, *a, **k: calls.append(1) or
+                        real_call(self, *a, **k))
+    atk = make_attack("cw", eot, 0.1, max_iter=2, batch_size=8, seed=0, verbose=False)
+    x_adv = atk.generate(x, y)
+    assert len(calls) == (2 + 1) * 3 and np.abs(x_adv - x).max() <= 0.1 + 1e-6
+    with pytest.raises(ValueError, match="eot_samples"):
+        EOTPyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=CLASSES,
+                             eot_samples=0)

@@ -214,6 +214,8 @@ class EvalConfig:
         0.3 for grey-scale or 32/255 for colour). ``eval_n`` test images for clean / black-box / gray-box;
         ``whitebox_n`` of them for the adaptive white-box attacks; ``query_n`` and ``query_iter`` for Square.
         ``attack_iter`` / ``eps_step``: BIM and CW iterations and step (paper: 20, 0.03).
+        ``eot_samples``: white-box gradients of a randomised defence (TotalVarMin's random pixel mask) are averaged
+        over this many draws (BPDA + EOT, Athalye et al. 2018); 1 = a single draw per step.
         ``sanity_eps``: budget of the "undefended white-box BIM must reach ~0%" check.
     Run
         ``seed``, ``device`` (``auto`` | ``cpu`` | ``cuda``), ``attack_batch_size``.
@@ -274,6 +276,7 @@ class EvalConfig:
     query_iter: int = 25
     attack_iter: int = 20
     eps_step: float = 0.03
+    eot_samples: int = 4
     sanity_eps: float = 0.5
     attack_batch_size: int = 128
     # run
@@ -387,7 +390,8 @@ class EvalConfig:
             raise ValueError(f"`eps_step` must be positive, got {self.eps_step}.")
         for name in ("val_n", "target_epochs", "surrogate_epochs", "idfr_source_epochs", "idfr_source_seed_offset",
                      "batch_size", "id_epochs", "fr_epochs", "fast_at_epochs", "eval_n", "whitebox_n", "query_n",
-                     "query_iter", "attack_iter", "attack_batch_size", "tvm_max_iter", "smoothing_window"):
+                     "query_iter", "attack_iter", "attack_batch_size", "tvm_max_iter", "smoothing_window",
+                     "eot_samples"):
             _positive_int(self, name)
         for name in ("train_size", "test_size", "fit_n"):
             if getattr(self, name) is not None:

@@ -12,7 +12,7 @@ id                  :func:`art_idfr.defend` (target, ID)                        
 idfr                :func:`art_idfr.defend` (target, ID, FR)                     exact, through ID and FR
 feature_squeezing   ART ``FeatureSqueezing(bit_depth)``                          BPDA (identity), ART default
 jpeg25/50/75        ART ``JpegCompression(quality, channels_first=True)``        BPDA (identity), ART default
-tvm                 ART ``TotalVarMin`` (channels-first adapter)                 BPDA (identity), ART default
+tvm                 ART ``TotalVarMin`` (channels-first adapter)                 BPDA (identity) + EOT (randomised)
 spatial_smoothing   ART ``SpatialSmoothing(window, channels_first=True)``        BPDA (identity), ART default
 fast_at             a retrained copy of the target (``AdversarialTrainerFBF``)   exact (a different model)
 =================== ============================================================ ===================================
@@ -48,6 +48,7 @@ from art_idfr.evaluation.config import EvalConfig
 
 __all__ = [
     "DefendedClassifier",
+    "EOTPyTorchClassifier",
     "ChannelsFirstTotalVarMin",
     "Float32FeatureSqueezing",
     "wrap_model",
@@ -60,6 +61,11 @@ __all__ = [
 GRADIENT_EXACT = "exact"
 GRADIENT_THROUGH = "exact (autograd through the defence)"
 GRADIENT_BPDA = "BPDA identity (ART estimate_gradient)"
+
+
+def gradient_bpda_eot(samples: int) -> str:
+    """How the white-box attack differentiates a randomised NumPy defence."""
+    return GRADIENT_BPDA if samples <= 1 else f"{GRADIENT_BPDA} + EOT over {samples} random draws"
 
 
 @dataclass
@@ -75,6 +81,33 @@ class DefendedClassifier:
     gradient: str
     description: str = ""
     randomised: bool = False
+
+
+class EOTPyTorchClassifier(PyTorchClassifier):
+    """
+    A ``PyTorchClassifier`` whose ``loss_gradient`` and ``class_gradient`` are averaged over ``eot_samples`` calls:
+    Expectation over Transformation (Athalye et al. 2018) for a randomised preprocessing defence such as
+    TotalVarMin, whose random pixel mask is redrawn on every call. ``predict`` is unchanged (one draw, as deployed).
+    Any ART gradient attack run on it (FGSM, BIM, PGD) gets the averaged gradient; the CW-eps attack of
+    :mod:`art_idfr.attacks` reads ``eot_samples`` and averages its loss over as many forward passes.
+    """
+
+    def __init__(self, *args, eot_samples: int = 1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
+            raise ValueError(f"`eot_samples` must be a positive int, got {eot_samples!r}.")
+        self.eot_samples = eot_samples
+
+    def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):  # type: ignore[override]
+        grads = [super(EOTPyTorchClassifier, self).loss_gradient(x, y, training_mode=training_mode, **kwargs)
+                 for _ in range(self.eot_samples)]
+        return sum(grads[1:], grads[0]) / self.eot_samples
+
+    def class_gradient(self, x, label=None, training_mode: bool = False, **kwargs):  # type: ignore[override]
+        grads = [super(EOTPyTorchClassifier, self).class_gradient(x, label=label, training_mode=training_mode,
+                                                                  **kwargs)
+                 for _ in range(self.eot_samples)]
+        return sum(grads[1:], grads[0]) / self.eot_samples
 
 
 class Float32FeatureSqueezing(FeatureSqueezing):
@@ -111,10 +144,15 @@ def wrap_model(
     device_type: str = "gpu",
     preprocessing_defences: Optional[Sequence] = None,
     optimizer: Optional[torch.optim.Optimizer] = None,
+    eot_samples: int = 1,
 ) -> PyTorchClassifier:
-    """An ART ``PyTorchClassifier`` for a model taking NCHW images in [0, 1] (clip values (0, 1), CE loss)."""
+    """
+    An ART ``PyTorchClassifier`` for a model taking NCHW images in [0, 1] (clip values (0, 1), CE loss); with
+    ``eot_samples`` > 1 an :class:`EOTPyTorchClassifier` (gradients averaged over that many calls).
+    """
     model.eval()
-    return PyTorchClassifier(
+    extra = {"eot_samples": int(eot_samples)} if eot_samples != 1 else {}
+    return (EOTPyTorchClassifier if extra else PyTorchClassifier)(
         model=model,
         loss=nn.CrossEntropyLoss(),
         optimizer=optimizer,
@@ -124,6 +162,7 @@ def wrap_model(
         channels_first=True,
         preprocessing_defences=list(preprocessing_defences) if preprocessing_defences else None,
         device_type=device_type,
+        **extra,
     )
 
 
@@ -190,8 +229,9 @@ def build_defences(
                                           f"{config.fast_at_epochs} epochs")
         else:
             pre, desc, rnd = _numpy_defence(key, config)
-            clf = wrap_model(target.model, shape, classes, dev, preprocessing_defences=[pre])
-            out[key] = DefendedClassifier(key, label, clf, GRADIENT_BPDA, desc, randomised=rnd)
+            eot = int(config.eot_samples) if rnd else 1
+            clf = wrap_model(target.model, shape, classes, dev, preprocessing_defences=[pre], eot_samples=eot)
+            out[key] = DefendedClassifier(key, label, clf, gradient_bpda_eot(eot), desc, randomised=rnd)
     return out
 
 

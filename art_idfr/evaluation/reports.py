@@ -177,8 +177,10 @@ def markdown_tables(result: "EvaluationResult") -> str:
             out.append(f"| {label} | " + " | ".join(_pct(r["accuracy"]) if r else "–" for r in row) + " |")
         if bpda_used:
             out.append("")
+            eot = sorted({r["gradient"].split("EOT over ")[1] for r in recs if "EOT over " in str(r.get("gradient"))})
             out.append(f"{BPDA_MARK} NumPy defence: the white-box attack gets gradients from ART's "
-                       "`estimate_gradient`, the identity (BPDA).")
+                       "`estimate_gradient`, the identity (BPDA)"
+                       + (f"; for the randomised one(s), averaged over {', '.join(eot)} (EOT)." if eot else "."))
         out.append("")
     return "\n".join(out)
 
@@ -214,7 +216,7 @@ def markdown_sanity(result: "EvaluationResult") -> str:
                      + (" (informational)" if other == "gray-box" else ""))
         if other == "black-box" and c.get("violations"):
             lines.append("  A violation means the adaptive attack on that defence was weaker than a transfer attack "
-                         "(a randomised defence such as TotalVarMin needs EOT; identity-BPDA gradients or too few "
+                         "(a randomised defence such as TotalVarMin needs enough EOT draws; identity-BPDA gradients or too few "
                          "iterations also cause it): read those white-box numbers as upper bounds.")
         for v in c.get("violations", []):
             lines.append(f"  - FLAG {v['defence']}, {ATTACK_LABELS.get(v['attack'], v['attack'])} {v['eps_label']}: "

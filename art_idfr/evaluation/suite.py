@@ -8,7 +8,8 @@ Threat models (each labelled in every record and table):
 * ``gray-box`` -- AEs crafted on the bare target, once per (attack, eps), the defence unknown to the attacker.
 * ``white-box`` -- adaptive: the attack runs on each defended classifier itself. For ``id`` / ``idfr`` ART
   differentiates through the defence (exact autograd gradients); for the NumPy baselines ART uses the defence's
-  ``estimate_gradient``, the identity (BPDA); ``fast_at`` is a different model attacked directly.
+  ``estimate_gradient``, the identity (BPDA), averaged over ``eot_samples`` random draws for a randomised defence
+  (TotalVarMin: BPDA + EOT); ``fast_at`` is a different model attacked directly.
 * ``query`` -- score-based: ART ``SquareAttack`` (L-inf) against each defended classifier's outputs.
 
 The white-box and query attacks run on class-stratified subsets of the evaluation images (``whitebox_n``,
@@ -76,7 +77,8 @@ THREAT_DESCRIPTIONS = {
                 "defended classifier (crafted once per attack and eps).",
     "white-box": "Adaptive: the attack runs on each defended classifier itself. ID and ID+FR are attacked with exact "
                  "gradients through the defence; NumPy defences (marked †) through ART's identity BPDA gradient "
-                 "estimate; Fast AT is its own (retrained) model.",
+                 "estimate (averaged over random draws, EOT, for a randomised one); Fast AT is its own (retrained) "
+                 "model.",
     "query": "Score-based black-box: ART SquareAttack (L-inf) querying each defended classifier's outputs.",
 }
 
