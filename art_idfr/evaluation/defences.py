@@ -98,16 +98,14 @@ class EOTPyTorchClassifier(PyTorchClassifier):
             raise ValueError(f"`eot_samples` must be a positive int, got {eot_samples!r}.")
         self.eot_samples = eot_samples
 
+    def _expectation(self, gradient, *args, **kwargs) -> np.ndarray:
+        return np.mean([gradient(*args, **kwargs) for _ in range(self.eot_samples)], axis=0)
+
     def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):  # type: ignore[override]
-        grads = [super(EOTPyTorchClassifier, self).loss_gradient(x, y, training_mode=training_mode, **kwargs)
-                 for _ in range(self.eot_samples)]
-        return sum(grads[1:], grads[0]) / self.eot_samples
+        return self._expectation(super().loss_gradient, x, y, training_mode=training_mode, **kwargs)
 
     def class_gradient(self, x, label=None, training_mode: bool = False, **kwargs):  # type: ignore[override]
-        grads = [super(EOTPyTorchClassifier, self).class_gradient(x, label=label, training_mode=training_mode,
-                                                                  **kwargs)
-                 for _ in range(self.eot_samples)]
-        return sum(grads[1:], grads[0]) / self.eot_samples
+        return self._expectation(super().class_gradient, x, label=label, training_mode=training_mode, **kwargs)
 
 
 class Float32FeatureSqueezing(FeatureSqueezing):

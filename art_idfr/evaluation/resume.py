@@ -30,7 +30,8 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalCheckpoint", "evaluation_fingerprint", "weights_digest", "CHECKPOINT_FILES", "PARTIAL_FILES"]
+__all__ = ["EvalCheckpoint", "evaluation_fingerprint", "weights_digest", "remove_recovery_files", "CHECKPOINT_FILES",
+           "PARTIAL_FILES"]
 
 #: The checkpoint's two files (records and metadata; per-image outcomes).
 CHECKPOINT_FILES = {"json": "eval_checkpoint.json", "npz": "eval_checkpoint.npz"}
