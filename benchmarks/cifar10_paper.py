@@ -14,20 +14,20 @@ defences but TotalVarMin (its SciPy solver runs on the CPU, one image at a time,
 lease) and the four threat models; FGSM/CW/BIM at eps 4/8/16 (/255) on 2,000 test images (white-box on 200, query on
 100). Reports go to benchmarks/results/cifar10_paper_<model>/.
 
-The committed results (one H200, this exact script) trained the ID on 8/255 and 16/255 AEs only. The Fashion-MNIST
-validation split later showed that adding 4/255 closes the 4/255 gap (benchmarks/NOTES.md); the next GPU run should
-add `--idfr-eps 4/255,8/255,16/255` (extra arguments override the list below) and commit that as a new result.
-CIFAR-10's validation split then showed that an extra AE source lifts the black-box 16/255 columns by 13-20 points
-(benchmarks/NOTES.md); at this scale that is `--idfr-source-model small_cnn --idfr-source-epochs 8` (a third
-architecture: never the surrogate's), worth a run of its own.
+Committed results (one H200 each; the commands are in each folder's console.log):
+- cifar10_paper_resnet18_cifar: this script as it stands (ID trained on 8/255 and 16/255 AEs of the target only);
+- cifar10_paper_vgg16_bn_cifar: the recipe that validation splits later favoured (benchmarks/NOTES.md), added as
+  extra arguments (which override the list below):
+      SMOKE=0 bash benchmarks/device_paper.sh 585 --only vgg16_bn_cifar --idfr-eps 4/255,8/255,16/255 \
+          --idfr-source-model small_cnn --idfr-source-epochs 8
+  4/255 training AEs, and an extra AE source of a third architecture (never the surrogate's).
 
-Device time (measured 2026-11-26 on one H200, VGG16-BN target with those two additions): smoke run 107 s; training
-about 290 s (target 35 s, the extra source and its AEs, ID 8 epochs of 12 s, FR, surrogate 25 s, Fast AT 24 s);
-evaluation about 260 s (clean 2, black-box 30, gray-box 24, white-box 49, query about 150). That is more than one
-10-minute call holds after the machine's start, and that attempt ran out of time in the query threat model. So:
-`SMOKE=0 bash benchmarks/device_paper.sh 585 <args>` with timeout_s 600, and if it stops in the evaluation, the same
-command again at once, on the still-warm machine: the trained models are reused and the evaluation resumes from its
-checkpoint (each finished threat model is also in results.partial.md).
+Device time (2026-11-26, one H200, that VGG16-BN command): 525 s in one call of timeout_s 600 (training about 290 s,
+evaluation 220 s, of which the Square query attack 121 s), 555 s with the machine's start; a smoke run first
+(SMOKE=1, the default) adds about 107 s and no longer fits one call. If a call stops in the evaluation, the same
+command again at once, on the still-warm machine, reuses the trained models and resumes the evaluation from its
+checkpoint (each finished threat model is also in results.partial.md). The next run worth a lease: the ResNet-18
+target with the same two additions (drop `--only`), so that target and recipe are not confounded.
 
 Scaling versus the paper (Sec. 4.1): target 12 epochs with one-cycle SGD (bf16 autocast on CUDA), surrogate 8,
 Fast AT 3; ID 8 epochs instead of 100 and FR 20 instead of 80, lr 1e-3 (the authors' code) instead of 0.01, 8k of
