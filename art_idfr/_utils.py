@@ -16,6 +16,9 @@ from torch import nn
 if TYPE_CHECKING:  # pragma: no cover
     from art.estimators.classification import PyTorchClassifier
 
+#: values of ``IDFRDenoiser(augment=...)``: training-batch augmentations (see :func:`random_crop_flip`)
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
 #: absolute slack allowed when checking that inputs lie inside ``clip_values``
 CLIP_TOLERANCE = 1e-4
 
@@ -162,6 +165,26 @@ def target_logits(classifier: "PyTorchClassifier", x: torch.Tensor, skip: Sequen
     if isinstance(out, (list, tuple)):
         out = out[-1]
     return out
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
+    """
+    Per-sample random crop of an NCHW batch from its zero-padded copy (``pad`` pixels each side) and, if ``flip``,
+    random horizontal flips (probability 1/2) — torchvision's ``RandomCrop(padding=pad)`` + ``RandomHorizontalFlip``
+    drawn for every sample of a batch at once. Draws from ``generator`` in a fixed order (shifts, then flips).
+    """
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # (n, h)
+    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # (n, w)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if flip:
+        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        out = torch.where(mask[:, None, None, None], out.flip(3), out)
+    return out.contiguous()
 
 
 def batches(n: int, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None):

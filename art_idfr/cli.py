@@ -173,6 +173,7 @@ def _surrogate_knobs(p: argparse.ArgumentParser) -> None:
 
 
 def _idfr_knobs(p: argparse.ArgumentParser) -> None:
+    from art_idfr._utils import AUGMENTATIONS
     from art_idfr.attacks import ATTACK_NAMES
     from art_idfr.models import MODEL_NAMES
 
@@ -185,6 +186,8 @@ def _idfr_knobs(p: argparse.ArgumentParser) -> None:
     _add(g, "--id-lr", "id_lr", type=_positive_float, help="ID learning rate")
     _add(g, "--id-sigma", "id_sigma", type=float, help="sigma of the Gaussian-enhanced copies")
     _add(g, "--id-loss", "id_loss", choices=("ce", "feature", "both"), help="ID training loss (Eq. 3 = ce)")
+    _add(g, "--id-augment", "id_augment", choices=AUGMENTATIONS,
+         help="augmentation of the ID's training batches (none = the paper; crop_flip for CIFAR-like images)")
     _add(g, "--id-identity-weight", "id_identity_weight", type=float, metavar="L",
          help="weight of the identity term mean|ID(x) - x| on clean training images (0 = the paper)")
     _add(g, "--id-clean-weight", "id_clean_weight", type=_positive_float, metavar="W",

@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 
 from art_idfr import checkpoint
 from art_idfr._utils import (
+    AUGMENTATIONS,
     batches,
     check_finite,
     check_image_batch,
     check_pytorch_classifier,
     frozen,
+    random_crop_flip,
     target_logits,
     to_one_hot_indices,
 )
@@ -157,6 +159,11 @@ class IDFRDenoiser(PreprocessorPyTorch):
     :param learning_rate: Adam learning rate (paper: 0.01; authors' code: 1e-3, the default).
     :param nb_epochs: Default number of training epochs for :meth:`fit` (paper: 100).
     :param regenerate_every: Regenerate the adversarial examples every this many epochs (0 = once, Algorithm 1).
+    :param augment: Augmentation of every training batch (AEs, clean images and Gaussian copies alike; the label
+        is kept): ``"none"`` (Algorithm 1), ``"crop"`` (random crop from a zero-padded copy, pad = 1/8 of the
+        side) or ``"crop_flip"`` (+ random horizontal flips, for natural images such as CIFAR-10; not for digits).
+        The AEs are crafted once, so without it the ID sees the same fixed perturbations every epoch and overfits
+        them; augmenting costs nothing per epoch (not in the paper; see benchmarks/NOTES.md).
     :param batch_size: Batch size used by the forward pass (the U-Net runs batch by batch) and by :meth:`fit`.
     :param device_type: ``"gpu"`` (CUDA when available, else CPU) or ``"cpu"``.
     :param apply_fit: Apply the defence when the classifier is trained (default ``False``).
@@ -179,6 +186,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         "learning_rate",
         "nb_epochs",
         "regenerate_every",
+        "augment",
         "batch_size",
         "verbose",
         "seed",
@@ -199,6 +207,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         learning_rate: float = 1e-3,
         nb_epochs: int = 20,
         regenerate_every: int = 0,
+        augment: str = "none",
         batch_size: int = 128,
         device_type: str = "gpu",
         apply_fit: bool = False,
@@ -220,6 +229,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         self.learning_rate = float(learning_rate)
         self.nb_epochs = int(nb_epochs)
         self.regenerate_every = int(regenerate_every)
+        self.augment = augment
         self.batch_size = int(batch_size)
         self.device_type = device_type
         self.verbose = bool(verbose)
@@ -467,13 +477,19 @@ class IDFRDenoiser(PreprocessorPyTorch):
             leave=False,
         )
         for idx in progress:
-            xb = train_x[idx].to(self._device)
+            xb = train_x[idx]
             yb = train_y[idx].to(device)
+            x_ref = x_clean[train_ref[idx]] if self.loss != "ce" else None
             if not self.channels_first:
                 xb = xb.permute(0, 3, 1, 2)
+                x_ref = x_ref.permute(0, 3, 1, 2) if x_ref is not None else None
+            if self.augment != "none":
+                xb, x_ref = self._augment_batch(xb, x_ref, gen)
+            xb = xb.to(self._device)
             x_star = self._denoise_nchw(xb)
             x_in = x_star if self.channels_first else x_star.permute(0, 2, 3, 1)
-            x_ref = x_clean[train_ref[idx]].to(device) if self.loss != "ce" else None
+            if x_ref is not None:
+                x_ref = (x_ref if self.channels_first else x_ref.permute(0, 2, 3, 1)).to(device)
             per_sample, logits = self._loss(classifier, x_in.to(device), x_ref, yb)
             clean_b = is_clean[idx].to(device)
             weights = torch.where(clean_b, self.clean_weight, 1.0)
@@ -491,6 +507,14 @@ class IDFRDenoiser(PreprocessorPyTorch):
             progress.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
         self.network.eval()
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
+
+    def _augment_batch(self, xb: torch.Tensor, x_ref: Optional[torch.Tensor], gen: torch.Generator):
+        """The same random crop (and flip) for each training input and its clean reference (NCHW, on the CPU)."""
+        c = xb.shape[1]
+        pad = max(1, round(min(xb.shape[2:]) / 8))
+        both = xb if x_ref is None else torch.cat([xb, x_ref], dim=1)
+        both = random_crop_flip(both, gen, pad=pad, flip=self.augment == "crop_flip")
+        return (both, None) if x_ref is None else (both[:, :c], both[:, c:])
 
     def _loss(self, classifier, x_in, x_ref, yb):
         """
@@ -563,6 +587,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
             raise ValueError(f"residual_head must be one of {RESIDUAL_HEADS}, got {self.residual_head!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}.")
         if self.clean_weight <= 0 or self.identity_weight < 0:
             raise ValueError("clean_weight must be positive and identity_weight non-negative.")
         if self.gaussian_sigma < 0 or self.gaussian_rounds < 0:

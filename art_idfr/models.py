@@ -32,7 +32,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from art_idfr._utils import random_crop_flip
 
 logger = logging.getLogger(__name__)
 
@@ -512,22 +513,10 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random crop with zero padding (4 px for 32x32, 2 px for 28x28) and, for 3x32x32, random horizontal flips."""
     n, c, h, w = x.shape
     if (h, w) == (32, 32):
-        pad, flip = 4, c == 3
-    elif (h, w) == (28, 28):
-        pad, flip = 2, False
-    else:
-        return x
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # (n, h)
-    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # (n, w)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        out = torch.where(mask[:, None, None, None], out.flip(3), out)
-    return out.contiguous()
+        return random_crop_flip(x, generator, pad=4, flip=c == 3)
+    if (h, w) == (28, 28):
+        return random_crop_flip(x, generator, pad=2, flip=False)
+    return x
 
 
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:

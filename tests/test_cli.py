@@ -141,6 +141,7 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
         (["train-target", "--role", "attacker"], "invalid choice: 'attacker'"),
         (["demo", "--idfr-source-model", "vit"], "unknown model 'vit'; valid models: small_cnn"),
         (["fit"], "the following arguments are required: --target"),
+        (["demo", "--id-augment", "flip"], "invalid choice: 'flip'"),
     ],
 )
 def test_argument_errors(argv, message, capsys):

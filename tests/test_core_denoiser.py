@@ -197,6 +197,48 @@ def test_identity_weight_keeps_clean_images_closer(trained_target, mnist_small):
     assert change[500.0] < 0.5 * change[0.0], change
 
 
+class NHWCToNCHW(torch.nn.Module):
+    def forward(self, x):
+        return x.permute(0, 3, 1, 2)
+
+
+def test_random_crop_flip_draws_a_crop_and_flip_per_sample():
+    from art_idfr._utils import random_crop_flip
+
+    x = torch.rand(1, 2, 6, 7).repeat(64, 1, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(random_crop_flip(x, gen, pad=0, flip=False), x)
+    flipped = random_crop_flip(x, gen, pad=0, flip=True)
+    is_flip = [torch.equal(f, x[0].flip(2)) for f in flipped]
+    assert all(torch.equal(f, x[0]) or fl for f, fl in zip(flipped, is_flip)) and 10 < sum(is_flip) < 54
+    padded = torch.nn.functional.pad(x[0], (2, 2, 2, 2))
+    crops = {(dy, dx): padded[:, dy:dy + 6, dx:dx + 7] for dy in range(5) for dx in range(5)}
+    out = random_crop_flip(x, gen, pad=2, flip=False)
+    offsets = [next(k for k, c in crops.items() if torch.equal(o, c)) for o in out]  # each is one of the 25 crops
+    assert len(set(offsets)) > 10
+
+
+def test_fit_with_augmentation_transforms_input_and_reference_alike(trained_target, mnist_small):
+    """augment= crops (and flips) every training batch; the feature loss's clean reference gets the same crop."""
+    x_train, y_train, x_test, y_test = mnist_small
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, augment="crop", device_type="cpu", seed=0)
+    x = torch.rand(8, 1, 28, 28)
+    a, b = den._augment_batch(x, x.clone(), torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    fgsm = FastGradientMethod(trained_target, eps=0.2)
+    x_adv = fgsm.generate(x_train[:256])
+    nhwc_target = make_classifier(torch.nn.Sequential(NHWCToNCHW(), trained_target.model), input_shape=(28, 28, 1),
+                                  channels_first=False)
+    hist = {}
+    for augment in ("none", "crop"):
+        den = IDFRDenoiser(input_shape=(28, 28, 1), channels_first=False, width=0.125, nb_epochs=2, batch_size=64,
+                           loss="both", augment=augment, device_type="cpu", seed=0)
+        den.fit(x_train[:256].transpose(0, 2, 3, 1), y_train[:256], classifier=nhwc_target,
+                x_adv=x_adv.transpose(0, 2, 3, 1))
+        hist[augment] = [h["loss"] for h in den.history]
+    assert np.isfinite(hist["crop"]).all() and hist["crop"] != hist["none"]
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.fixture
 def den28():
@@ -244,7 +286,8 @@ def test_bad_input_also_raises_inside_art_classifier(trained_target, den28):
     "kwargs, match",
     [({"input_shape": (28, 28)}, "input_shape"), ({"loss": "mse"}, "loss"), ({"residual_head": "x"}, "residual"),
      ({"clip_values": (1.0, 0.0)}, "clip_values"), ({"device_type": "tpu"}, "device_type"), ({"width": 0}, "width"),
-     ({"clean_weight": 0}, "clean_weight"), ({"identity_weight": -1}, "identity_weight")],
+     ({"clean_weight": 0}, "clean_weight"), ({"identity_weight": -1}, "identity_weight"),
+     ({"augment": "flip"}, "augment")],
 )
 def test_rejects_bad_params(kwargs, match):
     args = {"input_shape": (1, 28, 28), "device_type": "cpu"} | kwargs

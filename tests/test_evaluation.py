@@ -96,6 +96,8 @@ def test_presets_and_validation():
         EvalConfig(eval_n=10, whitebox_n=20)
     with pytest.raises(ValueError, match="id_identity_weight"):
         EvalConfig(id_identity_weight=-1.0)
+    with pytest.raises(ValueError, match="Unknown id_augment 'flip'. Valid: none, crop, crop_flip"):
+        EvalConfig(id_augment="flip")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -364,7 +366,8 @@ def test_seeded_restores_global_state():
 
 
 def test_fit_idfr_with_an_extra_ae_source(tmp_path, monkeypatch):
-    """idfr_source_model: the training attacks run on the target *and* on an extra model of its own seed."""
+    """idfr_source_model: the training attacks run on the target *and* on an extra model of its own seed (and
+    id_augment reaches the denoiser and the cache key)."""
     import art_idfr.attacks as attacks_mod
     from art_idfr.evaluation import fit_idfr
     from art_idfr.models import make_model, train_model
@@ -372,7 +375,7 @@ def test_fit_idfr_with_an_extra_ae_source(tmp_path, monkeypatch):
     data = _synthetic(n_train=120, n_test=30)
     cfg = EvalConfig.preset("tiny", width=0.25, idfr_source_model="small_cnn", idfr_source_width=0.25,
                             idfr_source_epochs=1, fit_n=60, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
-                            idfr_eps=(0.1,), device="cpu").resolved(1)
+                            idfr_eps=(0.1,), id_augment="crop_flip", device="cpu").resolved(1)
     target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
     train_model(target, data.x_train, data.y_train, epochs=1, batch_size=32, device="cpu", seed=0, verbose=False)
     built = []
@@ -384,6 +387,7 @@ def test_fit_idfr_with_an_extra_ae_source(tmp_path, monkeypatch):
     assert meta["idfr_source"]["seed"] == cfg.seed + 3000 and meta["idfr_source"]["model"] == "small_cnn"
     assert meta["settings"]["idfr_source"]["seed"] == cfg.seed + 3000
     assert (tmp_path / "idfr_source" / "model.pt").is_file() and den.is_fitted and res.is_fitted
+    assert den.augment == "crop_flip" and meta["settings"]["id_augment"] == "crop_flip"
     # the extra source never is the black-box surrogate, and it is validated like the other models
     with pytest.raises(ValueError, match="never train on AEs of the black-box surrogate"):
         EvalConfig(idfr_source_model="small_cnn", idfr_source_seed_offset=1000)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple
 
+from art_idfr._utils import AUGMENTATIONS
+
 __all__ = [
     "EvalConfig",
     "PRESETS",
@@ -195,7 +197,7 @@ class EvalConfig:
         ``batch_size``, ``lr``, ``optimizer``, ``augment``: target / surrogate training.
     IDFR
         ``id_width``, ``id_epochs``, ``id_lr``, ``id_sigma``, ``id_loss``, ``id_identity_weight``,
-        ``id_clean_weight``, ``fr_epochs``, ``fr_lr``: the ID and FR.
+        ``id_clean_weight``, ``id_augment``, ``fr_epochs``, ``fr_lr``: the ID and FR.
         ``fit_n``: training images used to fit them (``None`` = all). ``idfr_attacks`` / ``idfr_eps``: the ART
         attacks (on the bare target) crafting their training AEs.
         ``idfr_source_model``, ``idfr_source_width``, ``idfr_source_epochs``, ``idfr_source_seed_offset``: an
@@ -248,6 +250,7 @@ class EvalConfig:
     id_loss: str = "ce"
     id_identity_weight: float = 0.0
     id_clean_weight: float = 1.0
+    id_augment: str = "none"
     fr_epochs: int = 2
     fr_lr: float = 1e-3
     fit_n: Optional[int] = 1200
@@ -436,6 +439,8 @@ class EvalConfig:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}. Valid: sgd, adam.")
         if self.id_loss not in ("ce", "feature", "both"):
             raise ValueError(f"Unknown id_loss {self.id_loss!r}. Valid: ce, feature, both.")
+        if self.id_augment not in AUGMENTATIONS:
+            raise ValueError(f"Unknown id_augment {self.id_augment!r}. Valid: {', '.join(AUGMENTATIONS)}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"`seed` must be a non-negative int, got {self.seed!r}.")
 

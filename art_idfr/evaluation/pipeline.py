@@ -260,6 +260,7 @@ def _idfr_settings(config: EvalConfig) -> Dict[str, Any]:
         "id_loss": config.id_loss,
         "id_identity_weight": config.id_identity_weight,
         "id_clean_weight": config.id_clean_weight,
+        **({"id_augment": config.id_augment} if config.id_augment != "none" else {}),  # old caches stay valid
         "fr_epochs": config.fr_epochs,
         "fr_lr": config.fr_lr,
         "fit_n": config.fit_n,
@@ -335,7 +336,8 @@ def fit_idfr(
     denoiser = IDFRDenoiser(
         input_shape=data.input_shape, clip_values=(0.0, 1.0), channels_first=True, width=config.id_width,
         loss=config.id_loss, gaussian_sigma=config.id_sigma, identity_weight=config.id_identity_weight,
-        clean_weight=config.id_clean_weight, learning_rate=config.id_lr, nb_epochs=config.id_epochs,
+        clean_weight=config.id_clean_weight, augment=config.id_augment, learning_rate=config.id_lr,
+        nb_epochs=config.id_epochs,
         batch_size=config.batch_size, device_type=config.device_type, verbose=verbose, seed=config.seed,
     )
     restorer = FeatureRestorer(learning_rate=config.fr_lr, nb_epochs=config.fr_epochs, device_type=config.device_type,
