@@ -24,7 +24,7 @@ def main(dataset: str) -> int:
     rows = [json.loads(line) for line in open(os.path.join(folder, "tune.jsonl")) if line.strip()]
     cols = list(rows[0]["id"])
     defaults = {"identity_weight": 0.0, "clean_weight": 1.0, "loss": "ce", "width": 0.5, "gaussian_sigma": 0.1,
-                "idfr_source": None}
+                "idfr_source": None, "augment": "none", "regenerate_every": 0}
     lines = [
         f"ID tuning on the **validation** split of {dataset} (never the test split): clean and black-box accuracy (%)"
         f" through the ID alone (no FR) on {rows[0]['val_n']} validation images; best epoch chosen on 1,000 other "
@@ -41,7 +41,7 @@ def main(dataset: str) -> int:
     ]
     for r in rows:
         cfg = r["config"]
-        changed = [f"{k}={cfg[k]}" for k, v in defaults.items() if cfg.get(k) != v]
+        changed = [f"{k}={cfg[k]}" for k, v in defaults.items() if cfg.get(k, v) != v]
         changed += [f"{k}={cfg[k]}" for k, v in {"fit_n": 4000, "epochs": 4, "idfr_eps": "8/255,32/255",
                                                   "idfr_attacks": "fgsm,bim"}.items() if cfg.get(k, v) != v]
         hist = r.get("history", [])
