@@ -27,7 +27,9 @@ evaluation 220 s, of which the Square query attack 121 s), 555 s with the machin
 (SMOKE=1, the default) adds about 107 s and no longer fits one call. If a call stops in the evaluation, the same
 command again at once, on the still-warm machine, reuses the trained models and resumes the evaluation from its
 checkpoint (each finished threat model is also in results.partial.md). The next run worth a lease: the ResNet-18
-target with the same two additions (drop `--only`), so that target and recipe are not confounded.
+target with the same two additions (drop `--only`), so that target and recipe are not confounded, plus
+`--id-augment crop_flip`, which the CIFAR-10 validation split later favoured (benchmarks/NOTES.md; it lets the ID
+use more epochs without overfitting its AEs).
 
 Scaling versus the paper (Sec. 4.1): target 12 epochs with one-cycle SGD (bf16 autocast on CUDA), surrogate 8,
 Fast AT 3; ID 8 epochs instead of 100 and FR 20 instead of 80, lr 1e-3 (the authors' code) instead of 0.01, 8k of
