@@ -175,7 +175,6 @@ def _surrogate_knobs(p: argparse.ArgumentParser) -> None:
 def _idfr_knobs(p: argparse.ArgumentParser) -> None:
     from art_idfr._utils import AUGMENTATIONS
     from art_idfr.attacks import ATTACK_NAMES
-    from art_idfr.models import MODEL_NAMES
 
     def attack_list(text: str) -> tuple:
         return _name_list(_choice(ATTACK_NAMES, "attack"))(text)
@@ -198,13 +197,20 @@ def _idfr_knobs(p: argparse.ArgumentParser) -> None:
          help=f"attacks crafting the IDFR training AEs (default fgsm,bim; valid: {', '.join(ATTACK_NAMES)})")
     _add(g, "--idfr-eps", "idfr_eps", type=_eps_list, metavar="LIST",
          help="budgets of the IDFR training AEs (default 0.1,0.3 grey-scale; 8/255,16/255 colour)")
-    _add(g, "--idfr-source-model", "idfr_source_model", type=_choice(MODEL_NAMES, "model"),
-         help="also craft the IDFR training AEs on this extra, independently trained model (never the black-box "
-              "surrogate; default: the target only, as in the paper)")
-    _add(g, "--idfr-source-width", "idfr_source_width", type=_positive_float, metavar="W",
-         help="width of the extra AE source (default: the target's)")
+    _source_knobs(g)
+
+
+def _source_knobs(g) -> None:
+    from art_idfr.models import MODEL_NAMES
+
+    _add(g, "--idfr-source-model", "idfr_source_model", type=_name_list(_choice(MODEL_NAMES, "model")),
+         metavar="LIST",
+         help="also craft the IDFR training AEs on these extra, independently trained models, comma-separated "
+              "(seeds + 3000, + 4000, ...; never the black-box surrogate; default: the target only, as in the paper)")
+    _add(g, "--idfr-source-width", "idfr_source_width", type=_name_list(_positive_float), metavar="LIST",
+         help="width of the extra AE sources: one for all or one per model (default: the target's)")
     _add(g, "--idfr-source-epochs", "idfr_source_epochs", type=_positive_int, metavar="E",
-         help="training epochs of the extra AE source")
+         help="training epochs of the extra AE sources")
 
 
 def _eval_knobs(p: argparse.ArgumentParser) -> None:
@@ -267,12 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from it; the final weights go to OUT/model.pt (torch.save(state_dict)) with "
                                    "OUT/model.json.")
     p.add_argument("--role", choices=("target", "surrogate", "idfr_source"), default="target",
-                   help="surrogate: seed + 1000 and the --surrogate-* settings; idfr_source: seed + 3000 and the "
-                        "--idfr-source-* settings")
+                   help="surrogate: seed + 1000 and the --surrogate-* settings; idfr_source: extra AE source "
+                        "--source-index of --idfr-source-model (seed + 3000 + 1000 * index)")
+    p.add_argument("--source-index", type=_non_negative_int, default=0, metavar="I",
+                   help="with --role idfr_source: which of the --idfr-source-model list (from 0)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (target or surrogate, per --role)")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in OUT")
     _model_knobs(p)
     _surrogate_knobs(p)
+    _source_knobs(p.add_argument_group("extra AE source knobs (--role idfr_source)"))
     p.set_defaults(func=_cmd_train_target)
 
     p = sub.add_parser("fit", parents=[common], help="fit the ID and FR for a saved target",
@@ -405,11 +414,19 @@ def _cmd_train_target(args) -> int:
         fixed[{"target": "target_epochs", "surrogate": "surrogate_epochs",
                "idfr_source": "idfr_source_epochs"}[args.role]] = args.epochs
     cfg = _config(args, **fixed)
+    if args.role == "idfr_source" and not cfg.idfr_source_model:
+        raise ValueError("--role idfr_source needs --idfr-source-model.")
+    if args.source_index and args.role != "idfr_source":
+        raise ValueError("--source-index is only for --role idfr_source.")
+    if args.role == "idfr_source" and args.source_index >= len(cfg.idfr_source_model):
+        raise ValueError(f"--source-index {args.source_index} is out of range: --idfr-source-model lists "
+                         f"{len(cfg.idfr_source_model)} model(s).")
     out = args.out or os.path.join("runs", args.role)
     t0 = time.perf_counter()
     data = prepare_data(cfg, verbose=not args.quiet)
     _echo(args, f"{data.dataset.describe()}; {len(data.y_train)} train / {len(data.y_val)} validation")
-    model, meta = train_network(cfg, data, out, role=args.role, resume=not args.no_resume, verbose=not args.quiet)
+    model, meta = train_network(cfg, data, out, role=args.role, resume=not args.no_resume, verbose=not args.quiet,
+                                source_index=args.source_index)
     _echo(args, f"{args.role} {meta['model']} (width {meta['width']:g}, seed {meta['seed']}, {meta['epochs']} epochs): "
                 f"val {100 * meta['val_accuracy']:.2f}%, test {100 * meta['test_accuracy']:.2f}%")
     _echo(args, f"weights: {os.path.join(out, 'model.pt')}  ({time.perf_counter() - t0:.0f} s)")
@@ -440,8 +457,10 @@ def _idfr_summary(den, res, cfg, meta=None) -> str:
         adv = f", on validation AEs {100 * h['val_adv_acc']:.2f}%" if "val_adv_acc" in h else ""
         return f"epoch {h['epoch']}: val acc {100 * h['val_acc']:.2f}%{adv}"
 
-    s = (meta or {}).get("idfr_source")  # written by fit_idfr when an extra AE source was used
-    src = f"; training AEs from the target and from {s['model']} (width {s['width']:g}, seed {s['seed']})" if s else ""
+    s = (meta or {}).get("idfr_source")  # written by fit_idfr when extra AE sources were used: a dict or a list
+    s = [s] if isinstance(s, dict) else (s or [])
+    src = ("; training AEs from the target and from " + ", ".join(
+        f"{m['model']} (width {m['width']:g}, seed {m['seed']})" for m in s)) if s else ""
     return (f"IDFR fitted: ID width {cfg.id_width:g}, {cfg.id_epochs} epochs, kept {chosen(den.history)}; "
             f"FR {cfg.fr_epochs} epochs, kept {chosen(res.history) if res is not None else 'n/a'}{src}")
 

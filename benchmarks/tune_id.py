@@ -20,6 +20,7 @@ One JSON line per call is appended to benchmarks/results/tune_<dataset>/tune.jso
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -78,8 +79,9 @@ def main() -> int:
     p.add_argument("--surrogate-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (1 when sharing the machine)")
     p.add_argument("--idfr-source-model", default=None,
-                   help="also craft the training AEs on this extra model (own seed; never the surrogate)")
-    p.add_argument("--idfr-source-width", type=float, default=None)
+                   help="also craft the training AEs on these extra models, comma-separated (seeds + 3000, + 4000, "
+                        "...; never the surrogate)")
+    p.add_argument("--idfr-source-width", default=None, help="width(s) of the extra models, comma-separated")
     p.add_argument("--idfr-source-epochs", type=int, default=3)
     p.add_argument("--diagnose-test", type=int, default=0, metavar="N",
                    help="also measure on N test images (a diagnostic of the validation/test gap, recorded apart as "
@@ -99,24 +101,32 @@ def main() -> int:
     out_dir = os.path.join(HERE, "results", f"tune_{a.dataset}")
     os.makedirs(run_dir, exist_ok=True)
     os.makedirs(out_dir, exist_ok=True)
+    src_models = a.idfr_source_model.split(",") if a.idfr_source_model else []
+    src_widths = [float(w) for w in a.idfr_source_width.split(",")] if a.idfr_source_width else [a.width]
+    src_widths = src_widths * len(src_models) if len(src_widths) == 1 else src_widths
+    if len(src_widths) != len(src_models):
+        p.error("--idfr-source-width needs one width or one per --idfr-source-model")
     cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model=a.model, width=a.width,
                             target_epochs=a.target_epochs, surrogate_model=a.surrogate_model,
                             surrogate_width=a.surrogate_width, surrogate_epochs=a.surrogate_epochs, seed=a.seed,
-                            idfr_source_model=a.idfr_source_model, idfr_source_width=a.idfr_source_width,
-                            idfr_source_epochs=a.idfr_source_epochs, device="cpu")
+                            device="cpu")
     data = prepare_data(cfg, verbose=False)
     target_model, tmeta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)
     sur_model, _ = train_network(cfg, data, os.path.join(run_dir, "surrogate"), role="surrogate", verbose=False)
     target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
-    sources = {"": target}  # AE sources of the training attacks: the target, plus the optional extra model
-    src_desc = None
-    if a.idfr_source_model:
-        src_width = a.idfr_source_width if a.idfr_source_width is not None else a.width
-        src_desc = f"{a.idfr_source_model} (width {src_width:g}, {a.idfr_source_epochs} epochs)"
-        src_tag = f"src_{a.idfr_source_model}_{src_width:g}_{a.idfr_source_epochs}_"  # model folder + AE file prefix
-        src_model, _ = train_network(cfg, data, os.path.join(run_dir, src_tag.rstrip("_")), role="idfr_source",
+    sources = {"": target}  # AE sources of the training attacks: the target, plus the optional extra models
+    src_desc = []
+    for i, (src_model_name, src_width) in enumerate(zip(src_models, src_widths)):
+        offset = 3000 + 1000 * i  # the first keeps the cache names of the single-source runs
+        src_desc.append(f"{src_model_name} (width {src_width:g}, {a.idfr_source_epochs} epochs"
+                        + (f", seed + {offset})" if i else ")"))
+        src_tag = f"src_{src_model_name}_{src_width:g}_{a.idfr_source_epochs}_" + (f"s{offset}_" if i else "")
+        src_cfg = dataclasses.replace(cfg, idfr_source_model=src_model_name, idfr_source_width=src_width,
+                                      idfr_source_epochs=a.idfr_source_epochs, idfr_source_seed_offset=offset)
+        src_model, _ = train_network(src_cfg, data, os.path.join(run_dir, src_tag.rstrip("_")), role="idfr_source",
                                      verbose=False)
         sources[src_tag] = wrap_model(src_model, data.input_shape, data.num_classes, "cpu")
+    src_desc = " + ".join(src_desc) or None
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
     x_sel, x_val, y_val = data.x_val[:1000], data.x_val[1000:], data.y_val[1000:]
     y_sel = data.y_val[:1000]

@@ -94,6 +94,13 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
     # resume: a finished run is not retrained, and gives the same model
     assert main(["train-target", "--out", target, "--epochs", "2"] + common) == 0
     assert capsys.readouterr().out.splitlines()[-2] == first.splitlines()[-2]
+    # an extra AE source, the second of the list: its own seed (seed + 3000 + 1000) and width
+    src = str(tmp_path / "source")
+    assert main(["train-target", "--role", "idfr_source", "--idfr-source-model", "small_cnn,small_cnn",
+                 "--idfr-source-width", "0.25,0.5", "--source-index", "1", "--epochs", "1", "--out", src] + common) == 0
+    src_meta = json.loads(open(os.path.join(src, "model.json")).read())
+    assert (src_meta["seed"], src_meta["width"], src_meta["epochs"], src_meta["source_index"]) == (4000, 0.5, 1, 1)
+    assert "seed 4000" in capsys.readouterr().out
 
     idfr = str(tmp_path / "idfr")
     assert main(["fit", "--target", target, "--out", idfr, "--id-epochs", "1", "--fr-epochs", "1",
@@ -140,6 +147,12 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
         (["demo", "--eval-n", "0"], "expected a positive integer"),
         (["train-target", "--role", "attacker"], "invalid choice: 'attacker'"),
         (["demo", "--idfr-source-model", "vit"], "unknown model 'vit'; valid models: small_cnn"),
+        (["demo", "--idfr-source-model", "small_cnn,vit"], "unknown model 'vit'; valid models: small_cnn"),
+        (["demo", "--idfr-source-width", "0.5,-1"], "expected a positive number, got '-1'"),
+        (["train-target", "--role", "idfr_source"], "--role idfr_source needs --idfr-source-model"),
+        (["train-target", "--source-index", "1"], "--source-index is only for --role idfr_source"),
+        (["train-target", "--role", "idfr_source", "--idfr-source-model", "small_cnn", "--source-index", "1"],
+         "--source-index 1 is out of range"),
         (["fit"], "the following arguments are required: --target"),
         (["demo", "--id-augment", "flip"], "invalid choice: 'flip'"),
     ],
@@ -190,5 +203,9 @@ def test_idfr_source_flags_reach_the_config():
     args = build_parser().parse_args(["demo", "--idfr-source-model", "VGG16_BN_CIFAR", "--idfr-source-width", "0.25",
                                       "--idfr-source-epochs", "2"])
     cfg = _config(args)
-    assert (cfg.idfr_source_model, cfg.idfr_source_width, cfg.idfr_source_epochs) == ("vgg16_bn_cifar", 0.25, 2)
+    assert (cfg.idfr_source_model, cfg.idfr_source_width, cfg.idfr_source_epochs) == (("vgg16_bn_cifar",), (0.25,), 2)
+    args = build_parser().parse_args(["demo", "--idfr-source-model", "vgg16_bn_cifar,resnet18_cifar",
+                                      "--idfr-source-width", "0.25,0.5"])
+    cfg = _config(args)
+    assert (cfg.idfr_source_model, cfg.idfr_source_width) == (("vgg16_bn_cifar", "resnet18_cifar"), (0.25, 0.5))
     assert _config(build_parser().parse_args(["demo"])).idfr_source_model is None  # the paper: target only

@@ -365,15 +365,15 @@ def test_seeded_restores_global_state():
         assert np.random.rand() == a
 
 
-def test_fit_idfr_with_an_extra_ae_source(tmp_path, monkeypatch):
-    """idfr_source_model: the training attacks run on the target *and* on an extra model of its own seed (and
-    id_augment reaches the denoiser and the cache key)."""
+def test_fit_idfr_with_extra_ae_sources(tmp_path, monkeypatch):
+    """idfr_source_model: the training attacks run on the target *and* on each extra model, each of its own seed
+    and folder (and id_augment reaches the denoiser and the cache key)."""
     import art_idfr.attacks as attacks_mod
     from art_idfr.evaluation import fit_idfr
     from art_idfr.models import make_model, train_model
 
     data = _synthetic(n_train=120, n_test=30)
-    cfg = EvalConfig.preset("tiny", width=0.25, idfr_source_model="small_cnn", idfr_source_width=0.25,
+    cfg = EvalConfig.preset("tiny", width=0.25, idfr_source_model="small_cnn,small_cnn", idfr_source_width="0.25,0.5",
                             idfr_source_epochs=1, fit_n=60, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
                             idfr_eps=(0.1,), id_augment="crop_flip", device="cpu").resolved(1)
     target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
@@ -383,16 +383,29 @@ def test_fit_idfr_with_an_extra_ae_source(tmp_path, monkeypatch):
     monkeypatch.setattr(attacks_mod, "make_attack",
                         lambda name, est, eps, **kw: built.append(est.model) or real(name, est, eps, **kw))
     den, res, meta = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
-    assert len(built) == 2 and built[0] is target and built[1] is not target  # one attack per source
-    assert meta["idfr_source"]["seed"] == cfg.seed + 3000 and meta["idfr_source"]["model"] == "small_cnn"
-    assert meta["settings"]["idfr_source"]["seed"] == cfg.seed + 3000
-    assert (tmp_path / "idfr_source" / "model.pt").is_file() and den.is_fitted and res.is_fitted
+    assert len(built) == 3 and built[0] is target and len({id(m) for m in built}) == 3  # one attack per source
+    assert [(m["model"], m["width"], m["seed"]) for m in meta["idfr_source"]] == [
+        ("small_cnn", 0.25, cfg.seed + 3000), ("small_cnn", 0.5, cfg.seed + 4000)]
+    assert [m["seed"] for m in meta["settings"]["idfr_source"]] == [cfg.seed + 3000, cfg.seed + 4000]
+    assert (tmp_path / "idfr_source" / "model.pt").is_file() and (tmp_path / "idfr_source_2" / "model.pt").is_file()
+    assert json.loads((tmp_path / "idfr_source_2" / "model.json").read_text())["seed"] == cfg.seed + 4000
+    assert den.is_fitted and res.is_fitted
     assert den.augment == "crop_flip" and meta["settings"]["id_augment"] == "crop_flip"
     # the extra source never is the black-box surrogate, and it is validated like the other models
     with pytest.raises(ValueError, match="never train on AEs of the black-box surrogate"):
         EvalConfig(idfr_source_model="small_cnn", idfr_source_seed_offset=1000)
     with pytest.raises(ValueError, match=r"Unknown model 'vit' \(idfr_source_model\)"):
         EvalConfig(idfr_source_model="vit")
+    with pytest.raises(ValueError, match=r"source 1 would get seed offset 1500"):  # the second one hits it
+        EvalConfig(idfr_source_model="small_cnn,small_cnn", idfr_source_seed_offset=500, surrogate_seed_offset=1500)
+    with pytest.raises(ValueError, match=r"one per idfr_source_model \(2\)"):
+        EvalConfig(idfr_source_model="small_cnn,small_cnn", idfr_source_width=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="must be positive numbers"):
+        EvalConfig(idfr_source_model="small_cnn", idfr_source_width="wide")
+    # a single extra source keeps the cache key of the runs made before several were possible: a dict, not a list
+    from art_idfr.evaluation.pipeline import _idfr_settings
+    one = EvalConfig.preset("tiny", idfr_source_model="vgg16_bn_cifar", idfr_source_width=0.25)
+    assert _idfr_settings(one)["idfr_source"] == {"model": "vgg16_bn_cifar", "width": 0.25, "epochs": 3, "seed": 3000}
     with pytest.raises(ValueError, match="out_dir or a source_dir"):
         fit_idfr(cfg, data, target, None, verbose=False)
 

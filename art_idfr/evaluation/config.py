@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 from art_idfr._utils import AUGMENTATIONS
 
@@ -200,10 +200,13 @@ class EvalConfig:
         ``id_clean_weight``, ``id_augment``, ``fr_epochs``, ``fr_lr``: the ID and FR.
         ``fit_n``: training images used to fit them (``None`` = all). ``idfr_attacks`` / ``idfr_eps``: the ART
         attacks (on the bare target) crafting their training AEs.
-        ``idfr_source_model``, ``idfr_source_width``, ``idfr_source_epochs``, ``idfr_source_seed_offset``: an
-        optional extra, independently trained model on which the same attacks also craft ID/FR training AEs
-        (several AE sources, as in ensemble adversarial training; not in the paper). ``None`` = target only. It is
-        never the black-box surrogate: its seed offset must differ from ``surrogate_seed_offset``.
+        ``idfr_source_model``, ``idfr_source_width``, ``idfr_source_epochs``, ``idfr_source_seed_offset``:
+        optional extra, independently trained models on which the same attacks also craft ID/FR training AEs
+        (several AE sources, as in ensemble adversarial training; not in the paper). ``None`` = target only. One
+        name or several (a list or a comma-separated string; normalised to a tuple), with one width for all or one
+        per model (``None``: the target's width). Extra source ``i`` (from 0) gets the seed
+        ``seed + idfr_source_seed_offset + 1000 * i``; none is ever the black-box surrogate: no such offset may
+        equal ``surrogate_seed_offset`` (or 0, the target).
     Baselines
         ``fs_bit_depth`` (Feature Squeezing; ``None``: 4 for grey-scale, 5 for colour), JPEG via the defence keys
         ``jpeg<quality>`` (default 25, 50, 75),
@@ -256,8 +259,8 @@ class EvalConfig:
     fit_n: Optional[int] = 1200
     idfr_attacks: Tuple[str, ...] = ("fgsm", "bim")
     idfr_eps: Optional[Tuple[float, ...]] = None
-    idfr_source_model: Optional[str] = None
-    idfr_source_width: Optional[float] = None
+    idfr_source_model: Union[None, str, Tuple[str, ...]] = None
+    idfr_source_width: Union[None, float, Tuple[float, ...]] = None
     idfr_source_epochs: int = 3
     idfr_source_seed_offset: int = 3000
     # baselines
@@ -356,13 +359,20 @@ class EvalConfig:
         if str(self.dataset).lower() not in DATASET_NAMES:
             raise ValueError(f"Unknown dataset {self.dataset!r}. Valid names: {', '.join(DATASET_NAMES)}.")
         self.dataset = str(self.dataset).lower()
-        for attr in ("model", "surrogate_model", "idfr_source_model"):
+        for attr in ("model", "surrogate_model"):
             value = getattr(self, attr)
             if value is None and attr != "model":
                 continue
             if str(value).lower() not in MODEL_NAMES:
                 raise ValueError(f"Unknown model {value!r} ({attr}). Valid names: {', '.join(MODEL_NAMES)}.")
             setattr(self, attr, str(value).lower())
+        if self.idfr_source_model is not None:
+            names = _as_tuple(self.idfr_source_model, "idfr_source_model")
+            for value in names:
+                if str(value).lower() not in MODEL_NAMES:
+                    raise ValueError(f"Unknown model {value!r} (idfr_source_model). Valid names: "
+                                     f"{', '.join(MODEL_NAMES)}.")
+            self.idfr_source_model = tuple(str(v).lower() for v in names) or None
         self.defences = _unique(canonical_defence(d) for d in _as_tuple(self.defences, "defences"))
         self.threat_models = _unique(canonical_threat_model(t) for t in _as_tuple(self.threat_models, "threat_models"))
         self.attacks = _unique(canonical_attack(a) for a in _as_tuple(self.attacks, "attacks"))
@@ -407,14 +417,29 @@ class EvalConfig:
         for name in ("width", "id_width", "id_lr", "fr_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
-        for name in ("surrogate_width", "idfr_source_width"):
-            if getattr(self, name) is not None and not float(getattr(self, name)) > 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
-        if self.idfr_source_model is not None and self.idfr_source_seed_offset in (0, self.surrogate_seed_offset):
-            raise ValueError(
-                f"`idfr_source_seed_offset` ({self.idfr_source_seed_offset}) must differ from 0 (the target) and from "
-                f"`surrogate_seed_offset` ({self.surrogate_seed_offset}): the ID must never train on AEs of the "
-                "black-box surrogate.")
+        if self.surrogate_width is not None and not float(self.surrogate_width) > 0:
+            raise ValueError(f"`surrogate_width` must be positive, got {self.surrogate_width!r}.")
+        if self.idfr_source_width is not None:
+            widths = _as_tuple(self.idfr_source_width, "idfr_source_width") if not isinstance(
+                self.idfr_source_width, (int, float)) else (self.idfr_source_width,)
+            try:
+                widths = tuple(float(w) for w in widths)
+            except (TypeError, ValueError):
+                raise ValueError(f"`idfr_source_width` must be positive numbers, got {self.idfr_source_width!r}.") \
+                    from None
+            n_src = len(self.idfr_source_model or ())
+            if not widths or not all(w > 0 for w in widths) or (len(widths) > 1 and len(widths) != n_src):
+                raise ValueError(f"`idfr_source_width` must be one positive width, or one per idfr_source_model "
+                                 f"({n_src}), got {self.idfr_source_width!r}.")
+            self.idfr_source_width = widths
+        for i in range(len(self.idfr_source_model or ())):
+            offset = self.idfr_source_seed_offset + 1000 * i
+            if offset in (0, self.surrogate_seed_offset):
+                raise ValueError(
+                    f"extra AE source {i} would get seed offset {offset} (`idfr_source_seed_offset` "
+                    f"{self.idfr_source_seed_offset} + 1000 * {i}), which must differ from 0 (the target) and from "
+                    f"`surrogate_seed_offset` ({self.surrogate_seed_offset}): the ID must never train on AEs of the "
+                    "black-box surrogate.")
         if self.lr is not None and not float(self.lr) > 0:
             raise ValueError(f"`lr` must be positive, got {self.lr!r}.")
         if self.id_sigma < 0:

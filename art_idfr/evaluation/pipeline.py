@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -138,7 +138,23 @@ def data_settings(config: EvalConfig) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _role_settings(config: EvalConfig, role: str) -> Dict[str, Any]:
+def _source_settings(config: EvalConfig) -> List[Dict[str, Any]]:
+    """Model, width, epochs and seed of each extra AE source (``config.idfr_source_model``; [] = target only)."""
+    models = config.idfr_source_model or ()
+    widths = config.idfr_source_width or (float(config.width),)
+    widths = widths * len(models) if len(widths) == 1 else widths
+    return [{"model": m, "width": float(w), "epochs": config.idfr_source_epochs,
+             "seed": config.seed + config.idfr_source_seed_offset + 1000 * i}
+            for i, (m, w) in enumerate(zip(models, widths))]
+
+
+def _source_dir(out_dir: str, index: int) -> str:
+    """Folder of extra AE source ``index``: ``idfr_source`` for the first (as before several were possible),
+    ``idfr_source_2``, ``idfr_source_3``, ... next to it."""
+    return out_dir if index == 0 else f"{out_dir}_{index + 1}"
+
+
+def _role_settings(config: EvalConfig, role: str, source_index: int = 0) -> Dict[str, Any]:
     if role == "target":
         return {"model": config.model, "width": float(config.width), "epochs": config.target_epochs,
                 "seed": config.seed}
@@ -147,11 +163,13 @@ def _role_settings(config: EvalConfig, role: str) -> Dict[str, Any]:
                 "width": float(config.surrogate_width if config.surrogate_width is not None else config.width),
                 "epochs": config.surrogate_epochs, "seed": config.seed + config.surrogate_seed_offset}
     if role == "idfr_source":
-        if config.idfr_source_model is None:
+        sources = _source_settings(config)
+        if not sources:
             raise ValueError("role 'idfr_source' needs config.idfr_source_model.")
-        return {"model": config.idfr_source_model,
-                "width": float(config.idfr_source_width if config.idfr_source_width is not None else config.width),
-                "epochs": config.idfr_source_epochs, "seed": config.seed + config.idfr_source_seed_offset}
+        if not 0 <= source_index < len(sources):
+            raise ValueError(f"source_index {source_index} is out of range: config.idfr_source_model has "
+                             f"{len(sources)} model(s).")
+        return sources[source_index]
     raise ValueError(f"Unknown role {role!r}; use 'target', 'surrogate' or 'idfr_source'.")
 
 
@@ -162,9 +180,11 @@ def train_network(
     role: str = "target",
     resume: bool = True,
     verbose: bool = True,
+    source_index: int = 0,
 ) -> Tuple[nn.Module, Dict[str, Any]]:
     """
-    Train the target (or the black-box surrogate: other seed, optionally other architecture / width) with
+    Train the target (or the black-box surrogate: other seed, optionally other architecture / width; or extra AE
+    source ``source_index`` of ``config.idfr_source_model``: role ``idfr_source``) with
     :func:`art_idfr.models.train_model`, checkpointing every epoch into ``out_dir/checkpoints`` and resuming from
     there; then write ``model.pt`` + ``model.json``. A finished run in ``out_dir`` is reloaded, not retrained.
 
@@ -172,7 +192,7 @@ def train_network(
     """
     from art_idfr.models import accuracy, make_model, train_model
 
-    s = _role_settings(config, role)
+    s = _role_settings(config, role, source_index)
     model = make_model(s["model"], data.num_classes, data.input_shape, width=s["width"], seed=s["seed"])
     t0 = time.perf_counter()
     history = train_model(
@@ -183,6 +203,7 @@ def train_network(
     )
     meta = {
         "role": role,
+        **({"source_index": source_index} if role == "idfr_source" and source_index else {}),
         "model": s["model"],
         "width": s["width"],
         "num_classes": data.num_classes,
@@ -270,7 +291,9 @@ def _idfr_settings(config: EvalConfig) -> Dict[str, Any]:
         "eps_step": config.eps_step,
         "batch_size": config.batch_size,
         "seed": config.seed,
-        **({"idfr_source": _role_settings(config, "idfr_source")} if config.idfr_source_model else {}),
+        # one extra source: a dict, as before several were possible (old caches stay valid); several: a list
+        **({"idfr_source": (lambda s: s[0] if len(s) == 1 else s)(_source_settings(config))}
+           if config.idfr_source_model else {}),
     }
 
 
@@ -290,8 +313,9 @@ def fit_idfr(
     training images, selecting epochs on the validation split. Saves ``denoiser.pt``, ``restorer.pt`` and
     ``idfr.json`` into ``out_dir``; with ``reuse`` an existing fit with the same settings is loaded instead.
 
-    With ``config.idfr_source_model`` set, an extra AE source is trained (role ``idfr_source``, checkpointed in
-    ``source_dir``, default ``<out_dir>/../idfr_source``) and the same attacks craft AEs on it too.
+    With ``config.idfr_source_model`` set, each extra AE source is trained (role ``idfr_source``, checkpointed in
+    ``source_dir``, default ``<out_dir>/../idfr_source``, then ``<source_dir>_2``, ``<source_dir>_3``, ... for
+    the next ones) and the same attacks craft AEs on each too.
 
     ``config`` must be :meth:`EvalConfig.resolved` (``idfr_eps`` set).
 
@@ -320,14 +344,16 @@ def fit_idfr(
         x, y = x[idx], y[idx]
     target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
     sources = [target]
-    source_meta = None
+    source_metas = []
     if config.idfr_source_model:
         if source_dir is None and out_dir is None:
             raise ValueError("config.idfr_source_model is set: give fit_idfr an out_dir or a source_dir for it.")
         source_dir = source_dir or os.path.join(os.path.dirname(os.path.abspath(out_dir)), "idfr_source")
-        source_model, source_meta = train_network(config, data, source_dir, role="idfr_source", resume=reuse,
-                                                  verbose=verbose)
-        sources.append(wrap_model(source_model, data.input_shape, data.num_classes, config.device_type))
+        for i in range(len(config.idfr_source_model)):
+            source_model, source_meta = train_network(config, data, _source_dir(source_dir, i), role="idfr_source",
+                                                      resume=reuse, verbose=verbose, source_index=i)
+            sources.append(wrap_model(source_model, data.input_shape, data.num_classes, config.device_type))
+            source_metas.append({k: source_meta.get(k) for k in ("model", "width", "seed", "epochs", "val_accuracy")})
     attacks = [
         make_attack(name, source, eps, max_iter=config.attack_iter, eps_step=config.eps_step,
                     batch_size=config.attack_batch_size, seed=config.seed, verbose=False)
@@ -350,8 +376,7 @@ def fit_idfr(
         "settings": settings,
         "target": _target_key(target_meta),
         "fit_n": int(len(y)),
-        **({"idfr_source": {k: source_meta.get(k) for k in ("model", "width", "seed", "epochs", "val_accuracy")}}
-           if source_meta else {}),
+        **({"idfr_source": source_metas[0] if len(source_metas) == 1 else source_metas} if source_metas else {}),
         "id_history": denoiser.history,
         "fr_history": restorer.history,
         "fit_seconds": time.perf_counter() - t0,
