@@ -3,13 +3,25 @@ art-idfr: the IDFR adversarial defence (input denoising + feature restoring) as 
 Robustness Toolbox.
 
 The library side (this namespace) never imports the experiment side (``art_idfr.data``, ``art_idfr.models``,
-``art_idfr.attacks``, ``art_idfr.evaluation``, ``art_idfr.cli``).
+``art_idfr.attacks``, ``art_idfr.evaluation``, ``art_idfr.cli``). Its names are imported on first use (PEP 562), so
+``import art_idfr.cli`` (and ``art-idfr --help``) does not load torch and ART; ``from art_idfr import IDFRDenoiser``
+works as usual.
 """
-from art_idfr.denoiser import IDFRDenoiser, UNetDenoiser
-from art_idfr.restorer import FeatureRestorer, RestorerMLP, attach_feature_restorer, find_embedding_layer
-from art_idfr.trainer import IDFRTrainer, defend
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+#: public name -> module that defines it
+_EXPORTS = {
+    "IDFRDenoiser": "art_idfr.denoiser",
+    "UNetDenoiser": "art_idfr.denoiser",
+    "FeatureRestorer": "art_idfr.restorer",
+    "RestorerMLP": "art_idfr.restorer",
+    "attach_feature_restorer": "art_idfr.restorer",
+    "find_embedding_layer": "art_idfr.restorer",
+    "IDFRTrainer": "art_idfr.trainer",
+    "defend": "art_idfr.trainer",
+}
 
 __all__ = [
     "IDFRDenoiser",
@@ -22,3 +34,22 @@ __all__ = [
     "defend",
     "__version__",
 ]
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real imports
+    from art_idfr.denoiser import IDFRDenoiser, UNetDenoiser
+    from art_idfr.restorer import FeatureRestorer, RestorerMLP, attach_feature_restorer, find_embedding_layer
+    from art_idfr.trainer import IDFRTrainer, defend
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'art_idfr' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

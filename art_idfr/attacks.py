@@ -29,12 +29,13 @@ from art.attacks.attack import EvasionAttack
 from art.estimators.classification.classifier import ClassGradientsMixin
 from art.estimators.estimator import BaseEstimator
 
+from art_idfr._names import ATTACK_NAMES  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CarliniWagnerLInfPGD", "make_attack", "ATTACK_NAMES", "cw_margin_loss"]
 
 #: All names accepted by :func:`make_attack`.
-ATTACK_NAMES = ("fgsm", "bim", "pgd", "cw", "cw-art", "autoattack", "square")
 
 
 def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, confidence: float = 0.0, targeted: bool = False):

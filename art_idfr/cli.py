@@ -120,7 +120,7 @@ _KNOBS: Dict[str, str] = {}
 def _common_parent() -> argparse.ArgumentParser:
     from art_idfr.data import DATASET_NAMES
     from art_idfr.evaluation.config import PRESETS
-    from art_idfr.models import MODEL_NAMES
+    from art_idfr._names import MODEL_NAMES
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
@@ -163,7 +163,7 @@ def _model_knobs(p: argparse.ArgumentParser) -> None:
 
 
 def _surrogate_knobs(p: argparse.ArgumentParser) -> None:
-    from art_idfr.models import MODEL_NAMES
+    from art_idfr._names import MODEL_NAMES
 
     g = p.add_argument_group("surrogate (black-box source) knobs")
     _add(g, "--surrogate-model", "surrogate_model", type=_choice(MODEL_NAMES, "model"),
@@ -173,8 +173,8 @@ def _surrogate_knobs(p: argparse.ArgumentParser) -> None:
 
 
 def _idfr_knobs(p: argparse.ArgumentParser) -> None:
-    from art_idfr._utils import AUGMENTATIONS
-    from art_idfr.attacks import ATTACK_NAMES
+    from art_idfr._names import AUGMENTATIONS
+    from art_idfr._names import ATTACK_NAMES
 
     def attack_list(text: str) -> tuple:
         return _name_list(_choice(ATTACK_NAMES, "attack"))(text)
@@ -201,7 +201,7 @@ def _idfr_knobs(p: argparse.ArgumentParser) -> None:
 
 
 def _source_knobs(g) -> None:
-    from art_idfr.models import MODEL_NAMES
+    from art_idfr._names import MODEL_NAMES
 
     _add(g, "--idfr-source-model", "idfr_source_model", type=_name_list(_choice(MODEL_NAMES, "model")),
          metavar="LIST",

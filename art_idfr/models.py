@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_idfr._names import MODEL_NAMES  # noqa: F401  (re-exported)
 from art_idfr._utils import random_crop_flip
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ __all__ = [
 ]
 
 #: All names accepted by :func:`make_model`.
-MODEL_NAMES = ("small_cnn", "resnet18_cifar", "vgg16_bn_cifar", "resnet50", "inception_v3")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -29,21 +29,50 @@ from art_idfr.evaluation.config import (
     eps_label,
     parse_eps,
 )
-from art_idfr.evaluation.defences import ChannelsFirstTotalVarMin, DefendedClassifier, build_defences, wrap_model
-from art_idfr.evaluation.pipeline import (
-    PreparedData,
-    fit_idfr,
-    limit_threads,
-    load_idfr,
-    load_model_dir,
-    prepare_data,
-    save_model_dir,
-    seeded,
-    train_fast_at,
-    train_network,
-)
-from art_idfr.evaluation.reports import REPORT_FILES, markdown_report, markdown_tables, plot_accuracy, write_reports
-from art_idfr.evaluation.suite import RECORD_FIELDS, EvaluationResult, evaluate
+from typing import TYPE_CHECKING
+
+# the rest is imported on first use (PEP 562): `import art_idfr.evaluation.config` (the CLI's parser) stays light
+_EXPORTS = {
+    **dict.fromkeys(("ChannelsFirstTotalVarMin", "DefendedClassifier", "build_defences", "wrap_model"),
+                    "art_idfr.evaluation.defences"),
+    **dict.fromkeys(("PreparedData", "fit_idfr", "limit_threads", "load_idfr", "load_model_dir", "prepare_data",
+                     "save_model_dir", "seeded", "train_fast_at", "train_network"), "art_idfr.evaluation.pipeline"),
+    **dict.fromkeys(("REPORT_FILES", "markdown_report", "markdown_tables", "plot_accuracy", "write_reports"),
+                    "art_idfr.evaluation.reports"),
+    **dict.fromkeys(("RECORD_FIELDS", "EvaluationResult", "evaluate"), "art_idfr.evaluation.suite"),
+}
+
+if TYPE_CHECKING:
+    from art_idfr.evaluation.defences import ChannelsFirstTotalVarMin, DefendedClassifier, build_defences, wrap_model
+    from art_idfr.evaluation.pipeline import (
+        PreparedData,
+        fit_idfr,
+        limit_threads,
+        load_idfr,
+        load_model_dir,
+        prepare_data,
+        save_model_dir,
+        seeded,
+        train_fast_at,
+        train_network,
+    )
+    from art_idfr.evaluation.reports import REPORT_FILES, markdown_report, markdown_tables, plot_accuracy, write_reports
+    from art_idfr.evaluation.suite import RECORD_FIELDS, EvaluationResult, evaluate
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'art_idfr.evaluation' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "ATTACKS",

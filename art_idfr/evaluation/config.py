@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple, Union
 
-from art_idfr._utils import AUGMENTATIONS
+from art_idfr._names import AUGMENTATIONS
 
 __all__ = [
     "EvalConfig",
@@ -354,7 +354,7 @@ class EvalConfig:
     def validate(self) -> None:
         """Normalise names and raise ``ValueError`` for any invalid value, naming the valid options."""
         from art_idfr.data import DATASET_NAMES
-        from art_idfr.models import MODEL_NAMES
+        from art_idfr._names import MODEL_NAMES
 
         if str(self.dataset).lower() not in DATASET_NAMES:
             raise ValueError(f"Unknown dataset {self.dataset!r}. Valid names: {', '.join(DATASET_NAMES)}.")
@@ -376,7 +376,7 @@ class EvalConfig:
         self.defences = _unique(canonical_defence(d) for d in _as_tuple(self.defences, "defences"))
         self.threat_models = _unique(canonical_threat_model(t) for t in _as_tuple(self.threat_models, "threat_models"))
         self.attacks = _unique(canonical_attack(a) for a in _as_tuple(self.attacks, "attacks"))
-        from art_idfr.attacks import ATTACK_NAMES
+        from art_idfr._names import ATTACK_NAMES
 
         self.idfr_attacks = tuple(_as_tuple(self.idfr_attacks, "idfr_attacks"))
         for a in self.idfr_attacks:
