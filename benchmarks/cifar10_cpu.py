@@ -5,9 +5,10 @@ CIFAR-10 (JPEG q75 copy) at CPU scale (issue: results that stand).
 
 Target: a ResNet-18 (CIFAR variant) at width 0.25, the largest of our targets that trains in <= 20 min on 2 CPU
 cores here; surrogate: a small CNN (another architecture and seed) for the black-box AEs. ID + FR fitted on ART
-FGSM/BIM AEs at 4/255, 8/255 and 16/255 of 3k training images, crafted on the target and on an extra, independently
-trained VGG16-BN (width 0.25), the ID trained 8 epochs on randomly cropped and flipped batches (both not in the
-paper, chosen on the validation split); all defences and threat models,
+FGSM/BIM AEs at 4/255, 8/255 and 16/255 of 3k training images, crafted on the target and on two extra,
+independently trained models (a VGG16-BN and another ResNet-18, both width 0.25, own seeds), the ID trained 8 epochs
+on randomly cropped and flipped batches (both not in the paper, chosen on the validation split); all defences and
+threat models,
 FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000 test images (white-box on 100, query on 50 of them); all defences but
 TotalVarMin (too slow at this size on a CPU: see results/speed). Two torch threads: give it both cores of a 2-core
 machine (pass `--threads 1` on a busy one). Reports go to benchmarks/results/cifar10_cpu/.
@@ -25,9 +26,10 @@ ARGS = [
     # random crop + flip of the ID's training batches, 8 epochs instead of 4: +5 to +15 points in every validation
     # attack column, clean unchanged (the ID no longer overfits its fixed AE set; tune_cifar10_jpeg/tune.md)
     "--id-augment", "crop_flip", "--id-epochs", "8",
-    # training AEs also from a VGG16-BN (width 0.25, own seed): +13 to +20 points at 16/255 on the validation split
+    # training AEs also from a VGG16-BN (width 0.25, own seed): +13 to +20 points at 16/255 on the validation split,
+    # and from a second ResNet-18 (width 0.25, another seed): +1.3 to +6 more in every validation attack column
     # (benchmarks/results/tune_cifar10_jpeg/tune.md); the black-box surrogate (small CNN) is never an AE source
-    "--idfr-source-model", "vgg16_bn_cifar", "--idfr-source-width", "0.25",
+    "--idfr-source-model", "vgg16_bn_cifar,resnet18_cifar", "--idfr-source-width", "0.25",
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "1000", "--eval-n", "1000",
     "--whitebox-n", "100", "--query-n", "50", "--query-iter", "50", "--fast-at-epochs", "2",
     # TotalVarMin is left out here: ~2 min per 1,000 3x32x32 images per cell on one core (see results/speed)

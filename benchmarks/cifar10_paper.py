@@ -29,7 +29,9 @@ command again at once, on the still-warm machine, reuses the trained models and 
 checkpoint (each finished threat model is also in results.partial.md). The next run worth a lease: the ResNet-18
 target with the same two additions (drop `--only`), so that target and recipe are not confounded, plus
 `--id-augment crop_flip`, which the CIFAR-10 validation split later favoured (benchmarks/NOTES.md; it lets the ID
-use more epochs without overfitting its AEs).
+use more epochs without overfitting its AEs). A second extra source of the target's architecture with another seed
+(`--idfr-source-model small_cnn,resnet18_cifar`) helped on the CPU validation split too (+1 to +6 points per
+column), but costs another target-sized training run and 28% more ID time: check that it fits one call first.
 
 Scaling versus the paper (Sec. 4.1): target 12 epochs with one-cycle SGD (bf16 autocast on CUDA), surrogate 8,
 Fast AT 3; ID 8 epochs instead of 100 and FR 20 instead of 80, lr 1e-3 (the authors' code) instead of 0.01, 8k of
