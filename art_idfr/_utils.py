@@ -18,8 +18,6 @@ from art_idfr._names import AUGMENTATIONS  # noqa: F401  (re-exported)
 if TYPE_CHECKING:  # pragma: no cover
     from art.estimators.classification import PyTorchClassifier
 
-#: values of ``IDFRDenoiser(augment=...)``: training-batch augmentations (see :func:`random_crop_flip`)
-
 #: absolute slack allowed when checking that inputs lie inside ``clip_values``
 CLIP_TOLERANCE = 1e-4
 

@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CarliniWagnerLInfPGD", "make_attack", "ATTACK_NAMES", "cw_margin_loss"]
 
-#: All names accepted by :func:`make_attack`.
-
 
 def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, confidence: float = 0.0, targeted: bool = False):
     """

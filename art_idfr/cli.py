@@ -173,8 +173,7 @@ def _surrogate_knobs(p: argparse.ArgumentParser) -> None:
 
 
 def _idfr_knobs(p: argparse.ArgumentParser) -> None:
-    from art_idfr._names import AUGMENTATIONS
-    from art_idfr._names import ATTACK_NAMES
+    from art_idfr._names import ATTACK_NAMES, AUGMENTATIONS
 
     def attack_list(text: str) -> tuple:
         return _name_list(_choice(ATTACK_NAMES, "attack"))(text)

@@ -55,8 +55,6 @@ __all__ = [
     "IMAGENET_STD",
 ]
 
-#: All names accepted by :func:`make_model`.
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -20,7 +20,6 @@ One JSON line per call is appended to benchmarks/results/tune_<dataset>/tune.jso
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -40,7 +39,7 @@ from art_idfr.attacks import make_attack  # noqa: E402
 from art_idfr.data import stratified_subset_indices  # noqa: E402
 from art_idfr.evaluation.config import EvalConfig  # noqa: E402
 from art_idfr.evaluation.defences import wrap_model  # noqa: E402
-from art_idfr.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
+from art_idfr.evaluation.pipeline import _source_settings, limit_threads, prepare_data, train_network  # noqa: E402
 
 VAL_ATTACKS = [("fgsm", 4 / 255), ("fgsm", 16 / 255), ("cw", 4 / 255), ("cw", 8 / 255), ("bim", 4 / 255),
                ("bim", 16 / 255)]
@@ -101,30 +100,28 @@ def main() -> int:
     out_dir = os.path.join(HERE, "results", f"tune_{a.dataset}")
     os.makedirs(run_dir, exist_ok=True)
     os.makedirs(out_dir, exist_ok=True)
-    src_models = a.idfr_source_model.split(",") if a.idfr_source_model else []
-    src_widths = [float(w) for w in a.idfr_source_width.split(",")] if a.idfr_source_width else [a.width]
-    src_widths = src_widths * len(src_models) if len(src_widths) == 1 else src_widths
-    if len(src_widths) != len(src_models):
-        p.error("--idfr-source-width needs one width or one per --idfr-source-model")
-    cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model=a.model, width=a.width,
-                            target_epochs=a.target_epochs, surrogate_model=a.surrogate_model,
-                            surrogate_width=a.surrogate_width, surrogate_epochs=a.surrogate_epochs, seed=a.seed,
-                            device="cpu")
+    try:  # EvalConfig parses and checks the source lists (one width for all or one per model, seeds never the
+        # surrogate's) and _source_settings gives each source's model, width, epochs and seed, as in the benchmarks
+        cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model=a.model, width=a.width,
+                                target_epochs=a.target_epochs, surrogate_model=a.surrogate_model,
+                                surrogate_width=a.surrogate_width, surrogate_epochs=a.surrogate_epochs, seed=a.seed,
+                                idfr_source_model=a.idfr_source_model, idfr_source_width=a.idfr_source_width,
+                                idfr_source_epochs=a.idfr_source_epochs, device="cpu")
+    except ValueError as err:
+        p.error(str(err))
     data = prepare_data(cfg, verbose=False)
     target_model, tmeta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)
     sur_model, _ = train_network(cfg, data, os.path.join(run_dir, "surrogate"), role="surrogate", verbose=False)
     target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
     sources = {"": target}  # AE sources of the training attacks: the target, plus the optional extra models
     src_desc = []
-    for i, (src_model_name, src_width) in enumerate(zip(src_models, src_widths)):
-        offset = 3000 + 1000 * i  # the first keeps the cache names of the single-source runs
-        src_desc.append(f"{src_model_name} (width {src_width:g}, {a.idfr_source_epochs} epochs"
+    for i, s in enumerate(_source_settings(cfg)):
+        offset = s["seed"] - cfg.seed  # the first source keeps the cache names of the single-source runs
+        src_desc.append(f"{s['model']} (width {s['width']:g}, {s['epochs']} epochs"
                         + (f", seed + {offset})" if i else ")"))
-        src_tag = f"src_{src_model_name}_{src_width:g}_{a.idfr_source_epochs}_" + (f"s{offset}_" if i else "")
-        src_cfg = dataclasses.replace(cfg, idfr_source_model=src_model_name, idfr_source_width=src_width,
-                                      idfr_source_epochs=a.idfr_source_epochs, idfr_source_seed_offset=offset)
-        src_model, _ = train_network(src_cfg, data, os.path.join(run_dir, src_tag.rstrip("_")), role="idfr_source",
-                                     verbose=False)
+        src_tag = f"src_{s['model']}_{s['width']:g}_{s['epochs']}_" + (f"s{offset}_" if i else "")
+        src_model, _ = train_network(cfg, data, os.path.join(run_dir, src_tag.rstrip("_")), role="idfr_source",
+                                     verbose=False, source_index=i)
         sources[src_tag] = wrap_model(src_model, data.input_shape, data.num_classes, "cpu")
     src_desc = " + ".join(src_desc) or None
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")

@@ -420,8 +420,8 @@ class EvalConfig:
         if self.surrogate_width is not None and not float(self.surrogate_width) > 0:
             raise ValueError(f"`surrogate_width` must be positive, got {self.surrogate_width!r}.")
         if self.idfr_source_width is not None:
-            widths = _as_tuple(self.idfr_source_width, "idfr_source_width") if not isinstance(
-                self.idfr_source_width, (int, float)) else (self.idfr_source_width,)
+            widths = self.idfr_source_width
+            widths = (widths,) if isinstance(widths, (int, float)) else _as_tuple(widths, "idfr_source_width")
             try:
                 widths = tuple(float(w) for w in widths)
             except (TypeError, ValueError):

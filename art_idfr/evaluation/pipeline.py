@@ -148,6 +148,12 @@ def _source_settings(config: EvalConfig) -> List[Dict[str, Any]]:
             for i, (m, w) in enumerate(zip(models, widths))]
 
 
+def _one_or_list(items: List[Any]) -> Any:
+    """Record one extra AE source as a dict, as before several were possible (old caches stay valid); several as a
+    list."""
+    return items[0] if len(items) == 1 else items
+
+
 def _source_dir(out_dir: str, index: int) -> str:
     """Folder of extra AE source ``index``: ``idfr_source`` for the first (as before several were possible),
     ``idfr_source_2``, ``idfr_source_3``, ... next to it."""
@@ -291,9 +297,7 @@ def _idfr_settings(config: EvalConfig) -> Dict[str, Any]:
         "eps_step": config.eps_step,
         "batch_size": config.batch_size,
         "seed": config.seed,
-        # one extra source: a dict, as before several were possible (old caches stay valid); several: a list
-        **({"idfr_source": (lambda s: s[0] if len(s) == 1 else s)(_source_settings(config))}
-           if config.idfr_source_model else {}),
+        **({"idfr_source": _one_or_list(_source_settings(config))} if config.idfr_source_model else {}),
     }
 
 
@@ -376,7 +380,7 @@ def fit_idfr(
         "settings": settings,
         "target": _target_key(target_meta),
         "fit_n": int(len(y)),
-        **({"idfr_source": source_metas[0] if len(source_metas) == 1 else source_metas} if source_metas else {}),
+        **({"idfr_source": _one_or_list(source_metas)} if source_metas else {}),
         "id_history": denoiser.history,
         "fr_history": restorer.history,
         "fit_seconds": time.perf_counter() - t0,
