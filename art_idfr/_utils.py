@@ -191,3 +191,24 @@ def batches(n: int, batch_size: int, shuffle: bool = False, generator: Optional[
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def craft(attacks: Sequence, x: np.ndarray, onehot: np.ndarray, desc: str, verbose: bool = False) -> list:
+    """
+    ``attack.generate(x, onehot)`` for every ART attack, as float32 arrays checked for NaN/inf, with a progress bar
+    over the attacks (the name and ``eps`` of the one running as its postfix) when ``verbose``.
+    """
+    from tqdm.auto import tqdm
+
+    out = []
+    x = np.asarray(x, dtype=np.float32)
+    with tqdm(attacks, desc=desc, disable=not verbose or not attacks, leave=False) as progress:
+        for attack in progress:
+            name = type(attack).__name__
+            eps = getattr(attack, "eps", None)
+            progress.set_postfix_str(name + ("" if eps is None else f" eps={float(np.max(eps)):.4g}"))
+            adv = np.asarray(attack.generate(x=x, y=onehot), dtype=np.float32)
+            check_finite(adv, f"AEs from {name}")
+            out.append(adv)
+    return out
+

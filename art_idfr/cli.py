@@ -139,8 +139,9 @@ def _common_parent() -> argparse.ArgumentParser:
     g.add_argument("--download", action="store_true", default=None,
                    help="let torchvision download mnist / fashion_mnist / cifar10 / cifar100 / svhn")
     g.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads for torch and NumPy/SciPy BLAS (default: 1 on machines with <= 3 cores, else "
-                        "min(4, cores // 2); oversubscribed cores make small workloads tens of times slower)")
+                   help="CPU threads for torch (NumPy/SciPy BLAS always get 1; default: on <= 3 cores, the idle "
+                        "ones by the 1-minute load average, else min(4, cores // 2); oversubscribed cores make small "
+                        "workloads tens of times slower)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--verbose", action="store_true", help="log every training epoch")
     return p
@@ -331,8 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_threads() -> int:
-    cores = os.cpu_count() or 1
-    return 1 if cores <= 3 else min(4, cores // 2)
+    """
+    torch threads when ``--threads`` is not given: on up to 3 cores, as many as are idle by the 1-minute load
+    average (2 on an idle 2-core laptop, 1 beside another job: oversubscribed cores make small workloads tens of
+    times slower); on more cores, half of them, at most 4.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    if cores > 3:
+        return min(4, cores // 2)
+    try:
+        idle = cores - os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - no load average (Windows)
+        return 1
+    return max(1, min(cores, int(idle + 0.5)))
 
 
 def _setup(args) -> None:

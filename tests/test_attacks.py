@@ -89,6 +89,8 @@ def test_cw_respects_eps_and_lowers_accuracy(trained, eps):
     attack = CarliniWagnerLInfPGD(clf, eps=eps, eps_step=0.03, max_iter=20, batch_size=16, verbose=False)
     x_adv = attack.generate(x, y)
     _check_bounds(x_adv, x, eps)
+    # never beyond eps, with no tolerance, measured in float64 (float32 rounding of x + eps is stepped back)
+    assert np.abs(x_adv.astype(np.float64) - x.astype(np.float64)).max() <= eps
     adv = _acc(clf, x_adv, y)
     assert adv < clean
     if eps == 0.15:

@@ -150,6 +150,20 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
     # the recorded command is the one main() ran (not the test runner's sys.argv)
     assert doc["metadata"]["command"] == "art-idfr " + " ".join(args)
 
+    # same seed -> same numbers on CPU, fit included: a second fit and evaluation into fresh folders
+    import torch
+
+    idfr2, out2 = str(tmp_path / "idfr2"), str(tmp_path / "eval2")
+    assert main(["fit", "--target", target, "--out", idfr2, "--id-epochs", "1", "--fr-epochs", "1",
+                 "--id-identity-weight", "5", "--id-loss", "both"] + common) == 0
+    for name in ("denoiser.pt", "restorer.pt"):
+        a, b = (torch.load(os.path.join(d, name), weights_only=True)["state_dict"] for d in (idfr, idfr2))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert main([*args[:4], idfr2, "--out", out2, *args[7:]]) == 0
+    doc2 = json.loads(open(os.path.join(out2, "results.json")).read())
+    key = ("threat_model", "defence", "attack", "eps", "accuracy", "n_correct")
+    assert [tuple(r[k] for k in key) for r in doc2["records"]] == [tuple(r[k] for k in key) for r in doc["records"]]
+
 
 @pytest.mark.parametrize(
     "argv, message",
@@ -178,6 +192,9 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
          "--source-index 1 is out of range"),
         (["fit"], "the following arguments are required: --target"),
         (["demo", "--id-augment", "flip"], "invalid choice: 'flip'"),
+        (["demo", "--model", "resnet50"], "'resnet50' is torchvision's architecture at its fixed width.*--width 1"),
+        (["demo", "--surrogate-model", "inception_v3", "--width", "1", "--surrogate-width", "0.25"],
+         "surrogate_model 'inception_v3'.*--surrogate-width 1"),
     ],
 )
 def test_argument_errors(argv, message, capsys):

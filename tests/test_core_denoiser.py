@@ -34,6 +34,7 @@ def test_output_shape_and_range(shape):
     assert not np.allclose(x_star, x)  # the network does something
 
 
+@pytest.mark.filterwarnings("ignore:IDFRDenoiser is not fitted")
 def test_untrained_linear_head_is_identity():
     den = IDFRDenoiser(input_shape=(3, 32, 32), width=0.25, device_type="cpu")
     x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
@@ -48,6 +49,7 @@ def test_paper_head_and_width_one_matches_table6():
     assert 225e6 < net.macs_per_image(32, 32) < 235e6
 
 
+@pytest.mark.filterwarnings("ignore:IDFRDenoiser is not fitted")
 def test_channels_last_matches_channels_first():
     den_cf = randomise_head(IDFRDenoiser(input_shape=(3, 16, 16), width=0.25, device_type="cpu"))
     den_cl = IDFRDenoiser(input_shape=(16, 16, 3), channels_first=False, width=0.25, device_type="cpu")
@@ -122,11 +124,18 @@ def test_art_loss_gradient_through_defence_is_exact(trained_target, mnist_small)
 def test_art_attacks_run_on_defended_classifier(trained_target, mnist_small, make_attack):
     den = randomise_head(IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, device_type="cpu"))
     defended = defend(trained_target, denoiser=den)
-    x, y = mnist_small[2][:8], mnist_small[3][:8]
+    x, y = mnist_small[2][:16], mnist_small[3][:16]
     x_adv = make_attack(defended).generate(x=x, y=np.eye(10, dtype=np.float32)[y])
     assert x_adv.shape == x.shape and np.isfinite(x_adv).all()
     assert np.abs(x_adv - x).max() <= 0.2 + 1e-5
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    # the attack really ran through the defended classifier: it perturbed, and did not raise accuracy
+    def accuracy(x_in):
+        return float((defended.predict(x_in).argmax(1) == y).mean())
+
+    assert np.abs(x_adv - x).max() > 0.1 and accuracy(x_adv) <= accuracy(x)
+    if not isinstance(make_attack(defended), SquareAttack):  # gradient attacks go through the ID's gradient
+        assert accuracy(x_adv) < accuracy(x)
 
 
 def test_fit_improves_gray_box_accuracy(trained_target, mnist_small):
@@ -310,6 +319,31 @@ def test_fit_rejects_label_mismatch(trained_target, mnist_small):
 def test_defend_rejects_unfitted_denoiser(trained_target):
     with pytest.raises(ValueError, match="not fitted"):
         defend(trained_target, denoiser=IDFRDenoiser(input_shape=(1, 28, 28), device_type="cpu"))
+
+
+def test_unfitted_denoiser_warns_once_when_used():
+    den = IDFRDenoiser(input_shape=(1, 8, 8), width=0.125, device_type="cpu")
+    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
+    with pytest.warns(UserWarning, match="not fitted"):
+        den(x)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        den(x)  # once per instance
+        randomise_head(IDFRDenoiser(input_shape=(1, 8, 8), width=0.125, device_type="cpu"))(x)  # fitted: silent
+
+
+def test_inference_copy_is_cached_until_the_weights_change():
+    den = randomise_head(IDFRDenoiser(input_shape=(1, 8, 8), width=0.125, device_type="cpu"))
+    first = den._inference_network()
+    assert den._inference_network() is first  # unchanged weights: reused
+    with torch.no_grad():
+        den.network.l9.weight.add_(0.01)  # in-place change (as an optimizer step makes)
+    second = den._inference_network()
+    assert second is not first and den._inference_network() is second
+    den.network.load_state_dict({k: v.clone() for k, v in den.network.state_dict().items()})
+    assert den._inference_network() is not second
 
 
 def test_device_type_gpu_falls_back_to_cpu_without_cuda():

@@ -121,12 +121,20 @@ def test_named_layer_hook(trained_target, mnist_small):
          SquareAttack(c, norm=np.inf, eps=0.2, max_iter=5, nb_restarts=1, verbose=False)])],
     ids=["FGSM", "BIM", "PGD", "Square", "AutoAttack"],
 )
-def test_art_attacks_run_through_id_and_fr(trained_target, fitted_pair, mnist_small, make_attack):
+@pytest.mark.parametrize("chain", ["ID+FR", "FR only"])
+def test_art_attacks_run_through_id_and_fr(trained_target, fitted_pair, mnist_small, make_attack, chain):
     den, fr = fitted_pair
-    idfr = defend(trained_target, den, fr)
-    x, y = mnist_small[2][:8], mnist_small[3][:8]
-    x_adv = make_attack(idfr).generate(x=x, y=np.eye(10, dtype=np.float32)[y])
+    # defend() for ID+FR; attach_feature_restorer on the bare target for the FR alone
+    clf = defend(trained_target, den, fr) if chain == "ID+FR" else attach_feature_restorer(trained_target, fr)
+    x, y = mnist_small[2][:16], mnist_small[3][:16]
+    x_adv = make_attack(clf).generate(x=x, y=np.eye(10, dtype=np.float32)[y])
     assert np.abs(x_adv - x).max() <= 0.2 + 1e-5 and np.isfinite(x_adv).all()
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    # the attack really ran through the defended classifier: it perturbed, and did not raise accuracy
+    assert np.abs(x_adv - x).max() > 0.1
+    assert acc(clf, x_adv, y) <= acc(clf, x, y)
+    if not isinstance(make_attack(clf), SquareAttack):  # gradient attacks, white-box through the defence
+        assert acc(clf, x_adv, y) < acc(clf, x, y)
 
 
 def test_white_box_gradient_reaches_input_through_fr(trained_target, fitted_pair, mnist_small):
@@ -195,6 +203,58 @@ def test_non_pytorch_classifier_rejected(fitted_pair):
         FeatureRestorer(device_type="cpu").fit(np.zeros((2, 1, 28, 28), np.float32), np.zeros(2), classifier="clf")
     with pytest.raises(TypeError, match="PyTorchClassifier"):
         IDFRTrainer(object(), attacks=[])
+
+
+def test_attach_keeps_numpy_preprocessing_defences(trained_target, fitted_pair, mnist_small):
+    """A classifier carrying an ART NumPy defence (JPEG) can take the FR; the defence still runs first."""
+    from art.defences.preprocessor import JpegCompression
+
+    _, fr = fitted_pair
+    squeeze = JpegCompression(clip_values=(0.0, 1.0), quality=25, channels_first=True)
+    squeezed = make_classifier(trained_target.model, preprocessing_defences=[squeeze])
+    out = attach_feature_restorer(squeezed, fr)
+    assert out.preprocessing_defences == [squeeze]
+    x = mnist_small[2][:20]
+    np.testing.assert_allclose(out.predict(x), attach_feature_restorer(trained_target, fr).predict(squeeze(x)[0]),
+                               atol=1e-5)
+
+
+def test_fr_fit_rejects_bad_input(trained_target, mnist_small):
+    x, y = mnist_small[0][:64], mnist_small[1][:64]
+    fr = FeatureRestorer(nb_epochs=1, device_type="cpu")
+    bad_nan = x.copy()
+    bad_nan[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="FeatureRestorer.fit x contains NaN or inf"):
+        fr.fit(bad_nan, y, classifier=trained_target)
+    with pytest.raises(ValueError, match="outside clip_values.*divide by 255"):
+        fr.fit(x * 255, y, classifier=trained_target)
+    with pytest.raises(ValueError, match="channels-last"):
+        fr.fit(x.transpose(0, 2, 3, 1), y, classifier=trained_target)
+    with pytest.raises(ValueError, match="x_adv .*outside clip_values"):
+        fr.fit(x, y, classifier=trained_target, x_adv=x + 2)
+    with pytest.raises(ValueError, match="validation x contains NaN"):
+        fr.fit(x, y, classifier=trained_target, validation_data=(bad_nan, y))
+    assert not fr.is_fitted
+
+
+def test_fr_only_classifier_rejects_bad_input(trained_target, fitted_pair, mnist_small):
+    _, fr = fitted_pair
+    x = mnist_small[2][:4]
+    clf = attach_feature_restorer(trained_target, fr)
+    with pytest.raises(ValueError, match="FR-defended classifier.*outside clip_values.*divide by 255"):
+        clf.predict(x * 255)
+    with pytest.raises(ValueError, match="channels-last"):
+        clf.predict(x.transpose(0, 2, 3, 1))
+    nan = x.copy()
+    nan[1, 0, 3, 3] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        clf.loss_gradient(nan, np.eye(10, dtype=np.float32)[:4])
+    # with ART's mean/std standardisation the check undoes it: valid pixels pass, 0-255 pixels do not
+    normed = make_classifier(trained_target.model, preprocessing=(0.1307, 0.3081))
+    out = attach_feature_restorer(normed, fr)
+    assert out.predict(x).shape == (4, 10)
+    with pytest.raises(ValueError, match="outside clip_values"):
+        out.predict(x * 255)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

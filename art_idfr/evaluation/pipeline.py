@@ -55,9 +55,11 @@ _THREAD_LIMITS: list = []
 
 def limit_threads(n: int) -> None:
     """
-    Use ``n`` threads in torch *and* in the BLAS / OpenMP pools of NumPy and SciPy (via ``threadpoolctl``), for the
-    rest of the process. On a small shared machine, oversubscribed thread pools make small workloads dozens of times
-    slower: measured on 2 busy cores, a 28x28 U-Net forward 70x, ART ``TotalVarMin`` (SciPy L-BFGS-B) 25x.
+    Use ``n`` threads in torch and one in the BLAS pools of NumPy and SciPy (via ``threadpoolctl``), for the rest of
+    the process. The NumPy/SciPy work here is many tiny arrays (ART's ``TotalVarMin`` solves one small L-BFGS-B
+    problem per image), where BLAS threads only add overhead: the MNIST-5k demo's TotalVarMin cells took ~10% longer
+    with two BLAS threads than with one on 2 idle cores, and on 2 busy cores oversubscribed pools made ``TotalVarMin``
+    25x and a 28x28 U-Net forward 70x slower.
     """
     n = int(n)
     if n < 1:
@@ -66,7 +68,7 @@ def limit_threads(n: int) -> None:
     try:
         from threadpoolctl import threadpool_limits
 
-        _THREAD_LIMITS.append(threadpool_limits(limits=n))
+        _THREAD_LIMITS.append(threadpool_limits(limits=1, user_api="blas"))
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn, a dependency
         logger.warning("threadpoolctl is not installed: NumPy/SciPy BLAS threads are not limited.")
 

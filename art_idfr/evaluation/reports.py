@@ -194,7 +194,10 @@ def markdown_sanity(result: "EvaluationResult") -> str:
     if not checks:
         return "### Sanity checks: not run" + (" (partial report)" if result.metadata.get("partial") else "") + "\n"
     failed = [name for name, c in checks.items() if c.get("status") == "FAIL"]
-    lines = [f"### Sanity checks: {'all passed' if not failed else 'FAILED: ' + ', '.join(failed)}", ""]
+    flagged = [name for name, c in checks.items() if c.get("status") == "WARN"]
+    verdict = ("FAILED: " + ", ".join(failed) if failed
+               else "passed, with flags: " + ", ".join(flagged) if flagged else "all passed")
+    lines = [f"### Sanity checks: {verdict}", ""]
     c = checks.get("undefended_whitebox_large_eps")
     if c:
         lines.append(f"- **{c['status']}** undefended white-box BIM eps={eps_label(c['eps'])}: accuracy "
@@ -211,17 +214,23 @@ def markdown_sanity(result: "EvaluationResult") -> str:
         c = checks.get(name)
         if not c:
             continue
+        n_sig = c.get("n_significant")
+        noise = ("" if not c["n_violations"] or n_sig is None
+                 else f"; {n_sig} beyond sampling noise (paired sign test, p < {c.get('alpha', 0.05):g})")
         lines.append(f"- **{c['status']}** white-box accuracy ≤ {other} accuracy on the same images: "
-                     f"{c['n_violations']} violation(s) in {c['n_comparisons']} comparisons"
+                     f"{c['n_violations']} violation(s) in {c['n_comparisons']} comparisons{noise}"
                      + (" (informational)" if other == "gray-box" else ""))
         if other == "black-box" and c.get("violations"):
             lines.append("  A violation means the adaptive attack on that defence was weaker than a transfer attack "
                          "(a randomised defence such as TotalVarMin needs enough EOT draws; identity-BPDA gradients or too few "
                          "iterations also cause it): read those white-box numbers as upper bounds.")
         for v in c.get("violations", []):
+            test = ("" if "p_value" not in v else
+                    f", {v['wins']} vs {v['losses']} disagreeing images, p = {v['p_value']:.2g}"
+                    + ("" if v["significant"] else ": within noise"))
             lines.append(f"  - FLAG {v['defence']}, {ATTACK_LABELS.get(v['attack'], v['attack'])} {v['eps_label']}: "
                          f"white-box {_pct(v['white_box_accuracy'])}% > {v['versus']} {_pct(v['other_accuracy'])}% "
-                         f"(n={v['n']}, gradient: {v['gradient']})")
+                         f"(n={v['n']}, gradient: {v['gradient']}{test})")
     lines.append("")
     return "\n".join(lines)
 
