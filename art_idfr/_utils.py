@@ -212,3 +212,14 @@ def craft(attacks: Sequence, x: np.ndarray, onehot: np.ndarray, desc: str, verbo
             out.append(adv)
     return out
 
+
+def warn_unused_kwargs(kwargs: dict, where: str) -> None:
+    """``fit(**kwargs)`` keeps ART's signature; a keyword nothing uses (e.g. ``epochs=`` for ``nb_epochs=``) warns."""
+    if kwargs:
+        import warnings
+
+        hints = {"epochs": "nb_epochs", "nb_epoch": "nb_epochs", "validation": "validation_data", "val_data":
+                 "validation_data", "bs": "batch_size", "attack": "attacks", "model": "classifier"}
+        names = ", ".join(f"{k!r}" + (f" (did you mean {hints[k]!r}?)" if k in hints else "") for k in kwargs)
+        warnings.warn(f"{where} ignores unknown keyword argument(s): {names}.", UserWarning, stacklevel=3)
+

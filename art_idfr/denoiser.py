@@ -31,6 +31,7 @@ from art_idfr._utils import (
     random_crop_flip,
     target_logits,
     to_one_hot_indices,
+    warn_unused_kwargs,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -374,6 +375,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
             their AEs of ``x_val`` (``val_adv_acc``); the epoch with the best mean of the two (``val_score``) is kept.
             A third element, a list of arrays of precomputed AEs of ``x_val``, is used as well.
         """
+        warn_unused_kwargs(kwargs, "IDFRDenoiser.fit")
         if classifier is None:
             raise ValueError("IDFRDenoiser.fit needs the target: fit(x, y, classifier=..., attacks=[...]).")
         if y is None:

@@ -31,6 +31,7 @@ from art_idfr._utils import (
     resolve_device,
     target_logits,
     to_one_hot_indices,
+    warn_unused_kwargs,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -323,6 +324,7 @@ class FeatureRestorer:
             each epoch; the weights of the epoch with the best mean of the two (``val_score``) are kept. A third element,
             a list of arrays of precomputed AEs of ``x_val``, is used as well.
         """
+        warn_unused_kwargs(kwargs, "FeatureRestorer.fit")
         from art_idfr.denoiser import IDFRDenoiser
 
         if classifier is None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 import numpy as np
 from art.defences.trainer.trainer import Trainer
 
-from art_idfr._utils import check_pytorch_classifier, craft, to_one_hot_indices
+from art_idfr._utils import check_pytorch_classifier, craft, to_one_hot_indices, warn_unused_kwargs
 from art_idfr.denoiser import IDFRDenoiser
 from art_idfr.restorer import FeatureRestorer, attach_feature_restorer
 
@@ -122,6 +122,7 @@ class IDFRTrainer(Trainer):
         :param validation_data: ``(x_val, y_val)`` for best-epoch selection in both stages (never the test split);
             the attacks' AEs of ``x_val`` are crafted once and count as much as the clean images.
         """
+        warn_unused_kwargs(kwargs, "IDFRTrainer.fit")
         y_idx = to_one_hot_indices(y, self.target.nb_classes)
         onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_idx]
         verbose = self.denoiser.verbose

@@ -237,6 +237,15 @@ def test_fr_fit_rejects_bad_input(trained_target, mnist_small):
     assert not fr.is_fitted
 
 
+def test_fit_warns_about_unknown_keywords(trained_target, mnist_small):
+    x, y = mnist_small[0][:64], mnist_small[1][:64]
+    with pytest.warns(UserWarning, match="FeatureRestorer.fit ignores.*'epochs' \\(did you mean 'nb_epochs'\\?\\)"):
+        FeatureRestorer(nb_epochs=1, device_type="cpu").fit(x, y, classifier=trained_target, epochs=3)
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, nb_epochs=1, device_type="cpu")
+    with pytest.warns(UserWarning, match="IDFRDenoiser.fit ignores.*'lr'"):
+        den.fit(x, y, classifier=trained_target, lr=0.1)
+
+
 def test_fr_only_classifier_rejects_bad_input(trained_target, fitted_pair, mnist_small):
     _, fr = fitted_pair
     x = mnist_small[2][:4]
