@@ -137,6 +137,19 @@ def test_art_attacks_run_through_id_and_fr(trained_target, fitted_pair, mnist_sm
         assert acc(clf, x_adv, y) < acc(clf, x, y)
 
 
+@pytest.mark.parametrize("chain", ["ID", "ID+FR", "FR only"])
+def test_arts_default_autoattack_ensemble(trained_target, fitted_pair, mnist_small, chain):
+    """ART's AutoAttack with its default ensemble (APGD-CE, APGD-DLR, DeepFool, Square), white-box through IDFR."""
+    den, fr = fitted_pair
+    clf = {"ID": lambda: defend(trained_target, den), "ID+FR": lambda: defend(trained_target, den, fr),
+           "FR only": lambda: attach_feature_restorer(trained_target, fr)}[chain]()
+    x, y = mnist_small[2][:8], mnist_small[3][:8]
+    x_adv = AutoAttack(clf, norm=np.inf, eps=0.3, eps_step=0.1, batch_size=8).generate(
+        x=x, y=np.eye(10, dtype=np.float32)[y])
+    assert np.abs(x_adv - x).max() <= 0.3 + 1e-5 and x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert acc(clf, x, y) >= 0.5 and acc(clf, x_adv, y) <= 0.25
+
+
 def test_white_box_gradient_reaches_input_through_fr(trained_target, fitted_pair, mnist_small):
     den, fr = fitted_pair
     idfr = defend(trained_target, den, fr)
