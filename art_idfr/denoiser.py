@@ -571,6 +571,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         :param path: Checkpoint path.
         :param device_type: Override the stored ``device_type`` (``"gpu"`` or ``"cpu"``).
         """
+        if device_type is not None and device_type not in ("gpu", "cpu"):
+            raise ValueError(f"device_type must be 'gpu' or 'cpu', got {device_type!r}.")
         config, state_dict, extra = checkpoint.load(path, kind="IDFRDenoiser")
         if device_type is not None:
             config["device_type"] = device_type

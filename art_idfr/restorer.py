@@ -519,6 +519,8 @@ class FeatureRestorer:
     @classmethod
     def load(cls, path: str, device_type: Optional[str] = None) -> "FeatureRestorer":
         """Load a restorer written by :meth:`save`. Never executes code from the file."""
+        if device_type is not None and device_type not in ("gpu", "cpu"):
+            raise ValueError(f"device_type must be 'gpu' or 'cpu', got {device_type!r}.")
         config, state_dict, extra = checkpoint.load(path, kind="FeatureRestorer")
         if device_type is not None:
             config["device_type"] = device_type

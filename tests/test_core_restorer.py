@@ -314,6 +314,12 @@ def test_corrupt_foreign_and_mismatched_checkpoints(tmp_path, fitted_pair):
         IDFRDenoiser.load(mismatched)
     with pytest.raises(FileNotFoundError):
         IDFRDenoiser.load(tmp_path / "missing.pt")
+    fr.save(tmp_path / "fr.pt")
+    for cls, path in ((IDFRDenoiser, good), (FeatureRestorer, tmp_path / "fr.pt")):
+        with pytest.raises(ValueError, match="device_type must be 'gpu' or 'cpu', got 'tpu'"):
+            cls.load(path, device_type="tpu")
+    with pytest.raises(ValueError, match="kind"):
+        FeatureRestorer.load(good)  # an ID checkpoint is not an FR one
 
 
 class _Evil:
