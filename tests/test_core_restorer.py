@@ -318,7 +318,7 @@ def test_corrupt_foreign_and_mismatched_checkpoints(tmp_path, fitted_pair):
     for cls, path in ((IDFRDenoiser, good), (FeatureRestorer, tmp_path / "fr.pt")):
         with pytest.raises(ValueError, match="device_type must be 'gpu' or 'cpu', got 'tpu'"):
             cls.load(path, device_type="tpu")
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match="holds a 'IDFRDenoiser' checkpoint, not a 'FeatureRestorer' one"):
         FeatureRestorer.load(good)  # an ID checkpoint is not an FR one
 
 
