@@ -508,13 +508,14 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding (4 px for 32x32, 2 px for 28x28) and, for 3x32x32, random horizontal flips."""
+    """
+    Random crop with zero padding of 1/8 of the side (4 px for 32x32) plus random horizontal flips for colour
+    images; 28x28 (MNIST-like digits and clothes) gets 2 px crops and no flips.
+    """
     n, c, h, w = x.shape
-    if (h, w) == (32, 32):
-        return random_crop_flip(x, generator, pad=4, flip=c == 3)
     if (h, w) == (28, 28):
         return random_crop_flip(x, generator, pad=2, flip=False)
-    return x
+    return random_crop_flip(x, generator, pad=max(1, round(min(h, w) / 8)), flip=c == 3)
 
 
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
@@ -581,8 +582,8 @@ def train_model(
     :param lr: (Peak) learning rate; default 0.05 for SGD, 1e-3 for Adam.
     :param optimizer: ``"sgd"`` (momentum 0.9, Nesterov) or ``"adam"``.
     :param weight_decay: L2 weight decay; default 5e-4 for SGD, 0 for Adam.
-    :param augment: Random crop with padding (+ horizontal flip for 3x32x32); crop only for 28x28; nothing for
-                    other sizes.
+    :param augment: Random crop with zero padding of 1/8 of the side (+ horizontal flips for colour images); 28x28
+                    gets 2 px crops only.
     :param schedule: ``"onecycle"``, ``"cosine"`` (both stepped per batch) or ``"none"``.
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
     :param seed: Seed of shuffling / augmentation / dropout.

@@ -122,8 +122,12 @@ def test_augment_shapes_and_values():
         assert set(np.round(out[i].numpy().ravel(), 6)) <= allowed
     x28 = torch.rand(4, 1, 28, 28)
     assert _augment(x28, gen).shape == x28.shape
-    other = torch.rand(2, 3, 40, 40)
-    assert torch.equal(_augment(other, gen), other)
+    # other sizes (ImageNet-style inputs): crops of 1/8 of the side and flips too, values from the same image
+    other = torch.rand(6, 3, 40, 48)
+    out = _augment(other, gen)
+    assert out.shape == other.shape and not torch.equal(out, other)
+    for i in range(6):
+        assert set(np.round(out[i].numpy().ravel(), 6)) <= set(np.round(other[i].numpy().ravel(), 6)) | {0.0}
 
 
 def test_train_model_learns_separable_data():
