@@ -586,31 +586,30 @@ class RestoredModel(nn.Module):
 def _model_input_check(classifier: "PyTorchClassifier") -> Callable[[torch.Tensor], None]:
     """
     A check of what reaches the wrapped model, so that a classifier defended by the FR alone rejects bad input as
-    the ID does: the per-sample shape (e.g. NHWC given to a channels-first classifier), NaN/inf, and — when the only
-    preprocessing is ART's mean/std standardisation, which it undoes — values outside ``clip_values`` (e.g. 0-255
-    pixels given to a (0, 1) model). Preprocessing defences (an ``IDFRDenoiser``, JPEG, ...) check or clip their own
-    input, so behind them only shape and finiteness are checked.
+    the ID does. When the classifier's only preprocessing is ART's mean/std standardisation (which the check undoes):
+    the per-sample shape (e.g. NHWC given to a channels-first classifier), NaN/inf and values outside
+    ``clip_values`` (e.g. 0-255 pixels given to a (0, 1) model). Behind other preprocessing (an ``IDFRDenoiser``,
+    which checks its own input; JPEG; a resize) only NaN/inf, since those may legitimately change shape or range.
     """
     from art.preprocessing.standardisation_mean_std.numpy import StandardisationMeanStd
     from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
     from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
 
+    name = "input of the FR-defended classifier"
     ops = list(classifier.preprocessing_operations or [])
-    standardise = (StandardisationMeanStd, StandardisationMeanStdPyTorch)
-    clip_values = classifier.clip_values if all(isinstance(op, standardise) for op in ops) else None
-    scale = None
-    if clip_values is not None and ops:
-        mean, std = np.asarray(ops[-1].mean, dtype=np.float32), np.asarray(ops[-1].std, dtype=np.float32)
-        scale = (mean, std)
-    input_shape, channels_first = tuple(classifier.input_shape), classifier.channels_first
+    if not all(isinstance(op, (StandardisationMeanStd, StandardisationMeanStdPyTorch)) for op in ops):
+        return lambda x: check_finite(x.detach(), name)
+    # x = (pixels - mean) / std after each standardisation, in order: undo them in reverse
+    scales = [(np.asarray(op.mean, dtype=np.float32), np.asarray(op.std, dtype=np.float32)) for op in ops]
+    input_shape, channels_first, clip_values = tuple(classifier.input_shape), classifier.channels_first, \
+        classifier.clip_values
 
     def check(x: torch.Tensor) -> None:
-        name = "input of the FR-defended classifier"
         check_image_batch(x.detach(), input_shape, channels_first, None, name=name)  # layout, NaN/inf
         if clip_values is not None:
             raw = x.detach()
-            if scale is not None:  # back to pixel values: x = (pixels - mean) / std, broadcast as ART does
-                mean, std = broadcastable_mean_std(raw, *scale)
+            for mean, std in reversed(scales):  # broadcast as ART does
+                mean, std = broadcastable_mean_std(raw, mean, std)
                 raw = raw * torch.as_tensor(std, device=raw.device) + torch.as_tensor(mean, device=raw.device)
             check_range(raw, clip_values, name=name)
 
