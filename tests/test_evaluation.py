@@ -118,6 +118,19 @@ def test_numpy_defence_adapters():
     assert got.shape == x.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, ref.transpose(0, 3, 1, 2), atol=1e-6)
 
+    # images spread over worker processes: the same masks from np.random, the same solver, the same output
+    batch = rng.random((9, 3, 12, 10)).astype(np.float32)
+    outs, after = [], []
+    for n_jobs in (1, 2):
+        np.random.seed(3)
+        outs.append(ChannelsFirstTotalVarMin(clip_values=(0.0, 1.0), max_iter=3, n_jobs=n_jobs)(batch)[0])
+        after.append(np.random.rand())  # and it leaves np.random where ART's loop does
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert outs[1].dtype == np.float32 and outs[1].shape == batch.shape and after[0] == after[1]
+    assert not np.array_equal(outs[1], batch)
+    with pytest.raises(ValueError, match="n_jobs must be >= 1"):
+        ChannelsFirstTotalVarMin(n_jobs=0)
+
     squeezed, _ = Float32FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=4)(x)
     assert squeezed.dtype == np.float32  # ART 1.20 + NumPy 2 return float64 (breaks PyTorchClassifier.predict)
     np.testing.assert_allclose(squeezed * 15, np.round(squeezed * 15), atol=1e-5)

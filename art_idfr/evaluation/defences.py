@@ -35,6 +35,7 @@ Notes on ART 1.20's NumPy defences (read off their source):
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -45,6 +46,8 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from art_idfr.evaluation.config import EvalConfig
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DefendedClassifier",
@@ -120,19 +123,96 @@ class ChannelsFirstTotalVarMin(TotalVarMin):
     """
     ART ``TotalVarMin`` for channels-first (NCHW) data: ART 1.20's implementation assumes NHWC and has no
     ``channels_first`` flag. The gradient estimate stays ART's identity (BPDA).
+
+    ``n_jobs`` > 1 spreads ART's per-image solver (one small SciPy L-BFGS-B problem per image and channel, which
+    never uses a second core) over that many worker processes. The random pixel masks are drawn in this process,
+    from ``np.random`` in ART's order, and each image is solved by ART's own ``_minimize``, so the output is
+    identical to ``n_jobs=1``.
     """
 
-    params = TotalVarMin.params + ["channels_first"]
+    params = TotalVarMin.params + ["channels_first", "n_jobs"]
 
-    def __init__(self, *args, channels_first: bool = True, **kwargs) -> None:
+    def __init__(self, *args, channels_first: bool = True, n_jobs: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.channels_first = bool(channels_first)
+        self.n_jobs = int(n_jobs)
+        if self.n_jobs < 1:
+            raise ValueError(f"n_jobs must be >= 1, got {n_jobs!r}.")
 
     def __call__(self, x: np.ndarray, y=None):
-        if not self.channels_first or x.ndim != 4:
+        if x.ndim != 4:
             return super().__call__(x, y)
-        out, y = super().__call__(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y)
-        return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), y
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if self.channels_first else x
+        out = self._minimize_batch(nhwc) if self.n_jobs > 1 and len(x) >= 2 * self.n_jobs else \
+            super().__call__(nhwc)[0]
+        return (np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if self.channels_first else out), y
+
+    def _minimize_batch(self, x: np.ndarray) -> np.ndarray:
+        """ART's ``TotalVarMin.__call__`` for an NHWC batch, with the images solved in ``n_jobs`` processes."""
+        masks = np.stack([(np.random.rand(*x_i.shape) < self.prob).astype("int") for x_i in x])  # as ART draws
+        args = (self.norm, self.lamb, self.solver, self.max_iter)
+        pool = _tvm_pool(self.n_jobs)
+        out = None
+        if pool is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                futures = [pool.submit(_tvm_minimize_chunk, x[idx], masks[idx], *args)
+                           for idx in np.array_split(np.arange(len(x)), self.n_jobs)]
+                out = np.concatenate([f.result() for f in futures])
+            except BrokenProcessPool as err:  # pragma: no cover - a worker died (e.g. out of memory)
+                logger.warning("TotalVarMin worker processes failed (%s); solving in this process.", err)
+                _TVM_POOLS[self.n_jobs] = None
+        if out is None:  # same masks, same solver: the same result, one process
+            out = _tvm_minimize_chunk(x, masks, *args)
+        out = out.astype(np.float32, copy=False)
+        if self.clip_values is not None:
+            np.clip(out, self.clip_values[0], self.clip_values[1], out=out)
+        return out
+
+
+_TVM_POOLS: Dict[int, Optional[object]] = {}
+
+
+def _tvm_pool(n_jobs: int):
+    """
+    One lazily started pool of ``n_jobs`` forked worker processes, shut down at exit; ``None`` where forking is not
+    the safe choice (not Linux). Fork, not spawn: spawn re-imports the caller's ``__main__``, which breaks scripts
+    without an ``if __name__ == "__main__":`` guard; the workers only run NumPy/SciPy, never torch.
+    """
+    if n_jobs not in _TVM_POOLS:
+        import multiprocessing
+        import sys
+
+        if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+            logger.info("TotalVarMin n_jobs=%d: no fork on %s, solving in one process.", n_jobs, sys.platform)
+            _TVM_POOLS[n_jobs] = None
+        else:
+            import atexit
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_tvm_worker_init)
+            atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+            _TVM_POOLS[n_jobs] = pool
+    return _TVM_POOLS[n_jobs]
+
+
+def _tvm_worker_init() -> None:
+    from threadpoolctl import threadpool_limits
+
+    global _WORKER_LIMITS
+    _WORKER_LIMITS = threadpool_limits(limits=1)  # one BLAS thread per worker: the problems are tiny
+
+
+def _tvm_minimize_chunk(x: np.ndarray, masks: np.ndarray, norm: int, lamb: float, solver: str,
+                        max_iter: int) -> np.ndarray:
+    """ART's ``TotalVarMin._minimize`` on each NHWC image of ``x`` with its mask (runs in a worker process)."""
+    tvm = TotalVarMin(norm=norm, lamb=lamb, solver=solver, max_iter=max_iter)
+    out = x.copy()
+    for i in range(len(x)):
+        out[i] = tvm._minimize(x[i], masks[i])
+    return out
 
 
 def wrap_model(
@@ -244,7 +324,7 @@ def _numpy_defence(key: str, config: EvalConfig):
                 f"ART JpegCompression(quality={q}, channels_first=True)", False)
     if key == "tvm":
         return (ChannelsFirstTotalVarMin(prob=config.tvm_prob, lamb=config.tvm_lamb, max_iter=config.tvm_max_iter,
-                                         clip_values=clip, channels_first=True),
+                                         clip_values=clip, channels_first=True, n_jobs=torch.get_num_threads()),
                 f"ART TotalVarMin(prob={config.tvm_prob}, lamb={config.tvm_lamb}, max_iter={config.tvm_max_iter}), "
                 "NCHW adapter", True)
     if key == "spatial_smoothing":
