@@ -556,8 +556,8 @@ def load_image_folder(
     :return: The dataset; ``meta["from_cache"]`` tells whether the cache was hit.
     """
     if root is None:
-        raise ValueError("`root` (CLI: --data-root) is required for an ImageFolder dataset: a directory or a .tar/.tar.gz "
-                         "file with train/ and test/ inside.")
+        raise ValueError("`root` (CLI: --data-root) is required for an ImageFolder dataset: a directory or a "
+                         ".tar/.tar.gz file with train/ and test/ inside.")
     root = os.fspath(root)
     if not os.path.exists(root):
         raise DatasetNotFoundError(f"ImageFolder source {root!r} does not exist.")
@@ -709,7 +709,8 @@ def load_dataset(
         if not os.path.exists(root):
             raise DatasetNotFoundError(
                 f"CIFAR-10 JPEG copy not found at {root!r}; pass root=<cifar10-jpeg.tar.gz or its directory> "
-                f"(CLI: --data-root), or use load_dataset('cifar10', download=True) (CLI: --dataset cifar10 --download)."
+                "(CLI: --data-root), or use load_dataset('cifar10', download=True) "
+                "(CLI: --dataset cifar10 --download)."
             )
         ds = load_image_folder(root, name=name, cache_dir=cache_dir, verbose=verbose)
         ds.meta["note"] = "CIFAR-10 (JPEG q75 copy)"

@@ -350,8 +350,8 @@ def test_torchvision_colour_formats_from_disk(tmp_path, monkeypatch, name):
     if name == "svhn":
         monkeypatch.setattr(tvd.SVHN, "_check_integrity", lambda self: True)
         for split in images:  # SVHN stores X as (H, W, C, N) and the digit 0 as label 10
-            scipy.io.savemat(tmp_path / f"{split}_32x32.mat", {"X": images[split].transpose(2, 3, 1, 0),
-                                                               "y": np.where(labels[split] == 0, 10, labels[split])[:, None]})
+            y_mat = np.where(labels[split] == 0, 10, labels[split])[:, None]
+            scipy.io.savemat(tmp_path / f"{split}_32x32.mat", {"X": images[split].transpose(2, 3, 1, 0), "y": y_mat})
     else:
         cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
         monkeypatch.setattr(cls, "_check_integrity", lambda self: True)

@@ -220,8 +220,8 @@ class EvalConfig:
         ``fast_at_epochs`` / ``fast_at_eps`` (``AdversarialTrainerFBFPyTorch``; ``None``: 0.3 grey-scale,
         8/255 colour).
     Evaluation
-        ``defences``, ``threat_models``, ``attacks`` (FGSM / CW / BIM / PGD / AutoAttack), ``eps`` (``None``: 4, 8, 16/255 plus
-        0.3 for grey-scale or 32/255 for colour). ``eval_n`` test images for clean / black-box / gray-box;
+        ``defences``, ``threat_models``, ``attacks`` (FGSM / CW / BIM / PGD / AutoAttack), ``eps`` (``None``: 4, 8,
+        16/255 plus 0.3 for grey-scale or 32/255 for colour). ``eval_n`` test images for clean / black-box / gray-box;
         ``whitebox_n`` of them for the adaptive white-box attacks; ``query_n`` and ``query_iter`` for Square.
         ``attack_iter`` / ``eps_step``: BIM and CW iterations and step (paper: 20, 0.03).
         ``eot_samples``: white-box gradients of a randomised defence (TotalVarMin's random pixel mask) are averaged
