@@ -89,8 +89,9 @@ def test_cw_respects_eps_and_lowers_accuracy(trained, eps):
     attack = CarliniWagnerLInfPGD(clf, eps=eps, eps_step=0.03, max_iter=20, batch_size=16, verbose=False)
     x_adv = attack.generate(x, y)
     _check_bounds(x_adv, x, eps)
-    # never beyond eps, with no tolerance, measured in float64 (float32 rounding of x + eps is stepped back)
-    assert np.abs(x_adv.astype(np.float64) - x.astype(np.float64)).max() <= eps
+    # within eps up to one float32 rounding step of x + eps, as ART's own FGSM/BIM/PGD: stepping such values back
+    # below the budget made CW weaker through JPEG's 255-level truncation on Fashion-MNIST (NOTES)
+    assert np.abs(x_adv.astype(np.float64) - x.astype(np.float64)).max() <= eps + 1e-7
     adv = _acc(clf, x_adv, y)
     assert adv < clean
     if eps == 0.15:
