@@ -198,11 +198,13 @@ def _tvm_pool(n_jobs: int):
     return _TVM_POOLS[n_jobs]
 
 
+_WORKER_LIMITS: list = []  # in a worker process: its threadpoolctl limit, kept alive
+
+
 def _tvm_worker_init() -> None:
     from threadpoolctl import threadpool_limits
 
-    global _WORKER_LIMITS
-    _WORKER_LIMITS = threadpool_limits(limits=1)  # one BLAS thread per worker: the problems are tiny
+    _WORKER_LIMITS.append(threadpool_limits(limits=1))  # one BLAS thread per worker: the problems are tiny
 
 
 def _tvm_minimize_chunk(x: np.ndarray, masks: np.ndarray, norm: int, lamb: float, solver: str,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import math
 import os
 import platform
 import shlex
@@ -434,11 +433,10 @@ def _version() -> str:
 
 
 def _sign_test_p(wins: int, losses: int) -> float:
-    """One-sided exact sign (McNemar) test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2.0 ** n
+    """One-sided exact sign (McNemar) test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2) (SciPy's binomtest)."""
+    from scipy.stats import binomtest
+
+    return 1.0 if wins + losses == 0 else float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
 
 
 def compare_whitebox(per_sample, wb_idx, other: str, defences: Dict[str, Tuple[str, str]], failing: bool = True,
