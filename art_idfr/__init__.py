@@ -2,9 +2,9 @@
 art-idfr: the IDFR adversarial defence (input denoising + feature restoring) as a plug-in for IBM's Adversarial
 Robustness Toolbox.
 
-The library side (this namespace) never imports the experiment side (``art_idfr.data``, ``art_idfr.models``,
-``art_idfr.attacks``, ``art_idfr.evaluation``, ``art_idfr.cli``). Its names are imported on first use (PEP 562), so
-``import art_idfr.cli`` (and ``art-idfr --help``) does not load torch and ART; ``from art_idfr import IDFRDenoiser``
+The library side (this namespace) never imports the experiment side (``art_idfr.experiments.data``, ``art_idfr.experiments.models``,
+``art_idfr.experiments.attacks``, ``art_idfr.experiments.evaluation``, ``art_idfr.experiments.cli``). Its names are imported on first use (PEP 562), so
+``import art_idfr.experiments.cli`` (and ``art-idfr --help``) does not load torch and ART; ``from art_idfr import IDFRDenoiser``
 works as usual.
 """
 from typing import TYPE_CHECKING

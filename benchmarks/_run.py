@@ -36,7 +36,7 @@ class _Tee(io.TextIOBase):
 
 def run(name: str, demo_args: list[str]) -> int:
     """Run `art-idfr demo <demo_args> --out runs/<name>` and publish its reports under benchmarks/results/<name>."""
-    from art_idfr.cli import main
+    from art_idfr.experiments.cli import main
 
     extra = sys.argv[1:]  # e.g. --device cuda, --threads 2; recorded in the results' command line
     run_dir = os.path.join(ROOT, "runs", name)

@@ -100,9 +100,9 @@ def main(argv=None) -> dict:
     from art.attacks.evasion import CarliniLInfMethod
     from art.estimators.classification import PyTorchClassifier
 
-    from art_idfr.attacks import CarliniWagnerLInfPGD
-    from art_idfr.data import load_dataset
-    from art_idfr.models import accuracy, make_model, train_model
+    from art_idfr.experiments.attacks import CarliniWagnerLInfPGD
+    from art_idfr.experiments.data import load_dataset
+    from art_idfr.experiments.models import accuracy, make_model, train_model
 
     torch.set_num_threads(args.threads)
     load_start = list(os.getloadavg())
@@ -190,7 +190,7 @@ def main(argv=None) -> dict:
             "train_loss": history["loss"],
         },
         "ours": {
-            "attack": "art_idfr.attacks.CarliniWagnerLInfPGD",
+            "attack": "art_idfr.experiments.attacks.CarliniWagnerLInfPGD",
             "params": {"eps": args.eps, "eps_step": args.eps_step, "max_iter": args.max_iter, "batch_size": 128},
             "seconds": t_ours,
             "seconds_per_image": per_ours,

@@ -22,7 +22,7 @@ DATA=.devdata/cifar10-jpeg.tar.gz
 nvidia-smi -L
 python3 -c "import torch, art; print('torch', torch.__version__, 'ART', art.__version__, torch.cuda.get_device_name())"
 start=$(date +%s)
-[ "${SMOKE:-1}" = 0 ] || python3 -m art_idfr.cli demo --preset tiny --dataset cifar10_jpeg --data-root $DATA --device cuda --quiet \
+[ "${SMOKE:-1}" = 0 ] || python3 -m art_idfr.experiments.cli demo --preset tiny --dataset cifar10_jpeg --data-root $DATA --device cuda --quiet \
   --model $MODEL --width 0.25 --surrogate-model $SURROGATE --surrogate-width 0.25 $SMOKE_SOURCE \
   --idfr-eps 4/255,8/255 --out /tmp/smoke \
   > /tmp/smoke.log 2>&1 || { tail -60 /tmp/smoke.log; echo "SMOKE FAILED after $(( $(date +%s) - start )) s"; exit 1; }

@@ -31,11 +31,11 @@ sys.path.insert(0, HERE)
 
 from cifar10_cpu import ARGS  # noqa: E402
 
-from art_idfr.attacks import make_attack  # noqa: E402
-from art_idfr.cli import _config, build_parser  # noqa: E402
-from art_idfr.data import stratified_subset_indices  # noqa: E402
-from art_idfr.evaluation.defences import wrap_model  # noqa: E402
-from art_idfr.evaluation.pipeline import limit_threads, load_idfr, load_model_dir, prepare_data  # noqa: E402
+from art_idfr.experiments.attacks import make_attack  # noqa: E402
+from art_idfr.experiments.cli import _config, build_parser  # noqa: E402
+from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
+from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline import limit_threads, load_idfr, load_model_dir, prepare_data  # noqa: E402
 
 ATTACKS = (("fgsm", 4 / 255), ("fgsm", 16 / 255), ("bim", 4 / 255), ("bim", 16 / 255))
 

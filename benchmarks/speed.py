@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out-dir", default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.threads:
-        from art_idfr.evaluation.pipeline import limit_threads
+        from art_idfr.experiments.evaluation.pipeline import limit_threads
 
         limit_threads(args.threads)
 
@@ -86,11 +86,11 @@ def main(argv=None) -> dict:
     from art.estimators.classification import PyTorchClassifier
 
     from art_idfr import FeatureRestorer, IDFRDenoiser, defend
-    from art_idfr.attacks import CarliniWagnerLInfPGD
-    from art_idfr.data import DEFAULT_CIFAR10_JPEG, load_dataset
-    from art_idfr.evaluation.config import EvalConfig
-    from art_idfr.evaluation.defences import ChannelsFirstTotalVarMin
-    from art_idfr.models import make_model
+    from art_idfr.experiments.attacks import CarliniWagnerLInfPGD
+    from art_idfr.experiments.data import DEFAULT_CIFAR10_JPEG, load_dataset
+    from art_idfr.experiments.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.defences import ChannelsFirstTotalVarMin
+    from art_idfr.experiments.models import make_model
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)

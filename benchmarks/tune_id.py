@@ -35,11 +35,11 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from art_idfr import IDFRDenoiser  # noqa: E402
-from art_idfr.attacks import make_attack  # noqa: E402
-from art_idfr.data import stratified_subset_indices  # noqa: E402
-from art_idfr.evaluation.config import EvalConfig  # noqa: E402
-from art_idfr.evaluation.defences import wrap_model  # noqa: E402
-from art_idfr.evaluation.pipeline import _source_settings, limit_threads, prepare_data, train_network  # noqa: E402
+from art_idfr.experiments.attacks import make_attack  # noqa: E402
+from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
+from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
+from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline import _source_settings, limit_threads, prepare_data, train_network  # noqa: E402
 
 VAL_ATTACKS = [("fgsm", 4 / 255), ("fgsm", 16 / 255), ("cw", 4 / 255), ("cw", 8 / 255), ("bim", 4 / 255),
                ("bim", 16 / 255)]
@@ -70,7 +70,7 @@ def main() -> int:
     p.add_argument("--idfr-eps", default="8/255,32/255")
     p.add_argument("--idfr-attacks", default="fgsm,bim")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default="small_cnn", help="target architecture (art_idfr.models name)")
+    p.add_argument("--model", default="small_cnn", help="target architecture (art_idfr.experiments.models name)")
     p.add_argument("--width", type=float, default=1.0, help="target width multiplier")
     p.add_argument("--target-epochs", type=int, default=4)
     p.add_argument("--surrogate-model", default="small_cnn")

@@ -1,4 +1,4 @@
-"""Tests of art_idfr.attacks: the eps-bounded C&W L-inf PGD attack and the make_attack factory."""
+"""Tests of art_idfr.experiments.attacks: the eps-bounded C&W L-inf PGD attack and the make_attack factory."""
 import numpy as np
 import pytest
 import torch
@@ -16,8 +16,8 @@ from art.defences.preprocessor import SpatialSmoothing, SpatialSmoothingPyTorch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from art.estimators.classification import PyTorchClassifier
 
-from art_idfr.attacks import ATTACK_NAMES, CarliniWagnerLInfPGD, cw_margin_loss, make_attack
-from art_idfr.models import classifier_head, make_model, train_model
+from art_idfr.experiments.attacks import ATTACK_NAMES, CarliniWagnerLInfPGD, cw_margin_loss, make_attack
+from art_idfr.experiments.models import classifier_head, make_model, train_model
 
 TOL = 1e-6
 

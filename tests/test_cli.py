@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from art_idfr.cli import build_parser, main
+from art_idfr.experiments.cli import build_parser, main
 
 SUBCOMMANDS = ("train-target", "fit", "evaluate", "demo")
 
@@ -19,7 +19,7 @@ def _cli() -> list:
     exe = shutil.which("art-idfr")
     if exe and os.path.dirname(exe) == os.path.dirname(sys.executable):
         return [exe]
-    return [sys.executable, "-m", "art_idfr.cli"]
+    return [sys.executable, "-m", "art_idfr.experiments.cli"]
 
 
 def _run(args, timeout=120) -> subprocess.CompletedProcess:
@@ -40,17 +40,18 @@ def _restore_threads():
 def test_parser_loads_neither_torch_nor_art():
     """--help and argument errors answer in a fraction of a second: building the parser imports no torch / ART, and
     the name registries it uses are the ones the models, attacks and denoiser check against."""
-    code = ("import sys, art_idfr.cli as c; c.build_parser(); import art_idfr, art_idfr.evaluation; "
+    code = ("import sys, art_idfr.experiments.cli as c; c.build_parser(); import art_idfr, art_idfr.experiments.evaluation; "
             "print(sorted(m for m in ('torch', 'art', 'torchvision') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
     import art_idfr
-    from art_idfr import _names, _utils, attacks, models
+    from art_idfr import _names, _utils
+    from art_idfr.experiments import attacks, models
 
     assert (models.MODEL_NAMES, attacks.ATTACK_NAMES, _utils.AUGMENTATIONS) == (
         _names.MODEL_NAMES, _names.ATTACK_NAMES, _names.AUGMENTATIONS)
     assert set(art_idfr.__all__) == set(art_idfr._EXPORTS) | {"__version__"}
-    import art_idfr.evaluation as ev
+    import art_idfr.experiments.evaluation as ev
 
     for mod in (art_idfr, ev):
         for name in mod.__all__:  # every lazy export resolves
@@ -238,7 +239,7 @@ def test_no_command_prints_help(capsys):
 
 
 def test_idfr_source_flags_reach_the_config():
-    from art_idfr.cli import _config, build_parser
+    from art_idfr.experiments.cli import _config, build_parser
 
     args = build_parser().parse_args(["demo", "--idfr-source-model", "VGG16_BN_CIFAR", "--idfr-source-width", "0.25",
                                       "--idfr-source-epochs", "2"])

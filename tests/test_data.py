@@ -1,4 +1,4 @@
-"""Tests of art_idfr.data: ImageFolder (dir / tarball / cache), IDX files, mnist5k, subsets and errors."""
+"""Tests of art_idfr.experiments.data: ImageFolder (dir / tarball / cache), IDX files, mnist5k, subsets and errors."""
 import gzip
 import os
 import struct
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from art_idfr.data import (
+from art_idfr.experiments.data import (
     DATASET_NAMES,
     Dataset,
     DatasetNotFoundError,

@@ -1,5 +1,5 @@
 """
-Tests of art_idfr.evaluation: config and presets, the ART baseline adapters, the Fast-AT fix, report writers, and a
+Tests of art_idfr.experiments.evaluation: config and presets, the ART baseline adapters, the Fast-AT fix, report writers, and a
 tiny end-to-end evaluation (generated data, tiny models) with its threat-model labels and sanity checks.
 """
 import csv
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from art_idfr.data import Dataset
-from art_idfr.evaluation import (
+from art_idfr.experiments.data import Dataset
+from art_idfr.experiments.evaluation import (
     DEFENCES,
     RECORD_FIELDS,
     REPORT_FILES,
@@ -27,9 +27,9 @@ from art_idfr.evaluation import (
     train_fast_at,
     wrap_model,
 )
-from art_idfr.evaluation.defences import ChannelsFirstTotalVarMin, Float32FeatureSqueezing
-from art_idfr.evaluation.reports import table_columns
-from art_idfr.evaluation.suite import EvaluationResult, compare_whitebox
+from art_idfr.experiments.evaluation.defences import ChannelsFirstTotalVarMin, Float32FeatureSqueezing
+from art_idfr.experiments.evaluation.reports import table_columns
+from art_idfr.experiments.evaluation.suite import EvaluationResult, compare_whitebox
 
 SHAPE = (1, 12, 12)
 CLASSES = 3
@@ -137,7 +137,7 @@ def test_numpy_defence_adapters():
 
 
 def test_build_defences_one_classifier_each():
-    from art_idfr.models import make_model
+    from art_idfr.experiments.models import make_model
 
     cfg = EvalConfig.preset("tiny", defences=("none", "fs", "jpeg50", "tvm", "ss")).resolved(1)
     target = wrap_model(make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0), SHAPE, CLASSES, "cpu")
@@ -265,7 +265,7 @@ def _synthetic(n_train=360, n_test=60, seed=0) -> PreparedData:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from art_idfr import FeatureRestorer, IDFRDenoiser
-    from art_idfr.models import make_model, train_model
+    from art_idfr.experiments.models import make_model, train_model
 
     data = _synthetic()
     cfg = EvalConfig.preset(
@@ -400,7 +400,7 @@ def test_fast_at_trains_batchnorm_and_saves(tiny_run):
 
 
 def test_model_dir_roundtrip(tmp_path):
-    from art_idfr.models import make_model
+    from art_idfr.experiments.models import make_model
 
     model = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=3)
     meta = {"model": "small_cnn", "width": 0.25, "num_classes": CLASSES, "input_shape": list(SHAPE)}
@@ -428,9 +428,9 @@ def test_seeded_restores_global_state():
 def test_fit_idfr_with_extra_ae_sources(tmp_path, monkeypatch):
     """idfr_source_model: the training attacks run on the target *and* on each extra model, each of its own seed
     and folder (and id_augment reaches the denoiser and the cache key)."""
-    import art_idfr.attacks as attacks_mod
-    from art_idfr.evaluation import fit_idfr
-    from art_idfr.models import make_model, train_model
+    import art_idfr.experiments.attacks as attacks_mod
+    from art_idfr.experiments.evaluation import fit_idfr
+    from art_idfr.experiments.models import make_model, train_model
 
     data = _synthetic(n_train=120, n_test=30)
     cfg = EvalConfig.preset("tiny", width=0.25, idfr_source_model="small_cnn,small_cnn", idfr_source_width="0.25,0.5",
@@ -463,7 +463,7 @@ def test_fit_idfr_with_extra_ae_sources(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="must be positive numbers"):
         EvalConfig(idfr_source_model="small_cnn", idfr_source_width="wide")
     # a single extra source keeps the cache key of the runs made before several were possible: a dict, not a list
-    from art_idfr.evaluation.pipeline import _idfr_settings
+    from art_idfr.experiments.evaluation.pipeline import _idfr_settings
     one = EvalConfig.preset("tiny", idfr_source_model="vgg16_bn_cifar", idfr_source_width=0.25)
     assert _idfr_settings(one)["idfr_source"] == {"model": "vgg16_bn_cifar", "width": 0.25, "epochs": 3, "seed": 3000}
     with pytest.raises(ValueError, match="out_dir or a source_dir"):
@@ -473,8 +473,8 @@ def test_fit_idfr_with_extra_ae_sources(tmp_path, monkeypatch):
 def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp_path, monkeypatch, caplog):
     import copy
 
-    import art_idfr.attacks as attacks_mod
-    from art_idfr.evaluation.resume import CHECKPOINT_FILES, PARTIAL_FILES
+    import art_idfr.experiments.attacks as attacks_mod
+    from art_idfr.experiments.evaluation.resume import CHECKPOINT_FILES, PARTIAL_FILES
 
     cfg, data, (target, surrogate, den, fr, fast), _, result = tiny_run
     sub = cfg.replace(defences=("none", "idfr"))
@@ -540,9 +540,9 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
 
 
 def test_eot_gradient_is_the_mean_over_random_draws(monkeypatch):
-    from art_idfr.attacks import make_attack
-    from art_idfr.evaluation.defences import EOTPyTorchClassifier
-    from art_idfr.models import make_model
+    from art_idfr.experiments.attacks import make_attack
+    from art_idfr.experiments.evaluation.defences import EOTPyTorchClassifier
+    from art_idfr.experiments.models import make_model
 
     model = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
     tvm = ChannelsFirstTotalVarMin(prob=0.3, lamb=0.05, max_iter=2, clip_values=(0.0, 1.0))

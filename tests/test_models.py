@@ -1,4 +1,4 @@
-"""Tests of art_idfr.models: architectures, Normalize, training, determinism and checkpoint resume."""
+"""Tests of art_idfr.experiments.models: architectures, Normalize, training, determinism and checkpoint resume."""
 import os
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from art_idfr.models import (
+from art_idfr.experiments.models import (
     MODEL_NAMES,
     Normalize,
     accuracy,
@@ -17,7 +17,7 @@ from art_idfr.models import (
     recalibrate_batchnorm,
     train_model,
 )
-from art_idfr.models import _augment
+from art_idfr.experiments.models import _augment
 
 
 @pytest.fixture(autouse=True, scope="module")

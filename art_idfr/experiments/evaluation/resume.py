@@ -2,7 +2,7 @@
 Crash recovery for the evaluation suite: a checkpoint per finished threat model, and partial reports.
 
 An evaluation at paper scale runs for many minutes (on a lent GPU, inside a hard time limit). When
-:func:`~art_idfr.evaluation.suite.evaluate` is given a ``checkpoint_dir``, it saves the records and per-image
+:func:`~art_idfr.experiments.evaluation.suite.evaluate` is given a ``checkpoint_dir``, it saves the records and per-image
 outcomes of each threat model as soon as that threat model is finished (``eval_checkpoint.json`` + ``.npz``) and
 writes ``results.partial.json`` / ``results.partial.md`` holding every finished threat model, labelled partial. A
 run that is stopped (time limit, crash) therefore leaves the numbers it had, and the same command run again skips
@@ -12,7 +12,7 @@ A checkpoint is reused only when its fingerprint matches: the configuration (all
 models), the device, the library versions, the evaluation images and their subsets, and the weights of every model
 (target, surrogate, ID, FR, Fast AT). Anything else (a retrained model, other images, another GPU) starts afresh.
 Loading never executes code: JSON and ``numpy.load(allow_pickle=False)``. A corrupt checkpoint is ignored with a
-warning. :func:`~art_idfr.evaluation.reports.write_reports` removes the checkpoint and the partial reports once the
+warning. :func:`~art_idfr.experiments.evaluation.reports.write_reports` removes the checkpoint and the partial reports once the
 complete reports are written.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ sanity checks and JSON / CSV / Markdown / PNG reports.
 
 Typical use (what ``art-idfr demo`` does)::
 
-    from art_idfr.evaluation import EvalConfig, prepare_data, train_network, fit_idfr, train_fast_at, evaluate
+    from art_idfr.experiments.evaluation import EvalConfig, prepare_data, train_network, fit_idfr, train_fast_at, evaluate
 
     cfg = EvalConfig.preset("cpu", seed=0).resolved(channels=1)
     data = prepare_data(cfg)
@@ -17,7 +17,7 @@ Typical use (what ``art-idfr demo`` does)::
     result.write("runs/demo")          # results.json, results.csv, results.md, accuracy_vs_eps.png
     print(result.markdown())
 """
-from art_idfr.evaluation.config import (
+from art_idfr.experiments.evaluation.config import (
     ATTACKS,
     DEFENCES,
     PRESETS,
@@ -31,20 +31,20 @@ from art_idfr.evaluation.config import (
 )
 from typing import TYPE_CHECKING
 
-# the rest is imported on first use (PEP 562): `import art_idfr.evaluation.config` (the CLI's parser) stays light
+# the rest is imported on first use (PEP 562): `import art_idfr.experiments.evaluation.config` (the CLI's parser) stays light
 _EXPORTS = {
     **dict.fromkeys(("ChannelsFirstTotalVarMin", "DefendedClassifier", "build_defences", "wrap_model"),
-                    "art_idfr.evaluation.defences"),
+                    "art_idfr.experiments.evaluation.defences"),
     **dict.fromkeys(("PreparedData", "fit_idfr", "limit_threads", "load_idfr", "load_model_dir", "prepare_data",
-                     "save_model_dir", "seeded", "train_fast_at", "train_network"), "art_idfr.evaluation.pipeline"),
+                     "save_model_dir", "seeded", "train_fast_at", "train_network"), "art_idfr.experiments.evaluation.pipeline"),
     **dict.fromkeys(("REPORT_FILES", "markdown_report", "markdown_tables", "plot_accuracy", "write_reports"),
-                    "art_idfr.evaluation.reports"),
-    **dict.fromkeys(("RECORD_FIELDS", "EvaluationResult", "evaluate"), "art_idfr.evaluation.suite"),
+                    "art_idfr.experiments.evaluation.reports"),
+    **dict.fromkeys(("RECORD_FIELDS", "EvaluationResult", "evaluate"), "art_idfr.experiments.evaluation.suite"),
 }
 
 if TYPE_CHECKING:
-    from art_idfr.evaluation.defences import ChannelsFirstTotalVarMin, DefendedClassifier, build_defences, wrap_model
-    from art_idfr.evaluation.pipeline import (
+    from art_idfr.experiments.evaluation.defences import ChannelsFirstTotalVarMin, DefendedClassifier, build_defences, wrap_model
+    from art_idfr.experiments.evaluation.pipeline import (
         PreparedData,
         fit_idfr,
         limit_threads,
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
         train_fast_at,
         train_network,
     )
-    from art_idfr.evaluation.reports import REPORT_FILES, markdown_report, markdown_tables, plot_accuracy, write_reports
-    from art_idfr.evaluation.suite import RECORD_FIELDS, EvaluationResult, evaluate
+    from art_idfr.experiments.evaluation.reports import REPORT_FILES, markdown_report, markdown_tables, plot_accuracy, write_reports
+    from art_idfr.experiments.evaluation.suite import RECORD_FIELDS, EvaluationResult, evaluate
 
 
 def __getattr__(name: str):
@@ -67,7 +67,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'art_idfr.evaluation' has no attribute {name!r}")
+    raise AttributeError(f"module 'art_idfr.experiments.evaluation' has no attribute {name!r}")
 
 
 def __dir__():

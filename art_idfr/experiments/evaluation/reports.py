@@ -11,10 +11,10 @@ import math
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
-from art_idfr.evaluation.config import THREAT_MODELS, eps_label
+from art_idfr.experiments.evaluation.config import THREAT_MODELS, eps_label
 
 if TYPE_CHECKING:  # pragma: no cover
-    from art_idfr.evaluation.suite import EvaluationResult
+    from art_idfr.experiments.evaluation.suite import EvaluationResult
 
 __all__ = [
     "write_reports",
@@ -37,10 +37,10 @@ BPDA_MARK = "†"
 def write_reports(result: "EvaluationResult", out_dir: str) -> Dict[str, str]:
     """
     Write the four report files into ``out_dir`` (created if needed) and return their paths by kind. The
-    evaluation checkpoint and partial reports in ``out_dir`` (:mod:`art_idfr.evaluation.resume`), if any, are
+    evaluation checkpoint and partial reports in ``out_dir`` (:mod:`art_idfr.experiments.evaluation.resume`), if any, are
     removed once the complete reports are written.
     """
-    from art_idfr.evaluation.resume import remove_recovery_files
+    from art_idfr.experiments.evaluation.resume import remove_recovery_files
 
     if result.metadata.get("partial"):
         raise ValueError("a partial result is written with write_partial_reports(), not as the complete reports.")
@@ -60,7 +60,7 @@ def write_partial_reports(result: "EvaluationResult", out_dir: str) -> Dict[str,
     Write ``results.partial.json`` and ``results.partial.md`` (the threat models finished so far, labelled
     partial, no sanity checks) into ``out_dir``, atomically; return their paths by kind.
     """
-    from art_idfr.evaluation.resume import PARTIAL_FILES
+    from art_idfr.experiments.evaluation.resume import PARTIAL_FILES
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {kind: os.path.join(out_dir, name) for kind, name in PARTIAL_FILES.items()}
@@ -92,8 +92,8 @@ def write_json(result: "EvaluationResult", path: str) -> None:
 
 
 def write_csv(records: Sequence[Dict[str, Any]], path: str) -> None:
-    """One row per record; columns :data:`~art_idfr.evaluation.suite.RECORD_FIELDS` (dicts as JSON)."""
-    from art_idfr.evaluation.suite import RECORD_FIELDS
+    """One row per record; columns :data:`~art_idfr.experiments.evaluation.suite.RECORD_FIELDS` (dicts as JSON)."""
+    from art_idfr.experiments.evaluation.suite import RECORD_FIELDS
 
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(RECORD_FIELDS), extrasaction="ignore")
@@ -124,7 +124,7 @@ def table_columns(records: Sequence[Dict[str, Any]], threat_model: str) -> List[
 
 
 def _column_title(attack: str, eps: float) -> str:
-    from art_idfr.evaluation.suite import ATTACK_LABELS
+    from art_idfr.experiments.evaluation.suite import ATTACK_LABELS
 
     return "clean" if attack == "clean" else f"{ATTACK_LABELS.get(attack, attack.upper())} {eps_label(eps)}"
 
@@ -140,7 +140,7 @@ def _threat_models(result: "EvaluationResult") -> List[str]:
 
 def markdown_tables(result: "EvaluationResult") -> str:
     """One Markdown table per threat model: rows = defences, columns = clean and each attack x eps (accuracy %)."""
-    from art_idfr.evaluation.suite import THREAT_DESCRIPTIONS
+    from art_idfr.experiments.evaluation.suite import THREAT_DESCRIPTIONS
 
     md = result.metadata
     out: List[str] = []
@@ -187,7 +187,7 @@ def markdown_tables(result: "EvaluationResult") -> str:
 
 def markdown_sanity(result: "EvaluationResult") -> str:
     """The sanity checks as a Markdown list (PASS / FAIL / SKIPPED) plus each flagged violation."""
-    from art_idfr.evaluation.suite import ATTACK_LABELS
+    from art_idfr.experiments.evaluation.suite import ATTACK_LABELS
 
     s = result.sanity_checks
     checks = s.get("checks", {})
@@ -279,7 +279,7 @@ def plot_accuracy(result: "EvaluationResult", path: str) -> None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from art_idfr.evaluation.suite import ATTACK_LABELS
+    from art_idfr.experiments.evaluation.suite import ATTACK_LABELS
 
     md = result.metadata
     tms = _threat_models(result)

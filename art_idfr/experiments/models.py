@@ -13,7 +13,7 @@ Models are plain :class:`torch.nn.Module` subclasses (never a top-level :class:`
 
 Example::
 
-    from art_idfr.models import make_model, train_model, accuracy
+    from art_idfr.experiments.models import make_model, train_model, accuracy
 
     model = make_model("small_cnn", num_classes=10, input_shape=(1, 28, 28), seed=0)
     history = train_model(model, x_train, y_train, epochs=5, checkpoint_dir="runs/mnist_cnn")

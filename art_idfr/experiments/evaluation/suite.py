@@ -35,9 +35,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from art_idfr.evaluation.config import QUERY_ATTACK, EvalConfig, eps_label
-from art_idfr.evaluation.defences import DefendedClassifier, build_defences, wrap_model
-from art_idfr.evaluation.pipeline import PreparedData, seeded
+from art_idfr.experiments.evaluation.config import QUERY_ATTACK, EvalConfig, eps_label
+from art_idfr.experiments.evaluation.defences import DefendedClassifier, build_defences, wrap_model
+from art_idfr.experiments.evaluation.pipeline import PreparedData, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +105,13 @@ class EvaluationResult:
 
     def markdown(self) -> str:
         """Markdown tables in the paper's layout, one per threat model, and the sanity checks."""
-        from art_idfr.evaluation.reports import markdown_report
+        from art_idfr.experiments.evaluation.reports import markdown_report
 
         return markdown_report(self)
 
     def write(self, out_dir: str) -> Dict[str, str]:
         """Write ``results.json``, ``results.csv``, ``results.md`` and ``accuracy_vs_eps.png``; return the paths."""
-        from art_idfr.evaluation.reports import write_reports
+        from art_idfr.experiments.evaluation.reports import write_reports
 
         return write_reports(self, out_dir)
 
@@ -134,7 +134,7 @@ def _cell_seed(seed: int, *parts: Any) -> int:
 
 
 def _subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    from art_idfr.data import stratified_subset_indices
+    from art_idfr.experiments.data import stratified_subset_indices
 
     n = min(int(n), len(y))
     return np.arange(len(y)) if n == len(y) else stratified_subset_indices(y, n, seed=seed)
@@ -150,7 +150,7 @@ def _device_description(clf) -> str:
 
 def _command_line() -> str:
     argv = list(sys.argv)
-    if argv and argv[0].endswith(("art-idfr", os.path.join("art_idfr", "cli.py"))):
+    if argv and argv[0].endswith(("art-idfr", os.path.join("art_idfr", "experiments", "cli.py"))):
         argv[0] = "art-idfr"
     return " ".join(shlex.quote(a) for a in argv)
 
@@ -172,7 +172,7 @@ def evaluate(
     Run the evaluation suite.
 
     :param config: The run's configuration (resolved here for the data's channel count).
-    :param data: :func:`~art_idfr.evaluation.pipeline.prepare_data` output; the test split is evaluated.
+    :param data: :func:`~art_idfr.experiments.evaluation.pipeline.prepare_data` output; the test split is evaluated.
     :param target_model: The trained target network (NCHW images in [0, 1] -> logits).
     :param surrogate_model: Source of the black-box AEs (required for the ``black-box`` threat model).
     :param denoiser: Fitted ID (for ``id`` / ``idfr``); ``restorer``: fitted FR (for ``idfr``).
@@ -183,7 +183,7 @@ def evaluate(
     :param checkpoint_dir: If given, each finished threat model is checkpointed there and the partial reports
         (``results.partial.json`` / ``.md``) rewritten, and threat models already finished by an earlier run with
         the same configuration, images, device and model weights are taken from the checkpoint instead of re-run
-        (:mod:`art_idfr.evaluation.resume`; ``metadata["resumed"]`` names them).
+        (:mod:`art_idfr.experiments.evaluation.resume`; ``metadata["resumed"]`` names them).
     :return: The :class:`EvaluationResult`.
     """
     import art
@@ -260,7 +260,7 @@ def evaluate(
 
     ckpt = None
     if checkpoint_dir is not None:
-        from art_idfr.evaluation.resume import EvalCheckpoint, evaluation_fingerprint
+        from art_idfr.experiments.evaluation.resume import EvalCheckpoint, evaluation_fingerprint
 
         fingerprint = evaluation_fingerprint(
             cfg.to_dict(), device_text,
@@ -290,7 +290,7 @@ def evaluate(
         if ckpt is None:
             return
         ckpt.save(tm, records, per_sample, seconds)
-        from art_idfr.evaluation.reports import write_partial_reports
+        from art_idfr.experiments.evaluation.reports import write_partial_reports
 
         partial = EvaluationResult([r for r in records if r["threat_model"] in finished],
                                    {**make_metadata(), "partial": True, "finished_threat_models": list(finished)},
@@ -334,7 +334,7 @@ def evaluate(
                 **({"loss": "C&W margin"} if name == "cw" else {}), **({"random_init": True} if name == "pgd" else {})}
 
     def craft(name: str, clf, x: np.ndarray, y1h: np.ndarray, eps: float, seed: int) -> np.ndarray:
-        from art_idfr.attacks import make_attack
+        from art_idfr.experiments.attacks import make_attack
 
         max_iter = cfg.query_iter if name == QUERY_ATTACK else cfg.attack_iter
         atk = make_attack(name, clf, eps, max_iter=max_iter, eps_step=cfg.eps_step,
@@ -498,7 +498,7 @@ def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sa
     The three checks run with every evaluation. Returns ``{"passed", "checks", "warnings"}``; each check has a
     ``status`` (PASS / FAIL / SKIPPED), a description and its numbers.
     """
-    from art_idfr.attacks import make_attack
+    from art_idfr.experiments.attacks import make_attack
 
     checks: Dict[str, Any] = {}
     warnings: List[str] = []

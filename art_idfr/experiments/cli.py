@@ -9,7 +9,7 @@ Subcommands::
     art-idfr evaluate --target runs/target --idfr runs/idfr --out runs/eval
 
 Common options: ``--preset cpu|paper|tiny``, ``--device auto|cpu|cuda``, ``--out DIR``, ``--seed N``,
-``--dataset NAME``, ``--model NAME``; every scale knob of :class:`art_idfr.evaluation.EvalConfig` has a flag.
+``--dataset NAME``, ``--model NAME``; every scale knob of :class:`art_idfr.experiments.evaluation.EvalConfig` has a flag.
 Invalid names and budgets are rejected by argparse (exit status 2) with the list of valid values; data-loading
 problems (missing files, no ``train/``/``test/`` folders) exit with status 2 and the loader's message.
 """
@@ -34,7 +34,7 @@ PROG = "art-idfr"
 
 
 def _eps_list(text: str) -> tuple:
-    from art_idfr.evaluation.config import parse_eps
+    from art_idfr.experiments.evaluation.config import parse_eps
 
     items = [t for t in (p.strip() for p in text.split(",")) if t]
     if not items:
@@ -46,7 +46,7 @@ def _eps_list(text: str) -> tuple:
 
 
 def _eps(text: str) -> float:
-    from art_idfr.evaluation.config import parse_eps
+    from art_idfr.experiments.evaluation.config import parse_eps
 
     try:
         return parse_eps(text)
@@ -118,8 +118,8 @@ _KNOBS: Dict[str, str] = {}
 
 
 def _common_parent() -> argparse.ArgumentParser:
-    from art_idfr.data import DATASET_NAMES
-    from art_idfr.evaluation.config import PRESETS
+    from art_idfr.experiments.data import DATASET_NAMES
+    from art_idfr.experiments.evaluation.config import PRESETS
     from art_idfr._names import MODEL_NAMES
 
     p = argparse.ArgumentParser(add_help=False)
@@ -214,7 +214,7 @@ def _source_knobs(g) -> None:
 
 
 def _eval_knobs(p: argparse.ArgumentParser) -> None:
-    from art_idfr.evaluation.config import (
+    from art_idfr.experiments.evaluation.config import (
         ATTACKS,
         DEFENCES,
         THREAT_MODELS,
@@ -351,7 +351,7 @@ def _default_threads() -> int:
 
 
 def _setup(args) -> None:
-    from art_idfr.evaluation.pipeline import limit_threads
+    from art_idfr.experiments.evaluation.pipeline import limit_threads
 
     limit_threads(args.threads or _default_threads())
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -367,7 +367,7 @@ def _setup(args) -> None:
 
 def _config(args, **fixed: Any):
     """EvalConfig from the preset, the common options and every knob flag given on the command line."""
-    from art_idfr.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.config import EvalConfig
 
     overrides: Dict[str, Any] = {}
     for dest, field in _KNOBS.items():
@@ -395,7 +395,7 @@ def _echo(args, text: str = "") -> None:
 
 def _target_config(args, target_dir: str):
     """Config for a saved target: architecture and data split from its model.json unless given explicitly."""
-    from art_idfr.evaluation.pipeline import load_model_dir
+    from art_idfr.experiments.evaluation.pipeline import load_model_dir
 
     model, meta = load_model_dir(target_dir, device=args.device)
     data = meta.get("data", {})
@@ -421,7 +421,7 @@ def _target_config(args, target_dir: str):
 
 
 def _cmd_train_target(args) -> int:
-    from art_idfr.evaluation.pipeline import prepare_data, train_network
+    from art_idfr.experiments.evaluation.pipeline import prepare_data, train_network
 
     fixed: Dict[str, Any] = {}
     if args.epochs is not None:
@@ -448,7 +448,7 @@ def _cmd_train_target(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from art_idfr.evaluation.pipeline import fit_idfr, prepare_data
+    from art_idfr.experiments.evaluation.pipeline import fit_idfr, prepare_data
 
     t0 = time.perf_counter()
     model, meta, cfg = _target_config(args, args.target)
@@ -482,8 +482,8 @@ def _idfr_summary(den, res, cfg, meta=None) -> str:
 def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restorer, surrogate=None,
                     surrogate_meta=None, fast_at=None, fast_at_meta=None, idfr_meta=None, retrain=False,
                     t_start=None) -> int:
-    from art_idfr.evaluation.pipeline import train_fast_at, train_network
-    from art_idfr.evaluation.suite import evaluate
+    from art_idfr.experiments.evaluation.pipeline import train_fast_at, train_network
+    from art_idfr.experiments.evaluation.suite import evaluate
 
     verbose = not args.quiet
     if "black-box" in cfg.threat_models and surrogate is None:
@@ -519,7 +519,7 @@ def _brief(meta: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 
 
 def _cmd_evaluate(args) -> int:
-    from art_idfr.evaluation.pipeline import load_idfr, load_model_dir, prepare_data
+    from art_idfr.experiments.evaluation.pipeline import load_idfr, load_model_dir, prepare_data
 
     t0 = time.perf_counter()
     target, meta, cfg = _target_config(args, args.target)
@@ -543,7 +543,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from art_idfr.evaluation.pipeline import fit_idfr, prepare_data, train_network
+    from art_idfr.experiments.evaluation.pipeline import fit_idfr, prepare_data, train_network
 
     t0 = time.perf_counter()
     cfg = _config(args)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from art_idfr.evaluation.config import EvalConfig
+from art_idfr.experiments.evaluation.config import EvalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +116,10 @@ class PreparedData:
 
 def prepare_data(config: EvalConfig, verbose: bool = True) -> PreparedData:
     """
-    Load ``config.dataset`` (errors from :func:`art_idfr.data.load_dataset` propagate: unknown name, missing files,
+    Load ``config.dataset`` (errors from :func:`art_idfr.experiments.data.load_dataset` propagate: unknown name, missing files,
     no ``train/`` and ``test/`` folders) and split ``config.val_n`` validation images off the training set.
     """
-    from art_idfr.data import load_dataset, train_val_split
+    from art_idfr.experiments.data import load_dataset, train_val_split
 
     ds = load_dataset(config.dataset, root=config.data_root, train_size=config.train_size,
                       test_size=config.test_size, seed=config.seed, download=config.download, verbose=verbose)
@@ -193,12 +193,12 @@ def train_network(
     """
     Train the target (or the black-box surrogate: other seed, optionally other architecture / width; or extra AE
     source ``source_index`` of ``config.idfr_source_model``: role ``idfr_source``) with
-    :func:`art_idfr.models.train_model`, checkpointing every epoch into ``out_dir/checkpoints`` and resuming from
+    :func:`art_idfr.experiments.models.train_model`, checkpointing every epoch into ``out_dir/checkpoints`` and resuming from
     there; then write ``model.pt`` + ``model.json``. A finished run in ``out_dir`` is reloaded, not retrained.
 
     :return: ``(model in eval mode, metadata)``.
     """
-    from art_idfr.models import accuracy, make_model, train_model
+    from art_idfr.experiments.models import accuracy, make_model, train_model
 
     s = _role_settings(config, role, source_index)
     model = make_model(s["model"], data.num_classes, data.input_shape, width=s["width"], seed=s["seed"])
@@ -254,7 +254,7 @@ def load_model_dir(path: str, device: str = "auto") -> Tuple[nn.Module, Dict[str
     :raises FileNotFoundError: no ``model.pt`` / ``model.json`` there.
     :raises ValueError: the weights do not fit the stored architecture.
     """
-    from art_idfr.models import make_model, resolve_device
+    from art_idfr.experiments.models import make_model, resolve_device
 
     folder = os.path.dirname(path) if path.endswith(".pt") else path
     weights, meta_file = os.path.join(folder, MODEL_FILE), os.path.join(folder, MODEL_META)
@@ -328,9 +328,9 @@ def fit_idfr(
     :return: ``(denoiser, restorer, metadata)``.
     """
     from art_idfr import FeatureRestorer, IDFRDenoiser, IDFRTrainer
-    from art_idfr.attacks import make_attack
-    from art_idfr.data import stratified_subset_indices
-    from art_idfr.evaluation.defences import wrap_model
+    from art_idfr.experiments.attacks import make_attack
+    from art_idfr.experiments.data import stratified_subset_indices
+    from art_idfr.experiments.evaluation.defences import wrap_model
 
     settings = _idfr_settings(config)
     if out_dir is not None and reuse:
@@ -475,8 +475,8 @@ def train_fast_at(
     ``config.fast_at_eps`` for ``config.fast_at_epochs`` epochs. Saved as a model folder in ``out_dir`` (reused when
     the settings match).
     """
-    from art_idfr.evaluation.defences import wrap_model
-    from art_idfr.models import accuracy, make_model
+    from art_idfr.experiments.evaluation.defences import wrap_model
+    from art_idfr.experiments.models import accuracy, make_model
 
     settings = {"model": config.model, "width": float(config.width), "fast_at_eps": config.fast_at_eps,
                 "fast_at_epochs": config.fast_at_epochs, "batch_size": config.batch_size, "seed": config.seed,

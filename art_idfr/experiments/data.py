@@ -3,12 +3,12 @@ Datasets for the IDFR experiments.
 
 Every loader returns a :class:`Dataset` whose images are ``float32`` arrays in ``NCHW`` layout with values in
 ``[0, 1]`` and whose labels are ``int64`` class indices. Normalisation (mean / standard deviation) is deliberately
-*not* applied here: it belongs to the model (see :class:`art_idfr.models.Normalize`), so that attacks and defences
+*not* applied here: it belongs to the model (see :class:`art_idfr.experiments.models.Normalize`), so that attacks and defences
 work in pixel space.
 
 The single entry point is :func:`load_dataset`::
 
-    from art_idfr.data import load_dataset, train_val_split
+    from art_idfr.experiments.data import load_dataset, train_val_split
 
     ds = load_dataset("mnist5k")                      # 4000 train / 1000 test, no download needed
     ds = load_dataset("cifar10_jpeg", train_size=5000, test_size=1000, seed=0)

@@ -3,7 +3,7 @@ Configuration of the IDFR evaluation suite: one dataclass of scale knobs and nam
 
 Example::
 
-    from art_idfr.evaluation import EvalConfig
+    from art_idfr.experiments.evaluation import EvalConfig
 
     cfg = EvalConfig.preset("cpu")                      # the README demo: MNIST-5k, small CNN, minutes on a CPU
     cfg = EvalConfig.preset("cpu", eval_n=200, eps=(8 / 255, 0.3))
@@ -137,7 +137,7 @@ def canonical_threat_model(name: str) -> str:
 def canonical_attack(name: str) -> str:
     """
     Canonical attack name for the tables (``fgsm``, ``cw``, ``bim``, ``pgd``, ``autoattack``); ``ValueError``
-    otherwise. (ART's ``CarliniLInfMethod``, ``cw-art`` in :func:`art_idfr.attacks.make_attack`, has no eps bound,
+    otherwise. (ART's ``CarliniLInfMethod``, ``cw-art`` in :func:`art_idfr.experiments.attacks.make_attack`, has no eps bound,
     so it has no column at an eps here; ``benchmarks/cw_speed.py`` compares it with ``cw``.)
     """
     aliases = {"cw-linf": "cw", "cw_inf": "cw", "i-fgsm": "bim", "aa": "autoattack", "auto-attack": "autoattack",
@@ -192,10 +192,10 @@ class EvalConfig:
     Every knob of an IDFR evaluation run. Build it with :meth:`preset` and override what you need.
 
     Data and models
-        ``dataset``, ``data_root``, ``download``: passed to :func:`art_idfr.data.load_dataset`.
+        ``dataset``, ``data_root``, ``download``: passed to :func:`art_idfr.experiments.data.load_dataset`.
         ``train_size`` / ``test_size``: stratified subsets (``None`` = all).
         ``val_n``: images split off the training set for model selection (never the test set).
-        ``model``, ``width``, ``target_epochs``: the target network (:func:`art_idfr.models.make_model`).
+        ``model``, ``width``, ``target_epochs``: the target network (:func:`art_idfr.experiments.models.make_model`).
         ``surrogate_model``, ``surrogate_width``, ``surrogate_epochs``, ``surrogate_seed_offset``: the independently
         trained source model of the black-box AEs (``None`` = same architecture / width as the target; it always
         gets a different seed).
@@ -358,7 +358,7 @@ class EvalConfig:
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Normalise names and raise ``ValueError`` for any invalid value, naming the valid options."""
-        from art_idfr.data import DATASET_NAMES
+        from art_idfr.experiments.data import DATASET_NAMES
         from art_idfr._names import MODEL_NAMES
 
         if str(self.dataset).lower() not in DATASET_NAMES:

@@ -45,7 +45,7 @@ from art.defences.preprocessor import FeatureSqueezing, JpegCompression, Spatial
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from art_idfr.evaluation.config import EvalConfig
+from art_idfr.experiments.evaluation.config import EvalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class EOTPyTorchClassifier(PyTorchClassifier):
     Expectation over Transformation (Athalye et al. 2018) for a randomised preprocessing defence such as
     TotalVarMin, whose random pixel mask is redrawn on every call. ``predict`` is unchanged (one draw, as deployed).
     Any ART gradient attack run on it (FGSM, BIM, PGD) gets the averaged gradient; the CW-eps attack of
-    :mod:`art_idfr.attacks` reads ``eot_samples`` and averages its loss over as many forward passes.
+    :mod:`art_idfr.experiments.attacks` reads ``eot_samples`` and averages its loss over as many forward passes.
     """
 
     def __init__(self, *args, eot_samples: int = 1, **kwargs) -> None:
@@ -262,7 +262,7 @@ def defence_label(key: str, config: EvalConfig) -> str:
 
 
 def _eps_text(eps: Optional[float]) -> str:
-    from art_idfr.evaluation.config import eps_label
+    from art_idfr.experiments.evaluation.config import eps_label
 
     return "?" if eps is None else eps_label(eps)
 
