@@ -2,10 +2,10 @@
 art-idfr: the IDFR adversarial defence (input denoising + feature restoring) as a plug-in for IBM's Adversarial
 Robustness Toolbox.
 
-The library side (this namespace) never imports the experiment side (``art_idfr.experiments.data``, ``art_idfr.experiments.models``,
-``art_idfr.experiments.attacks``, ``art_idfr.experiments.evaluation``, ``art_idfr.experiments.cli``). Its names are imported on first use (PEP 562), so
-``import art_idfr.experiments.cli`` (and ``art-idfr --help``) does not load torch and ART; ``from art_idfr import IDFRDenoiser``
-works as usual.
+The library (this namespace: ``denoiser``, ``unet``, ``restorer``, ``embedding``, ``defended``, ``training``,
+``checkpoint``) never imports the experiment side (``art_idfr.experiments``: data, model zoo, attacks, evaluation,
+CLI). Its names are imported on first use (PEP 562), so ``import art_idfr.experiments.cli`` (and
+``art-idfr --help``) does not load torch and ART; ``from art_idfr import IDFRDenoiser`` works as usual.
 """
 from typing import TYPE_CHECKING
 
@@ -14,13 +14,16 @@ __version__ = "0.1.0"
 #: public name -> module that defines it
 _EXPORTS = {
     "IDFRDenoiser": "art_idfr.denoiser",
-    "UNetDenoiser": "art_idfr.denoiser",
+    "UNetDenoiser": "art_idfr.unet",
     "FeatureRestorer": "art_idfr.restorer",
     "RestorerMLP": "art_idfr.restorer",
-    "attach_feature_restorer": "art_idfr.restorer",
-    "find_embedding_layer": "art_idfr.restorer",
-    "IDFRTrainer": "art_idfr.trainer",
-    "defend": "art_idfr.trainer",
+    "attach_feature_restorer": "art_idfr.defended",
+    "defend": "art_idfr.defended",
+    "as_module": "art_idfr.defended",
+    "DefendedModule": "art_idfr.defended",
+    "clone_classifier": "art_idfr.defended",
+    "find_embedding_layer": "art_idfr.embedding",
+    "IDFRTrainer": "art_idfr.training.trainer",
 }
 
 __all__ = [
@@ -29,16 +32,22 @@ __all__ = [
     "FeatureRestorer",
     "RestorerMLP",
     "attach_feature_restorer",
+    "defend",
+    "as_module",
+    "DefendedModule",
+    "clone_classifier",
     "find_embedding_layer",
     "IDFRTrainer",
-    "defend",
     "__version__",
 ]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real imports
-    from art_idfr.denoiser import IDFRDenoiser, UNetDenoiser
-    from art_idfr.restorer import FeatureRestorer, RestorerMLP, attach_feature_restorer, find_embedding_layer
-    from art_idfr.trainer import IDFRTrainer, defend
+    from art_idfr.defended import DefendedModule, as_module, attach_feature_restorer, clone_classifier, defend
+    from art_idfr.denoiser import IDFRDenoiser
+    from art_idfr.embedding import find_embedding_layer
+    from art_idfr.restorer import FeatureRestorer, RestorerMLP
+    from art_idfr.training.trainer import IDFRTrainer
+    from art_idfr.unet import UNetDenoiser
 
 
 def __getattr__(name: str):

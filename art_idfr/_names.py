@@ -1,10 +1,23 @@
 """
-Name registries shared by the library, the experiment side and the command line. Plain tuples with no imports, so
-that ``art-idfr --help`` and argument errors answer without loading torch or ART.
+Name registries shared by the library, the experiment side and the command line: every choice list is defined here
+once. Plain tuples with no imports, so that ``art-idfr --help`` and argument errors answer without loading torch
+or ART.
 """
 
 #: augmentations of the ID's training batches (``IDFRDenoiser(augment=...)``)
 AUGMENTATIONS = ("none", "crop", "crop_flip")
+
+#: training losses of the ID (``IDFRDenoiser(loss=...)``): Eq. 3 cross-entropy, the authors' feature L1, or both
+ID_LOSSES = ("ce", "feature", "both")
+
+#: output layer of the U-Net (``IDFRDenoiser(residual_head=...)``)
+RESIDUAL_HEADS = ("linear", "bn_relu")
+
+#: ART's device convention (``device_type=...`` of every component)
+DEVICE_TYPES = ("gpu", "cpu")
+
+#: inner attacks of adaptive training (:class:`art_idfr.training.AdaptiveDenoiserTrainer`, not in the paper)
+ADAPTIVE_ATTACKS = ("pgd", "fgsm_rs")
 
 #: target / surrogate architectures of :func:`art_idfr.experiments.models.make_model`
 MODEL_NAMES = ("small_cnn", "resnet18_cifar", "vgg16_bn_cifar", "resnet50", "inception_v3")

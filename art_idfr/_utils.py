@@ -1,31 +1,34 @@
 """
-Shared helpers of the IDFR library: input checks, device handling and a differentiable forward pass through
-the frozen target of an ART `PyTorchClassifier`.
+Shared helpers of the IDFR library, one per job: input checks, labels, devices, freezing a model, seeding, JSON.
 
 Nothing here imports the experiment side of the package (data, models, attacks, evaluation, cli).
 """
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Tuple
+import json
+import math
+from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from art_idfr._names import AUGMENTATIONS  # noqa: F401  (re-exported)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from art.estimators.classification import PyTorchClassifier
+from art_idfr._names import DEVICE_TYPES
 
 #: absolute slack allowed when checking that inputs lie inside ``clip_values``
 CLIP_TOLERANCE = 1e-4
 
 
+def check_device_type(device_type: str) -> None:
+    """Raise ``ValueError`` unless ``device_type`` is ART's ``"gpu"`` or ``"cpu"``."""
+    if device_type not in DEVICE_TYPES:
+        raise ValueError(f"device_type must be 'gpu' or 'cpu', got {device_type!r}.")
+
+
 def resolve_device(device_type: str) -> torch.device:
     """ART convention: ``"gpu"`` uses the current CUDA device when one is available, anything else the CPU."""
-    if device_type not in ("gpu", "cpu"):
-        raise ValueError(f"device_type must be 'gpu' or 'cpu', got {device_type!r}.")
+    check_device_type(device_type)
     if device_type == "gpu" and torch.cuda.is_available():
         return torch.device(f"cuda:{torch.cuda.current_device()}")
     return torch.device("cpu")
@@ -96,8 +99,8 @@ def check_image_batch(
         check_range(x, clip_values, name)
 
 
-def to_one_hot_indices(y: np.ndarray, nb_classes: int) -> np.ndarray:
-    """Accept integer labels or one-hot/probability rows and return int64 class indices."""
+def class_indices(y: np.ndarray, nb_classes: int) -> np.ndarray:
+    """Class indices (int64) from integer labels or one-hot/probability rows, checked against ``nb_classes``."""
     y = np.asarray(y)
     if y.ndim == 2:
         if y.shape[1] != nb_classes:
@@ -134,38 +137,6 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-def target_logits(classifier: "PyTorchClassifier", x: torch.Tensor, skip: Sequence[type] = ()) -> torch.Tensor:
-    """
-    Differentiable logits of an ART ``PyTorchClassifier`` for a torch batch ``x`` in the classifier's input space.
-
-    Applies the classifier's PyTorch preprocessing operations (defences and standardisation) except instances of
-    ``skip`` — so the IDFR components can train against the *bare* target even when the classifier already carries
-    them — then runs the model. Non-PyTorch defences cannot be differentiated through and raise ``TypeError``.
-    """
-    from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
-    from art.preprocessing.standardisation_mean_std.numpy import StandardisationMeanStd
-
-    for op in classifier.preprocessing_operations:
-        if skip and isinstance(op, tuple(skip)):
-            continue
-        if isinstance(op, StandardisationMeanStd):  # numpy standardisation: replicate it in torch
-            mean = torch.as_tensor(np.asarray(op.mean), dtype=x.dtype, device=x.device)
-            std = torch.as_tensor(np.asarray(op.std), dtype=x.dtype, device=x.device)
-            x = (x - mean) / std
-        elif isinstance(op, PreprocessorPyTorch):
-            if op.apply_predict:
-                x, _ = op.forward(x)
-        else:
-            raise TypeError(
-                f"cannot back-propagate through the classifier's {type(op).__name__} (not a PreprocessorPyTorch); "
-                "give IDFR the undefended classifier."
-            )
-    out = classifier.model(x)
-    if isinstance(out, (list, tuple)):
-        out = out[-1]
-    return out
-
-
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
     """
     Per-sample random crop of an NCHW batch from its zero-padded copy (``pad`` pixels each side) and, if ``flip``,
@@ -186,40 +157,22 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int, flip
     return out.contiguous()
 
 
-def batches(n: int, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None):
-    """Yield index tensors of consecutive (or shuffled) mini-batches."""
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+def seed_generator(seed: Optional[int]) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed`` (0 when ``None``): the training randomness of a component."""
+    return torch.Generator().manual_seed(seed if seed is not None else 0)
 
 
-def craft(attacks: Sequence, x: np.ndarray, onehot: np.ndarray, desc: str, verbose: bool = False) -> list:
+def json_clean(value: Any) -> Any:
     """
-    ``attack.generate(x, onehot)`` for every ART attack, as float32 arrays checked for NaN/inf, with a progress bar
-    over the attacks (the name and ``eps`` of the one running as its postfix) when ``verbose``.
+    ``value`` with only plain JSON types left: tuples become lists, dict keys strings, NumPy/torch scalars Python
+    numbers and non-finite floats ``None`` (strict JSON). Used for checkpoints, metadata and reports alike.
     """
-    from tqdm.auto import tqdm
-
-    out = []
-    x = np.asarray(x, dtype=np.float32)
-    with tqdm(attacks, desc=desc, disable=not verbose or not attacks, leave=False) as progress:
-        for attack in progress:
-            name = type(attack).__name__
-            eps = getattr(attack, "eps", None)
-            progress.set_postfix_str(name + ("" if eps is None else f" eps={float(np.max(eps)):.4g}"))
-            adv = np.asarray(attack.generate(x=x, y=onehot), dtype=np.float32)
-            check_finite(adv, f"AEs from {name}")
-            out.append(adv)
-    return out
-
-
-def warn_unused_kwargs(kwargs: dict, where: str) -> None:
-    """``fit(**kwargs)`` keeps ART's signature; a keyword nothing uses (e.g. ``epochs=`` for ``nb_epochs=``) warns."""
-    if kwargs:
-        import warnings
-
-        hints = {"epochs": "nb_epochs", "nb_epoch": "nb_epochs", "validation": "validation_data", "val_data":
-                 "validation_data", "bs": "batch_size", "attack": "attacks", "model": "classifier"}
-        names = ", ".join(f"{k!r}" + (f" (did you mean {hints[k]!r}?)" if k in hints else "") for k in kwargs)
-        warnings.warn(f"{where} ignores unknown keyword argument(s): {names}.", UserWarning, stacklevel=3)
-
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:  # numpy/torch scalars
+        return json_clean(value.item())
+    return json.loads(json.dumps(value))  # anything else must already be plain JSON (raises TypeError if not)

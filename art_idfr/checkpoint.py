@@ -7,20 +7,16 @@ art-idfr checkpoint of the expected kind raises ``ValueError`` with the reason.
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
+from art_idfr._utils import check_device_type, json_clean
+
 FORMAT = "art-idfr"
 VERSION = 1
-
-
-def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so that only plain types end up in the file (and in the loaded config)."""
-    return json.loads(json.dumps(value))
 
 
 def save(path: str, kind: str, config: Dict[str, Any], state_dict: Dict[str, torch.Tensor], extra=None) -> None:
@@ -29,8 +25,8 @@ def save(path: str, kind: str, config: Dict[str, Any], state_dict: Dict[str, tor
         "format": FORMAT,
         "version": VERSION,
         "kind": kind,
-        "config": _json_safe(config),
-        "extra": _json_safe(extra or {}),
+        "config": json_clean(config),
+        "extra": json_clean(extra or {}),
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
     }
     folder = os.path.dirname(os.path.abspath(path))
@@ -72,3 +68,14 @@ def load_state_dict(module: nn.Module, state_dict: Dict[str, torch.Tensor], path
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
         raise ValueError(f"{path}: weights do not match the stored configuration: {err}") from err
+
+
+def load_component(path: str, kind: str, device_type: Optional[str] = None
+                   ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, Any]]:
+    """:func:`load` for a component's ``load``: ``device_type`` (``"gpu"``/``"cpu"``), if given, overrides the stored one."""
+    if device_type is not None:
+        check_device_type(device_type)
+    config, state_dict, extra = load(path, kind)
+    if device_type is not None:
+        config["device_type"] = device_type
+    return config, state_dict, extra

@@ -22,7 +22,7 @@ from art_idfr import (
     defend,
     find_embedding_layer,
 )
-from art_idfr.restorer import RestoredModel
+from art_idfr.defended import RestoredModel
 from conftest import make_classifier, tiny_cnn
 
 

@@ -283,7 +283,7 @@ def build_defences(
     :param fast_at_model: The adversarially trained copy of the target (needed for ``fast_at``).
     :raises ValueError: a requested defence lacks its component.
     """
-    from art_idfr.trainer import defend
+    from art_idfr.defended import defend
 
     shape, classes, dev = target.input_shape, target.nb_classes, target.device_type
     out: Dict[str, DefendedClassifier] = {}

@@ -1,0 +1,103 @@
+"""
+The ID network of the paper's Table 6: a small U-Net that outputs a residual, ``x* = x + r(x)``.
+
+| Paper: "Adversarial Defense via Input Denoising and Feature Restoring" (IDFR), Sec. 3.2, Table 6.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Table 6 channel counts, before the width multiplier: L1..L5 (encoder), L6, L7, L8 (decoder)
+TABLE6_CHANNELS = (32, 32, 64, 64, 128, 192, 64, 96)
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """Every Table 6 layer: conv 3x3 + BN + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNetDenoiser(nn.Module):
+    """
+    The ID network of Table 6. Input ``x`` (N, C, H, W) in pixel space, output the residual ``r(x)`` so that the
+    denoised image is ``x* = x + r(x)`` (clipping is done by :class:`IDFRDenoiser`).
+
+    L1 C→32, L2 32→32, L3 32→64 (stride 2), L4 64→64, L5 64→128 (stride 2), L6 concat(L3, up(L5)) 192→192,
+    L7 192→64, L8 concat(L2, up(L7)) 96→96, L9 96→C. Up-sampling is bilinear to the skip's exact size, so any
+    H×W (28, 32, 224, odd sizes) works.
+
+    :param channels: Number of image channels C (1 or 3, any positive value works).
+    :param width: Multiplier of the Table 6 channel counts (1.0 = paper).
+    :param residual_head: ``"linear"`` (default): L9 is a plain conv, the residual can be negative or positive.
+        ``"bn_relu"``: the paper's/released code's conv+BN+ReLU, whose residual can only brighten pixels.
+    """
+
+    def __init__(self, channels: int, width: float = 1.0, residual_head: str = "linear") -> None:
+        super().__init__()
+        c1, c2, c3, c4, c5, c6, c7, c8 = (max(4, int(round(c * width))) for c in TABLE6_CHANNELS)
+        self.l1 = _conv_bn_relu(channels, c1)
+        self.l2 = _conv_bn_relu(c1, c2)
+        self.l3 = _conv_bn_relu(c2, c3, stride=2)
+        self.l4 = _conv_bn_relu(c3, c4)
+        self.l5 = _conv_bn_relu(c4, c5, stride=2)
+        self.l6 = _conv_bn_relu(c3 + c5, c6)  # Table 6: 64 + 128 = 192 inputs
+        self.l7 = _conv_bn_relu(c6, c7)
+        self.l8 = _conv_bn_relu(c2 + c7, c8)  # Table 6: 32 + 64 = 96 inputs
+        if residual_head == "bn_relu":
+            self.l9 = _conv_bn_relu(c8, channels)
+        else:
+            self.l9 = nn.Conv2d(c8, channels, kernel_size=3, padding=1)
+            nn.init.zeros_(self.l9.weight)  # start as the identity map: x* = x
+            nn.init.zeros_(self.l9.bias)
+
+    @staticmethod
+    def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h2 = self.l2(self.l1(x))
+        h3 = self.l3(h2)
+        h5 = self.l5(self.l4(h3))
+        h7 = self.l7(self.l6(torch.cat([h3, self._up(h5, h3)], dim=1)))
+        h8 = self.l8(torch.cat([h2, self._up(h7, h2)], dim=1))
+        return self.l9(h8)
+
+    def fused(self) -> "UNetDenoiser":
+        """
+        An inference copy with every BatchNorm folded into its convolution (eval-mode BN is affine, so outputs and
+        gradients are the same) and weights in channels-last memory format: ~1.5x faster on CPU.
+        """
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        net = copy.deepcopy(self).eval()
+        for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"):
+            block = getattr(net, name)
+            if isinstance(block, nn.Sequential):
+                setattr(net, name, nn.Sequential(fuse_conv_bn_eval(block[0], block[1]), block[2]))
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net.to(memory_format=torch.channels_last)
+
+    def macs_per_image(self, height: int, width: int) -> int:
+        """Multiply-accumulates of the convolutions for one H×W image (BN/ReLU/upsampling not counted)."""
+        total, sizes = 0, {}
+        h, w = height, width
+        for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"):
+            block = getattr(self, name)
+            conv = block[0] if isinstance(block, nn.Sequential) else block
+            if name == "l6":
+                h, w = sizes["l3"]
+            elif name == "l8":
+                h, w = sizes["l2"]
+            s = conv.stride[0]
+            h, w = (h - 1) // s + 1, (w - 1) // s + 1
+            sizes[name] = (h, w)
+            total += h * w * conv.in_channels * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        return total
