@@ -12,6 +12,7 @@ from art.attacks.evasion import (
 )
 
 from art_idfr import IDFRDenoiser, UNetDenoiser, defend
+from art_idfr.training.algorithm1 import Algorithm1
 from conftest import make_classifier, tiny_cnn
 
 
@@ -232,7 +233,7 @@ def test_fit_with_augmentation_transforms_input_and_reference_alike(trained_targ
     x_train, y_train, x_test, y_test = mnist_small
     den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, augment="crop", device_type="cpu", seed=0)
     x = torch.rand(8, 1, 28, 28)
-    a, b = den._augment_batch(x, x.clone(), torch.Generator().manual_seed(0))
+    a, b = Algorithm1(den, trained_target, [], 8).batch_inputs(x, x.clone())
     assert torch.equal(a, b) and not torch.equal(a, x)
     fgsm = FastGradientMethod(trained_target, eps=0.2)
     x_adv = fgsm.generate(x_train[:256])
