@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple, Union
 
-from art_idfr._names import AUGMENTATIONS
+from art_idfr._names import ATTACK_NAMES, AUGMENTATIONS
 from art_idfr.experiments.choices import DEVICES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
 
 __all__ = [
@@ -418,7 +418,8 @@ class EvalConfig:
     fr: FRConfig = _sub(FRConfig)
     fit_n: Optional[int] = knob(1200, "training images used to fit ID and FR", kind="int+", metavar="N",
                                 section="idfr")
-    idfr_attacks: Tuple[str, ...] = knob(("fgsm", "bim"), "attacks crafting the IDFR training AEs (default fgsm,bim)",
+    idfr_attacks: Tuple[str, ...] = knob(("fgsm", "bim"), "attacks crafting the IDFR training AEs (default fgsm,bim; "
+                                                         f"valid: {', '.join(ATTACK_NAMES)})",
                                          kind="attack_list", metavar="LIST", section="idfr")
     idfr_eps: Optional[Tuple[float, ...]] = knob(None, "budgets of the IDFR training AEs (default 0.1,0.3 grey-scale; "
                                                        "8/255,16/255 colour)", kind="eps_list", metavar="LIST",
@@ -432,11 +433,13 @@ class EvalConfig:
     smoothing_window: int = knob(2, "SpatialSmoothing window (2)", kind="int+", section="eval")
     fast_at: FastATConfig = _sub(FastATConfig)
     # evaluation
-    defences: Tuple[str, ...] = knob(DEFENCES, "defences to compare", kind="defence_list", metavar="LIST",
+    defences: Tuple[str, ...] = knob(DEFENCES, f"defences to compare (default all: {','.join(DEFENCES)}; jpeg<q> "
+                                               "for any quality)", kind="defence_list", metavar="LIST",
                                      section="eval")
-    threat_models: Tuple[str, ...] = knob(THREAT_MODELS, "threat models", kind="threat_list", metavar="LIST",
+    threat_models: Tuple[str, ...] = knob(THREAT_MODELS, f"threat models (default all: {','.join(THREAT_MODELS)})", kind="threat_list", metavar="LIST",
                                           section="eval")
-    attacks: Tuple[str, ...] = knob(("fgsm", "cw", "bim"), "attacks of the black/gray/white-box tables",
+    attacks: Tuple[str, ...] = knob(("fgsm", "cw", "bim"), "attacks of the black/gray/white-box tables (default "
+                                    f"fgsm,cw,bim; valid: {', '.join(ATTACKS)})",
                                     kind="table_attack_list", metavar="LIST", section="eval")
     eps: Optional[Tuple[float, ...]] = knob(None, "L-inf budgets in (0, 1], e.g. 4/255,8/255,16/255,0.3 (default: "
                                                   "that for grey-scale, 32/255 instead of 0.3 for colour)",
@@ -557,8 +560,6 @@ class EvalConfig:
             self.idfr_source.model = tuple(_model_name(v, "idfr_source_model") for v in names) or None
 
     def _check_protocol_lists(self) -> None:
-        from art_idfr._names import ATTACK_NAMES
-
         self.defences = _unique(canonical_defence(d) for d in _as_tuple(self.defences, "defences"))
         self.threat_models = _unique(canonical_threat_model(t) for t in _as_tuple(self.threat_models, "threat_models"))
         self.attacks = _unique(canonical_attack(a) for a in _as_tuple(self.attacks, "attacks"))
@@ -786,7 +787,8 @@ def _check_id(id_cfg: IDConfig, fr: FRConfig) -> None:
     if fr.embedding_dim is not None:
         _require_positive_int(fr.embedding_dim, "fr_embedding_dim")
     if fr.widths is not None:
-        fr.widths = tuple(_as_tuple(fr.widths, "fr_widths"))
+        fr.widths = tuple(int(w) if isinstance(w, str) and w.strip().isdigit() else w
+                          for w in _as_tuple(fr.widths, "fr_widths"))
         for w in fr.widths:
             _require_positive_int(w, "fr_widths")
 
