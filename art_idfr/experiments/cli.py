@@ -9,7 +9,9 @@ Subcommands::
     art-idfr evaluate --target runs/target --idfr runs/idfr --out runs/eval
 
 Common options: ``--preset cpu|paper|tiny``, ``--device auto|cpu|cuda``, ``--out DIR``, ``--seed N``,
-``--dataset NAME``, ``--model NAME``; every scale knob of :class:`art_idfr.experiments.evaluation.EvalConfig` has a flag.
+``--dataset NAME``, ``--model NAME``; every other field of :class:`art_idfr.experiments.evaluation.EvalConfig` has a
+flag generated from it (:func:`config_flags`): ``--id-learning-rate`` / ``--id-lr`` for ``cfg.id.learning_rate``,
+``--fr-lr``, ``--fast-at-epochs``, ...
 Invalid names and budgets are rejected by argparse (exit status 2) with the list of valid values; data-loading
 problems (missing files, no ``train/``/``test/`` folders) exit with status 2 and the loader's message.
 """
@@ -21,9 +23,9 @@ import os
 import shlex
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "config_flags"]
 
 PROG = "art-idfr"
 
@@ -68,7 +70,7 @@ def _name_list(canonical: Callable[[str], str]) -> Callable[[str], tuple]:
     return parse
 
 
-def _positive_int(text: str) -> int:
+def _parse_positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -78,7 +80,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def _parse_non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -113,23 +115,20 @@ def _choice(valid: Sequence[str], what: str) -> Callable[[str], str]:
 # parser
 # ----------------------------------------------------------------------------------------------------------------------
 
-# flag -> EvalConfig field, for the scale knobs
-_KNOBS: Dict[str, str] = {}
-
-
 def _common_parent() -> argparse.ArgumentParser:
     from art_idfr.experiments.data import DATASET_NAMES
-    from art_idfr.experiments.evaluation.config import PRESETS
     from art_idfr._names import MODEL_NAMES
+    from art_idfr.experiments.choices import DEVICES
+    from art_idfr.experiments.evaluation.config import PRESETS
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument("--preset", type=_choice(tuple(PRESETS), "preset"), default="cpu",
                    help="scale preset: cpu (default; the README demo), paper (full protocol, GPU), tiny (smoke tests)")
-    g.add_argument("--device", type=_choice(("auto", "cpu", "cuda"), "device"), default="auto",
+    g.add_argument("--device", type=_choice(DEVICES, "device"), default="auto",
                    help="auto (CUDA if available), cpu or cuda")
     g.add_argument("--out", metavar="DIR", default=None, help="output folder")
-    g.add_argument("--seed", type=_non_negative_int, default=None, help="random seed (default 0)")
+    g.add_argument("--seed", type=_parse_non_negative_int, default=None, help="random seed (default 0)")
     g.add_argument("--dataset", type=_choice(DATASET_NAMES, "dataset"), default=None,
                    help=f"dataset name: {', '.join(DATASET_NAMES)} (default: mnist5k for cpu, cifar10 for paper)")
     g.add_argument("--model", type=_choice(MODEL_NAMES, "model"), default=None,
@@ -138,7 +137,7 @@ def _common_parent() -> argparse.ArgumentParser:
                    help="dataset folder / file (ImageFolder tree or tarball, IDX folder, torchvision root)")
     g.add_argument("--download", action="store_true", default=None,
                    help="let torchvision download mnist / fashion_mnist / cifar10 / cifar100 / svhn")
-    g.add_argument("--threads", type=_positive_int, default=None,
+    g.add_argument("--threads", type=_parse_positive_int, default=None,
                    help="CPU threads for torch (NumPy/SciPy BLAS always get 1; default: on <= 3 cores, the idle "
                         "ones by the 1-minute load average, else min(4, cores // 2); oversubscribed cores make small "
                         "workloads tens of times slower)")
@@ -147,109 +146,81 @@ def _common_parent() -> argparse.ArgumentParser:
     return p
 
 
-def _add(g, flag: str, field: str, **kwargs) -> None:
-    _KNOBS[flag.lstrip("-").replace("-", "_")] = field
-    g.add_argument(flag, dest=flag.lstrip("-").replace("-", "_"), default=None, **kwargs)
+def _arg_types() -> Dict[str, Callable[[str], Any]]:
+    """Argument type of each ``kind`` of config field (see :func:`art_idfr.experiments.evaluation.config.knob`)."""
+    from art_idfr._names import ATTACK_NAMES, MODEL_NAMES
+    from art_idfr.experiments.evaluation.config import canonical_attack, canonical_defence, canonical_threat_model
+
+    return {
+        "int+": _parse_positive_int,
+        "int0": _parse_non_negative_int,
+        "float+": _positive_float,
+        "float": float,
+        "str": str,
+        "eps": _eps,
+        "eps_list": _eps_list,
+        "model": _choice(MODEL_NAMES, "model"),
+        "model_list": _name_list(_choice(MODEL_NAMES, "model")),
+        "float+_list": _name_list(_positive_float),
+        "int+_list": _name_list(_parse_positive_int),
+        "attack_list": _name_list(_choice(ATTACK_NAMES, "attack")),
+        "table_attack_list": _name_list(canonical_attack),
+        "defence_list": _name_list(canonical_defence),
+        "threat_list": _name_list(canonical_threat_model),
+    }
 
 
-def _model_knobs(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data and model knobs (override the preset)")
-    _add(g, "--train-size", "train_size", type=_positive_int, metavar="N", help="stratified training subset")
-    _add(g, "--test-size", "test_size", type=_positive_int, metavar="N", help="stratified test subset")
-    _add(g, "--val-n", "val_n", type=_positive_int, metavar="N", help="validation images split off the training set")
-    _add(g, "--width", "width", type=_positive_float, metavar="W", help="target width multiplier")
-    _add(g, "--target-epochs", "target_epochs", type=_positive_int, metavar="E", help="target training epochs")
-    _add(g, "--batch-size", "batch_size", type=_positive_int, metavar="B", help="training batch size")
-    _add(g, "--lr", "lr", type=_positive_float, help="target / surrogate learning rate")
+#: ``--help`` group title of each section of config flags
+SECTION_TITLES = {
+    "data": "data and model knobs (override the preset)",
+    "surrogate": "surrogate (black-box source) knobs",
+    "idfr": "IDFR knobs",
+    "source": "extra AE source knobs",
+    "eval": "evaluation knobs",
+}
 
 
-def _surrogate_knobs(p: argparse.ArgumentParser) -> None:
-    from art_idfr._names import MODEL_NAMES
+def config_flags(section: str) -> List[Tuple[List[str], Dict[str, Any]]]:
+    """
+    ``(option strings, add_argument keywords)`` of every :class:`EvalConfig` field in ``section``, generated from the
+    fields: sub-config field ``<group>.<name>`` -> ``--<group>-<name>`` plus its flat name ``--<flat-name>`` where that
+    differs (``id.nb_epochs``: ``--id-nb-epochs``, ``--id-epochs``), top-level field ``name`` -> ``--name``. The
+    destination is the flat name, an override keyword of :meth:`EvalConfig.preset`.
+    """
+    from art_idfr.experiments.evaluation.config import SUB_CONFIGS, flat_fields
 
-    g = p.add_argument_group("surrogate (black-box source) knobs")
-    _add(g, "--surrogate-model", "surrogate_model", type=_choice(MODEL_NAMES, "model"),
-         help="surrogate architecture (default: the target's)")
-    _add(g, "--surrogate-width", "surrogate_width", type=_positive_float, metavar="W", help="surrogate width")
-    _add(g, "--surrogate-epochs", "surrogate_epochs", type=_positive_int, metavar="E", help="surrogate epochs")
-
-
-def _idfr_knobs(p: argparse.ArgumentParser) -> None:
-    from art_idfr._names import ATTACK_NAMES, AUGMENTATIONS
-
-    def attack_list(text: str) -> tuple:
-        return _name_list(_choice(ATTACK_NAMES, "attack"))(text)
-
-    g = p.add_argument_group("IDFR knobs")
-    _add(g, "--id-width", "id_width", type=_positive_float, metavar="W", help="U-Net width multiplier of the ID")
-    _add(g, "--id-epochs", "id_epochs", type=_positive_int, metavar="E", help="ID training epochs")
-    _add(g, "--id-lr", "id_lr", type=_positive_float, help="ID learning rate")
-    _add(g, "--id-sigma", "id_sigma", type=float, help="sigma of the Gaussian-enhanced copies")
-    _add(g, "--id-loss", "id_loss", choices=("ce", "feature", "both"), help="ID training loss (Eq. 3 = ce)")
-    _add(g, "--id-augment", "id_augment", choices=AUGMENTATIONS,
-         help="augmentation of the ID's training batches (none = the paper; crop_flip for CIFAR-like images)")
-    _add(g, "--id-identity-weight", "id_identity_weight", type=float, metavar="L",
-         help="weight of the identity term mean|ID(x) - x| on clean training images (0 = the paper)")
-    _add(g, "--id-clean-weight", "id_clean_weight", type=_positive_float, metavar="W",
-         help="loss weight of clean training images relative to AEs (1 = the paper)")
-    _add(g, "--fr-epochs", "fr_epochs", type=_positive_int, metavar="E", help="FR training epochs")
-    _add(g, "--fit-n", "fit_n", type=_positive_int, metavar="N", help="training images used to fit ID and FR")
-    _add(g, "--idfr-attacks", "idfr_attacks", type=attack_list, metavar="LIST",
-         help=f"attacks crafting the IDFR training AEs (default fgsm,bim; valid: {', '.join(ATTACK_NAMES)})")
-    _add(g, "--idfr-eps", "idfr_eps", type=_eps_list, metavar="LIST",
-         help="budgets of the IDFR training AEs (default 0.1,0.3 grey-scale; 8/255,16/255 colour)")
-    _source_knobs(g)
+    types = _arg_types()
+    out = []
+    for flat, (group, f) in flat_fields().items():
+        md = f.metadata
+        cls = SUB_CONFIGS.get(group)
+        if not md.get("cli", True) or (md.get("section") or getattr(cls, "SECTION", None)) != section:
+            continue
+        generated = f"{cls.PREFIX}_{f.name}" if cls is not None and cls.PREFIX else f.name
+        flags = [_flag(generated)] + ([_flag(flat)] if flat != generated else [])
+        kwargs: Dict[str, Any] = {"dest": flat, "default": None, "help": md.get("help") or None}
+        if md.get("kind") == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif md.get("choices"):
+            kwargs["choices"] = md["choices"]
+        elif md.get("kind"):
+            kwargs["type"] = types[md["kind"]]
+        if md.get("metavar"):
+            kwargs["metavar"] = md["metavar"]
+        out.append((flags, kwargs))
+    return out
 
 
-def _source_knobs(g) -> None:
-    from art_idfr._names import MODEL_NAMES
-
-    _add(g, "--idfr-source-model", "idfr_source_model", type=_name_list(_choice(MODEL_NAMES, "model")),
-         metavar="LIST",
-         help="also craft the IDFR training AEs on these extra, independently trained models, comma-separated "
-              "(seeds + 3000, + 4000, ...; never the black-box surrogate; default: the target only, as in the paper)")
-    _add(g, "--idfr-source-width", "idfr_source_width", type=_name_list(_positive_float), metavar="LIST",
-         help="width of the extra AE sources: one for all or one per model (default: the target's)")
-    _add(g, "--idfr-source-epochs", "idfr_source_epochs", type=_positive_int, metavar="E",
-         help="training epochs of the extra AE sources")
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _eval_knobs(p: argparse.ArgumentParser) -> None:
-    from art_idfr.experiments.evaluation.config import (
-        ATTACKS,
-        DEFENCES,
-        THREAT_MODELS,
-        canonical_attack,
-        canonical_defence,
-        canonical_threat_model,
-    )
+def _add_knobs(p: argparse.ArgumentParser, section: str, group=None) -> None:
+    """Add the generated flags of ``section`` (into ``group``, default a new group titled by the section)."""
+    g = group if group is not None else p.add_argument_group(SECTION_TITLES[section])
+    for flags, kwargs in config_flags(section):
+        g.add_argument(*flags, **kwargs)
 
-    g = p.add_argument_group("evaluation knobs")
-    _add(g, "--defences", "defences", type=_name_list(canonical_defence), metavar="LIST",
-         help=f"defences to compare (default all: {','.join(DEFENCES)}; jpeg<q> for any quality)")
-    _add(g, "--threat-models", "threat_models", type=_name_list(canonical_threat_model), metavar="LIST",
-         help=f"threat models (default all: {','.join(THREAT_MODELS)})")
-    _add(g, "--attacks", "attacks", type=_name_list(canonical_attack), metavar="LIST",
-         help=f"attacks of the black/gray/white-box tables (default fgsm,cw,bim; valid: {', '.join(ATTACKS)})")
-    _add(g, "--eps", "eps", type=_eps_list, metavar="LIST",
-         help="L-inf budgets in (0, 1], e.g. 4/255,8/255,16/255,0.3 (default: that for grey-scale, 32/255 instead "
-              "of 0.3 for colour)")
-    _add(g, "--eval-n", "eval_n", type=_positive_int, metavar="N", help="test images (clean, black-box, gray-box)")
-    _add(g, "--whitebox-n", "whitebox_n", type=_positive_int, metavar="N", help="images for the white-box attacks")
-    _add(g, "--query-n", "query_n", type=_positive_int, metavar="N", help="images for the query attack")
-    _add(g, "--query-iter", "query_iter", type=_positive_int, metavar="N", help="SquareAttack iterations")
-    _add(g, "--attack-iter", "attack_iter", type=_positive_int, metavar="N", help="BIM / CW iterations (paper: 20)")
-    _add(g, "--attack-batch-size", "attack_batch_size", type=_positive_int, metavar="B",
-         help="batch size of attacks and predictions (128; larger is faster on a GPU)")
-    _add(g, "--eps-step", "eps_step", type=_positive_float, help="BIM / CW step, capped at eps (paper: 0.03)")
-    _add(g, "--sanity-eps", "sanity_eps", type=_eps, help="budget of the undefended white-box sanity check (0.5)")
-    _add(g, "--fast-at-epochs", "fast_at_epochs", type=_positive_int, metavar="E", help="Fast AT epochs")
-    _add(g, "--fast-at-eps", "fast_at_eps", type=_eps, help="Fast AT training budget (0.3 grey-scale, 8/255 colour)")
-    _add(g, "--fs-bit-depth", "fs_bit_depth", type=_positive_int, help="Feature Squeezing bit depth (4 / 5)")
-    _add(g, "--tvm-max-iter", "tvm_max_iter", type=_positive_int, help="TotalVarMin solver iterations")
-    _add(g, "--tvm-lamb", "tvm_lamb", type=_positive_float, help="TotalVarMin lambda (0.05; ART's default 0.5)")
-    _add(g, "--eot-samples", "eot_samples", type=_positive_int,
-         help="white-box attacks on a randomised defence (TotalVarMin) average gradients over N draws (EOT; 4)")
-    _add(g, "--smoothing-window", "smoothing_window", type=_positive_int, help="SpatialSmoothing window (2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,13 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("target", "surrogate", "idfr_source"), default="target",
                    help="surrogate: seed + 1000 and the --surrogate-* settings; idfr_source: extra AE source "
                         "--source-index of --idfr-source-model (seed + 3000 + 1000 * index)")
-    p.add_argument("--source-index", type=_non_negative_int, default=0, metavar="I",
+    p.add_argument("--source-index", type=_parse_non_negative_int, default=0, metavar="I",
                    help="with --role idfr_source: which of the --idfr-source-model list (from 0)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (target or surrogate, per --role)")
+    p.add_argument("--epochs", type=_parse_positive_int, default=None, help="epochs (target or surrogate, per --role)")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in OUT")
-    _model_knobs(p)
-    _surrogate_knobs(p)
-    _source_knobs(p.add_argument_group("extra AE source knobs (--role idfr_source)"))
+    _add_knobs(p, "data")
+    _add_knobs(p, "surrogate")
+    _add_knobs(p, "source", p.add_argument_group("extra AE source knobs (--role idfr_source)"))
     p.set_defaults(func=_cmd_train_target)
 
     p = sub.add_parser("fit", parents=[common], help="fit the ID and FR for a saved target",
@@ -290,10 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".save()) and OUT/idfr.json.")
     p.add_argument("--target", metavar="DIR", required=True, help="model folder written by train-target")
     p.add_argument("--refit", action="store_true", help="refit even if OUT holds a fit with the same settings")
-    _idfr_knobs(p)
-    p.add_argument_group("evaluation knobs").add_argument("--attack-iter", dest="attack_iter", type=_positive_int,
+    idfr = p.add_argument_group(SECTION_TITLES["idfr"])
+    _add_knobs(p, "idfr", idfr)
+    _add_knobs(p, "source", idfr)
+    p.add_argument_group("evaluation knobs").add_argument("--attack-iter", dest="attack_iter", type=_parse_positive_int,
                                                           default=None, help="BIM iterations for the training AEs")
-    _KNOBS["attack_iter"] = "attack_iter"
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("evaluate", parents=[common], help="run the evaluation suite and write the reports",
@@ -306,9 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="surrogate model folder (train-target --role surrogate); default: train one into OUT/surrogate")
     p.add_argument("--fast-at", metavar="DIR", default=None,
                    help="Fast AT model folder; default: train one into OUT/fast_at")
-    _model_knobs(p)
-    _surrogate_knobs(p)
-    _eval_knobs(p)
+    _add_knobs(p, "data")
+    _add_knobs(p, "surrogate")
+    _add_knobs(p, "eval")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", parents=[common], help="train, fit and evaluate everything (the README command)",
@@ -318,10 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the Markdown tables and write the reports into OUT (default runs/demo). Saved "
                                    "models in OUT are reused unless --retrain.")
     p.add_argument("--retrain", action="store_true", help="retrain every model even if OUT holds one")
-    _model_knobs(p)
-    _surrogate_knobs(p)
-    _idfr_knobs(p)
-    _eval_knobs(p)
+    _add_knobs(p, "data")
+    _add_knobs(p, "surrogate")
+    idfr = p.add_argument_group(SECTION_TITLES["idfr"])
+    _add_knobs(p, "idfr", idfr)
+    _add_knobs(p, "source", idfr)
+    _add_knobs(p, "eval")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -366,18 +340,15 @@ def _setup(args) -> None:
 
 
 def _config(args, **fixed: Any):
-    """EvalConfig from the preset, the common options and every knob flag given on the command line."""
-    from art_idfr.experiments.evaluation.config import EvalConfig
+    """EvalConfig from the preset, the common options and every knob flag given on the command line (each flag's
+    destination is a flat field name, see :func:`config_flags`)."""
+    from art_idfr.experiments.evaluation.config import EvalConfig, flat_fields
 
     overrides: Dict[str, Any] = {}
-    for dest, field in _KNOBS.items():
-        value = getattr(args, dest, None)
+    for name in flat_fields():
+        value = getattr(args, name, None)
         if value is not None:
-            overrides[field] = value
-    for field in ("seed", "dataset", "model", "data_root", "download", "device"):
-        value = getattr(args, field, None)
-        if value is not None:
-            overrides[field] = value
+            overrides[name] = value
     overrides.update({k: v for k, v in fixed.items() if v is not None})
     return EvalConfig.preset(args.preset, **overrides)
 
@@ -428,13 +399,13 @@ def _cmd_train_target(args) -> int:
         fixed[{"target": "target_epochs", "surrogate": "surrogate_epochs",
                "idfr_source": "idfr_source_epochs"}[args.role]] = args.epochs
     cfg = _config(args, **fixed)
-    if args.role == "idfr_source" and not cfg.idfr_source_model:
+    if args.role == "idfr_source" and not cfg.idfr_source.model:
         raise ValueError("--role idfr_source needs --idfr-source-model.")
     if args.source_index and args.role != "idfr_source":
         raise ValueError("--source-index is only for --role idfr_source.")
-    if args.role == "idfr_source" and args.source_index >= len(cfg.idfr_source_model):
+    if args.role == "idfr_source" and args.source_index >= len(cfg.idfr_source.model):
         raise ValueError(f"--source-index {args.source_index} is out of range: --idfr-source-model lists "
-                         f"{len(cfg.idfr_source_model)} model(s).")
+                         f"{len(cfg.idfr_source.model)} model(s).")
     out = args.out or os.path.join("runs", args.role)
     t0 = time.perf_counter()
     data = prepare_data(cfg, verbose=not args.quiet)
@@ -475,8 +446,8 @@ def _idfr_summary(den, res, cfg, meta=None) -> str:
     s = [s] if isinstance(s, dict) else (s or [])
     src = ("; training AEs from the target and from " + ", ".join(
         f"{m['model']} (width {m['width']:g}, seed {m['seed']})" for m in s)) if s else ""
-    return (f"IDFR fitted: ID width {cfg.id_width:g}, {cfg.id_epochs} epochs, kept {chosen(den.history)}; "
-            f"FR {cfg.fr_epochs} epochs, kept {chosen(res.history) if res is not None else 'n/a'}{src}")
+    return (f"IDFR fitted: ID width {cfg.id.width:g}, {cfg.id.nb_epochs} epochs, kept {chosen(den.history)}; "
+            f"FR {cfg.fr.nb_epochs} epochs, kept {chosen(res.history) if res is not None else 'n/a'}{src}")
 
 
 def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restorer, surrogate=None,

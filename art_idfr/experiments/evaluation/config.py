@@ -1,5 +1,6 @@
 """
-Configuration of the IDFR evaluation suite: one dataclass of scale knobs and named presets.
+Configuration of the IDFR evaluation suite: one dataclass of scale knobs, with nested sub-configs whose field names are
+the keyword names of the library constructors / training functions they feed, and named presets.
 
 Example::
 
@@ -8,9 +9,11 @@ Example::
     cfg = EvalConfig.preset("cpu")                      # the README demo: MNIST-5k, small CNN, minutes on a CPU
     cfg = EvalConfig.preset("cpu", eval_n=200, eps=(8 / 255, 0.3))
     cfg = EvalConfig.preset("paper", dataset="cifar10_jpeg")
+    cfg = EvalConfig.preset("tiny", id=dict(nb_epochs=2), fr_lr=1e-3)   # sub-config dict or flat name
+    IDFRDenoiser(input_shape, **cfg.id.kwargs())                         # no renaming
 
 Every field has a value in every preset; ``None`` in a handful of fields (``eps``, ``idfr_eps``,
-``fs_bit_depth``, ``fast_at_eps``) means "choose from the dataset" (grey-scale / colour), resolved by
+``fs_bit_depth``, ``fast_at.eps``, ``surrogate.model`` / ``surrogate.width``) means "choose from the dataset" (grey-scale / colour), resolved by
 :meth:`EvalConfig.resolved` once the image shape is known.
 """
 from __future__ import annotations
@@ -22,10 +25,20 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple, Union
 
-from art_idfr._names import AUGMENTATIONS
+from art_idfr._names import ATTACK_NAMES, AUGMENTATIONS
+from art_idfr.experiments.choices import DEVICES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
 
 __all__ = [
     "EvalConfig",
+    "TrainConfig",
+    "TargetConfig",
+    "SurrogateConfig",
+    "SourceConfig",
+    "IDConfig",
+    "FRConfig",
+    "FastATConfig",
+    "SUB_CONFIGS",
+    "flat_fields",
     "PRESETS",
     "DEFENCES",
     "DEFENCE_ALIASES",
@@ -186,40 +199,199 @@ def eps_label(eps: float) -> str:
     return f"{eps:.4g}"
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# field metadata
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def knob(default: Any = dataclasses.MISSING, help: str = "", *, flat: Optional[str] = None, kind: Optional[str] = None,
+         choices: Optional[Tuple[str, ...]] = None, metavar: Optional[str] = None, cli: bool = True,
+         section: Optional[str] = None, cache_if_set: bool = False, **kwargs: Any):
+    """
+    A config field with the metadata the command line and the caches read:
+
+    :param help: ``--help`` text of its flag.
+    :param flat: its flat name (override keyword, read-only attribute of :class:`EvalConfig`, ``dest`` and legacy
+        flag ``--flat-name``), when not ``<group>_<field>``.
+    :param kind: argument type of its flag (a key of ``art_idfr.experiments.cli.ARG_TYPES``).
+    :param choices: valid values (an argparse ``choices`` list).
+    :param cli: ``False``: no generated flag (the common options ``--seed``, ``--dataset``, ... are written by hand).
+    :param section: which ``--help`` group (and subcommands) the flag belongs to; default: its sub-config's.
+    :param cache_if_set: recorded in the IDFR cache key only when not at its default (added after caches existed).
+    """
+    md = {"help": help, "flat": flat, "kind": kind, "choices": choices, "metavar": metavar, "cli": cli,
+          "section": section, "cache_if_set": cache_if_set}
+    return field(default=default, metadata=md, **kwargs)
+
+
+class _SubConfig:
+    """Shared helpers of the nested configs (each is a dataclass whose fields are keyword names of what it feeds)."""
+
+    #: prefix of the flat names and flags of the fields (``id`` -> ``id_width``, ``--id-width``)
+    PREFIX = ""
+    #: ``--help`` group / subcommand section of the generated flags
+    SECTION = ""
+
+    def kwargs(self) -> Dict[str, Any]:
+        """The fields as keyword arguments of the constructor / function this sub-config feeds."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def flat_name(cls, f: dataclasses.Field) -> str:
+        return f.metadata.get("flat") or (f"{cls.PREFIX}_{f.name}" if cls.PREFIX else f.name)
+
+
 @dataclass
+class TrainConfig(_SubConfig):
+    """Keyword arguments of :func:`art_idfr.experiments.models.train_model` for the target, surrogate and AE sources."""
+
+    SECTION = "data"
+    batch_size: int = knob(128, "training batch size (target, surrogate, ID)", kind="int+", metavar="B")
+    lr: Optional[float] = knob(None, "target / surrogate learning rate (default: the optimizer's)", kind="float+")
+    optimizer: str = knob("sgd", "target / surrogate optimizer", choices=OPTIMIZERS)
+    augment: bool = knob(True, "random crop / flip of the target and surrogate training batches", kind="bool")
+
+
+@dataclass
+class TargetConfig(_SubConfig):
+    """The target network: ``make_model(model, width=width)`` trained ``epochs`` epochs."""
+
+    PREFIX, SECTION = "target", "data"
+    model: str = knob("small_cnn", "target architecture", flat="model", cli=False)  # the common --model
+    width: float = knob(0.5, "target width multiplier", flat="width", kind="float+", metavar="W")
+    epochs: int = knob(4, "target training epochs", kind="int+", metavar="E")
+
+
+@dataclass
+class SurrogateConfig(_SubConfig):
+    """
+    The independently trained source model of the black-box AEs (``None`` model / width: the target's); seed
+    ``seed + seed_offset``.
+    """
+
+    PREFIX, SECTION = "surrogate", "surrogate"
+    model: Optional[str] = knob(None, "surrogate architecture (default: the target's)", kind="model")
+    width: Optional[float] = knob(None, "surrogate width (default: the target's)", kind="float+", metavar="W")
+    epochs: int = knob(3, "surrogate epochs", kind="int+", metavar="E")
+    seed_offset: int = knob(1000, "surrogate seed = seed + this (must differ from 0)", kind="int+", metavar="N")
+
+
+@dataclass
+class SourceConfig(_SubConfig):
+    """
+    Optional extra, independently trained models on which the IDFR training attacks also craft AEs (several AE
+    sources, as in ensemble adversarial training; not in the paper). ``model``: ``None`` = target only; one name or
+    several (a list or a comma-separated string; normalised to a tuple). ``width``: one for all or one per model
+    (``None``: the target's). Source ``i`` (from 0) gets the seed ``seed + seed_offset + 1000 * i``, never the
+    surrogate's.
+    """
+
+    PREFIX, SECTION = "idfr_source", "source"
+    model: Union[None, str, Tuple[str, ...]] = knob(
+        None, "also craft the IDFR training AEs on these extra, independently trained models, comma-separated "
+              "(seeds + 3000, + 4000, ...; never the black-box surrogate; default: the target only, as in the paper)",
+        kind="model_list", metavar="LIST")
+    width: Union[None, float, Tuple[float, ...]] = knob(
+        None, "width of the extra AE sources: one for all or one per model (default: the target's)",
+        kind="float+_list", metavar="LIST")
+    epochs: int = knob(3, "training epochs of the extra AE sources", kind="int+", metavar="E")
+    seed_offset: int = knob(3000, "seed of extra AE source i = seed + this + 1000 * i", kind="int+", metavar="N")
+
+
+@dataclass
+class IDConfig(_SubConfig):
+    """Keyword arguments of :class:`art_idfr.IDFRDenoiser` (the input denoiser), by the constructor's names."""
+
+    PREFIX, SECTION = "id", "idfr"
+    width: float = knob(0.5, "U-Net width multiplier of the ID", kind="float+", metavar="W")
+    residual_head: str = knob("linear", "last U-Net layer: linear (zero-initialised, starts as the identity) or "
+                                        "bn_relu", choices=RESIDUAL_HEADS, cache_if_set=True)
+    loss: str = knob("ce", "ID training loss (Eq. 3 = ce)", choices=ID_LOSSES)
+    gaussian_sigma: float = knob(0.1, "sigma of the Gaussian-enhanced copies", flat="id_sigma", kind="float")
+    gaussian_rounds: int = knob(1, "Gaussian-enhanced copies per clean image", kind="int+", metavar="N",
+                                cache_if_set=True)
+    clean_weight: float = knob(1.0, "loss weight of clean training images relative to AEs (1 = the paper)",
+                               kind="float+", metavar="W")
+    identity_weight: float = knob(0.0, "weight of the identity term mean|ID(x) - x| on clean training images "
+                                       "(0 = the paper)", kind="float", metavar="L")
+    learning_rate: float = knob(2e-3, "ID learning rate", flat="id_lr", kind="float+")
+    nb_epochs: int = knob(3, "ID training epochs", flat="id_epochs", kind="int+", metavar="E")
+    regenerate_every: int = knob(0, "regenerate the training AEs every N epochs (0 = never)", kind="int0",
+                                 metavar="N", cache_if_set=True)
+    augment: str = knob("none", "augmentation of the ID's training batches (none = the paper; crop_flip for "
+                                "CIFAR-like images)", choices=AUGMENTATIONS, cache_if_set=True)
+
+
+@dataclass
+class FRConfig(_SubConfig):
+    """Keyword arguments of :class:`art_idfr.FeatureRestorer` (the feature restorer), by the constructor's names."""
+
+    PREFIX, SECTION = "fr", "idfr"
+    embedding_dim: Optional[int] = knob(None, "embedding size (default: found from the target)", kind="int+",
+                                        metavar="D", cache_if_set=True)
+    widths: Optional[Tuple[int, ...]] = knob(None, "hidden widths of the FR MLP, comma-separated (default: Table 7's "
+                                                   "fractions of the embedding size)", kind="int+_list",
+                                             metavar="LIST", cache_if_set=True)
+    skips: bool = knob(True, "skip connections in the FR", kind="bool", cache_if_set=True)
+    batch_norm: bool = knob(True, "batch normalisation in the FR", kind="bool", cache_if_set=True)
+    residual: bool = knob(True, "FR outputs embedding + correction", kind="bool", cache_if_set=True)
+    layer: Optional[str] = knob(None, "name of the target's embedding layer (default: found automatically)",
+                                kind="str", metavar="NAME", cache_if_set=True)
+    learning_rate: float = knob(1e-3, "FR learning rate", flat="fr_lr", kind="float+")
+    nb_epochs: int = knob(2, "FR training epochs", flat="fr_epochs", kind="int+", metavar="E")
+
+
+@dataclass
+class FastATConfig(_SubConfig):
+    """The Fast AT baseline: ART's ``AdversarialTrainerFBFPyTorch(eps=eps).fit(nb_epochs=nb_epochs)``."""
+
+    PREFIX, SECTION = "fast_at", "eval"
+    nb_epochs: int = knob(3, "Fast AT epochs", flat="fast_at_epochs", kind="int+", metavar="E")
+    eps: Optional[float] = knob(None, "Fast AT training budget (0.3 grey-scale, 8/255 colour)", kind="eps")
+
+
+#: The nested sub-configs of :class:`EvalConfig`: attribute -> class.
+SUB_CONFIGS: Dict[str, type] = {"train": TrainConfig, "target": TargetConfig, "surrogate": SurrogateConfig,
+                                "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig}
+
+
+def _sub(cls: type):
+    return field(default_factory=cls, metadata={"sub_config": True})
+
+
+@dataclass(init=False)
 class EvalConfig:
     """
     Every knob of an IDFR evaluation run. Build it with :meth:`preset` and override what you need.
 
-    Data and models
+    Sub-configs (nested dataclasses whose field names are the keyword names of what they feed, so
+    ``IDFRDenoiser(**cfg.id.kwargs(), ...)`` needs no renaming):
+
+    * ``train`` (:class:`TrainConfig`: ``batch_size``, ``lr``, ``optimizer``, ``augment`` of ``train_model``),
+    * ``target`` (:class:`TargetConfig`: ``model``, ``width``, ``epochs``),
+    * ``surrogate`` (:class:`SurrogateConfig`: the black-box source model),
+    * ``id`` (:class:`IDConfig`: ``IDFRDenoiser`` keywords), ``fr`` (:class:`FRConfig`: ``FeatureRestorer`` keywords),
+    * ``idfr_source`` (:class:`SourceConfig`: extra AE sources of the ID / FR training AEs),
+    * ``fast_at`` (:class:`FastATConfig`: ``nb_epochs``, ``eps``).
+
+    Flat names: every sub-config field also has a flat name, ``<group>_<field>`` unless its metadata says otherwise
+    (``id.nb_epochs`` -> ``id_epochs``, ``id.learning_rate`` -> ``id_lr``, ``id.gaussian_sigma`` -> ``id_sigma``,
+    ``fr.learning_rate`` -> ``fr_lr``, ``fr.nb_epochs`` -> ``fr_epochs``, ``target.model`` -> ``model``,
+    ``target.width`` -> ``width``, ``fast_at.nb_epochs`` -> ``fast_at_epochs``; the ``train`` fields keep their names:
+    ``batch_size``, ``lr``, ...). A flat name is a read-only attribute (``cfg.id_epochs``), an override keyword
+    (``EvalConfig.preset("cpu", id_epochs=2)``, the same as ``id=dict(nb_epochs=2)``) and a CLI flag
+    (``--id-epochs``, next to the generated ``--id-nb-epochs``).
+
+    Top-level fields (the evaluation protocol)
         ``dataset``, ``data_root``, ``download``: passed to :func:`art_idfr.experiments.data.load_dataset`.
         ``train_size`` / ``test_size``: stratified subsets (``None`` = all).
         ``val_n``: images split off the training set for model selection (never the test set).
-        ``model``, ``width``, ``target_epochs``: the target network (:func:`art_idfr.experiments.models.make_model`).
-        ``surrogate_model``, ``surrogate_width``, ``surrogate_epochs``, ``surrogate_seed_offset``: the independently
-        trained source model of the black-box AEs (``None`` = same architecture / width as the target; it always
-        gets a different seed).
-        ``batch_size``, ``lr``, ``optimizer``, ``augment``: target / surrogate training.
-    IDFR
-        ``id_width``, ``id_epochs``, ``id_lr``, ``id_sigma``, ``id_loss``, ``id_identity_weight``,
-        ``id_clean_weight``, ``id_augment``, ``fr_epochs``, ``fr_lr``: the ID and FR.
-        ``fit_n``: training images used to fit them (``None`` = all). ``idfr_attacks`` / ``idfr_eps``: the ART
-        attacks (on the bare target) crafting their training AEs.
-        ``idfr_source_model``, ``idfr_source_width``, ``idfr_source_epochs``, ``idfr_source_seed_offset``:
-        optional extra, independently trained models on which the same attacks also craft ID/FR training AEs
-        (several AE sources, as in ensemble adversarial training; not in the paper). ``None`` = target only. One
-        name or several (a list or a comma-separated string; normalised to a tuple), with one width for all or one
-        per model (``None``: the target's width). Extra source ``i`` (from 0) gets the seed
-        ``seed + idfr_source_seed_offset + 1000 * i``; none is ever the black-box surrogate: no such offset may
-        equal ``surrogate_seed_offset`` (or 0, the target).
-    Baselines
+        ``fit_n``: training images used to fit the ID and FR (``None`` = all). ``idfr_attacks`` / ``idfr_eps``: the
+        ART attacks (on the bare target and the extra AE sources) crafting their training AEs.
         ``fs_bit_depth`` (Feature Squeezing; ``None``: 4 for grey-scale, 5 for colour), JPEG via the defence keys
         ``jpeg<quality>`` (default 25, 50, 75),
         ``tvm_prob`` / ``tvm_lamb`` / ``tvm_max_iter`` (TotalVarMin; ART's default ``lamb=0.5`` flattens 28x28
-        digits to ~20% accuracy, 0.05 keeps ~92% on MNIST-5k validation), ``smoothing_window`` (SpatialSmoothing),
-        ``fast_at_epochs`` / ``fast_at_eps`` (``AdversarialTrainerFBFPyTorch``; ``None``: 0.3 grey-scale,
-        8/255 colour).
-    Evaluation
+        digits to ~20% accuracy, 0.05 keeps ~92% on MNIST-5k validation), ``smoothing_window`` (SpatialSmoothing).
         ``defences``, ``threat_models``, ``attacks`` (FGSM / CW / BIM / PGD / AutoAttack), ``eps`` (``None``: 4, 8,
         16/255 plus 0.3 for grey-scale or 32/255 for colour). ``eval_n`` test images for clean / black-box / gray-box;
         ``whitebox_n`` of them for the adaptive white-box attacks; ``query_n`` and ``query_iter`` for Square.
@@ -227,75 +399,82 @@ class EvalConfig:
         ``eot_samples``: white-box gradients of a randomised defence (TotalVarMin's random pixel mask) are averaged
         over this many draws (BPDA + EOT, Athalye et al. 2018); 1 = a single draw per step.
         ``sanity_eps``: budget of the "undefended white-box BIM must reach ~0%" check.
-    Run
         ``seed``, ``device`` (``auto`` | ``cpu`` | ``cuda``), ``attack_batch_size``.
     """
 
-    # data
-    dataset: str = "mnist5k"
-    data_root: Optional[str] = None
-    download: bool = False
-    train_size: Optional[int] = None
-    test_size: Optional[int] = None
-    val_n: int = 500
-    # target and surrogate
-    model: str = "small_cnn"
-    width: float = 0.5
-    target_epochs: int = 4
-    surrogate_model: Optional[str] = None
-    surrogate_width: Optional[float] = None
-    surrogate_epochs: int = 3
-    surrogate_seed_offset: int = 1000
-    batch_size: int = 128
-    lr: Optional[float] = None
-    optimizer: str = "sgd"
-    augment: bool = True
+    # data (the common CLI options --dataset, --data-root, --download are written by hand)
+    dataset: str = knob("mnist5k", "dataset name", cli=False)
+    data_root: Optional[str] = knob(None, "dataset folder / file", cli=False)
+    download: bool = knob(False, "let torchvision download", cli=False)
+    train_size: Optional[int] = knob(None, "stratified training subset", kind="int+", metavar="N", section="data")
+    test_size: Optional[int] = knob(None, "stratified test subset", kind="int+", metavar="N", section="data")
+    val_n: int = knob(500, "validation images split off the training set", kind="int+", metavar="N", section="data")
+    # models
+    train: TrainConfig = _sub(TrainConfig)
+    target: TargetConfig = _sub(TargetConfig)
+    surrogate: SurrogateConfig = _sub(SurrogateConfig)
     # IDFR
-    id_width: float = 0.5
-    id_epochs: int = 3
-    id_lr: float = 2e-3
-    id_sigma: float = 0.1
-    id_loss: str = "ce"
-    id_identity_weight: float = 0.0
-    id_clean_weight: float = 1.0
-    id_augment: str = "none"
-    fr_epochs: int = 2
-    fr_lr: float = 1e-3
-    fit_n: Optional[int] = 1200
-    idfr_attacks: Tuple[str, ...] = ("fgsm", "bim")
-    idfr_eps: Optional[Tuple[float, ...]] = None
-    idfr_source_model: Union[None, str, Tuple[str, ...]] = None
-    idfr_source_width: Union[None, float, Tuple[float, ...]] = None
-    idfr_source_epochs: int = 3
-    idfr_source_seed_offset: int = 3000
+    id: IDConfig = _sub(IDConfig)
+    fr: FRConfig = _sub(FRConfig)
+    fit_n: Optional[int] = knob(1200, "training images used to fit ID and FR", kind="int+", metavar="N",
+                                section="idfr")
+    idfr_attacks: Tuple[str, ...] = knob(("fgsm", "bim"), "attacks crafting the IDFR training AEs (default fgsm,bim; "
+                                                         f"valid: {', '.join(ATTACK_NAMES)})",
+                                         kind="attack_list", metavar="LIST", section="idfr")
+    idfr_eps: Optional[Tuple[float, ...]] = knob(None, "budgets of the IDFR training AEs (default 0.1,0.3 grey-scale; "
+                                                       "8/255,16/255 colour)", kind="eps_list", metavar="LIST",
+                                                 section="idfr")
+    idfr_source: SourceConfig = _sub(SourceConfig)
     # baselines
-    fs_bit_depth: Optional[int] = None
-    tvm_prob: float = 0.3
-    tvm_lamb: float = 0.05
-    tvm_max_iter: int = 10
-    smoothing_window: int = 2
-    fast_at_epochs: int = 3
-    fast_at_eps: Optional[float] = None
+    fs_bit_depth: Optional[int] = knob(None, "Feature Squeezing bit depth (4 / 5)", kind="int+", section="eval")
+    tvm_prob: float = knob(0.3, "TotalVarMin pixel-keeping probability (0.3)", kind="float+", section="eval")
+    tvm_lamb: float = knob(0.05, "TotalVarMin lambda (0.05; ART's default 0.5)", kind="float+", section="eval")
+    tvm_max_iter: int = knob(10, "TotalVarMin solver iterations", kind="int+", section="eval")
+    smoothing_window: int = knob(2, "SpatialSmoothing window (2)", kind="int+", section="eval")
+    fast_at: FastATConfig = _sub(FastATConfig)
     # evaluation
-    defences: Tuple[str, ...] = DEFENCES
-    threat_models: Tuple[str, ...] = THREAT_MODELS
-    attacks: Tuple[str, ...] = ("fgsm", "cw", "bim")
-    eps: Optional[Tuple[float, ...]] = None
-    eval_n: int = 500
-    whitebox_n: int = 50  # the demo's budget: BPDA+EOT through TotalVarMin is most of its white-box time
-    query_n: int = 50
-    query_iter: int = 25
-    attack_iter: int = 20
-    eps_step: float = 0.03
-    eot_samples: int = 4
-    sanity_eps: float = 0.5
-    attack_batch_size: int = 128
-    # run
-    seed: int = 0
-    device: str = "auto"
-    preset_name: str = field(default="custom", repr=False)
+    defences: Tuple[str, ...] = knob(DEFENCES, f"defences to compare (default all: {','.join(DEFENCES)}; jpeg<q> "
+                                               "for any quality)", kind="defence_list", metavar="LIST",
+                                     section="eval")
+    threat_models: Tuple[str, ...] = knob(THREAT_MODELS, f"threat models (default all: {','.join(THREAT_MODELS)})", kind="threat_list", metavar="LIST",
+                                          section="eval")
+    attacks: Tuple[str, ...] = knob(("fgsm", "cw", "bim"), "attacks of the black/gray/white-box tables (default "
+                                    f"fgsm,cw,bim; valid: {', '.join(ATTACKS)})",
+                                    kind="table_attack_list", metavar="LIST", section="eval")
+    eps: Optional[Tuple[float, ...]] = knob(None, "L-inf budgets in (0, 1], e.g. 4/255,8/255,16/255,0.3 (default: "
+                                                  "that for grey-scale, 32/255 instead of 0.3 for colour)",
+                                            kind="eps_list", metavar="LIST", section="eval")
+    eval_n: int = knob(500, "test images (clean, black-box, gray-box)", kind="int+", metavar="N", section="eval")
+    # the demo's budget: BPDA+EOT through TotalVarMin is most of its white-box time
+    whitebox_n: int = knob(50, "images for the white-box attacks", kind="int+", metavar="N", section="eval")
+    query_n: int = knob(50, "images for the query attack", kind="int+", metavar="N", section="eval")
+    query_iter: int = knob(25, "SquareAttack iterations", kind="int+", metavar="N", section="eval")
+    attack_iter: int = knob(20, "BIM / CW iterations (paper: 20)", kind="int+", metavar="N", section="eval")
+    eps_step: float = knob(0.03, "BIM / CW step, capped at eps (paper: 0.03)", kind="float+", section="eval")
+    eot_samples: int = knob(4, "white-box attacks on a randomised defence (TotalVarMin) average gradients over N "
+                               "draws (EOT; 4)", kind="int+", section="eval")
+    sanity_eps: float = knob(0.5, "budget of the undefended white-box sanity check (0.5)", kind="eps", section="eval")
+    attack_batch_size: int = knob(128, "batch size of attacks and predictions (128; larger is faster on a GPU)",
+                                  kind="int+", metavar="B", section="eval")
+    # run (the common CLI options --seed, --device)
+    seed: int = knob(0, "random seed", cli=False)
+    device: str = knob("auto", "auto (CUDA if available), cpu or cuda", cli=False)
+    preset_name: str = knob("custom", cli=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        """
+        Keyword arguments: top-level fields, sub-configs (an instance or a dict of some of its fields) and flat names
+        (``id_epochs=2``, applied on top of the sub-config). Everything is validated.
+        """
+        values = _nested(values)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("sub_config"):
+                part = values.pop(f.name, {})
+                setattr(self, f.name, SUB_CONFIGS[f.name](**part))
+            elif f.name in values:
+                setattr(self, f.name, values.pop(f.name))
+            else:
+                setattr(self, f.name, f.default_factory() if f.default is dataclasses.MISSING else f.default)
         self.validate()
 
     # ------------------------------------------------------------------ presets
@@ -303,6 +482,8 @@ class EvalConfig:
     def preset(cls, name: str = "cpu", **overrides: Any) -> "EvalConfig":
         """
         A named preset with ``overrides`` applied (``None`` values are ignored, so CLI defaults can be passed as is).
+        Overrides take top-level names, flat names (``id_epochs=2``) or sub-config dicts (``id=dict(nb_epochs=2)``,
+        merged into the preset's values; a sub-config instance replaces them).
 
         * ``cpu`` -- the README demo: MNIST-5k (no download), small CNN at width 0.5 (4 epochs), ID width 0.5
           (3 epochs on 1200 training images), 500 eval images, 100 for white-box, 50 for the query attack (25 Square
@@ -316,17 +497,14 @@ class EvalConfig:
         key = str(name).strip().lower()
         if key not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}. Valid presets: {', '.join(PRESETS)}.")
-        values = dict(PRESETS[key])
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"Unknown EvalConfig field(s) {unknown}.")
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values = _merge(_nested(PRESETS[key]), _nested({k: v for k, v in overrides.items() if v is not None}))
         values["preset_name"] = key
         return cls(**values)
 
     def replace(self, **changes: Any) -> "EvalConfig":
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied (validated); the same keywords as :meth:`preset`'s overrides."""
+        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return type(self)(**_merge(_nested(current), _nested(changes)))
 
     # ------------------------------------------------------------------ derived values
     def resolved(self, channels: int) -> "EvalConfig":
@@ -340,9 +518,9 @@ class EvalConfig:
                                                        else (4 / 255, 8 / 255, 16 / 255, 32 / 255)),
             idfr_eps=self.idfr_eps if self.idfr_eps is not None else ((0.1, 0.3) if grey else (8 / 255, 16 / 255)),
             fs_bit_depth=self.fs_bit_depth if self.fs_bit_depth is not None else (4 if grey else 5),
-            fast_at_eps=self.fast_at_eps if self.fast_at_eps is not None else (0.3 if grey else 8 / 255),
-            surrogate_model=self.surrogate_model or self.model,
-            surrogate_width=self.surrogate_width if self.surrogate_width is not None else self.width,
+            fast_at_eps=self.fast_at.eps if self.fast_at.eps is not None else (0.3 if grey else 8 / 255),
+            surrogate_model=self.surrogate.model or self.target.model,
+            surrogate_width=self.surrogate.width if self.surrogate.width is not None else self.target.width,
         )
 
     @property
@@ -351,38 +529,40 @@ class EvalConfig:
         return "cpu" if self.device == "cpu" else "gpu"
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready dictionary of every field."""
-        out = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        """JSON-ready dictionary of every field, sub-configs as nested dictionaries."""
+        return _lists(dataclasses.asdict(self))
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Normalise names and raise ``ValueError`` for any invalid value, naming the valid options."""
+        self._check_names()
+        self._check_protocol_lists()
+        self._check_budgets()
+        self._check_counts()
+        _check_model_widths(self)
+        _check_sources(self)
+        _check_training(self.train)
+        _check_id(self.id, self.fr)
+        self._check_baselines()
+        self._check_run()
+
+    def _check_names(self) -> None:
         from art_idfr.experiments.data import DATASET_NAMES
-        from art_idfr._names import MODEL_NAMES
 
         if str(self.dataset).lower() not in DATASET_NAMES:
             raise ValueError(f"Unknown dataset {self.dataset!r}. Valid names: {', '.join(DATASET_NAMES)}.")
         self.dataset = str(self.dataset).lower()
-        for attr in ("model", "surrogate_model"):
-            value = getattr(self, attr)
-            if value is None and attr != "model":
-                continue
-            if str(value).lower() not in MODEL_NAMES:
-                raise ValueError(f"Unknown model {value!r} ({attr}). Valid names: {', '.join(MODEL_NAMES)}.")
-            setattr(self, attr, str(value).lower())
-        if self.idfr_source_model is not None:
-            names = _as_tuple(self.idfr_source_model, "idfr_source_model")
-            for value in names:
-                if str(value).lower() not in MODEL_NAMES:
-                    raise ValueError(f"Unknown model {value!r} (idfr_source_model). Valid names: "
-                                     f"{', '.join(MODEL_NAMES)}.")
-            self.idfr_source_model = tuple(str(v).lower() for v in names) or None
+        self.target.model = _model_name(self.target.model, "model")
+        if self.surrogate.model is not None:
+            self.surrogate.model = _model_name(self.surrogate.model, "surrogate_model")
+        if self.idfr_source.model is not None:
+            names = _as_tuple(self.idfr_source.model, "idfr_source_model")
+            self.idfr_source.model = tuple(_model_name(v, "idfr_source_model") for v in names) or None
+
+    def _check_protocol_lists(self) -> None:
         self.defences = _unique(canonical_defence(d) for d in _as_tuple(self.defences, "defences"))
         self.threat_models = _unique(canonical_threat_model(t) for t in _as_tuple(self.threat_models, "threat_models"))
         self.attacks = _unique(canonical_attack(a) for a in _as_tuple(self.attacks, "attacks"))
-        from art_idfr._names import ATTACK_NAMES
-
         self.idfr_attacks = tuple(_as_tuple(self.idfr_attacks, "idfr_attacks"))
         for a in self.idfr_attacks:
             if str(a).lower() not in ATTACK_NAMES:
@@ -394,97 +574,223 @@ class EvalConfig:
             raise ValueError("`threat_models` is empty.")
         if not self.attacks and set(self.threat_models) - {"query"}:
             raise ValueError("`attacks` is empty.")
+
+    def _check_budgets(self) -> None:
         if self.eps is not None:
             self.eps = tuple(sorted(_unique(parse_eps(e) for e in _as_tuple(self.eps, "eps"))))
             if not self.eps:
                 raise ValueError("`eps` is empty.")
         if self.idfr_eps is not None:
             self.idfr_eps = tuple(parse_eps(e) for e in _as_tuple(self.idfr_eps, "idfr_eps"))
-        if self.fast_at_eps is not None:
-            self.fast_at_eps = parse_eps(self.fast_at_eps)
+        if self.fast_at.eps is not None:
+            self.fast_at.eps = parse_eps(self.fast_at.eps)
         self.sanity_eps = parse_eps(self.sanity_eps)
         self.eps_step = float(self.eps_step)
         if not self.eps_step > 0:
             raise ValueError(f"`eps_step` must be positive, got {self.eps_step}.")
+
+    def _check_counts(self) -> None:
         for name in ("val_n", "target_epochs", "surrogate_epochs", "idfr_source_epochs", "idfr_source_seed_offset",
                      "batch_size", "id_epochs", "fr_epochs", "fast_at_epochs", "eval_n", "whitebox_n", "query_n",
                      "query_iter", "attack_iter", "attack_batch_size", "tvm_max_iter", "smoothing_window",
                      "eot_samples"):
-            _positive_int(self, name)
+            _require_positive_int(getattr(self, name), name)
         for name in ("train_size", "test_size", "fit_n"):
             if getattr(self, name) is not None:
-                _positive_int(self, name)
+                _require_positive_int(getattr(self, name), name)
         if self.whitebox_n > self.eval_n or self.query_n > self.eval_n:
             raise ValueError(
                 f"whitebox_n ({self.whitebox_n}) and query_n ({self.query_n}) must not exceed eval_n ({self.eval_n}):"
                 " they are subsets of the evaluation images."
             )
-        for name in ("width", "id_width", "id_lr", "fr_lr"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
-        if self.surrogate_width is not None and not float(self.surrogate_width) > 0:
-            raise ValueError(f"`surrogate_width` must be positive, got {self.surrogate_width!r}.")
-        fixed_width = ("resnet50", "inception_v3")  # torchvision's architectures, no width multiplier
-        for role, model, width, flag in (
-            ("model", self.model, self.width, "--width"),
-            ("surrogate_model", self.surrogate_model,
-             self.surrogate_width if self.surrogate_width is not None else self.width, "--surrogate-width"),
-        ):
-            if model in fixed_width and float(width) != 1.0:
-                raise ValueError(
-                    f"{role} {model!r} is torchvision's architecture at its fixed width, but its width is {width:g} "
-                    "(the cpu preset scales the small models to width 0.5): set width 1 "
-                    f"(CLI: {flag} 1)."
-                )
-        if self.idfr_source_width is not None:
-            widths = self.idfr_source_width
-            widths = (widths,) if isinstance(widths, (int, float)) else _as_tuple(widths, "idfr_source_width")
-            try:
-                widths = tuple(float(w) for w in widths)
-            except (TypeError, ValueError):
-                raise ValueError(f"`idfr_source_width` must be positive numbers, got {self.idfr_source_width!r}.") \
-                    from None
-            n_src = len(self.idfr_source_model or ())
-            if not widths or not all(w > 0 for w in widths) or (len(widths) > 1 and len(widths) != n_src):
-                raise ValueError(f"`idfr_source_width` must be one positive width, or one per idfr_source_model "
-                                 f"({n_src}), got {self.idfr_source_width!r}.")
-            self.idfr_source_width = widths
-        for i in range(len(self.idfr_source_model or ())):
-            offset = self.idfr_source_seed_offset + 1000 * i
-            if offset in (0, self.surrogate_seed_offset):
-                raise ValueError(
-                    f"extra AE source {i} would get seed offset {offset} (`idfr_source_seed_offset` "
-                    f"{self.idfr_source_seed_offset} + 1000 * {i}), which must differ from 0 (the target) and from "
-                    f"`surrogate_seed_offset` ({self.surrogate_seed_offset}): the ID must never train on AEs of the "
-                    "black-box surrogate.")
-        if self.lr is not None and not float(self.lr) > 0:
-            raise ValueError(f"`lr` must be positive, got {self.lr!r}.")
-        if self.id_sigma < 0:
-            raise ValueError(f"`id_sigma` must be >= 0, got {self.id_sigma}.")
-        if self.id_identity_weight < 0 or not self.id_clean_weight > 0:
-            raise ValueError("`id_identity_weight` must be >= 0 and `id_clean_weight` > 0, got "
-                             f"{self.id_identity_weight} and {self.id_clean_weight}.")
+
+    def _check_baselines(self) -> None:
         if self.fs_bit_depth is not None and not 1 <= int(self.fs_bit_depth) <= 64:
             raise ValueError(f"`fs_bit_depth` must be in [1, 64], got {self.fs_bit_depth}.")
         if not self.tvm_lamb > 0:
             raise ValueError(f"`tvm_lamb` must be positive, got {self.tvm_lamb}.")
         if not 0.0 < self.tvm_prob <= 1.0:
             raise ValueError(f"`tvm_prob` must be in (0, 1], got {self.tvm_prob}.")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"Unknown device {self.device!r}. Valid: auto, cpu, cuda.")
+
+    def _check_run(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"Unknown device {self.device!r}. Valid: {', '.join(DEVICES)}.")
         if self.device == "cuda":
             import torch
 
             if not torch.cuda.is_available():
                 raise ValueError("device='cuda' was requested but CUDA is not available; use --device cpu or auto.")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"Unknown optimizer {self.optimizer!r}. Valid: sgd, adam.")
-        if self.id_loss not in ("ce", "feature", "both"):
-            raise ValueError(f"Unknown id_loss {self.id_loss!r}. Valid: ce, feature, both.")
-        if self.id_augment not in AUGMENTATIONS:
-            raise ValueError(f"Unknown id_augment {self.id_augment!r}. Valid: {', '.join(AUGMENTATIONS)}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"`seed` must be a non-negative int, got {self.seed!r}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# flat names
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def flat_fields() -> Dict[str, Tuple[Optional[str], dataclasses.Field]]:
+    """
+    Every knob by its flat name: ``{flat name: (sub-config attribute or None for a top-level field, field)}``, in
+    field order (sub-config fields where their sub-config sits).
+    """
+    out: Dict[str, Tuple[Optional[str], dataclasses.Field]] = {}
+    for f in dataclasses.fields(EvalConfig):
+        if f.metadata.get("sub_config"):
+            cls = SUB_CONFIGS[f.name]
+            for g in dataclasses.fields(cls):
+                out[cls.flat_name(g)] = (f.name, g)
+        else:
+            out[f.name] = (None, f)
+    return out
+
+
+def _flat_property(group: str, name: str) -> property:
+    return property(lambda self: getattr(getattr(self, group), name),
+                    doc=f"``{group}.{name}`` (read-only flat name; set it with ``replace``).")
+
+
+_FLAT = flat_fields()
+for _flat, (_group, _f) in _FLAT.items():
+    if _group is not None:
+        setattr(EvalConfig, _flat, _flat_property(_group, _f.name))
+
+
+def _nested(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Keyword arguments with flat names folded into sub-config dicts (``id_epochs=2`` -> ``id={"nb_epochs": 2}``);
+    sub-config instances become dicts of all their fields. ``ValueError`` for unknown names."""
+    out: Dict[str, Any] = {}
+    flat: Dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SUB_CONFIGS:
+            out[key] = _sub_dict(key, value)
+        elif key in _FLAT and _FLAT[key][0] is None:
+            out[key] = value
+        elif key in _FLAT:
+            flat[key] = value
+        else:
+            raise ValueError(f"Unknown EvalConfig field(s) {[key]}.")
+    for key, value in flat.items():  # applied on top of a sub-config given as a whole
+        group, f = _FLAT[key]
+        out.setdefault(group, {})[f.name] = value
+    return out
+
+
+def _sub_dict(group: str, value: Any) -> Dict[str, Any]:
+    cls = SUB_CONFIGS[group]
+    if isinstance(value, cls):
+        return value.kwargs()
+    if not isinstance(value, dict):
+        raise ValueError(f"`{group}` must be a {cls.__name__} or a dict of its fields, got {value!r}.")
+    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} field(s) {unknown} in `{group}`. Valid: "
+                         f"{', '.join(f.name for f in dataclasses.fields(cls))}.")
+    return dict(value)
+
+
+def _merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
+    """``base`` updated by ``top``, sub-config dicts merged field by field."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = {**out.get(key, {}), **value} if key in SUB_CONFIGS else value
+    return out
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return list(value) if isinstance(value, tuple) else value
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# checks of the sub-configs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _model_name(value: Any, what: str) -> str:
+    from art_idfr._names import MODEL_NAMES
+
+    if str(value).lower() not in MODEL_NAMES:
+        raise ValueError(f"Unknown model {value!r} ({what}). Valid names: {', '.join(MODEL_NAMES)}.")
+    return str(value).lower()
+
+
+def _check_model_widths(cfg: EvalConfig) -> None:
+    for name in ("width", "id_width", "id_lr", "fr_lr"):
+        if not float(getattr(cfg, name)) > 0:
+            raise ValueError(f"`{name}` must be positive, got {getattr(cfg, name)!r}.")
+    if cfg.surrogate.width is not None and not float(cfg.surrogate.width) > 0:
+        raise ValueError(f"`surrogate_width` must be positive, got {cfg.surrogate.width!r}.")
+    fixed_width = ("resnet50", "inception_v3")  # torchvision's architectures, no width multiplier
+    for role, model, width, flag in (
+        ("model", cfg.target.model, cfg.target.width, "--width"),
+        ("surrogate_model", cfg.surrogate.model,
+         cfg.surrogate.width if cfg.surrogate.width is not None else cfg.target.width, "--surrogate-width"),
+    ):
+        if model in fixed_width and float(width) != 1.0:
+            raise ValueError(
+                f"{role} {model!r} is torchvision's architecture at its fixed width, but its width is {width:g} "
+                "(the cpu preset scales the small models to width 0.5): set width 1 "
+                f"(CLI: {flag} 1)."
+            )
+
+
+def _check_sources(cfg: EvalConfig) -> None:
+    """Widths (one for all or one per model, normalised to a tuple) and seeds of the extra AE sources."""
+    src = cfg.idfr_source
+    if src.width is not None:
+        widths = src.width
+        widths = (widths,) if isinstance(widths, (int, float)) else _as_tuple(widths, "idfr_source_width")
+        try:
+            widths = tuple(float(w) for w in widths)
+        except (TypeError, ValueError):
+            raise ValueError(f"`idfr_source_width` must be positive numbers, got {src.width!r}.") from None
+        n_src = len(src.model or ())
+        if not widths or not all(w > 0 for w in widths) or (len(widths) > 1 and len(widths) != n_src):
+            raise ValueError(f"`idfr_source_width` must be one positive width, or one per idfr_source_model "
+                             f"({n_src}), got {src.width!r}.")
+        src.width = widths
+    for i in range(len(src.model or ())):
+        offset = src.seed_offset + 1000 * i
+        if offset in (0, cfg.surrogate.seed_offset):
+            raise ValueError(
+                f"extra AE source {i} would get seed offset {offset} (`idfr_source_seed_offset` "
+                f"{src.seed_offset} + 1000 * {i}), which must differ from 0 (the target) and from "
+                f"`surrogate_seed_offset` ({cfg.surrogate.seed_offset}): the ID must never train on AEs of the "
+                "black-box surrogate.")
+
+
+def _check_training(train: TrainConfig) -> None:
+    if train.lr is not None and not float(train.lr) > 0:
+        raise ValueError(f"`lr` must be positive, got {train.lr!r}.")
+    if train.optimizer not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {train.optimizer!r}. Valid: {', '.join(OPTIMIZERS)}.")
+
+
+def _check_id(id_cfg: IDConfig, fr: FRConfig) -> None:
+    if id_cfg.gaussian_sigma < 0:
+        raise ValueError(f"`id_sigma` must be >= 0, got {id_cfg.gaussian_sigma}.")
+    if id_cfg.identity_weight < 0 or not id_cfg.clean_weight > 0:
+        raise ValueError("`id_identity_weight` must be >= 0 and `id_clean_weight` > 0, got "
+                         f"{id_cfg.identity_weight} and {id_cfg.clean_weight}.")
+    if id_cfg.loss not in ID_LOSSES:
+        raise ValueError(f"Unknown id_loss {id_cfg.loss!r}. Valid: {', '.join(ID_LOSSES)}.")
+    if id_cfg.augment not in AUGMENTATIONS:
+        raise ValueError(f"Unknown id_augment {id_cfg.augment!r}. Valid: {', '.join(AUGMENTATIONS)}.")
+    if id_cfg.residual_head not in RESIDUAL_HEADS:
+        raise ValueError(f"Unknown id_residual_head {id_cfg.residual_head!r}. Valid: {', '.join(RESIDUAL_HEADS)}.")
+    _require_positive_int(id_cfg.gaussian_rounds, "id_gaussian_rounds")
+    if isinstance(id_cfg.regenerate_every, bool) or not isinstance(id_cfg.regenerate_every, int) \
+            or id_cfg.regenerate_every < 0:
+        raise ValueError(f"`id_regenerate_every` must be a non-negative int, got {id_cfg.regenerate_every!r}.")
+    if fr.embedding_dim is not None:
+        _require_positive_int(fr.embedding_dim, "fr_embedding_dim")
+    if fr.widths is not None:
+        fr.widths = tuple(int(w) if isinstance(w, str) and w.strip().isdigit() else w
+                          for w in _as_tuple(fr.widths, "fr_widths"))
+        for w in fr.widths:
+            _require_positive_int(w, "fr_widths")
 
 
 def _as_tuple(value: Any, what: str) -> Tuple[Any, ...]:
@@ -504,8 +810,8 @@ def _unique(items) -> Tuple[Any, ...]:
     return tuple(out)
 
 
-def _positive_int(cfg: EvalConfig, name: str) -> None:
-    value = getattr(cfg, name)
+def _require_positive_int(value: Any, name: str) -> None:
+    """``ValueError`` unless ``value`` (the config field ``name``) is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
 
@@ -516,18 +822,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "paper": {
         "dataset": "cifar10",
         "val_n": 2000,
-        "model": "resnet18_cifar",
-        "width": 1.0,
-        "target_epochs": 60,
-        "surrogate_model": "vgg16_bn_cifar",
-        "surrogate_epochs": 40,
-        "id_width": 1.0,
-        "id_epochs": 100,
-        "id_lr": 1e-3,
-        "id_sigma": 0.05,
-        "fr_epochs": 80,
+        "target": {"model": "resnet18_cifar", "width": 1.0, "epochs": 60},
+        "surrogate": {"model": "vgg16_bn_cifar", "epochs": 40},
+        "id": {"width": 1.0, "nb_epochs": 100, "learning_rate": 1e-3, "gaussian_sigma": 0.05},
+        "fr": {"nb_epochs": 80},
         "fit_n": None,
-        "fast_at_epochs": 15,
+        "fast_at": {"nb_epochs": 15},
         "eps": (4 / 255, 8 / 255, 16 / 255),
         "eval_n": 10000,
         "whitebox_n": 1000,
@@ -539,15 +839,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "train_size": 2000,
         "test_size": 100,
         "val_n": 100,
-        "width": 0.25,
-        "target_epochs": 3,
-        "surrogate_epochs": 2,
-        "id_width": 0.25,
-        "id_epochs": 1,
-        "fr_epochs": 1,
+        "target": {"width": 0.25, "epochs": 3},
+        "surrogate": {"epochs": 2},
+        "id": {"width": 0.25, "nb_epochs": 1},
+        "fr": {"nb_epochs": 1},
         "fit_n": 100,
         "idfr_attacks": ("fgsm",),
-        "fast_at_epochs": 1,
+        "fast_at": {"nb_epochs": 1},
         "tvm_max_iter": 2,
         "eval_n": 40,
         "whitebox_n": 16,

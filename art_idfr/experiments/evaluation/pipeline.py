@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -40,7 +41,7 @@ __all__ = [
     "fit_idfr",
     "load_idfr",
     "train_fast_at",
-    "FixedAdversarialTrainerFBFPyTorch",
+    "make_fbf_trainer",
 ]
 
 MODEL_FILE = "model.pt"
@@ -142,11 +143,11 @@ def data_settings(config: EvalConfig) -> Dict[str, Any]:
 
 def _source_settings(config: EvalConfig) -> List[Dict[str, Any]]:
     """Model, width, epochs and seed of each extra AE source (``config.idfr_source_model``; [] = target only)."""
-    models = config.idfr_source_model or ()
-    widths = config.idfr_source_width or (float(config.width),)
+    src = config.idfr_source
+    models = src.model or ()
+    widths = src.width or (float(config.target.width),)
     widths = widths * len(models) if len(widths) == 1 else widths
-    return [{"model": m, "width": float(w), "epochs": config.idfr_source_epochs,
-             "seed": config.seed + config.idfr_source_seed_offset + 1000 * i}
+    return [{"model": m, "width": float(w), "epochs": src.epochs, "seed": config.seed + src.seed_offset + 1000 * i}
             for i, (m, w) in enumerate(zip(models, widths))]
 
 
@@ -163,13 +164,13 @@ def _source_dir(out_dir: str, index: int) -> str:
 
 
 def _role_settings(config: EvalConfig, role: str, source_index: int = 0) -> Dict[str, Any]:
+    target, surrogate = config.target, config.surrogate
     if role == "target":
-        return {"model": config.model, "width": float(config.width), "epochs": config.target_epochs,
-                "seed": config.seed}
+        return {"model": target.model, "width": float(target.width), "epochs": target.epochs, "seed": config.seed}
     if role == "surrogate":
-        return {"model": config.surrogate_model or config.model,
-                "width": float(config.surrogate_width if config.surrogate_width is not None else config.width),
-                "epochs": config.surrogate_epochs, "seed": config.seed + config.surrogate_seed_offset}
+        return {"model": surrogate.model or target.model,
+                "width": float(surrogate.width if surrogate.width is not None else target.width),
+                "epochs": surrogate.epochs, "seed": config.seed + surrogate.seed_offset}
     if role == "idfr_source":
         sources = _source_settings(config)
         if not sources:
@@ -204,10 +205,9 @@ def train_network(
     model = make_model(s["model"], data.num_classes, data.input_shape, width=s["width"], seed=s["seed"])
     t0 = time.perf_counter()
     history = train_model(
-        model, data.x_train, data.y_train, epochs=s["epochs"], batch_size=config.batch_size, lr=config.lr,
-        optimizer=config.optimizer, augment=config.augment, device=config.device, seed=s["seed"],
-        checkpoint_dir=os.path.join(out_dir, "checkpoints"), resume=resume, x_val=data.x_val, y_val=data.y_val,
-        verbose=verbose,
+        model, data.x_train, data.y_train, epochs=s["epochs"], **config.train.kwargs(), device=config.device,
+        seed=s["seed"], checkpoint_dir=os.path.join(out_dir, "checkpoints"), resume=resume, x_val=data.x_val,
+        y_val=data.y_val, verbose=verbose,
     )
     meta = {
         "role": role,
@@ -219,10 +219,10 @@ def train_network(
         "dataset": data.dataset.name,
         "seed": s["seed"],
         "epochs": s["epochs"],
-        "batch_size": config.batch_size,
-        "optimizer": config.optimizer,
-        "lr": config.lr,
-        "augment": config.augment,
+        "batch_size": config.train.batch_size,
+        "optimizer": config.train.optimizer,
+        "lr": config.train.lr,
+        "augment": config.train.augment,
         "train_n": int(len(data.y_train)),
         "val_n": int(len(data.y_val)),
         "data": data_settings(config),
@@ -280,26 +280,34 @@ def load_model_dir(path: str, device: str = "auto") -> Tuple[nn.Module, Dict[str
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _knob_settings(sub: Any) -> Dict[str, Any]:
+    """
+    A sub-config's fields under their flat names (``id_width``, ``fr_lr``, ...), the IDFR cache key's spelling. A field
+    marked ``cache_if_set`` (added after caches existed) is recorded only when not at its default, so old caches stay
+    valid.
+    """
+    out = {}
+    for f in dataclasses.fields(sub):
+        value = getattr(sub, f.name)
+        if f.metadata.get("cache_if_set") and value == f.default:
+            continue
+        out[type(sub).flat_name(f)] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def _idfr_settings(config: EvalConfig) -> Dict[str, Any]:
+    """The settings that determine an IDFR fit: its cache key, stored in ``idfr.json``."""
     return {
-        "id_width": config.id_width,
-        "id_epochs": config.id_epochs,
-        "id_lr": config.id_lr,
-        "id_sigma": config.id_sigma,
-        "id_loss": config.id_loss,
-        "id_identity_weight": config.id_identity_weight,
-        "id_clean_weight": config.id_clean_weight,
-        **({"id_augment": config.id_augment} if config.id_augment != "none" else {}),  # old caches stay valid
-        "fr_epochs": config.fr_epochs,
-        "fr_lr": config.fr_lr,
+        **_knob_settings(config.id),
+        **_knob_settings(config.fr),
         "fit_n": config.fit_n,
         "idfr_attacks": list(config.idfr_attacks),
         "idfr_eps": list(config.idfr_eps or []),
         "attack_iter": config.attack_iter,
         "eps_step": config.eps_step,
-        "batch_size": config.batch_size,
+        "batch_size": config.train.batch_size,
         "seed": config.seed,
-        **({"idfr_source": _one_or_list(_source_settings(config))} if config.idfr_source_model else {}),
+        **({"idfr_source": _one_or_list(_source_settings(config))} if config.idfr_source.model else {}),
     }
 
 
@@ -319,7 +327,7 @@ def fit_idfr(
     training images, selecting epochs on the validation split. Saves ``denoiser.pt``, ``restorer.pt`` and
     ``idfr.json`` into ``out_dir``; with ``reuse`` an existing fit with the same settings is loaded instead.
 
-    With ``config.idfr_source_model`` set, each extra AE source is trained (role ``idfr_source``, checkpointed in
+    With ``config.idfr_source.model`` set, each extra AE source is trained (role ``idfr_source``, checkpointed in
     ``source_dir``, default ``<out_dir>/../idfr_source``, then ``<source_dir>_2``, ``<source_dir>_3``, ... for
     the next ones) and the same attacks craft AEs on each too.
 
@@ -327,20 +335,14 @@ def fit_idfr(
 
     :return: ``(denoiser, restorer, metadata)``.
     """
-    from art_idfr import FeatureRestorer, IDFRDenoiser, IDFRTrainer
-    from art_idfr.experiments.attacks import make_attack
+    from art_idfr import IDFRTrainer
     from art_idfr.experiments.data import stratified_subset_indices
-    from art_idfr.experiments.evaluation.defences import wrap_model
 
     settings = _idfr_settings(config)
     if out_dir is not None and reuse:
-        try:
-            den, res, meta = load_idfr(out_dir, device_type=config.device_type)
-            if meta.get("settings") == _jsonable(settings) and meta.get("target") == _target_key(target_meta):
-                logger.info("reusing the IDFR fit in %s", out_dir)
-                return den, res, meta
-        except (FileNotFoundError, ValueError):
-            pass
+        cached = _cached_idfr(out_dir, config, settings, target_meta)
+        if cached is not None:
+            return cached
     if not config.idfr_eps:
         raise ValueError("config.idfr_eps is not set: call config.resolved(channels) first.")
     t0 = time.perf_counter()
@@ -348,36 +350,13 @@ def fit_idfr(
     if config.fit_n is not None and config.fit_n < len(y):
         idx = stratified_subset_indices(y, config.fit_n, seed=config.seed)
         x, y = x[idx], y[idx]
-    target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
-    sources = [target]
-    source_metas = []
-    if config.idfr_source_model:
-        if source_dir is None and out_dir is None:
-            raise ValueError("config.idfr_source_model is set: give fit_idfr an out_dir or a source_dir for it.")
-        source_dir = source_dir or os.path.join(os.path.dirname(os.path.abspath(out_dir)), "idfr_source")
-        for i in range(len(config.idfr_source_model)):
-            source_model, source_meta = train_network(config, data, _source_dir(source_dir, i), role="idfr_source",
-                                                      resume=reuse, verbose=verbose, source_index=i)
-            sources.append(wrap_model(source_model, data.input_shape, data.num_classes, config.device_type))
-            source_metas.append({k: source_meta.get(k) for k in ("model", "width", "seed", "epochs", "val_accuracy")})
-    attacks = [
-        make_attack(name, source, eps, max_iter=config.attack_iter, eps_step=config.eps_step,
-                    batch_size=config.attack_batch_size, seed=config.seed, verbose=False)
-        for source in sources for eps in config.idfr_eps for name in config.idfr_attacks
-    ]
-    denoiser = IDFRDenoiser(
-        input_shape=data.input_shape, clip_values=(0.0, 1.0), channels_first=True, width=config.id_width,
-        loss=config.id_loss, gaussian_sigma=config.id_sigma, identity_weight=config.id_identity_weight,
-        clean_weight=config.id_clean_weight, augment=config.id_augment, learning_rate=config.id_lr,
-        nb_epochs=config.id_epochs,
-        batch_size=config.batch_size, device_type=config.device_type, verbose=verbose, seed=config.seed,
-    )
-    restorer = FeatureRestorer(learning_rate=config.fr_lr, nb_epochs=config.fr_epochs, device_type=config.device_type,
-                               verbose=verbose, seed=config.seed)
-    trainer = IDFRTrainer(target, attacks, denoiser=denoiser, restorer=restorer)
+    sources, source_metas = _ae_sources(config, data, target_model, out_dir, source_dir, reuse, verbose)
+    attacks = _idfr_attacks(config, sources)
+    denoiser, restorer = _new_idfr(config, data, verbose)
+    trainer = IDFRTrainer(sources[0], attacks, denoiser=denoiser, restorer=restorer)
     with seeded(config.seed):
-        trainer.fit(x, y, nb_epochs_id=config.id_epochs, nb_epochs_fr=config.fr_epochs, batch_size=config.batch_size,
-                    validation_data=(data.x_val, data.y_val))
+        trainer.fit(x, y, nb_epochs_id=config.id.nb_epochs, nb_epochs_fr=config.fr.nb_epochs,
+                    batch_size=config.train.batch_size, validation_data=(data.x_val, data.y_val))
     meta = {
         "settings": settings,
         "target": _target_key(target_meta),
@@ -388,12 +367,70 @@ def fit_idfr(
         "fit_seconds": time.perf_counter() - t0,
     }
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        denoiser.save(os.path.join(out_dir, DENOISER_FILE))
-        restorer.save(os.path.join(out_dir, RESTORER_FILE))
-        with open(os.path.join(out_dir, IDFR_META), "w") as f:
-            json.dump(_jsonable(meta), f, indent=2)
+        _save_idfr(out_dir, denoiser, restorer, meta)
     return denoiser, restorer, meta
+
+
+def _cached_idfr(out_dir: str, config: EvalConfig, settings: Dict[str, Any], target_meta: Optional[Dict[str, Any]]):
+    """The fit saved in ``out_dir`` if it has the same settings and target, else ``None``."""
+    try:
+        den, res, meta = load_idfr(out_dir, device_type=config.device_type)
+    except (FileNotFoundError, ValueError):
+        return None
+    if meta.get("settings") == _jsonable(settings) and meta.get("target") == _target_key(target_meta):
+        logger.info("reusing the IDFR fit in %s", out_dir)
+        return den, res, meta
+    return None
+
+
+def _ae_sources(config: EvalConfig, data: PreparedData, target_model: nn.Module, out_dir: Optional[str],
+                source_dir: Optional[str], reuse: bool, verbose: bool):
+    """The ART classifiers the training AEs are crafted on (the target first, then each extra AE source, trained
+    here), and the metadata of the extra sources."""
+    from art_idfr.experiments.evaluation.defences import wrap_model
+
+    sources = [wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)]
+    source_metas = []
+    if config.idfr_source.model:
+        if source_dir is None and out_dir is None:
+            raise ValueError("config.idfr_source_model is set: give fit_idfr an out_dir or a source_dir for it.")
+        source_dir = source_dir or os.path.join(os.path.dirname(os.path.abspath(out_dir)), "idfr_source")
+        for i in range(len(config.idfr_source.model)):
+            source_model, source_meta = train_network(config, data, _source_dir(source_dir, i), role="idfr_source",
+                                                      resume=reuse, verbose=verbose, source_index=i)
+            sources.append(wrap_model(source_model, data.input_shape, data.num_classes, config.device_type))
+            source_metas.append({k: source_meta.get(k) for k in ("model", "width", "seed", "epochs", "val_accuracy")})
+    return sources, source_metas
+
+
+def _idfr_attacks(config: EvalConfig, sources: List[Any]) -> List[Any]:
+    """``config.idfr_attacks`` x ``config.idfr_eps`` on every AE source, in that nesting (sources outermost)."""
+    from art_idfr.experiments.attacks import make_attack
+
+    return [
+        make_attack(name, source, eps, max_iter=config.attack_iter, eps_step=config.eps_step,
+                    batch_size=config.attack_batch_size, seed=config.seed, verbose=False)
+        for source in sources for eps in config.idfr_eps for name in config.idfr_attacks
+    ]
+
+
+def _new_idfr(config: EvalConfig, data: PreparedData, verbose: bool):
+    """An unfitted ``IDFRDenoiser(**config.id)`` and ``FeatureRestorer(**config.fr)`` for this run."""
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    run = {"device_type": config.device_type, "verbose": verbose, "seed": config.seed}
+    denoiser = IDFRDenoiser(input_shape=data.input_shape, clip_values=(0.0, 1.0), channels_first=True,
+                            **config.id.kwargs(), batch_size=config.train.batch_size, **run)
+    restorer = FeatureRestorer(**config.fr.kwargs(), **run)
+    return denoiser, restorer
+
+
+def _save_idfr(out_dir: str, denoiser, restorer, meta: Dict[str, Any]) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    denoiser.save(os.path.join(out_dir, DENOISER_FILE))
+    restorer.save(os.path.join(out_dir, RESTORER_FILE))
+    with open(os.path.join(out_dir, IDFR_META), "w") as f:
+        json.dump(_jsonable(meta), f, indent=2)
 
 
 def _target_key(meta: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -457,8 +494,9 @@ def _fbf_class():
     return _Fixed
 
 
-def FixedAdversarialTrainerFBFPyTorch(classifier, eps: float, use_amp: bool = False):  # noqa: N802
-    """ART's Fast-AT trainer with the BatchNorm train-mode fix (see :func:`_fbf_class`)."""
+def make_fbf_trainer(classifier, eps: float, use_amp: bool = False):
+    """ART's Fast-AT trainer (``AdversarialTrainerFBFPyTorch``) with the BatchNorm train-mode fix (see
+    :func:`_fbf_class`)."""
     return _fbf_class()(classifier, eps=eps, use_amp=use_amp)
 
 
@@ -472,14 +510,15 @@ def train_fast_at(
     """
     "Fast AT" baseline: a fresh copy of the target architecture trained from scratch with ART's
     ``AdversarialTrainerFBFPyTorch`` (Wong et al. 2020; SGD momentum 0.9, weight decay 5e-4, ART's cyclic LR) at
-    ``config.fast_at_eps`` for ``config.fast_at_epochs`` epochs. Saved as a model folder in ``out_dir`` (reused when
+    ``config.fast_at.eps`` for ``config.fast_at.nb_epochs`` epochs. Saved as a model folder in ``out_dir`` (reused when
     the settings match).
     """
     from art_idfr.experiments.evaluation.defences import wrap_model
     from art_idfr.experiments.models import accuracy, make_model
 
-    settings = {"model": config.model, "width": float(config.width), "fast_at_eps": config.fast_at_eps,
-                "fast_at_epochs": config.fast_at_epochs, "batch_size": config.batch_size, "seed": config.seed,
+    fast_at, arch = config.fast_at, config.target
+    settings = {"model": arch.model, "width": float(arch.width), "fast_at_eps": fast_at.eps,
+                "fast_at_epochs": fast_at.nb_epochs, "batch_size": config.train.batch_size, "seed": config.seed,
                 "dataset": data.dataset.name, "train_n": int(len(data.y_train))}
     if out_dir is not None and reuse:
         try:
@@ -489,22 +528,22 @@ def train_fast_at(
                 return model, meta
         except (FileNotFoundError, ValueError, KeyError):
             pass
-    if config.fast_at_eps is None:
-        raise ValueError("config.fast_at_eps is not set: call config.resolved(channels) first.")
+    if fast_at.eps is None:
+        raise ValueError("config.fast_at.eps is not set: call config.resolved(channels) first.")
     t0 = time.perf_counter()
     seed = config.seed + 2000
-    model = make_model(config.model, data.num_classes, data.input_shape, width=config.width, seed=seed)
+    model = make_model(arch.model, data.num_classes, data.input_shape, width=arch.width, seed=seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)
     clf = wrap_model(model, data.input_shape, data.num_classes, config.device_type, optimizer=opt)
-    trainer = FixedAdversarialTrainerFBFPyTorch(clf, eps=float(config.fast_at_eps))
+    trainer = make_fbf_trainer(clf, eps=float(fast_at.eps))
     onehot = np.eye(data.num_classes, dtype=np.float32)[data.y_train]
     with seeded(seed):
-        trainer.fit(data.x_train, onehot, nb_epochs=config.fast_at_epochs, batch_size=config.batch_size)
+        trainer.fit(data.x_train, onehot, nb_epochs=fast_at.nb_epochs, batch_size=config.train.batch_size)
     model.eval()
     meta = {
         "role": "fast_at",
-        "model": config.model,
-        "width": float(config.width),
+        "model": arch.model,
+        "width": float(arch.width),
         "num_classes": data.num_classes,
         "input_shape": list(data.input_shape),
         "dataset": data.dataset.name,
