@@ -213,16 +213,20 @@ class IDFRDenoiser(PreprocessorPyTorch):
             self._fused, self._fused_stamp = self.network.fused(), stamp
         return self._fused
 
-    def denoise_nchw(self, x: torch.Tensor) -> torch.Tensor:
+    def denoise_nchw(self, x: torch.Tensor, fused: bool = True, batch_size: Optional[int] = None) -> torch.Tensor:
         """
         ``x* = clip(x + UNet(x))`` for an NCHW batch on the ID's device, batch by batch (ART hands the whole dataset
-        to preprocessors); in training mode through the network itself, else through its BN-folded copy.
+        to preprocessors); in training mode, or with ``fused=False``, through the network itself, else through its
+        BN-folded copy (the same function, faster; rebuilt whenever the weights change). ``batch_size`` overrides
+        the chunk size (a training step passes its whole batch, so BatchNorm sees one batch).
         """
-        net = self.network if self.network.training else self._inference_network()
+        use_fused = fused and not self.network.training
+        net = self._inference_network() if use_fused else self.network
         outputs = []
-        for start in range(0, x.shape[0], self.batch_size):
-            xb = x[start : start + self.batch_size]
-            if not self.network.training:
+        chunk = self.batch_size if batch_size is None else max(1, int(batch_size))
+        for start in range(0, x.shape[0], chunk):
+            xb = x[start : start + chunk]
+            if use_fused:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             x_star = xb + net(xb)  # x* = x + r(x)  (Sec. 3.2, residual output)
             if self.clip_values is not None:

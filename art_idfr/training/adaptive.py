@@ -1,0 +1,360 @@
+"""
+Adaptive training of the ID (NOT in the paper): adversarial examples are crafted online, every batch, through the
+whole defended classifier — ID (+ FR) + the frozen target, end to end — and the ID is trained to have the target
+classify them correctly. Algorithm 1 trains on fixed AEs of the *bare* target, which an attacker who knows the ID
+defeats (0–6.5% adaptive white-box in every run); this mode trains against that attacker. The target never changes.
+
+Per batch (``x``, ``y``), with ``f`` the frozen target and ``ID`` the denoiser being trained::
+
+    x_adv = argmax_{|δ|∞ ≤ ε} CE(f(FR∘ID(x + δ)), y)          inner attack: PGD with random start / FGSM-RS / ART
+    L = CE(f(ID(x_adv)), y)                                    Eq. 3 of the paper, on online AEs
+      + β · KL(f(x) ‖ f(ID(x_adv)))                            optional, TRADES-style, to the target's clean output
+      + w_clean · CE(f(ID(x)), y) + λ · mean|ID(x) − x|        clean images: Eq. 3 and the identity term
+      + w_fixed · CE(f(ID(x'_A1)), y)                          optional: Algorithm 1's fixed AEs kept in the mix
+
+Entry: :class:`AdaptiveDenoiserTrainer` (ART ``Trainer`` style: ``fit`` then ``get_classifier``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from art.defences.trainer.trainer import Trainer
+from tqdm.auto import tqdm
+
+from art_idfr._names import ADAPTIVE_ATTACKS
+from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, seed_generator
+from art_idfr.defended import clone_classifier, defend
+from art_idfr.denoiser import IDFRDenoiser
+from art_idfr.embedding import find_embedding_layer, target_logits
+from art_idfr.restorer import FeatureRestorer
+from art_idfr.training.common import BestEpoch, batches, craft, validation_score
+
+if TYPE_CHECKING:  # pragma: no cover
+    from art.attacks.attack import EvasionAttack
+    from art.estimators.classification import PyTorchClassifier
+
+logger = logging.getLogger(__name__)
+
+#: an ART attack built on the defended classifier, e.g. ``lambda clf: ProjectedGradientDescent(clf, eps=8/255)``
+AttackFactory = Callable[["PyTorchClassifier"], "EvasionAttack"]
+
+
+class AdaptiveDenoiserTrainer(Trainer):
+    """
+    Adversarially train an :class:`IDFRDenoiser` end to end through the frozen target (not in the paper).
+
+    Typical use: fit the ID by Algorithm 1 first (``denoiser.fit(...)``), then fine-tune it here; the default
+    keeps Algorithm 1's fixed AEs (``attacks``/``x_fixed`` of :meth:`fit`) and the clean/identity terms in the mix so
+    that clean and black-box accuracy are kept while adaptive robustness is gained.
+
+    :param classifier: The undefended target, an ART ``PyTorchClassifier`` (frozen, left unchanged).
+    :param denoiser: The ID to train (in place).
+    :param restorer: A fitted :class:`FeatureRestorer`: the inner attack and the loss then go through it as well
+        (the defended classifier is ID+FR). ``None``: ID only.
+    :param eps: L∞ budget of the inner attack (in ``clip_values`` units).
+    :param attack: ``"pgd"`` (random start, ``max_iter`` steps of ``eps_step``), ``"fgsm_rs"`` (one step of
+        1.25·ε from a random start, Wong et al. 2020: cheap), or a callable building any ART ``EvasionAttack`` on
+        the defended classifier (run batch by batch through ART; slower, any attack works).
+    :param max_iter: Steps of the inner PGD.
+    :param eps_step: PGD step size (default 2.5·ε / ``max_iter``, Madry et al.).
+    :param eps_warmup: Fraction of the epochs over which ε rises linearly from 0 to ``eps`` (0 = constant ε).
+    :param trades_beta: β of the TRADES-style KL term between the target's clean prediction and its prediction on
+        ``ID(x_adv)`` (0 = off).
+    :param clean_weight: Weight of Eq. 3 on the clean images (through the ID).
+    :param identity_weight: λ of λ·mean|ID(x) − x| on clean images (default: the denoiser's ``identity_weight``).
+    :param fixed_weight: Weight of Eq. 3 on Algorithm 1's fixed AEs when given to :meth:`fit`.
+    :param learning_rate: Adam learning rate (default: a tenth of the denoiser's, for fine-tuning).
+    :param nb_epochs: Epochs (default 2).
+    :param batch_size: Batch size (default: the denoiser's).
+    :param train_restorer: Also train the FR's weights on the same loss (needs ``restorer``).
+    :param seed: Seed of the batch order, random starts and fixed-AE draws.
+    :param verbose: Progress bars.
+    """
+
+    def __init__(
+        self,
+        classifier: "PyTorchClassifier",
+        denoiser: IDFRDenoiser,
+        restorer: Optional[FeatureRestorer] = None,
+        eps: float = 8 / 255,
+        attack: Union[str, AttackFactory] = "pgd",
+        max_iter: int = 5,
+        eps_step: Optional[float] = None,
+        eps_warmup: float = 0.0,
+        trades_beta: float = 0.0,
+        clean_weight: float = 1.0,
+        identity_weight: Optional[float] = None,
+        fixed_weight: float = 1.0,
+        learning_rate: Optional[float] = None,
+        nb_epochs: int = 2,
+        batch_size: Optional[int] = None,
+        train_restorer: bool = False,
+        seed: Optional[int] = 0,
+        verbose: bool = False,
+    ) -> None:
+        check_pytorch_classifier(classifier)
+        super().__init__(classifier)
+        self.target, self.denoiser, self.restorer = classifier, denoiser, restorer
+        self.eps, self.attack, self.max_iter = float(eps), attack, int(max_iter)
+        self.eps_step = float(eps_step) if eps_step is not None else 2.5 * self.eps / max(1, self.max_iter)
+        self.eps_warmup, self.trades_beta = float(eps_warmup), float(trades_beta)
+        self.clean_weight, self.fixed_weight = float(clean_weight), float(fixed_weight)
+        self.identity_weight = denoiser.identity_weight if identity_weight is None else float(identity_weight)
+        self.learning_rate = denoiser.learning_rate / 10 if learning_rate is None else float(learning_rate)
+        self.nb_epochs = int(nb_epochs)
+        self.batch_size = denoiser.batch_size if batch_size is None else int(batch_size)
+        self.train_restorer, self.seed, self.verbose = bool(train_restorer), seed, bool(verbose)
+        self._check_params()
+        self._head_classifier = defend(classifier, None, restorer) if restorer is not None else classifier
+        self._classifier = classifier
+        self.history: List[Dict[str, float]] = []
+
+    def _check_params(self) -> None:
+        if not isinstance(self.denoiser, IDFRDenoiser):
+            raise TypeError(f"denoiser must be an IDFRDenoiser, got {type(self.denoiser).__name__}.")
+        if self.restorer is not None and not isinstance(self.restorer, FeatureRestorer):
+            raise TypeError(f"restorer must be a FeatureRestorer or None, got {type(self.restorer).__name__}.")
+        if self.restorer is not None and not self.restorer.is_fitted:
+            raise ValueError("the restorer must be fitted (Algorithm 2) before adaptive training goes through it.")
+        if self.train_restorer and self.restorer is None:
+            raise ValueError("train_restorer=True needs a restorer.")
+        if not (isinstance(self.attack, str) and self.attack in ADAPTIVE_ATTACKS) and not callable(self.attack):
+            raise ValueError(f"attack must be one of {ADAPTIVE_ATTACKS} or a callable building an ART attack on the "
+                             f"defended classifier, got {self.attack!r}.")
+        clip = self.denoiser.clip_values
+        span = (clip[1] - clip[0]) if clip is not None else float("inf")
+        if not 0 < self.eps <= span or self.eps_step <= 0:
+            raise ValueError(f"eps must lie in (0, {span:g}] and eps_step be positive; got eps={self.eps}, "
+                             f"eps_step={self.eps_step}.")
+        if self.max_iter < 1 or self.nb_epochs < 0 or self.batch_size < 1 or not 0 <= self.eps_warmup <= 1:
+            raise ValueError("max_iter and batch_size must be >= 1, nb_epochs >= 0 and eps_warmup in [0, 1].")
+        if min(self.trades_beta, self.clean_weight, self.identity_weight, self.fixed_weight) < 0:
+            raise ValueError("trades_beta, clean_weight, identity_weight and fixed_weight must be non-negative.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+
+    # ------------------------------------------------------------------ public API
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        attacks: Sequence["EvasionAttack"] = (),
+        x_fixed: Optional[np.ndarray] = None,
+        validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+        nb_epochs: Optional[int] = None,
+        **kwargs,
+    ) -> None:
+        """
+        Train the ID (and with ``train_restorer`` the FR) adaptively; afterwards :meth:`get_classifier` is the
+        defended classifier and the denoiser records how it was trained (``denoiser.training_info``).
+
+        :param x: Clean training images (the denoiser's layout, inside ``clip_values``).
+        :param y: Labels (indices or one-hot).
+        :param attacks: ART attacks on the bare target whose AEs of ``x`` (crafted once) stay in the mix, as in
+            Algorithm 1 (weight ``fixed_weight``); keeps black-box accuracy.
+        :param x_fixed: Precomputed fixed AEs, shape ``(k·len(x), ...)``: k AEs per image, in the order of ``x``.
+        :param validation_data: ``(x_val, y_val)`` (never the test split): each epoch scores clean accuracy and
+            accuracy under the inner attack through the current defence (20 PGD steps); the best epoch is kept.
+        :param nb_epochs: Epochs (default: the constructor's).
+        """
+        from art_idfr.training.common import warn_unused_kwargs
+
+        warn_unused_kwargs(kwargs, "AdaptiveDenoiserTrainer.fit")
+        self.denoiser.check_input(x)
+        y_idx = class_indices(y, self.target.nb_classes)
+        if len(y_idx) != len(x):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y_idx)}.")
+        fixed = self._fixed_aes(x, y_idx, attacks, x_fixed)
+        nb_epochs = self.nb_epochs if nb_epochs is None else int(nb_epochs)
+        started = time.perf_counter()
+        _AdaptiveRun(self, fixed).train(np.asarray(x, dtype=np.float32), y_idx, nb_epochs, validation_data)
+        info = self.training_info(nb_epochs, len(x), fixed is not None, time.perf_counter() - started)
+        self.denoiser.mark_fitted(info)
+        if self.train_restorer:
+            self.restorer.mark_fitted({**self.restorer.training_info, "adaptive": info})
+        self._classifier = defend(self.target, self.denoiser, self.restorer)
+
+    def get_classifier(self) -> "PyTorchClassifier":
+        """The defended classifier (the undefended target until :meth:`fit` has run)."""
+        return self._classifier
+
+    def training_info(self, nb_epochs: int, n: int, with_fixed: bool, seconds: float) -> Dict[str, Any]:
+        """What the checkpoint records about this run."""
+        attack = self.attack if isinstance(self.attack, str) else getattr(self.attack, "__name__", "art_attack")
+        return {"algorithm": "adaptive", "in_paper": False, "init": self.denoiser.training_info or None,
+                "attack": attack, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
+                "eps_warmup": self.eps_warmup, "trades_beta": self.trades_beta, "clean_weight": self.clean_weight,
+                "identity_weight": self.identity_weight, "fixed_weight": self.fixed_weight if with_fixed else 0.0,
+                "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "n_train": n,
+                "through_restorer": self.restorer is not None, "train_restorer": self.train_restorer,
+                "seconds": round(seconds, 1)}
+
+    def _fixed_aes(self, x, y_idx, attacks, x_fixed) -> Optional[torch.Tensor]:
+        """Algorithm 1's fixed AEs, (k, n, ...): crafted once on the bare target, plus ``x_fixed``."""
+        onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_idx]
+        sets = craft(list(attacks), x, onehot, "crafting fixed AEs", self.verbose)
+        if x_fixed is not None:
+            self.denoiser.check_input(x_fixed)
+            if len(x_fixed) % len(x):
+                raise ValueError(f"x_fixed must hold k AEs per image of x (a multiple of {len(x)}), got {len(x_fixed)}.")
+            sets += list(np.asarray(x_fixed, dtype=np.float32).reshape(-1, *np.shape(x)))
+        return torch.as_tensor(np.stack(sets)) if sets else None
+
+
+class _AdaptiveRun:
+    """One adaptive training run: the inner attack, the loss, the epochs, the best-epoch choice."""
+
+    def __init__(self, trainer: AdaptiveDenoiserTrainer, fixed: Optional[torch.Tensor]) -> None:
+        self.t, self.den, self.fixed = trainer, trainer.denoiser, fixed
+        self.clf = trainer._head_classifier  # the target, with the FR hooked in when there is one
+        self.bare = trainer.target
+        self.skip = (IDFRDenoiser,)  # the ID is applied by us, once
+        self.generator = seed_generator(trainer.seed)
+        self.to_model = (lambda t: t) if self.den.channels_first else (lambda t: t.permute(0, 2, 3, 1))
+        self.to_nchw = (lambda t: t) if self.den.channels_first else (lambda t: t.permute(0, 3, 1, 2))
+
+    # ------------------------------------------------------------------ the defended forward pass
+    def logits(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        """f(FR(ID(x))) for a batch in the classifier's layout; differentiable w.r.t. ``x`` and the ID's weights."""
+        x_star = self.den.denoise_nchw(self.to_nchw(x).to(self.den.device), fused=fused)
+        return target_logits(self.clf, self.to_model(x_star).to(self.clf.device), skip=self.skip)
+
+    def inner_attack(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+        """The AEs of this batch through the current defence (ID weights frozen in eval mode while crafting)."""
+        t = self.t
+        if callable(t.attack):
+            return self._art_attack(x, y, eps)
+        if t.attack == "fgsm_rs":
+            return self.pgd(x, y, eps, steps=1, step=1.25 * eps)
+        return self.pgd(x, y, eps, steps=t.max_iter, step=t.eps_step * eps / t.eps)
+
+    def pgd(self, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float) -> torch.Tensor:
+        """L∞ PGD with a uniform random start in the ε-ball, on the cross-entropy of the defended classifier."""
+        lo, hi = self.den.clip_values if self.den.clip_values is not None else (-math.inf, math.inf)
+        noise = torch.rand(x.shape, generator=self.generator).to(x.device) * 2 - 1
+        x_adv = (x + eps * noise).clamp(lo, hi)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            loss = F.cross_entropy(self.logits(x_adv), y.to(self.clf.device))
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            x_adv = x_adv.detach() + step * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
+        return x_adv.detach()
+
+    def _art_attack(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+        own = list(self.bare.preprocessing_defences or [])
+        attack = self.t.attack(clone_classifier(self.clf, preprocessing_defences=[self.den, *own]))
+        if hasattr(attack, "eps") and eps != self.t.eps:  # ε warm-up: scale the attack's budget
+            attack.set_params(eps=eps, eps_step=getattr(attack, "eps_step", eps) * eps / self.t.eps)
+        onehot = np.eye(self.bare.nb_classes, dtype=np.float32)[y.cpu().numpy()]
+        return torch.as_tensor(attack.generate(x=x.cpu().numpy(), y=onehot), device=x.device)
+
+    # ------------------------------------------------------------------ the loss
+    def batch_loss(self, xb: torch.Tensor, yb: torch.Tensor, x_adv: torch.Tensor, x_fix: Optional[torch.Tensor]):
+        """L of the module docstring for one batch; returns (loss, logits on the online AEs)."""
+        t, n, dev = self.t, len(xb), self.clf.device
+        parts = [x_adv, xb] + ([x_fix] if x_fix is not None else [])
+        x_all = torch.cat(parts)
+        x_nchw = self.to_nchw(x_all).to(self.den.device)
+        x_star = self.den.denoise_nchw(x_nchw, batch_size=len(x_nchw))  # one pass (one BN batch), train mode
+        logits = target_logits(self.clf, self.to_model(x_star).to(dev), skip=self.skip)
+        y_dev = yb.to(dev)
+        loss = F.cross_entropy(logits[:n], y_dev)  # Eq. 3 on the online AEs
+        loss = loss + t.clean_weight * F.cross_entropy(logits[n : 2 * n], y_dev)  # Eq. 3 on clean images
+        if x_fix is not None:
+            loss = loss + t.fixed_weight * F.cross_entropy(logits[2 * n :], y_dev)  # Algorithm 1's fixed AEs
+        if t.trades_beta > 0:  # TRADES-style: the target's clean prediction as the reference
+            with torch.no_grad():
+                p_clean = F.softmax(target_logits(self.bare, xb.to(dev), skip=self.skip), dim=1)
+            loss = loss + t.trades_beta * F.kl_div(F.log_softmax(logits[:n], dim=1), p_clean, reduction="batchmean")
+        if t.identity_weight > 0:  # keep ID(x) ≈ x on clean inputs
+            clean_in = self.to_nchw(xb).to(self.den.device)
+            loss = loss + t.identity_weight * (x_star[n : 2 * n] - clean_in).abs().mean()
+        return loss, logits[:n]
+
+    # ------------------------------------------------------------------ the epochs
+    def train(self, x: np.ndarray, y_idx: np.ndarray, nb_epochs: int, validation_data) -> None:
+        t, den = self.t, self.den
+        params = list(den.network.parameters()) + (list(t.restorer.network.parameters()) if t.train_restorer else [])
+        optimizer = torch.optim.Adam(params, lr=t.learning_rate)
+        steps = max(1, nb_epochs * math.ceil(len(x) / t.batch_size))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=t.learning_rate, total_steps=steps,
+                                                        pct_start=0.15)
+        x_t, y_t = torch.as_tensor(x), torch.as_tensor(y_idx)
+        best = BestEpoch()
+        modules = [self.bare.model] + ([] if t.train_restorer or t.restorer is None else [t.restorer.network])
+        with contextlib.ExitStack() as stack:
+            for module in modules:
+                stack.enter_context(frozen(module))
+            if validation_data is not None:
+                best.update(self.validate(validation_data)["val_score"], den.network)  # the starting point counts
+            for epoch in range(nb_epochs):
+                stats = self.train_epoch(x_t, y_t, optimizer, scheduler, epoch, nb_epochs)
+                if validation_data is not None:
+                    stats.update(self.validate(validation_data))
+                    best.update(stats["val_score"], den.network)
+                t.history.append(stats)
+                logger.info("adaptive ID epoch %d: %s", epoch + 1, stats)
+        best.restore(den.network)
+        den.network.eval()
+
+    def eps_at(self, progress: float) -> float:
+        """ε schedule: linear warm-up over the first ``eps_warmup`` of training, then constant."""
+        w = self.t.eps_warmup
+        return self.t.eps if w <= 0 or progress >= w else self.t.eps * max(progress / w, 1e-3)
+
+    def train_epoch(self, x_t, y_t, optimizer, scheduler, epoch: int, nb_epochs: int) -> Dict[str, float]:
+        t, den, n = self.t, self.den, len(x_t)
+        total, loss_sum, correct = 0, 0.0, 0
+        nb_batches = math.ceil(n / t.batch_size)
+        progress = tqdm(batches(n, t.batch_size, shuffle=True, generator=self.generator), total=nb_batches,
+                        desc=f"adaptive ID epoch {epoch + 1}", disable=not t.verbose, leave=False)
+        for i, idx in enumerate(progress):
+            xb, yb = x_t[idx].to(den.device), y_t[idx]
+            x_fix = None
+            if self.fixed is not None:  # one random fixed AE of each image
+                pick = torch.randint(len(self.fixed), (len(idx),), generator=self.generator)
+                x_fix = self.fixed[pick, idx].to(den.device)
+            den.network.eval()
+            if t.train_restorer:
+                t.restorer.network.eval()
+            x_adv = self.inner_attack(xb, yb, self.eps_at((epoch + i / nb_batches) / max(nb_epochs, 1)))
+            den.network.train()
+            if t.train_restorer:
+                t.restorer.network.train()
+            loss, logits = self.batch_loss(xb, yb, x_adv, x_fix)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1).cpu() == yb).sum().item()
+            progress.set_postfix(loss=f"{loss_sum / total:.4f}", adv_acc=f"{correct / total:.3f}")
+        den.network.eval()
+        if t.train_restorer:
+            t.restorer.network.eval()
+        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1)}
+
+    # ------------------------------------------------------------------ best-epoch choice
+    def validate(self, validation_data, steps: int = 20) -> Dict[str, float]:
+        """Clean accuracy and accuracy under ``steps``-step PGD at ε through the current defence."""
+        x_val = torch.as_tensor(np.asarray(validation_data[0], dtype=np.float32))
+        y_val = torch.as_tensor(class_indices(validation_data[1], self.bare.nb_classes))
+        eps, clean, adv = self.t.eps, 0, 0
+        for idx in batches(len(x_val), self.t.batch_size):
+            xb, yb = x_val[idx].to(self.den.device), y_val[idx]
+            with torch.no_grad():
+                clean += (self.logits(xb).argmax(1).cpu() == yb).sum().item()
+            x_adv = self.pgd(xb, yb, eps, steps=steps, step=2.5 * eps / steps)
+            with torch.no_grad():
+                adv += (self.logits(x_adv).argmax(1).cpu() == yb).sum().item()
+        n = max(len(x_val), 1)
+        return validation_score(clean / n, [adv / n])

@@ -1,0 +1,108 @@
+"""Adaptive training of the ID (not in the paper): online AEs through ID(+FR)+target, robustness it buys, records."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+
+from art_idfr import FeatureRestorer, IDFRDenoiser, as_module, defend
+from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
+
+
+def pgd_accuracy(classifier, x, y, eps, steps=10):
+    attack = ProjectedGradientDescent(classifier, eps=eps, eps_step=2.5 * eps / steps, max_iter=steps,
+                                      num_random_init=1, verbose=False)
+    x_adv = attack.generate(x, y=np.eye(10, dtype=np.float32)[y])
+    return float((classifier.predict(x_adv).argmax(1) == y).mean())
+
+
+@pytest.fixture(scope="module")
+def paper_id(trained_target, mnist_small):
+    """An ID fitted by Algorithm 1 (fixed AEs of the bare target): the starting point of adaptive training."""
+    x_train, y_train, _, _ = mnist_small
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, nb_epochs=2, batch_size=64, device_type="cpu", seed=0)
+    den.fit(x_train[:500], y_train[:500], classifier=trained_target,
+            attacks=[FastGradientMethod(trained_target, eps=0.2)])
+    return den
+
+
+def test_adaptive_training_raises_white_box_accuracy(trained_target, paper_id, mnist_small):
+    """Through the whole defended classifier, PGD accuracy goes up after adaptive training (the paper's ID: ~0)."""
+    x_train, y_train, x_test, y_test = mnist_small
+    eps = 0.2
+    before = pgd_accuracy(defend(trained_target, paper_id), x_test[:100], y_test[:100], eps)
+    den = copy.deepcopy(paper_id)
+    trainer = AdaptiveDenoiserTrainer(trained_target, den, eps=eps, max_iter=3, nb_epochs=3, batch_size=64,
+                                      learning_rate=2e-3, verbose=False)
+    trainer.fit(x_train[:600], y_train[:600], attacks=[FastGradientMethod(trained_target, eps=eps)])
+    defended = trainer.get_classifier()
+    after = pgd_accuracy(defended, x_test[:100], y_test[:100], eps)
+    clean = float((defended.predict(x_test[:100]).argmax(1) == y_test[:100]).mean())
+    assert after >= before + 0.15, (before, after)
+    assert clean >= 0.6
+    info = den.training_info
+    assert info["algorithm"] == "adaptive" and info["in_paper"] is False and info["eps"] == eps
+    assert info["init"]["algorithm"] == "algorithm1" and info["max_iter"] == 3
+    assert len(trainer.history) == 3 and all(np.isfinite(h["loss"]) for h in trainer.history)
+
+
+def test_adaptive_checkpoint_records_how_it_was_trained(trained_target, mnist_small, tmp_path):
+    x_train, y_train, _, _ = mnist_small
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
+    AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, attack="fgsm_rs", nb_epochs=1).fit(x_train[:64], y_train[:64])
+    den.save(tmp_path / "id.pt")
+    loaded = IDFRDenoiser.load(str(tmp_path / "id.pt"))
+    assert loaded.is_fitted and loaded.training_info["algorithm"] == "adaptive"
+    assert loaded.training_info["attack"] == "fgsm_rs" and loaded.training_info["init"] is None
+
+
+def test_adaptive_with_any_art_attack_and_through_the_restorer(trained_target, paper_id, mnist_small):
+    """An ART EvasionAttack built on the defended classifier can be the inner attack; the FR can be trained too."""
+    x_train, y_train, _, _ = mnist_small
+    fr = FeatureRestorer(nb_epochs=1, batch_size=64, device_type="cpu")
+    fr.fit(x_train[:200], y_train[:200], classifier=trained_target, denoiser=paper_id)
+    seen = []
+
+    def pgd_on(defended):
+        seen.append(defended)
+        return ProjectedGradientDescent(defended, eps=0.1, eps_step=0.05, max_iter=2, verbose=False)
+
+    weights = {k: v.clone() for k, v in fr.network.state_dict().items()}
+    trainer = AdaptiveDenoiserTrainer(trained_target, paper_id, restorer=fr, attack=pgd_on, eps=0.1, nb_epochs=1,
+                                      batch_size=64, train_restorer=True)
+    trainer.fit(x_train[:128], y_train[:128])
+    assert len(seen) == 2 and isinstance(seen[0].preprocessing_defences[0], IDFRDenoiser)
+    assert any(not torch.equal(weights[k], v) for k, v in fr.network.state_dict().items())  # the FR was trained
+    assert fr.training_info["adaptive"]["train_restorer"] is True
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(eps=0.0), "eps must lie in"),
+    (dict(eps=2.0), "eps must lie in"),
+    (dict(attack="deepfool"), "attack must be one of"),
+    (dict(max_iter=0), "max_iter and batch_size"),
+    (dict(trades_beta=-1.0), "non-negative"),
+    (dict(train_restorer=True), "needs a restorer"),
+    (dict(restorer=FeatureRestorer(device_type="cpu")), "must be fitted"),
+])
+def test_bad_settings_get_clear_errors(trained_target, kwargs, message):
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu")
+    with pytest.raises(ValueError, match=message):
+        AdaptiveDenoiserTrainer(trained_target, den, **kwargs)
+
+
+def test_plain_module_equals_predict(trained_target, paper_id, mnist_small):
+    """as_module(defended) is a plain nn.Module whose logits equal the defended classifier's predict, ID+FR too."""
+    x_train, y_train, x_test, _ = mnist_small
+    fr = FeatureRestorer(nb_epochs=1, batch_size=64, device_type="cpu")
+    fr.fit(x_train[:200], y_train[:200], classifier=trained_target, denoiser=paper_id)
+    for defended in (defend(trained_target, paper_id), defend(trained_target, paper_id, fr)):
+        module = as_module(defended)
+        assert isinstance(module, torch.nn.Module) and any(True for _ in module.parameters())
+        with torch.no_grad():
+            out = module(torch.as_tensor(x_test[:50])).numpy()
+        np.testing.assert_allclose(out, defended.predict(x_test[:50]), rtol=1e-4, atol=1e-4)
+        x = torch.as_tensor(x_test[:4]).requires_grad_(True)
+        torch.nn.functional.cross_entropy(module(x), torch.zeros(4, dtype=torch.long)).backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0  # differentiable end to end
