@@ -32,7 +32,7 @@ from art_idfr._names import ADAPTIVE_ATTACKS
 from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, seed_generator
 from art_idfr.defended import clone_classifier, defend
 from art_idfr.denoiser import IDFRDenoiser
-from art_idfr.embedding import find_embedding_layer, target_logits
+from art_idfr.embedding import target_logits
 from art_idfr.restorer import FeatureRestorer
 from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 

@@ -1,4 +1,5 @@
 """FeatureRestorer, the penultimate-layer hook, IDFRTrainer and checkpoints."""
+import copy
 import numpy as np
 import pytest
 import torch
@@ -335,3 +336,14 @@ def test_loading_never_executes_code(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a readable"):
         IDFRDenoiser.load(evil)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_structural_set_params_rebuilds_the_network(fitted_pair):
+    _, fr = fitted_pair
+    fr = copy.deepcopy(fr)
+    fr.set_params(nb_epochs=3)
+    assert fr.is_fitted
+    fr.set_params(widths=(8, 8, 8))
+    assert not fr.is_fitted and fr.network.l1[0].out_features == 8
+    with pytest.raises(ValueError, match="no parameter"):
+        fr.set_params(hidden=3)
