@@ -85,8 +85,9 @@ def _imported_modules(module: str, path: pathlib.Path) -> Set[str]:
 GRAPH = {module: _imported_modules(module, path) for module, path in MODULES.items()}
 
 
-def _cycles(nodes: Set[str]) -> List[List[str]]:
-    """The import cycles among ``nodes``: strongly connected components of more than one module (Tarjan)."""
+def _cycles(nodes: Set[str], graph: Dict[str, Set[str]] = GRAPH) -> List[List[str]]:
+    """The import cycles among ``nodes`` (edges of ``graph`` between them): strongly connected components of more
+    than one module (Tarjan)."""
     index: Dict[str, int] = {}
     low: Dict[str, int] = {}
     stack: List[str] = []
@@ -97,7 +98,7 @@ def _cycles(nodes: Set[str]) -> List[List[str]]:
         index[v] = low[v] = len(index)
         stack.append(v)
         on_stack.add(v)
-        for w in sorted(GRAPH[v] & nodes):
+        for w in sorted(graph[v] & nodes):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -133,7 +134,9 @@ def test_the_import_parser_sees_function_level_imports_and_skips_type_checking()
     assert f"{EXPERIMENTS}.attacks" in GRAPH[f"{EXPERIMENTS}.evaluation.suite"]
     assert f"{EXPERIMENTS}.evaluation.result" not in GRAPH[f"{EXPERIMENTS}.evaluation.reports"]
     assert f"{EXPERIMENTS}.evaluation.labels" in GRAPH[f"{EXPERIMENTS}.evaluation.reports"]
-    assert _cycles({"a"}) == [] and len(MODULES) > 10
+    assert len(MODULES) > 10
+    toy = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(set(toy), toy) == [["a", "b", "c"]] and _cycles({"a", "b", "d"}, toy) == []
 
 
 def test_no_import_cycle_in_the_experiment_side():

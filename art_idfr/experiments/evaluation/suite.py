@@ -16,6 +16,10 @@ The white-box and query attacks run on class-stratified subsets of the evaluatio
 ``query_n``); every record carries its own ``n``. All randomness is seeded per cell (seed, threat model, defence,
 attack, eps), so a cell's number does not depend on which other cells are run, and the same seed gives the same
 numbers on CPU.
+
+:func:`evaluate` builds an :class:`Evaluation` (the run's shared state, one method per threat model) and runs it.
+The record keys and display names live in :mod:`~art_idfr.experiments.evaluation.labels`, the result class in
+:mod:`~art_idfr.experiments.evaluation.result` (both re-exported here).
 """
 from __future__ import annotations
 
