@@ -633,18 +633,8 @@ def train_model(
 
     steps_per_epoch = math.ceil(len(xt) / batch_size)
     opt, sched = _optimiser_and_schedule(model, optimizer, lr, weight_decay, schedule, epochs, steps_per_epoch)
-    config = {
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "optimizer": optimizer,
-        "schedule": schedule,
-        "seed": int(seed),
-        "augment": bool(augment),
-        "n_train": int(len(xt)),
-        "weight_decay": float(weight_decay),
-        "recalibrate_bn": bool(recalibrate_bn),
-    }
+    config = _training_config(epochs, batch_size, lr, optimizer, schedule, seed, augment, len(xt), weight_decay,
+                              recalibrate_bn)
     history: Dict[str, List[float]] = {k: [] for k in ("epoch", "loss", "train_acc", "val_acc", "lr", "seconds")}
     start_epoch = 0
     if checkpoint_dir is not None:
@@ -694,6 +684,23 @@ def _check_training_args(epochs, batch_size, optimizer, schedule, lr, weight_dec
     if keep_last < 1:
         raise ValueError(f"`keep_last` must be >= 1, got {keep_last!r}.")
     return optimizer, schedule, lr, weight_decay
+
+
+def _training_config(epochs, batch_size, lr, optimizer, schedule, seed, augment, n_train, weight_decay,
+                     recalibrate_bn) -> Dict[str, Any]:
+    """The settings saved with every checkpoint (those of :data:`_RESUME_KEYS` must match to resume)."""
+    return {
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "seed": int(seed),
+        "augment": bool(augment),
+        "n_train": int(n_train),
+        "weight_decay": float(weight_decay),
+        "recalibrate_bn": bool(recalibrate_bn),
+    }
 
 
 def _optimiser_and_schedule(model: nn.Module, optimizer: str, lr: float, weight_decay: float, schedule: str,
