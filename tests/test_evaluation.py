@@ -539,6 +539,25 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
     assert "unreadable" in caplog.text and "resumed" not in fresh.metadata
 
 
+def test_json_clean_makes_strict_json():
+    from art_idfr.experiments.jsonutil import json_clean
+
+    value = {1: (np.float32(0.5), float("nan"), [np.int64(3), float("inf")]), "ok": "text", "none": None}
+    clean = json_clean(value)
+    assert clean == {"1": [0.5, None, [3, None]], "ok": "text", "none": None}
+    assert type(clean["1"][1 - 1]) is float and type(clean["1"][2][0]) is int
+    json.dumps(clean, allow_nan=False)
+
+
+def test_report_constants_live_apart_from_the_suite():
+    from art_idfr.experiments.evaluation import labels, reports, result, suite
+
+    assert suite.RECORD_FIELDS is labels.RECORD_FIELDS and suite.ATTACK_LABELS is labels.ATTACK_LABELS
+    assert suite.THREAT_DESCRIPTIONS is labels.THREAT_DESCRIPTIONS and reports.ATTACK_LABELS is labels.ATTACK_LABELS
+    assert suite.EvaluationResult is result.EvaluationResult is EvaluationResult
+    assert set(labels.THREAT_DESCRIPTIONS) == set(THREAT_MODELS)
+
+
 def test_eot_gradient_is_the_mean_over_random_draws(monkeypatch):
     from art_idfr.experiments.attacks import make_attack
     from art_idfr.experiments.evaluation.defences import EOTPyTorchClassifier

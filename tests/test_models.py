@@ -237,3 +237,18 @@ def test_train_model_errors():
         train_model(model, x, y, epochs=1, x_val=x, verbose=False)
     with pytest.raises(ValueError, match="device"):
         train_model(model, x, y, epochs=1, device="tpu", verbose=False)
+
+
+def test_torch_device_and_the_run_device_of_predictions():
+    from art_idfr.experiments import models
+
+    assert models.resolve_device is models.torch_device  # the former name stays an alias
+    assert models.torch_device("cpu") == torch.device("cpu")
+    assert models.torch_device(torch.device("cpu")) == torch.device("cpu")
+    assert models.torch_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="Invalid device"):
+        models.torch_device("tpu")
+    model = make_model("small_cnn", num_classes=2, input_shape=(1, 28, 28), width=0.125, seed=0)
+    assert models._run_device(model, "auto") == torch.device("cpu")  # "auto": where the model's weights are
+    x, _ = _separable(n=4)
+    np.testing.assert_array_equal(predict_logits(model, x), predict_logits(model, x, device="cpu"))

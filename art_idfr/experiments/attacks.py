@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -406,9 +406,29 @@ def make_attack(
     :param kwargs: Extra keyword arguments for the attack class (e.g. ``targeted=True``, ``confidence=...``).
     :return: The attack.
     """
+    settings = _check_attack_args(name, eps, max_iter, eps_step, batch_size, seed, verbose)
+    attack = _ATTACK_BUILDERS[settings.name](estimator, settings, kwargs)
+    return attack if settings.name in _SEEDED_BY_ITSELF else _seed_generate(attack, seed)
+
+
+class _AttackSettings(NamedTuple):
+    """:func:`make_attack`'s checked arguments, as every attack builder gets them."""
+
+    name: str  #: lower-case attack name
+    eps: float
+    eps_step: float  #: as given
+    step: float  #: ``min(eps_step, eps)``, the step of the iterative attacks
+    iters: int  #: ``max_iter``, default 20
+    max_iter: Optional[int]  #: as given (``None``: the attack's own default)
+    batch_size: int
+    seed: Optional[int]
+    verbose: bool
+
+
+def _check_attack_args(name, eps, max_iter, eps_step, batch_size, seed, verbose) -> _AttackSettings:
+    """Check :func:`make_attack`'s arguments; return them with defaults filled in."""
     if not isinstance(name, str) or name.lower() not in ATTACK_NAMES:
         raise ValueError(f"Unknown attack {name!r}. Valid names: {', '.join(ATTACK_NAMES)}.")
-    name = name.lower()
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not 0.0 < eps <= 1.0:
         raise ValueError(f"`eps` must be a number in (0, 1] (pixel scale [0, 1]), got {eps!r}.")
     eps = float(eps)
@@ -420,62 +440,94 @@ def make_attack(
         raise ValueError(f"`max_iter` must be a positive int or None, got {max_iter!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
-    iters = int(max_iter) if max_iter is not None else 20
-    step = float(min(eps_step, eps))
+    return _AttackSettings(name=name.lower(), eps=eps, eps_step=eps_step, step=float(min(eps_step, eps)),
+                           iters=int(max_iter) if max_iter is not None else 20, max_iter=max_iter,
+                           batch_size=batch_size, seed=seed, verbose=verbose)
 
-    if name == "cw":
-        return CarliniWagnerLInfPGD(
-            estimator,
-            eps=eps,
-            eps_step=float(eps_step),
-            max_iter=iters,
-            batch_size=int(batch_size),
-            seed=seed,
-            verbose=verbose,
-            **kwargs,
-        )
 
-    from art.attacks.evasion import (
-        AutoAttack,
-        BasicIterativeMethod,
-        CarliniLInfMethod,
-        FastGradientMethod,
-        ProjectedGradientDescent,
-        SquareAttack,
+# one builder per attack: (estimator, settings, extra keyword arguments) -> the attack, not yet seeded
+
+
+def _build_cw(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    return CarliniWagnerLInfPGD(
+        estimator,
+        eps=s.eps,
+        eps_step=float(s.eps_step),
+        max_iter=s.iters,
+        batch_size=int(s.batch_size),
+        seed=s.seed,
+        verbose=s.verbose,
+        **kwargs,
     )
 
-    attack: EvasionAttack
-    if name == "fgsm":
-        attack = FastGradientMethod(estimator, norm=np.inf, eps=eps, eps_step=eps, batch_size=batch_size, **kwargs)
-    elif name == "bim":
-        attack = BasicIterativeMethod(
-            estimator, eps=eps, eps_step=step, max_iter=iters, batch_size=batch_size, verbose=verbose, **kwargs
-        )
-    elif name == "pgd":
-        kwargs.setdefault("num_random_init", 1)
-        attack = ProjectedGradientDescent(
-            estimator,
-            norm=np.inf,
-            eps=eps,
-            eps_step=step,
-            max_iter=iters,
-            batch_size=batch_size,
-            verbose=verbose,
-            **kwargs,
-        )
-    elif name == "cw-art":
-        attack = CarliniLInfMethod(estimator, max_iter=iters, batch_size=batch_size, verbose=verbose, **kwargs)
-    elif name == "autoattack":
-        kwargs.setdefault("eps_step", 2.0 * eps)
-        attack = AutoAttack(estimator, norm=np.inf, eps=eps, batch_size=batch_size, **kwargs)
-    else:  # square
-        attack = SquareAttack(
-            estimator,
-            norm=np.inf,
-            eps=eps,
-            max_iter=int(max_iter) if max_iter is not None else 1000,
-            batch_size=batch_size,
-            verbose=verbose,
-            **kwargs,
-        )
-    return _seed_generate(attack, seed)
+
+def _build_fgsm(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    from art.attacks.evasion import FastGradientMethod
+
+    return FastGradientMethod(estimator, norm=np.inf, eps=s.eps, eps_step=s.eps, batch_size=s.batch_size, **kwargs)
+
+
+def _build_bim(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    from art.attacks.evasion import BasicIterativeMethod
+
+    return BasicIterativeMethod(
+        estimator, eps=s.eps, eps_step=s.step, max_iter=s.iters, batch_size=s.batch_size, verbose=s.verbose, **kwargs
+    )
+
+
+def _build_pgd(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    kwargs.setdefault("num_random_init", 1)
+    return ProjectedGradientDescent(
+        estimator,
+        norm=np.inf,
+        eps=s.eps,
+        eps_step=s.step,
+        max_iter=s.iters,
+        batch_size=s.batch_size,
+        verbose=s.verbose,
+        **kwargs,
+    )
+
+
+def _build_cw_art(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    from art.attacks.evasion import CarliniLInfMethod
+
+    return CarliniLInfMethod(estimator, max_iter=s.iters, batch_size=s.batch_size, verbose=s.verbose, **kwargs)
+
+
+def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    from art.attacks.evasion import AutoAttack
+
+    kwargs.setdefault("eps_step", 2.0 * s.eps)
+    return AutoAttack(estimator, norm=np.inf, eps=s.eps, batch_size=s.batch_size, **kwargs)
+
+
+def _build_square(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    from art.attacks.evasion import SquareAttack
+
+    return SquareAttack(
+        estimator,
+        norm=np.inf,
+        eps=s.eps,
+        max_iter=int(s.max_iter) if s.max_iter is not None else 1000,
+        batch_size=s.batch_size,
+        verbose=s.verbose,
+        **kwargs,
+    )
+
+
+#: The builder of each attack of :data:`ATTACK_NAMES`.
+_ATTACK_BUILDERS: Dict[str, Callable[[Any, _AttackSettings, Dict[str, Any]], EvasionAttack]] = {
+    "fgsm": _build_fgsm,
+    "bim": _build_bim,
+    "pgd": _build_pgd,
+    "cw": _build_cw,
+    "cw-art": _build_cw_art,
+    "autoattack": _build_autoattack,
+    "square": _build_square,
+}
+
+#: Attacks that take ``seed`` themselves (the others get :func:`_seed_generate`).
+_SEEDED_BY_ITSELF = ("cw",)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from art_idfr._names import MODEL_NAMES  # noqa: F401  (re-exported)
-from art_idfr._utils import random_crop_flip
+from art_idfr._utils import device_of, random_crop_flip
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ __all__ = [
     "train_model",
     "accuracy",
     "predict_logits",
+    "torch_device",
     "resolve_device",
     "latest_checkpoint",
     "recalibrate_batchnorm",
@@ -300,6 +301,24 @@ def make_model(
     :param seed: If given, initialise the weights under this seed (without touching the global RNG state).
     :return: An :class:`ImageClassifier` in eval mode whose last module is the ``nn.Linear`` head.
     """
+    name, (c, h, w) = _check_model_args(name, num_classes, input_shape, width, pretrained)
+    if pretrained:
+        mean = IMAGENET_MEAN if mean is None else mean
+        std = IMAGENET_STD if std is None else std
+
+    def build() -> ImageClassifier:
+        normalize = Normalize(mean, std, channels=c)
+        return ImageClassifier(normalize, _backbone(name, c, h, w, num_classes, width, pretrained), name).eval()
+
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _check_model_args(name, num_classes, input_shape, width, pretrained) -> Tuple[str, Tuple[int, int, int]]:
+    """Check :func:`make_model`'s arguments; return the lower-case name and ``(C, H, W)``."""
     if not isinstance(name, str) or name.lower() not in MODEL_NAMES:
         raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(MODEL_NAMES)}.")
     name = name.lower()
@@ -318,45 +337,38 @@ def make_model(
         raise ValueError(f"{name} needs inputs of at least 8x8, got {h}x{w}.")
     if name == "inception_v3" and min(h, w) < 75:
         raise ValueError(f"inception_v3 needs inputs of at least 75x75, got {h}x{w}.")
+    return name, (c, h, w)
+
+
+def _backbone(name: str, c: int, h: int, w: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+    """The network behind :class:`Normalize` for architecture ``name`` (weights drawn from torch's global RNG)."""
+    if name == "small_cnn":
+        return SmallCNN(c, num_classes, width)
+    if name == "resnet18_cifar":
+        return CifarResNet(c, num_classes, width)
+    if name == "vgg16_bn_cifar":
+        return CifarVGG(_VGG16_CFG, c, num_classes, width, input_size=min(h, w))
+    if name == "resnet50":
+        from torchvision.models import resnet50
+
+        backbone = resnet50(weights="IMAGENET1K_V2" if pretrained else None, num_classes=num_classes)
+        if c != 3:
+            backbone.conv1 = nn.Conv2d(c, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        return backbone
+    from torchvision.models import inception_v3
+
     if pretrained:
-        mean = IMAGENET_MEAN if mean is None else mean
-        std = IMAGENET_STD if std is None else std
+        backbone = inception_v3(weights="IMAGENET1K_V1", aux_logits=True, transform_input=False)
+        backbone.aux_logits, backbone.AuxLogits = False, None
+    else:
+        backbone = inception_v3(
+            weights=None, num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True
+        )
+    if c != 3:
+        from torchvision.models.inception import BasicConv2d
 
-    def build() -> ImageClassifier:
-        normalize = Normalize(mean, std, channels=c)
-        if name == "small_cnn":
-            backbone: nn.Module = SmallCNN(c, num_classes, width)
-        elif name == "resnet18_cifar":
-            backbone = CifarResNet(c, num_classes, width)
-        elif name == "vgg16_bn_cifar":
-            backbone = CifarVGG(_VGG16_CFG, c, num_classes, width, input_size=min(h, w))
-        elif name == "resnet50":
-            from torchvision.models import resnet50
-
-            backbone = resnet50(weights="IMAGENET1K_V2" if pretrained else None, num_classes=num_classes)
-            if c != 3:
-                backbone.conv1 = nn.Conv2d(c, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        else:
-            from torchvision.models import inception_v3
-
-            if pretrained:
-                backbone = inception_v3(weights="IMAGENET1K_V1", aux_logits=True, transform_input=False)
-                backbone.aux_logits, backbone.AuxLogits = False, None
-            else:
-                backbone = inception_v3(
-                    weights=None, num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True
-                )
-            if c != 3:
-                from torchvision.models.inception import BasicConv2d
-
-                backbone.Conv2d_1a_3x3 = BasicConv2d(c, 32, kernel_size=3, stride=2)
-        return ImageClassifier(normalize, backbone, name).eval()
-
-    if seed is None:
-        return build()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
+        backbone.Conv2d_1a_3x3 = BasicConv2d(c, 32, kernel_size=3, stride=2)
+    return backbone
 
 
 def classifier_head(model: nn.Module) -> nn.Linear:
@@ -377,9 +389,10 @@ def classifier_head(model: nn.Module) -> nn.Linear:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
+def torch_device(device: Union[str, torch.device] = "auto") -> torch.device:
     """
-    ``"auto"`` -> CUDA if available else CPU; other strings / devices are passed to :class:`torch.device`.
+    The :class:`torch.device` a user's device string names: ``"auto"`` -> CUDA if available else CPU; other strings /
+    devices are passed to :class:`torch.device` (CUDA only if available).
 
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device`.
     :return: The device.
@@ -395,6 +408,15 @@ def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu' or 'auto'.")
     return dev
+
+
+#: Former name of :func:`torch_device` (kept for callers not yet switched).
+resolve_device = torch_device
+
+
+def _run_device(model: nn.Module, device: Union[str, torch.device]) -> torch.device:
+    """``"auto"``: the model's own device (:func:`art_idfr._utils.device_of`); else :func:`torch_device`."""
+    return device_of(model) if isinstance(device, str) and device == "auto" else torch_device(device)
 
 
 def _as_tensors(x, y=None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -421,11 +443,12 @@ def predict_logits(
     :param model: The network.
     :param x: Images ``(N, C, H, W)`` in ``[0, 1]``.
     :param batch_size: Batch size.
-    :param device: Device to run on (``"auto"``: the model's device if it has parameters, else CUDA if available).
+    :param device: Device to run on (``"auto"``: the model's device, that of its first parameter or buffer, CPU
+                   if it has none).
     :return: ``float32`` logits ``(N, num_classes)``.
     """
     xt, _ = _as_tensors(x)
-    dev = _model_device(model) if device == "auto" else resolve_device(device)
+    dev = _run_device(model, device)
     was_training = model.training
     model.to(dev).eval()
     out = [model(xt[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(xt), batch_size)]
@@ -483,7 +506,7 @@ def recalibrate_batchnorm(
     if max_samples is not None and len(xt) > max_samples:
         idx = torch.randperm(len(xt), generator=torch.Generator().manual_seed(int(seed) + 7919))[:max_samples]
         xt = xt[idx.sort().values]
-    dev = _model_device(model) if device == "auto" else resolve_device(device)
+    dev = _run_device(model, device)
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
@@ -499,12 +522,6 @@ def recalibrate_batchnorm(
             m.momentum = momentum
         model.eval()
     return model
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return resolve_device("auto")
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -604,6 +621,50 @@ def train_model(
     """
     from tqdm.auto import tqdm
 
+    optimizer, schedule, lr, weight_decay = _check_training_args(epochs, batch_size, optimizer, schedule, lr,
+                                                                 weight_decay, keep_last)
+    xt, yt = _as_tensors(x, y)
+    if len(xt) == 0:
+        raise ValueError("Cannot train on an empty set.")
+    if (x_val is None) != (y_val is None):
+        raise ValueError("Pass both `x_val` and `y_val`, or neither.")
+    dev = torch_device(device)
+    model.to(dev)
+
+    steps_per_epoch = math.ceil(len(xt) / batch_size)
+    opt, sched = _optimiser_and_schedule(model, optimizer, lr, weight_decay, schedule, epochs, steps_per_epoch)
+    config = _training_config(epochs, batch_size, lr, optimizer, schedule, seed, augment, len(xt), weight_decay,
+                              recalibrate_bn)
+    history: Dict[str, List[float]] = {k: [] for k in ("epoch", "loss", "train_acc", "val_acc", "lr", "seconds")}
+    start_epoch = 0
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        if resume:
+            history, start_epoch = _resume_training(checkpoint_dir, config, model, opt, sched, dev, verbose,
+                                                    history)
+
+    use_amp = dev.type == "cuda" if amp is None else bool(amp)
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        total_loss, correct = _train_epoch(model, xt, yt, opt, sched, epoch=epoch, epochs=epochs,
+                                           batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed,
+                                           augment=augment, recalibrate_bn=recalibrate_bn, dev=dev,
+                                           use_amp=use_amp, verbose=verbose, tqdm=tqdm)
+        model.eval()
+        val_acc = float("nan")
+        if x_val is not None:
+            val_acc = accuracy(model, x_val, y_val, batch_size=max(batch_size, 256), device=dev)
+        _record_epoch(history, epoch, epochs, total_loss / len(xt), correct / len(xt), val_acc,
+                      float(opt.param_groups[0]["lr"]), time.perf_counter() - t0, x_val is not None, verbose, tqdm)
+        if checkpoint_dir is not None:
+            _save_training_checkpoint(checkpoint_dir, epoch + 1, model, opt, sched, history, config, keep_last)
+
+    model.eval()
+    return history
+
+
+def _check_training_args(epochs, batch_size, optimizer, schedule, lr, weight_decay, keep_last):
+    """Check :func:`train_model`'s settings; return ``(optimizer, schedule, lr, weight_decay)`` with defaults."""
     if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -622,15 +683,29 @@ def train_model(
         weight_decay = 5e-4 if optimizer == "sgd" else 0.0
     if keep_last < 1:
         raise ValueError(f"`keep_last` must be >= 1, got {keep_last!r}.")
-    xt, yt = _as_tensors(x, y)
-    if len(xt) == 0:
-        raise ValueError("Cannot train on an empty set.")
-    if (x_val is None) != (y_val is None):
-        raise ValueError("Pass both `x_val` and `y_val`, or neither.")
-    dev = resolve_device(device)
-    model.to(dev)
+    return optimizer, schedule, lr, weight_decay
 
-    steps_per_epoch = math.ceil(len(xt) / batch_size)
+
+def _training_config(epochs, batch_size, lr, optimizer, schedule, seed, augment, n_train, weight_decay,
+                     recalibrate_bn) -> Dict[str, Any]:
+    """The settings saved with every checkpoint (those of :data:`_RESUME_KEYS` must match to resume)."""
+    return {
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "seed": int(seed),
+        "augment": bool(augment),
+        "n_train": int(n_train),
+        "weight_decay": float(weight_decay),
+        "recalibrate_bn": bool(recalibrate_bn),
+    }
+
+
+def _optimiser_and_schedule(model: nn.Module, optimizer: str, lr: float, weight_decay: float, schedule: str,
+                            epochs: int, steps_per_epoch: int) -> Tuple[torch.optim.Optimizer, Optional[Any]]:
+    """The optimiser over the trainable parameters, and its per-batch learning-rate schedule (``None``: constant)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
@@ -646,116 +721,115 @@ def train_model(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     else:
         sched = None
+    return opt, sched
 
-    config = {
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "optimizer": optimizer,
-        "schedule": schedule,
-        "seed": int(seed),
-        "augment": bool(augment),
-        "n_train": int(len(xt)),
-        "weight_decay": float(weight_decay),
-        "recalibrate_bn": bool(recalibrate_bn),
-    }
-    history: Dict[str, List[float]] = {k: [] for k in ("epoch", "loss", "train_acc", "val_acc", "lr", "seconds")}
-    start_epoch = 0
 
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        if resume:
-            for epoch_done, path in reversed(_checkpoint_files(checkpoint_dir)):
-                try:
-                    state = torch.load(path, map_location=dev, weights_only=True)
-                except Exception as err:  # e.g. a file truncated by a crash: try the previous one
-                    logger.warning("Skipping unreadable checkpoint %s: %s", path, err)
-                    continue
-                saved = state.get("config", {})
-                diff = {k: (saved.get(k), config[k]) for k in _RESUME_KEYS if saved.get(k) != config[k]}
-                if diff:
-                    raise ValueError(
-                        f"Checkpoint {path} was written with a different configuration {diff} "
-                        "(saved, requested); use another checkpoint_dir or resume=False."
-                    )
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                if sched is not None:
-                    sched.load_state_dict(state["scheduler"])
-                history = {k: list(v) for k, v in state["history"].items()}
-                start_epoch = int(state["epoch"])
-                if verbose:
-                    logger.info("Resuming from %s (epoch %d of %d).", path, start_epoch, epochs)
-                break
+def _resume_training(checkpoint_dir: str, config: Dict[str, Any], model: nn.Module, opt, sched, dev: torch.device,
+                     verbose: bool, history: Dict[str, List[float]]) -> Tuple[Dict[str, List[float]], int]:
+    """
+    Load the newest readable checkpoint of ``checkpoint_dir`` into ``model``, ``opt`` and ``sched`` (its
+    configuration must match ``config``); return its history and epoch, or ``(history, 0)`` if there is none.
+    """
+    for epoch_done, path in reversed(_checkpoint_files(checkpoint_dir)):
+        try:
+            state = torch.load(path, map_location=dev, weights_only=True)
+        except Exception as err:  # e.g. a file truncated by a crash: try the previous one
+            logger.warning("Skipping unreadable checkpoint %s: %s", path, err)
+            continue
+        saved = state.get("config", {})
+        diff = {k: (saved.get(k), config[k]) for k in _RESUME_KEYS if saved.get(k) != config[k]}
+        if diff:
+            raise ValueError(
+                f"Checkpoint {path} was written with a different configuration {diff} "
+                "(saved, requested); use another checkpoint_dir or resume=False."
+            )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        if verbose:
+            logger.info("Resuming from %s (epoch %d of %d).", path, start_epoch, config["epochs"])
+        return {k: list(v) for k, v in state["history"].items()}, start_epoch
+    return history, 0
 
+
+def _train_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, opt, sched, *, epoch: int, epochs: int,
+                 batch_size: int, steps_per_epoch: int, seed: int, augment: bool, recalibrate_bn: bool,
+                 dev: torch.device, use_amp: bool, verbose: bool, tqdm) -> Tuple[float, int]:
+    """
+    One epoch of training (shuffling, augmentation and dropout drawn from generators seeded with ``(seed, epoch)``,
+    the global RNG state restored afterwards), then the batch-norm recalibration; return the summed loss and the
+    number of correct training predictions.
+    """
     loss_fn = nn.CrossEntropyLoss()
     cuda_devices = [dev.index or 0] if dev.type == "cuda" else []
-    use_amp = dev.type == "cuda" if amp is None else bool(amp)
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(int(seed) * 100003 + epoch)
-        perm = torch.randperm(len(xt), generator=gen)
-        model.train()
-        total_loss, correct = 0.0, 0
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(int(seed) * 100003 + epoch + 7)
-            bar = tqdm(
-                range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not verbose
-            )
-            for step in bar:
-                idx = perm[step * batch_size : (step + 1) * batch_size]
-                xb, yb = xt[idx], yt[idx]
-                if augment:
-                    xb = _augment(xb, gen)
-                xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                    logits = model(xb)
-                loss = loss_fn(logits.float(), yb)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                total_loss += float(loss.detach()) * len(yb)
-                correct += int((logits.detach().argmax(1) == yb).sum())
-                bar.set_postfix(loss=f"{total_loss / ((step * batch_size) + len(yb)):.4f}")
-            if recalibrate_bn:
-                recalibrate_batchnorm(model, xt, batch_size=max(batch_size, 256), device=dev, seed=int(seed) + epoch)
-        model.eval()
-        val_acc = float("nan")
-        if x_val is not None:
-            val_acc = accuracy(model, x_val, y_val, batch_size=max(batch_size, 256), device=dev)
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(total_loss / len(xt))
-        history["train_acc"].append(correct / len(xt))
-        history["val_acc"].append(val_acc)
-        history["lr"].append(float(opt.param_groups[0]["lr"]))
-        history["seconds"].append(time.perf_counter() - t0)
-        if verbose:
-            msg = (
-                f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}, "
-                f"train acc {history['train_acc'][-1]:.4f}"
-                + (f", val acc {val_acc:.4f}" if x_val is not None else "")
-                + f" ({history['seconds'][-1]:.1f} s)"
-            )
-            logger.info(msg)
-            tqdm.write(msg)
+    gen = torch.Generator().manual_seed(int(seed) * 100003 + epoch)
+    perm = torch.randperm(len(xt), generator=gen)
+    model.train()
+    total_loss, correct = 0.0, 0
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(int(seed) * 100003 + epoch + 7)
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not verbose
+        )
+        for step in bar:
+            idx = perm[step * batch_size : (step + 1) * batch_size]
+            xb, yb = xt[idx], yt[idx]
+            if augment:
+                xb = _augment(xb, gen)
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(xb)
+            loss = loss_fn(logits.float(), yb)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total_loss += float(loss.detach()) * len(yb)
+            correct += int((logits.detach().argmax(1) == yb).sum())
+            bar.set_postfix(loss=f"{total_loss / ((step * batch_size) + len(yb)):.4f}")
+        if recalibrate_bn:
+            recalibrate_batchnorm(model, xt, batch_size=max(batch_size, 256), device=dev, seed=int(seed) + epoch)
+    return total_loss, correct
 
-        if checkpoint_dir is not None:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else {},
-                "epoch": epoch + 1,
-                "history": history,
-                "config": config,
-            }
-            path = os.path.join(checkpoint_dir, f"epoch_{epoch + 1:04d}.pt")
-            tmp = path + ".tmp"
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-            for _, old in _checkpoint_files(checkpoint_dir)[:-keep_last]:
-                os.remove(old)
 
-    model.eval()
-    return history
+def _record_epoch(history: Dict[str, List[float]], epoch: int, epochs: int, loss: float, train_acc: float,
+                  val_acc: float, lr: float, seconds: float, validated: bool, verbose: bool, tqdm) -> None:
+    """Append one epoch to ``history``; with ``verbose``, log it (``val_acc`` if ``validated``) and print it above
+    the progress bars."""
+    history["epoch"].append(epoch + 1)
+    history["loss"].append(loss)
+    history["train_acc"].append(train_acc)
+    history["val_acc"].append(val_acc)
+    history["lr"].append(lr)
+    history["seconds"].append(seconds)
+    if verbose:
+        msg = (
+            f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}, "
+            f"train acc {history['train_acc'][-1]:.4f}"
+            + (f", val acc {val_acc:.4f}" if validated else "")
+            + f" ({history['seconds'][-1]:.1f} s)"
+        )
+        logger.info(msg)
+        tqdm.write(msg)
+
+
+def _save_training_checkpoint(checkpoint_dir: str, epochs_done: int, model: nn.Module, opt, sched,
+                              history: Dict[str, List[float]], config: Dict[str, Any], keep_last: int) -> None:
+    """Write ``epoch_NNNN.pt`` atomically and delete the files beyond the newest ``keep_last``."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else {},
+        "epoch": epochs_done,
+        "history": history,
+        "config": config,
+    }
+    path = os.path.join(checkpoint_dir, f"epoch_{epochs_done:04d}.pt")
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    for _, old in _checkpoint_files(checkpoint_dir)[:-keep_last]:
+        os.remove(old)

@@ -12,9 +12,11 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
 from art_idfr.experiments.evaluation.config import THREAT_MODELS, eps_label
+from art_idfr.experiments.evaluation.labels import ATTACK_LABELS, RECORD_FIELDS, THREAT_DESCRIPTIONS
+from art_idfr.experiments.jsonutil import json_clean
 
 if TYPE_CHECKING:  # pragma: no cover
-    from art_idfr.experiments.evaluation.suite import EvaluationResult
+    from art_idfr.experiments.evaluation.result import EvaluationResult
 
 __all__ = [
     "write_reports",
@@ -72,29 +74,15 @@ def write_partial_reports(result: "EvaluationResult", out_dir: str) -> Dict[str,
     return paths
 
 
-def _json_clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_clean(value.item())
-    return value
-
-
 def write_json(result: "EvaluationResult", path: str) -> None:
     """``{"metadata", "config", "sanity_checks", "records"}`` as strict JSON (NaN written as null)."""
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(_json_clean(result.to_dict()), f, indent=2, ensure_ascii=False, allow_nan=False)
+        json.dump(json_clean(result.to_dict()), f, indent=2, ensure_ascii=False, allow_nan=False)
         f.write("\n")
 
 
 def write_csv(records: Sequence[Dict[str, Any]], path: str) -> None:
-    """One row per record; columns :data:`~art_idfr.experiments.evaluation.suite.RECORD_FIELDS` (dicts as JSON)."""
-    from art_idfr.experiments.evaluation.suite import RECORD_FIELDS
-
+    """One row per record; columns :data:`~art_idfr.experiments.evaluation.labels.RECORD_FIELDS` (dicts as JSON)."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(RECORD_FIELDS), extrasaction="ignore")
         writer.writeheader()
@@ -124,8 +112,6 @@ def table_columns(records: Sequence[Dict[str, Any]], threat_model: str) -> List[
 
 
 def _column_title(attack: str, eps: float) -> str:
-    from art_idfr.experiments.evaluation.suite import ATTACK_LABELS
-
     return "clean" if attack == "clean" else f"{ATTACK_LABELS.get(attack, attack.upper())} {eps_label(eps)}"
 
 
@@ -140,8 +126,6 @@ def _threat_models(result: "EvaluationResult") -> List[str]:
 
 def markdown_tables(result: "EvaluationResult") -> str:
     """One Markdown table per threat model: rows = defences, columns = clean and each attack x eps (accuracy %)."""
-    from art_idfr.experiments.evaluation.suite import THREAT_DESCRIPTIONS
-
     md = result.metadata
     out: List[str] = []
     defences = [d["key"] for d in md.get("defences", [])] or list(dict.fromkeys(r["defence_key"] for r in result.records))
@@ -187,8 +171,6 @@ def markdown_tables(result: "EvaluationResult") -> str:
 
 def markdown_sanity(result: "EvaluationResult") -> str:
     """The sanity checks as a Markdown list (PASS / FAIL / SKIPPED) plus each flagged violation."""
-    from art_idfr.experiments.evaluation.suite import ATTACK_LABELS
-
     s = result.sanity_checks
     checks = s.get("checks", {})
     if not checks:
@@ -278,8 +260,6 @@ def plot_accuracy(result: "EvaluationResult", path: str) -> None:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-
-    from art_idfr.experiments.evaluation.suite import ATTACK_LABELS
 
     md = result.metadata
     tms = _threat_models(result)

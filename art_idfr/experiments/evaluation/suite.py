@@ -16,6 +16,10 @@ The white-box and query attacks run on class-stratified subsets of the evaluatio
 ``query_n``); every record carries its own ``n``. All randomness is seeded per cell (seed, threat model, defence,
 attack, eps), so a cell's number does not depend on which other cells are run, and the same seed gives the same
 numbers on CPU.
+
+:func:`evaluate` builds an :class:`Evaluation` (the run's shared state, one method per threat model) and runs it.
+The record keys and display names live in :mod:`~art_idfr.experiments.evaluation.labels`, the result class in
+:mod:`~art_idfr.experiments.evaluation.result` (both re-exported here).
 """
 from __future__ import annotations
 
@@ -27,7 +31,6 @@ import shlex
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -37,91 +40,15 @@ from tqdm.auto import tqdm
 
 from art_idfr.experiments.evaluation.config import QUERY_ATTACK, EvalConfig, eps_label
 from art_idfr.experiments.evaluation.defences import DefendedClassifier, build_defences, wrap_model
+from art_idfr.experiments.evaluation.labels import ATTACK_LABELS, RECORD_FIELDS, THREAT_DESCRIPTIONS
 from art_idfr.experiments.evaluation.pipeline import PreparedData, seeded
+from art_idfr.experiments.evaluation.result import EvaluationResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationResult", "evaluate", "ATTACK_LABELS", "RECORD_FIELDS", "THREAT_DESCRIPTIONS"]
-
-#: Display names of the attacks.
-ATTACK_LABELS = {"clean": "clean", "fgsm": "FGSM", "cw": "CW", "bim": "BIM", "pgd": "PGD", "autoattack": "AutoAttack",
-                 "square": "Square"}
-
-#: Keys of every record (and columns of the CSV), in order.
-RECORD_FIELDS = (
-    "threat_model",
-    "defence",
-    "defence_key",
-    "attack",
-    "eps",
-    "eps_label",
-    "accuracy",
-    "n",
-    "n_correct",
-    "gradient",
-    "source",
-    "source_accuracy",
-    "attack_params",
-    "seed",
-    "dataset",
-    "model",
-    "device",
-    "torch_version",
-    "art_version",
-    "command",
-)
-
-THREAT_DESCRIPTIONS = {
-    "black-box": "AEs crafted on an independently trained surrogate model and transferred to every defended "
-                 "classifier (crafted once per attack and eps).",
-    "gray-box": "AEs crafted on the bare (undefended) target, defence unknown to the attacker, and given to every "
-                "defended classifier (crafted once per attack and eps).",
-    "white-box": "Adaptive: the attack runs on each defended classifier itself. ID and ID+FR are attacked with exact "
-                 "gradients through the defence; NumPy defences (marked †) through ART's identity BPDA gradient "
-                 "estimate (averaged over random draws, EOT, for a randomised one); Fast AT is its own (retrained) "
-                 "model.",
-    "query": "Score-based black-box: ART SquareAttack (L-inf) querying each defended classifier's outputs.",
-}
-
-
-@dataclass
-class EvaluationResult:
-    """The outcome of :func:`evaluate`: records, metadata and sanity checks; :meth:`write` saves the reports."""
-
-    records: List[Dict[str, Any]]
-    metadata: Dict[str, Any]
-    sanity_checks: Dict[str, Any]
-    config: EvalConfig
-    per_sample: Dict[Tuple[str, str, str, float], np.ndarray] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The JSON document: ``metadata``, ``config``, ``sanity_checks``, ``records``."""
-        return {
-            "metadata": self.metadata,
-            "config": self.config.to_dict(),
-            "sanity_checks": self.sanity_checks,
-            "records": self.records,
-        }
-
-    def markdown(self) -> str:
-        """Markdown tables in the paper's layout, one per threat model, and the sanity checks."""
-        from art_idfr.experiments.evaluation.reports import markdown_report
-
-        return markdown_report(self)
-
-    def write(self, out_dir: str) -> Dict[str, str]:
-        """Write ``results.json``, ``results.csv``, ``results.md`` and ``accuracy_vs_eps.png``; return the paths."""
-        from art_idfr.experiments.evaluation.reports import write_reports
-
-        return write_reports(self, out_dir)
-
-    def accuracy(self, threat_model: str, defence: str, attack: str = "clean", eps: float = 0.0) -> float:
-        """Look up one accuracy (``defence`` by key or label; ``eps`` compared to 1e-9)."""
-        for r in self.records:
-            if (r["threat_model"] == threat_model and defence in (r["defence_key"], r["defence"])
-                    and r["attack"] == attack and abs(r["eps"] - eps) < 1e-9):
-                return r["accuracy"]
-        raise KeyError((threat_model, defence, attack, eps))
+# ATTACK_LABELS, RECORD_FIELDS, THREAT_DESCRIPTIONS (labels.py) and EvaluationResult (result.py) stay importable here
+__all__ = ["Evaluation", "EvaluationResult", "evaluate", "compare_whitebox", "ATTACK_LABELS", "RECORD_FIELDS",
+           "THREAT_DESCRIPTIONS"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -169,7 +96,7 @@ def evaluate(
     checkpoint_dir: Optional[str] = None,
 ) -> EvaluationResult:
     """
-    Run the evaluation suite.
+    Run the evaluation suite (builds an :class:`Evaluation` and runs it).
 
     :param config: The run's configuration (resolved here for the data's channel count).
     :param data: :func:`~art_idfr.experiments.evaluation.pipeline.prepare_data` output; the test split is evaluated.
@@ -186,54 +113,111 @@ def evaluate(
         (:mod:`art_idfr.experiments.evaluation.resume`; ``metadata["resumed"]`` names them).
     :return: The :class:`EvaluationResult`.
     """
-    import art
+    return Evaluation(config, data, target_model, surrogate_model, denoiser=denoiser, restorer=restorer,
+                      fast_at_model=fast_at_model, model_info=model_info, command=command, verbose=verbose,
+                      checkpoint_dir=checkpoint_dir).run()
 
-    t_start = time.perf_counter()
-    cfg = config.resolved(data.input_shape[0])
-    if "black-box" in cfg.threat_models and surrogate_model is None:
-        raise ValueError("the black-box threat model needs a surrogate model (an independently trained source).")
-    command = command if command is not None else _command_line()
-    dev_type = cfg.device_type
-    shape, k = data.input_shape, data.num_classes
 
-    # ---- images: one stratified evaluation set, and stratified subsets of it for white-box / query
-    eval_idx = _subset(data.y_test, cfg.eval_n, cfg.seed)
-    x_eval = np.ascontiguousarray(data.x_test[eval_idx], dtype=np.float32)
-    y_eval = data.y_test[eval_idx].astype(np.int64)
-    wb_idx = _subset(y_eval, cfg.whitebox_n, cfg.seed + 1)
-    q_idx = _subset(y_eval, cfg.query_n, cfg.seed + 2)
-    onehot = np.eye(k, dtype=np.float32)[y_eval]
-    images = {"black-box": np.arange(len(y_eval)), "gray-box": np.arange(len(y_eval)), "white-box": wb_idx,
-              "query": q_idx}
+class Evaluation:
+    """
+    One run of the evaluation suite (see :func:`evaluate` for the parameters).
 
-    target = wrap_model(target_model, shape, k, dev_type)
-    defended = build_defences(cfg, target, denoiser=denoiser, restorer=restorer, fast_at_model=fast_at_model)
-    device_text = _device_description(target)
-    base = {
-        "seed": cfg.seed,
-        "dataset": data.dataset.name,
-        "model": f"{cfg.model} (width {cfg.width:g})",
-        "device": device_text,
-        "torch_version": torch.__version__,
-        "art_version": art.__version__,
-        "command": command,
-    }
-    records: List[Dict[str, Any]] = []
-    per_sample: Dict[Tuple[str, str, str, float], np.ndarray] = {}
-    timings: Dict[str, float] = {}
-    resumed: Dict[str, str] = {}
-    finished: List[str] = []
+    Holds what every threat model shares: the evaluation images and their white-box / query subsets, the defended
+    classifiers, the records and per-image hits found so far, the timings and the resume checkpoint. :meth:`run`
+    measures the clean accuracy, then runs one method per threat model (:meth:`black_box`, :meth:`gray_box`,
+    :meth:`white_box`, :meth:`query`; each a no-op unless configured) and the sanity checks, always in that order.
+    """
 
-    def make_metadata() -> Dict[str, Any]:
+    def __init__(
+        self,
+        config: EvalConfig,
+        data: PreparedData,
+        target_model: nn.Module,
+        surrogate_model: Optional[nn.Module] = None,
+        denoiser=None,
+        restorer=None,
+        fast_at_model: Optional[nn.Module] = None,
+        model_info: Optional[Dict[str, Any]] = None,
+        command: Optional[str] = None,
+        verbose: bool = True,
+        checkpoint_dir: Optional[str] = None,
+    ) -> None:
+        import art
+
+        self.t_start = time.perf_counter()
+        cfg = self.cfg = config.resolved(data.input_shape[0])
+        if "black-box" in cfg.threat_models and surrogate_model is None:
+            raise ValueError("the black-box threat model needs a surrogate model (an independently trained source).")
+        self.data, self.model_info, self.verbose = data, model_info, verbose
+        self.models = {"target": target_model, "surrogate": surrogate_model, "denoiser": denoiser,
+                       "restorer": restorer, "fast_at": fast_at_model}
+        self.command = command if command is not None else _command_line()
+        self._select_images()
+        shape, k = data.input_shape, data.num_classes
+        self.target = wrap_model(target_model, shape, k, cfg.device_type)
+        self.defended: Dict[str, DefendedClassifier] = build_defences(
+            cfg, self.target, denoiser=denoiser, restorer=restorer, fast_at_model=fast_at_model)
+        self.device_text = _device_description(self.target)
+        #: the fields every record shares
+        self.base = {
+            "seed": cfg.seed,
+            "dataset": data.dataset.name,
+            "model": f"{cfg.model} (width {cfg.width:g})",
+            "device": self.device_text,
+            "torch_version": torch.__version__,
+            "art_version": art.__version__,
+            "command": self.command,
+        }
+        self.records: List[Dict[str, Any]] = []
+        self.per_sample: Dict[Tuple[str, str, str, float], np.ndarray] = {}
+        self.timings: Dict[str, float] = {}
+        self.resumed: Dict[str, str] = {}
+        self.finished: List[str] = []
+        self.checkpoint_dir = checkpoint_dir
+        self.ckpt = self._open_checkpoint() if checkpoint_dir is not None else None
+
+    # ---- set-up ------------------------------------------------------------------------------------------------------
+
+    def _select_images(self) -> None:
+        """One stratified evaluation set, and stratified subsets of it for white-box / query."""
+        cfg, data = self.cfg, self.data
+        eval_idx = _subset(data.y_test, cfg.eval_n, cfg.seed)
+        self.x_eval = np.ascontiguousarray(data.x_test[eval_idx], dtype=np.float32)
+        self.y_eval = data.y_test[eval_idx].astype(np.int64)
+        self.wb_idx = _subset(self.y_eval, cfg.whitebox_n, cfg.seed + 1)
+        self.q_idx = _subset(self.y_eval, cfg.query_n, cfg.seed + 2)
+        self.onehot = np.eye(data.num_classes, dtype=np.float32)[self.y_eval]
+        #: the images of each threat model (indices into the evaluation set)
+        self.images = {"black-box": np.arange(len(self.y_eval)), "gray-box": np.arange(len(self.y_eval)),
+                       "white-box": self.wb_idx, "query": self.q_idx}
+
+    def _open_checkpoint(self):
+        """The :class:`~art_idfr.experiments.evaluation.resume.EvalCheckpoint` of this run's fingerprint."""
+        import art
+
+        from art_idfr.experiments.evaluation.resume import EvalCheckpoint, evaluation_fingerprint
+
+        fingerprint = evaluation_fingerprint(
+            self.cfg.to_dict(), self.device_text,
+            {"x_eval": self.x_eval, "y_eval": self.y_eval, "wb_idx": self.wb_idx, "q_idx": self.q_idx},
+            dict(self.models),
+            {"torch": torch.__version__, "art": art.__version__, "art_idfr": _version()})
+        return EvalCheckpoint(self.checkpoint_dir, fingerprint)
+
+    def metadata(self) -> Dict[str, Any]:
+        """The run's metadata (timings and resumed threat models as far as known now)."""
+        import art
+
+        cfg, data = self.cfg, self.data
         return {
             "tool": "art-idfr evaluation suite",
             "art_idfr_version": _version(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": command,
+            "command": self.command,
             "dataset": data.dataset.name,
             "dataset_description": data.dataset.describe(),
-            "model": base["model"],
-            "device": device_text,
+            "model": self.base["model"],
+            "device": self.device_text,
             "torch_version": torch.__version__,
             "art_version": art.__version__,
             "numpy_version": np.__version__,
@@ -241,8 +225,8 @@ def evaluate(
             "platform": platform.platform(),
             "seed": cfg.seed,
             "preset": cfg.preset_name,
-            "n": {tm: int(len(images[tm])) for tm in cfg.threat_models},
-            "eval_n": int(len(y_eval)),
+            "n": {tm: int(len(self.images[tm])) for tm in cfg.threat_models},
+            "eval_n": int(len(self.y_eval)),
             "eps": [float(e) for e in cfg.eps],
             "eps_labels": [eps_label(e) for e in cfg.eps],
             "attacks": list(cfg.attacks),
@@ -250,62 +234,57 @@ def evaluate(
             "threat_model_descriptions": {tm: THREAT_DESCRIPTIONS[tm] for tm in cfg.threat_models},
             "defences": [{"key": dc.key, "label": dc.label, "description": dc.description,
                           "white_box_gradient": dc.gradient, "randomised": dc.randomised}
-                         for dc in defended.values()],
-            "models": model_info or {},
-            "timings_seconds": dict(timings),
+                         for dc in self.defended.values()],
+            "models": self.model_info or {},
+            "timings_seconds": dict(self.timings),
             **({"resumed": {tm: f"taken from the evaluation checkpoint written {when} by an earlier run with the "
-                                "same configuration, images, device and model weights" for tm, when in resumed.items()}}
-               if resumed else {}),
+                                "same configuration, images, device and model weights"
+                            for tm, when in self.resumed.items()}}
+               if self.resumed else {}),
         }
 
-    ckpt = None
-    if checkpoint_dir is not None:
-        from art_idfr.experiments.evaluation.resume import EvalCheckpoint, evaluation_fingerprint
+    # ---- checkpointing -----------------------------------------------------------------------------------------------
 
-        fingerprint = evaluation_fingerprint(
-            cfg.to_dict(), device_text,
-            {"x_eval": x_eval, "y_eval": y_eval, "wb_idx": wb_idx, "q_idx": q_idx},
-            {"target": target_model, "surrogate": surrogate_model, "denoiser": denoiser, "restorer": restorer,
-             "fast_at": fast_at_model},
-            {"torch": torch.__version__, "art": art.__version__, "art_idfr": _version()})
-        ckpt = EvalCheckpoint(checkpoint_dir, fingerprint)
-
-    def resume(tm: str) -> bool:
+    def _resume(self, tm: str) -> bool:
         """Take ``tm`` from the checkpoint if an earlier run finished it."""
-        if ckpt is None or not ckpt.has(tm):
+        if self.ckpt is None or not self.ckpt.has(tm):
             return False
-        recs, outcomes, seconds, when = ckpt.restore(tm)
-        records.extend(recs)
-        per_sample.update(outcomes)
-        timings[tm] = seconds
-        resumed[tm] = when
-        finished.append(tm)
+        recs, outcomes, seconds, when = self.ckpt.restore(tm)
+        self.records.extend(recs)
+        self.per_sample.update(outcomes)
+        self.timings[tm] = seconds
+        self.resumed[tm] = when
+        self.finished.append(tm)
         logger.info("%s: taken from the evaluation checkpoint (finished %s)", tm, when)
         return True
 
-    def done(tm: str, seconds: float) -> None:
+    def _done(self, tm: str, seconds: float) -> None:
         """``tm`` is finished: checkpoint it and rewrite the partial reports."""
-        timings[tm] = seconds
-        finished.append(tm)
-        if ckpt is None:
+        self.timings[tm] = seconds
+        self.finished.append(tm)
+        if self.ckpt is None:
             return
-        ckpt.save(tm, records, per_sample, seconds)
+        self.ckpt.save(tm, self.records, self.per_sample, seconds)
         from art_idfr.experiments.evaluation.reports import write_partial_reports
 
-        partial = EvaluationResult([r for r in records if r["threat_model"] in finished],
-                                   {**make_metadata(), "partial": True, "finished_threat_models": list(finished)},
-                                   {"passed": None, "checks": {}}, cfg)
-        write_partial_reports(partial, checkpoint_dir)
+        partial = EvaluationResult([r for r in self.records if r["threat_model"] in self.finished],
+                                   {**self.metadata(), "partial": True, "finished_threat_models": list(self.finished)},
+                                   {"passed": None, "checks": {}}, self.cfg)
+        write_partial_reports(partial, self.checkpoint_dir)
 
-    def correct(dc: DefendedClassifier, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    # ---- one cell ----------------------------------------------------------------------------------------------------
+
+    def _correct(self, dc: DefendedClassifier, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+        """Per-image hits of the defended classifier ``dc`` on ``(x, y)``."""
         with seeded(seed):  # TotalVarMin draws its mask from np.random
-            pred = dc.classifier.predict(x, batch_size=cfg.attack_batch_size)
+            pred = dc.classifier.predict(x, batch_size=self.cfg.attack_batch_size)
         return np.argmax(pred, axis=1) == y
 
-    def add(tm: str, dc: DefendedClassifier, attack: str, eps: float, hits: np.ndarray, *, gradient: str,
-            source: str, source_accuracy: Optional[float] = None, params: Optional[Dict[str, Any]] = None) -> None:
-        per_sample[(tm, dc.key, attack, float(eps))] = hits
-        records.append({
+    def _add(self, tm: str, dc: DefendedClassifier, attack: str, eps: float, hits: np.ndarray, *, gradient: str,
+             source: str, source_accuracy: Optional[float] = None, params: Optional[Dict[str, Any]] = None) -> None:
+        """Record one cell: its per-image hits and its record."""
+        self.per_sample[(tm, dc.key, attack, float(eps))] = hits
+        self.records.append({
             "threat_model": tm,
             "defence": dc.label,
             "defence_key": dc.key,
@@ -319,10 +298,12 @@ def evaluate(
             "source": source,
             "source_accuracy": source_accuracy,
             "attack_params": params or {},
-            **base,
+            **self.base,
         })
 
-    def attack_params(name: str, eps: float) -> Dict[str, Any]:
+    def attack_params(self, name: str, eps: float) -> Dict[str, Any]:
+        """The settings of attack ``name`` at ``eps`` as recorded in its records."""
+        cfg = self.cfg
         if name == "fgsm":
             return {"norm": "inf", "eps": eps}
         if name == "autoattack":
@@ -333,94 +314,129 @@ def evaluate(
         return {"norm": "inf", "eps": eps, "max_iter": cfg.attack_iter, "eps_step": min(cfg.eps_step, eps),
                 **({"loss": "C&W margin"} if name == "cw" else {}), **({"random_init": True} if name == "pgd" else {})}
 
-    def craft(name: str, clf, x: np.ndarray, y1h: np.ndarray, eps: float, seed: int) -> np.ndarray:
+    def craft(self, name: str, clf, x: np.ndarray, y1h: np.ndarray, eps: float, seed: int) -> np.ndarray:
+        """AEs of attack ``name`` at ``eps`` on the ART classifier ``clf``, seeded with ``seed``."""
         from art_idfr.experiments.attacks import make_attack
 
+        cfg = self.cfg
         max_iter = cfg.query_iter if name == QUERY_ATTACK else cfg.attack_iter
         atk = make_attack(name, clf, eps, max_iter=max_iter, eps_step=cfg.eps_step,
                           batch_size=cfg.attack_batch_size, seed=seed, verbose=False)
         with seeded(seed):  # numpy defences inside the loop (TotalVarMin) draw from np.random
             return np.asarray(atk.generate(x=x, y=y1h), dtype=np.float32)
 
-    # ---- clean accuracy of every defence on the evaluation set (reused by every threat model)
-    t0 = time.perf_counter()
-    clean: Dict[str, np.ndarray] = {}
-    for key, dc in tqdm(defended.items(), desc="clean accuracy", disable=not verbose):
-        clean[key] = correct(dc, x_eval, y_eval, _cell_seed(cfg.seed, "clean", key))
-    timings["clean"] = time.perf_counter() - t0
-    for tm in cfg.threat_models:
-        for key, dc in defended.items():
-            add(tm, dc, "clean", 0.0, clean[key][images[tm]], gradient="-", source="-")
+    # ---- the threat models -------------------------------------------------------------------------------------------
 
-    # ---- transfer threat models: AEs crafted once per (attack, eps) and reused for all defences
-    sources: Dict[str, Tuple[str, Any]] = {}
-    if "black-box" in cfg.threat_models:
-        sur = wrap_model(surrogate_model, shape, k, dev_type)
+    def run(self) -> EvaluationResult:
+        """Clean accuracy, every configured threat model, the sanity checks; the :class:`EvaluationResult`."""
+        self.clean_accuracy()
+        self.black_box()
+        self.gray_box()
+        self.white_box()
+        self.query()
+        return self.finish()
+
+    def clean_accuracy(self) -> None:
+        """Clean accuracy of every defence on the evaluation set, recorded once per threat model (on its images)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        clean: Dict[str, np.ndarray] = {}
+        for key, dc in tqdm(self.defended.items(), desc="clean accuracy", disable=not self.verbose):
+            clean[key] = self._correct(dc, self.x_eval, self.y_eval, _cell_seed(cfg.seed, "clean", key))
+        self.timings["clean"] = time.perf_counter() - t0
+        for tm in cfg.threat_models:
+            for key, dc in self.defended.items():
+                self._add(tm, dc, "clean", 0.0, clean[key][self.images[tm]], gradient="-", source="-")
+
+    def black_box(self) -> None:
+        """Transfer from the independently trained surrogate (AEs crafted once per attack and eps)."""
+        cfg = self.cfg
+        if "black-box" not in cfg.threat_models:
+            return
+        sur = wrap_model(self.models["surrogate"], self.data.input_shape, self.data.num_classes, cfg.device_type)
         sur_name = f"surrogate {cfg.surrogate_model} (width {cfg.surrogate_width:g}, " \
                    f"seed {cfg.seed + cfg.surrogate_seed_offset})"
-        sources["black-box"] = (sur_name, sur)
-    if "gray-box" in cfg.threat_models:
-        sources["gray-box"] = ("bare target (undefended)", target)
-    for tm, (src_name, src_clf) in sources.items():
-        if resume(tm):
-            continue
+        self._transfer("black-box", sur_name, sur)
+
+    def gray_box(self) -> None:
+        """Transfer from the bare, undefended target (AEs crafted once per attack and eps)."""
+        if "gray-box" in self.cfg.threat_models:
+            self._transfer("gray-box", "bare target (undefended)", self.target)
+
+    def _transfer(self, tm: str, src_name: str, src_clf) -> None:
+        """A transfer threat model: AEs crafted on ``src_clf`` once per (attack, eps), given to every defence."""
+        if self._resume(tm):
+            return
+        cfg, y_eval = self.cfg, self.y_eval
         t0 = time.perf_counter()
         cells = [(a, e) for a in cfg.attacks for e in cfg.eps]
-        bar = tqdm(cells, desc=f"{tm}: craft + transfer", disable=not verbose)
+        bar = tqdm(cells, desc=f"{tm}: craft + transfer", disable=not self.verbose)
         for attack, eps in bar:
             bar.set_postfix_str(f"{ATTACK_LABELS[attack]} {eps_label(eps)}")
             seed = _cell_seed(cfg.seed, tm, attack, eps)
-            x_adv = craft(attack, src_clf, x_eval, onehot, eps, seed)
+            x_adv = self.craft(attack, src_clf, self.x_eval, self.onehot, eps, seed)
             src_acc = float((np.argmax(src_clf.predict(x_adv, batch_size=cfg.attack_batch_size), 1) == y_eval).mean())
-            for key, dc in defended.items():
-                hits = correct(dc, x_adv, y_eval, _cell_seed(cfg.seed, tm, key, attack, eps, "eval"))
-                add(tm, dc, attack, eps, hits, gradient="transfer", source=src_name, source_accuracy=src_acc,
-                    params=attack_params(attack, eps))
-        done(tm, time.perf_counter() - t0)
+            for key, dc in self.defended.items():
+                hits = self._correct(dc, x_adv, y_eval, _cell_seed(cfg.seed, tm, key, attack, eps, "eval"))
+                self._add(tm, dc, attack, eps, hits, gradient="transfer", source=src_name, source_accuracy=src_acc,
+                          params=self.attack_params(attack, eps))
+        self._done(tm, time.perf_counter() - t0)
 
-    # ---- adaptive white-box: the attack runs on every defended classifier
-    if "white-box" in cfg.threat_models and not resume("white-box"):
+    def white_box(self) -> None:
+        """Adaptive white-box: every attack runs on every defended classifier itself (white-box images)."""
+        cfg = self.cfg
+        if "white-box" not in cfg.threat_models or self._resume("white-box"):
+            return
         t0 = time.perf_counter()
-        x_wb, y_wb, oh_wb = x_eval[wb_idx], y_eval[wb_idx], onehot[wb_idx]
-        cells = [(key, a, e) for key in defended for a in cfg.attacks for e in cfg.eps]
-        bar = tqdm(cells, desc="white-box (adaptive)", disable=not verbose)
+        x_wb, y_wb, oh_wb = self.x_eval[self.wb_idx], self.y_eval[self.wb_idx], self.onehot[self.wb_idx]
+        cells = [(key, a, e) for key in self.defended for a in cfg.attacks for e in cfg.eps]
+        bar = tqdm(cells, desc="white-box (adaptive)", disable=not self.verbose)
         for key, attack, eps in bar:
-            dc = defended[key]
+            dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: {ATTACK_LABELS[attack]} {eps_label(eps)}")
             seed = _cell_seed(cfg.seed, "white-box", key, attack, eps)
-            x_adv = craft(attack, dc.classifier, x_wb, oh_wb, eps, seed)
-            hits = correct(dc, x_adv, y_wb, _cell_seed(seed, "eval"))
-            add("white-box", dc, attack, eps, hits, gradient=dc.gradient, source="defended classifier itself",
-                params=attack_params(attack, eps))
-        done("white-box", time.perf_counter() - t0)
+            x_adv = self.craft(attack, dc.classifier, x_wb, oh_wb, eps, seed)
+            hits = self._correct(dc, x_adv, y_wb, _cell_seed(seed, "eval"))
+            self._add("white-box", dc, attack, eps, hits, gradient=dc.gradient, source="defended classifier itself",
+                      params=self.attack_params(attack, eps))
+        self._done("white-box", time.perf_counter() - t0)
 
-    # ---- query-based: SquareAttack on each defended classifier's outputs
-    if "query" in cfg.threat_models and not resume("query"):
+    def query(self) -> None:
+        """Query-based: SquareAttack on each defended classifier's outputs (query images)."""
+        cfg = self.cfg
+        if "query" not in cfg.threat_models or self._resume("query"):
+            return
         t0 = time.perf_counter()
-        x_q, y_q, oh_q = x_eval[q_idx], y_eval[q_idx], onehot[q_idx]
-        cells = [(key, e) for key in defended for e in cfg.eps]
-        bar = tqdm(cells, desc="query (Square)", disable=not verbose)
+        x_q, y_q, oh_q = self.x_eval[self.q_idx], self.y_eval[self.q_idx], self.onehot[self.q_idx]
+        cells = [(key, e) for key in self.defended for e in cfg.eps]
+        bar = tqdm(cells, desc="query (Square)", disable=not self.verbose)
         for key, eps in bar:
-            dc = defended[key]
+            dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}")
             seed = _cell_seed(cfg.seed, "query", key, eps)
-            x_adv = craft(QUERY_ATTACK, dc.classifier, x_q, oh_q, eps, seed)
-            hits = correct(dc, x_adv, y_q, _cell_seed(seed, "eval"))
-            add("query", dc, QUERY_ATTACK, eps, hits, gradient="none (scores only)",
-                source="queries to the defended classifier", params=attack_params(QUERY_ATTACK, eps))
-        done("query", time.perf_counter() - t0)
+            x_adv = self.craft(QUERY_ATTACK, dc.classifier, x_q, oh_q, eps, seed)
+            hits = self._correct(dc, x_adv, y_q, _cell_seed(seed, "eval"))
+            self._add("query", dc, QUERY_ATTACK, eps, hits, gradient="none (scores only)",
+                      source="queries to the defended classifier", params=self.attack_params(QUERY_ATTACK, eps))
+        self._done("query", time.perf_counter() - t0)
 
-    # ---- sanity checks
-    t0 = time.perf_counter()
-    sanity = _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sample, verbose)
-    timings["sanity"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
+    # ---- the end -----------------------------------------------------------------------------------------------------
 
-    metadata = make_metadata()
-    result = EvaluationResult(records, metadata, sanity, cfg, per_sample)
-    for warning in sanity.get("warnings", []):
-        logger.warning(warning)
-    return result
+    def sanity_checks(self) -> Dict[str, Any]:
+        """The sanity checks (:func:`_sanity_checks`) on this run's images and per-image hits."""
+        return _sanity_checks(self.cfg, self.target, self.defended, self.x_eval, self.y_eval, self.onehot,
+                              self.wb_idx, self.per_sample, self.verbose)
+
+    def finish(self) -> EvaluationResult:
+        """Run the sanity checks, log their warnings and return the :class:`EvaluationResult`."""
+        t0 = time.perf_counter()
+        sanity = self.sanity_checks()
+        self.timings["sanity"] = time.perf_counter() - t0
+        self.timings["total"] = time.perf_counter() - self.t_start
+        result = EvaluationResult(self.records, self.metadata(), sanity, self.cfg, self.per_sample)
+        for warning in sanity.get("warnings", []):
+            logger.warning(warning)
+        return result
 
 
 def _version() -> str:
