@@ -157,6 +157,20 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int, flip
     return out.contiguous()
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed numpy's and torch's global RNGs for the block and restore both states afterwards."""
+    state = np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        np.random.seed(int(seed) % (2**32))
+        torch.manual_seed(int(seed))
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
 def seed_generator(seed: Optional[int]) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed`` (0 when ``None``): the training randomness of a component."""
     return torch.Generator().manual_seed(seed if seed is not None else 0)

@@ -45,11 +45,11 @@ def test_parser_loads_neither_torch_nor_art():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
     import art_idfr
-    from art_idfr import _names, _utils
-    from art_idfr.experiments import attacks, models
+    from art_idfr import _names, denoiser
+    from art_idfr.experiments import attacks, choices, models
 
-    assert (models.MODEL_NAMES, attacks.ATTACK_NAMES, _utils.AUGMENTATIONS) == (
-        _names.MODEL_NAMES, _names.ATTACK_NAMES, _names.AUGMENTATIONS)
+    assert (models.MODEL_NAMES, attacks.ATTACK_NAMES, denoiser.LOSSES, choices.RESIDUAL_HEADS) == (
+        _names.MODEL_NAMES, _names.ATTACK_NAMES, _names.ID_LOSSES, _names.RESIDUAL_HEADS)
     assert set(art_idfr.__all__) == set(art_idfr._EXPORTS) | {"__version__"}
     import art_idfr.experiments.evaluation as ev
 

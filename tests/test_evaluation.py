@@ -540,7 +540,7 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
 
 
 def test_json_clean_makes_strict_json():
-    from art_idfr.experiments.jsonutil import json_clean
+    from art_idfr._utils import json_clean
 
     value = {1: (np.float32(0.5), float("nan"), [np.int64(3), float("inf")]), "ok": "text", "none": None}
     clean = json_clean(value)

@@ -242,7 +242,6 @@ def test_train_model_errors():
 def test_torch_device_and_the_run_device_of_predictions():
     from art_idfr.experiments import models
 
-    assert models.resolve_device is models.torch_device  # the former name stays an alias
     assert models.torch_device("cpu") == torch.device("cpu")
     assert models.torch_device(torch.device("cpu")) == torch.device("cpu")
     assert models.torch_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -30,6 +30,7 @@ from art.estimators.classification.classifier import ClassGradientsMixin
 from art.estimators.estimator import BaseEstimator
 
 from art_idfr._names import ATTACK_NAMES  # noqa: F401  (re-exported)
+from art_idfr._utils import seeded
 
 logger = logging.getLogger(__name__)
 
@@ -344,15 +345,8 @@ def _seed_generate(attack: EvasionAttack, seed: Optional[int]) -> EvasionAttack:
 
     @functools.wraps(original)
     def generate(x: np.ndarray, y: Optional[np.ndarray] = None, **kwargs) -> np.ndarray:
-        state = np.random.get_state()
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-        try:
-            np.random.seed(seed)
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                return original(x, y, **kwargs)
-        finally:
-            np.random.set_state(state)
+        with seeded(seed):
+            return original(x, y, **kwargs)
 
     attack.generate = generate  # type: ignore[method-assign]
     return attack

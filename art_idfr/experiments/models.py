@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from art_idfr._names import MODEL_NAMES  # noqa: F401  (re-exported)
+from art_idfr.experiments.choices import OPTIMIZERS
 from art_idfr._utils import device_of, random_crop_flip
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ __all__ = [
     "accuracy",
     "predict_logits",
     "torch_device",
-    "resolve_device",
     "latest_checkpoint",
     "recalibrate_batchnorm",
     "IMAGENET_MEAN",
@@ -411,7 +411,6 @@ def torch_device(device: Union[str, torch.device] = "auto") -> torch.device:
 
 
 #: Former name of :func:`torch_device` (kept for callers not yet switched).
-resolve_device = torch_device
 
 
 def _run_device(model: nn.Module, device: Union[str, torch.device]) -> torch.device:
@@ -670,7 +669,7 @@ def _check_training_args(epochs, batch_size, optimizer, schedule, lr, weight_dec
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
     optimizer = str(optimizer).lower()
-    if optimizer not in ("sgd", "adam"):
+    if optimizer not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {optimizer!r}; use 'sgd' or 'adam'.")
     schedule = str(schedule).lower()
     if schedule not in ("onecycle", "cosine", "none"):

@@ -12,19 +12,19 @@ Folder layouts written here (all weights with ``torch.save(state_dict)``, read b
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import time
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from art_idfr._utils import json_clean, seeded
 from art_idfr.experiments.evaluation.config import EvalConfig
 
 logger = logging.getLogger(__name__)
@@ -72,20 +72,6 @@ def limit_threads(n: int) -> None:
         _THREAD_LIMITS.append(threadpool_limits(limits=1, user_api="blas"))
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn, a dependency
         logger.warning("threadpoolctl is not installed: NumPy/SciPy BLAS threads are not limited.")
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed numpy's and torch's global RNGs for the block and restore both states afterwards."""
-    state = np.random.get_state()
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        np.random.seed(int(seed) % (2**32))
-        torch.manual_seed(int(seed))
-        try:
-            yield
-        finally:
-            np.random.set_state(state)
 
 
 @dataclass
@@ -243,7 +229,7 @@ def save_model_dir(model: nn.Module, meta: Dict[str, Any], out_dir: str) -> None
     torch.save(state, tmp)
     os.replace(tmp, os.path.join(out_dir, MODEL_FILE))
     with open(os.path.join(out_dir, MODEL_META), "w") as f:
-        json.dump(_jsonable(meta), f, indent=2)
+        json.dump(json_clean(meta), f, indent=2)
 
 
 def load_model_dir(path: str, device: str = "auto") -> Tuple[nn.Module, Dict[str, Any]]:
@@ -254,7 +240,7 @@ def load_model_dir(path: str, device: str = "auto") -> Tuple[nn.Module, Dict[str
     :raises FileNotFoundError: no ``model.pt`` / ``model.json`` there.
     :raises ValueError: the weights do not fit the stored architecture.
     """
-    from art_idfr.experiments.models import make_model, resolve_device
+    from art_idfr.experiments.models import make_model, torch_device
 
     folder = os.path.dirname(path) if path.endswith(".pt") else path
     weights, meta_file = os.path.join(folder, MODEL_FILE), os.path.join(folder, MODEL_META)
@@ -271,7 +257,7 @@ def load_model_dir(path: str, device: str = "auto") -> Tuple[nn.Module, Dict[str
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ValueError(f"{weights}: weights do not match {meta['model']} (width {meta['width']}): {err}") from err
-    model.to(resolve_device(device)).eval()
+    model.to(torch_device(device)).eval()
     return model, meta
 
 
@@ -377,7 +363,7 @@ def _cached_idfr(out_dir: str, config: EvalConfig, settings: Dict[str, Any], tar
         den, res, meta = load_idfr(out_dir, device_type=config.device_type)
     except (FileNotFoundError, ValueError):
         return None
-    if meta.get("settings") == _jsonable(settings) and meta.get("target") == _target_key(target_meta):
+    if meta.get("settings") == json_clean(settings) and meta.get("target") == _target_key(target_meta):
         logger.info("reusing the IDFR fit in %s", out_dir)
         return den, res, meta
     return None
@@ -430,7 +416,7 @@ def _save_idfr(out_dir: str, denoiser, restorer, meta: Dict[str, Any]) -> None:
     denoiser.save(os.path.join(out_dir, DENOISER_FILE))
     restorer.save(os.path.join(out_dir, RESTORER_FILE))
     with open(os.path.join(out_dir, IDFR_META), "w") as f:
-        json.dump(_jsonable(meta), f, indent=2)
+        json.dump(json_clean(meta), f, indent=2)
 
 
 def _target_key(meta: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -523,7 +509,7 @@ def train_fast_at(
     if out_dir is not None and reuse:
         try:
             model, meta = load_model_dir(out_dir, device=config.device)
-            if meta.get("settings") == _jsonable(settings):
+            if meta.get("settings") == json_clean(settings):
                 logger.info("reusing the Fast AT model in %s", out_dir)
                 return model, meta
         except (FileNotFoundError, ValueError, KeyError):
@@ -559,17 +545,3 @@ def train_fast_at(
     return model, meta
 
 
-def _jsonable(value: Any) -> Any:
-    """Round-trip through JSON (NaN -> None) so metadata compares equal before and after saving."""
-    def clean(v):
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (np.floating, np.integer)):
-            return v.item()
-        return v
-
-    return json.loads(json.dumps(clean(value)))

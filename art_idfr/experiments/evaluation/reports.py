@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
 from art_idfr.experiments.evaluation.config import THREAT_MODELS, eps_label
 from art_idfr.experiments.evaluation.labels import ATTACK_LABELS, RECORD_FIELDS, THREAT_DESCRIPTIONS
-from art_idfr.experiments.jsonutil import json_clean
+from art_idfr._utils import json_clean
 
 if TYPE_CHECKING:  # pragma: no cover
     from art_idfr.experiments.evaluation.result import EvaluationResult
