@@ -24,6 +24,7 @@ _EXPORTS = {
     "clone_classifier": "art_idfr.defended",
     "find_embedding_layer": "art_idfr.embedding",
     "IDFRTrainer": "art_idfr.training.trainer",
+    "AdaptiveDenoiserTrainer": "art_idfr.training.adaptive",
 }
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "clone_classifier",
     "find_embedding_layer",
     "IDFRTrainer",
+    "AdaptiveDenoiserTrainer",
     "__version__",
 ]
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real imports
     from art_idfr.denoiser import IDFRDenoiser
     from art_idfr.embedding import find_embedding_layer
     from art_idfr.restorer import FeatureRestorer, RestorerMLP
+    from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
     from art_idfr.training.trainer import IDFRTrainer
     from art_idfr.unet import UNetDenoiser
 

@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".save()) and OUT/idfr.json.")
     p.add_argument("--target", metavar="DIR", required=True, help="model folder written by train-target")
     p.add_argument("--refit", action="store_true", help="refit even if OUT holds a fit with the same settings")
+    p.add_argument("--adaptive", action="store_true",
+                   help="also fine-tune the ID adaptively (the idfr_adaptive defence, not in the paper; "
+                        "--adaptive-* knobs) into OUT/adaptive")
     idfr = p.add_argument_group(SECTION_TITLES["idfr"])
     _add_knobs(p, "idfr", idfr)
     _add_knobs(p, "source", idfr)
@@ -273,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write OUT/results.json, results.csv, results.md and accuracy_vs_eps.png. "
                                    "A missing surrogate (black-box) or Fast AT model is trained into OUT.")
     p.add_argument("--target", metavar="DIR", required=True, help="target model folder (train-target)")
-    p.add_argument("--idfr", metavar="DIR", default=None, help="IDFR folder (fit); needed for the id / idfr defences")
+    p.add_argument("--idfr", metavar="DIR", default=None,
+                   help="IDFR folder (fit); needed for the id / idfr defences, and its adaptive/ subfolder (fit "
+                        "--adaptive) for idfr_adaptive")
     p.add_argument("--surrogate", metavar="DIR", default=None,
                    help="surrogate model folder (train-target --role surrogate); default: train one into OUT/surrogate")
     p.add_argument("--fast-at", metavar="DIR", default=None,
@@ -419,7 +424,7 @@ def _cmd_train_target(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from art_idfr.experiments.evaluation.pipeline import fit_idfr, prepare_data
+    from art_idfr.experiments.evaluation.pipeline import fit_adaptive, fit_idfr, prepare_data
 
     t0 = time.perf_counter()
     model, meta, cfg = _target_config(args, args.target)
@@ -430,7 +435,20 @@ def _cmd_fit(args) -> int:
     _echo(args, _idfr_summary(den, res, cfg, info))
     _echo(args, f"saved: {os.path.join(out, 'denoiser.pt')}, {os.path.join(out, 'restorer.pt')}  "
                 f"({time.perf_counter() - t0:.0f} s)")
+    if args.adaptive:
+        _, _, ameta = fit_adaptive(cfg, data, model, den, res, os.path.join(out, "adaptive"), reuse=not args.refit,
+                                   verbose=not args.quiet)
+        _echo(args, _adaptive_summary(ameta))
     return 0
+
+
+def _adaptive_summary(meta: Dict[str, Any]) -> str:
+    hist = [h for h in meta.get("history", []) if "val_score" in h]
+    best = max(hist, key=lambda h: h["val_score"]) if hist else None
+    kept = (f"; best epoch {best['epoch']}: val clean {100 * best['val_acc']:.2f}%, val PGD-20 "
+            f"{100 * best['val_adv_acc']:.2f}%" if best else "")
+    return (f"adaptive ID (not in the paper) fitted on {meta.get('fit_n')} images in {meta.get('fit_seconds', 0):.0f} s"
+            f"{kept}")
 
 
 def _idfr_summary(den, res, cfg, meta=None) -> str:
@@ -452,7 +470,7 @@ def _idfr_summary(den, res, cfg, meta=None) -> str:
 
 def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restorer, surrogate=None,
                     surrogate_meta=None, fast_at=None, fast_at_meta=None, idfr_meta=None, retrain=False,
-                    t_start=None) -> int:
+                    t_start=None, adaptive=(None, None, None)) -> int:
     from art_idfr.experiments.evaluation.pipeline import train_fast_at, train_network
     from art_idfr.experiments.evaluation.suite import evaluate
 
@@ -467,9 +485,13 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
                                               verbose=verbose)
     info = {"target": _brief(target_meta), "surrogate": _brief(surrogate_meta), "fast_at": _brief(fast_at_meta),
             "idfr": {k: v for k, v in (idfr_meta or {}).items() if k in ("settings", "fit_n", "fit_seconds")}}
+    if adaptive[0] is not None:
+        info["idfr_adaptive"] = {k: v for k, v in (adaptive[2] or {}).items()
+                                 if k in ("settings", "fit_n", "fit_seconds", "training")}
     _echo(args, "evaluating ...")
     result = evaluate(cfg, data, target, surrogate, denoiser, restorer, fast_at, model_info=info, command=_command(),
-                      verbose=verbose, checkpoint_dir=out)
+                      verbose=verbose, checkpoint_dir=out, adaptive_denoiser=adaptive[0],
+                      adaptive_restorer=adaptive[1])
     if t_start is not None:
         result.metadata["wall_seconds_total"] = time.perf_counter() - t_start
     paths = result.write(out)
@@ -504,17 +526,42 @@ def _cmd_evaluate(args) -> int:
     elif set(cfg.defences) & {"id", "idfr"}:
         raise ValueError("the id / idfr defences need --idfr DIR (from `art-idfr fit`), or leave them out with "
                          "--defences.")
+    adaptive, cfg = _load_adaptive(args, cfg, res)
     surrogate = sur_meta = fast = fast_meta = None
     if args.surrogate:
         surrogate, sur_meta = load_model_dir(args.surrogate, device=cfg.device)
     if args.fast_at:
         fast, fast_meta = load_model_dir(args.fast_at, device=cfg.device)
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, surrogate, sur_meta, fast, fast_meta,
-                           idfr_meta, t_start=t0)
+                           idfr_meta, t_start=t0, adaptive=adaptive)
+
+
+def _load_adaptive(args, cfg, restorer):
+    """The ``idfr_adaptive`` defence's (denoiser, restorer, metadata) from ``--idfr DIR/adaptive``; without it the
+    defence is dropped from the default list (an explicit ``--defences ...idfr_adaptive`` is an error)."""
+    import json
+
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    folder = os.path.join(args.idfr, "adaptive") if args.idfr else None
+    if "idfr_adaptive" not in cfg.defences:
+        return (None, None, None), cfg
+    if folder is None or not os.path.isfile(os.path.join(folder, "denoiser.pt")):
+        if getattr(args, "defences", None) is not None:
+            raise ValueError("the idfr_adaptive defence needs an adaptive fit: `art-idfr fit --adaptive` writes it "
+                             "into <idfr folder>/adaptive.")
+        _echo(args, "no adaptive fit in the IDFR folder (art-idfr fit --adaptive): idfr_adaptive left out")
+        return (None, None, None), cfg.replace(defences=tuple(d for d in cfg.defences if d != "idfr_adaptive"))
+    den = IDFRDenoiser.load(os.path.join(folder, "denoiser.pt"), device_type=cfg.device_type)
+    fr_file = os.path.join(folder, "restorer.pt")
+    fr = FeatureRestorer.load(fr_file, device_type=cfg.device_type) if os.path.isfile(fr_file) else restorer
+    meta_file = os.path.join(folder, "adaptive.json")
+    meta = json.load(open(meta_file)) if os.path.isfile(meta_file) else {}
+    return (den, fr, meta), cfg
 
 
 def _cmd_demo(args) -> int:
-    from art_idfr.experiments.evaluation.pipeline import fit_idfr, prepare_data, train_network
+    from art_idfr.experiments.evaluation.pipeline import fit_adaptive, fit_idfr, prepare_data, train_network
 
     t0 = time.perf_counter()
     cfg = _config(args)
@@ -527,13 +574,19 @@ def _cmd_demo(args) -> int:
     target, meta = train_network(cfg, data, os.path.join(out, "target"), resume=not args.retrain, verbose=verbose)
     _echo(args, f"target {meta['model']} (width {meta['width']:g}): test accuracy {100 * meta['test_accuracy']:.2f}%")
     den = res = idfr_meta = None
-    if set(cfg.defences) & {"id", "idfr"}:
+    adaptive = (None, None, None)
+    if set(cfg.defences) & {"id", "idfr", "idfr_adaptive"}:
         _echo(args, "fitting IDFR (ID, then FR) ...")
         den, res, idfr_meta = fit_idfr(cfg, data, target, os.path.join(out, "idfr"), target_meta=meta,
                                        reuse=not args.retrain, verbose=verbose)
         _echo(args, _idfr_summary(den, res, cfg, idfr_meta))
+    if "idfr_adaptive" in cfg.defences:
+        _echo(args, "fitting the adaptive ID (not in the paper) ...")
+        adaptive = fit_adaptive(cfg, data, target, den, res, os.path.join(out, "idfr_adaptive"),
+                                reuse=not args.retrain, verbose=verbose)
+        _echo(args, _adaptive_summary(adaptive[2]))
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, idfr_meta=idfr_meta, retrain=args.retrain,
-                           t_start=t0)
+                           t_start=t0, adaptive=adaptive)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple, Union
 
-from art_idfr._names import ATTACK_NAMES, AUGMENTATIONS
+from art_idfr._names import ADAPTIVE_ATTACKS, ATTACK_NAMES, AUGMENTATIONS
 from art_idfr.experiments.choices import DEVICES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
 
 __all__ = [
@@ -57,6 +57,7 @@ DEFENCES: Tuple[str, ...] = (
     "none",
     "id",
     "idfr",
+    "idfr_adaptive",
     "feature_squeezing",
     "jpeg25",
     "jpeg50",
@@ -75,6 +76,9 @@ DEFENCE_ALIASES: Dict[str, str] = {
     "idfr": "idfr",
     "id+fr": "idfr",
     "id_fr": "idfr",
+    "idfr_adaptive": "idfr_adaptive",
+    "adaptive": "idfr_adaptive",
+    "idfr-adaptive": "idfr_adaptive",
     "fs": "feature_squeezing",
     "feature_squeezing": "feature_squeezing",
     "featuresqueezing": "feature_squeezing",
@@ -350,9 +354,35 @@ class FastATConfig(_SubConfig):
     eps: Optional[float] = knob(None, "Fast AT training budget (0.3 grey-scale, 8/255 colour)", kind="eps")
 
 
+@dataclass
+class AdaptiveConfig(_SubConfig):
+    """
+    Adaptive training of the ID (not in the paper): :class:`art_idfr.training.AdaptiveDenoiserTrainer` keywords; it
+    fine-tunes a copy of the Algorithm-1 ID against attacks through ID(+FR)+target (the ``idfr_adaptive`` defence).
+    """
+
+    PREFIX, SECTION = "adaptive", "idfr"
+    eps: Optional[float] = knob(None, "inner-attack budget (default 16/255 grey-scale, 8/255 colour)", kind="eps")
+    attack: str = knob("pgd", "inner attack: pgd (random start) or fgsm_rs (one step, cheap)",
+                       choices=ADAPTIVE_ATTACKS)
+    max_iter: int = knob(5, "inner PGD steps", kind="int+", metavar="N")
+    eps_step: Optional[float] = knob(None, "inner PGD step (default 2.5 eps / steps)", kind="float+")
+    eps_warmup: float = knob(0.0, "fraction of the epochs over which eps rises linearly from 0", kind="float")
+    trades_beta: float = knob(0.0, "beta of the TRADES-style KL term to the target's clean prediction (0 = off)",
+                              kind="float")
+    clean_weight: float = knob(1.0, "weight of Eq. 3 on the clean images", kind="float")
+    identity_weight: Optional[float] = knob(None, "weight of mean|ID(x) - x| on clean images (default: the ID's)",
+                                            kind="float")
+    fixed_weight: float = knob(1.0, "weight of Eq. 3 on Algorithm 1's fixed AEs of the bare target", kind="float")
+    learning_rate: Optional[float] = knob(None, "Adam learning rate (default: the ID's / 10)", kind="float+")
+    nb_epochs: int = knob(2, "adaptive training epochs", kind="int+", metavar="E")
+    train_restorer: bool = knob(False, "also train the FR on the same loss", kind="bool")
+
+
 #: The nested sub-configs of :class:`EvalConfig`: attribute -> class.
 SUB_CONFIGS: Dict[str, type] = {"train": TrainConfig, "target": TargetConfig, "surrogate": SurrogateConfig,
-                                "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig}
+                                "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig,
+                                "adaptive": AdaptiveConfig}
 
 
 def _sub(cls: type):
@@ -372,7 +402,8 @@ class EvalConfig:
     * ``surrogate`` (:class:`SurrogateConfig`: the black-box source model),
     * ``id`` (:class:`IDConfig`: ``IDFRDenoiser`` keywords), ``fr`` (:class:`FRConfig`: ``FeatureRestorer`` keywords),
     * ``idfr_source`` (:class:`SourceConfig`: extra AE sources of the ID / FR training AEs),
-    * ``fast_at`` (:class:`FastATConfig`: ``nb_epochs``, ``eps``).
+    * ``fast_at`` (:class:`FastATConfig`: ``nb_epochs``, ``eps``),
+    * ``adaptive`` (:class:`AdaptiveConfig`: ``AdaptiveDenoiserTrainer`` keywords; the ``idfr_adaptive`` defence).
 
     Flat names: every sub-config field also has a flat name, ``<group>_<field>`` unless its metadata says otherwise
     (``id.nb_epochs`` -> ``id_epochs``, ``id.learning_rate`` -> ``id_lr``, ``id.gaussian_sigma`` -> ``id_sigma``,
@@ -425,6 +456,9 @@ class EvalConfig:
                                                        "8/255,16/255 colour)", kind="eps_list", metavar="LIST",
                                                  section="idfr")
     idfr_source: SourceConfig = _sub(SourceConfig)
+    adaptive: AdaptiveConfig = _sub(AdaptiveConfig)
+    adaptive_fit_n: Optional[int] = knob(None, "training images of adaptive training (default: fit_n)", kind="int+",
+                                         metavar="N", section="idfr")
     # baselines
     fs_bit_depth: Optional[int] = knob(None, "Feature Squeezing bit depth (4 / 5)", kind="int+", section="eval")
     tvm_prob: float = knob(0.3, "TotalVarMin pixel-keeping probability (0.3)", kind="float+", section="eval")
@@ -441,6 +475,10 @@ class EvalConfig:
     attacks: Tuple[str, ...] = knob(("fgsm", "cw", "bim"), "attacks of the black/gray/white-box tables (default "
                                     f"fgsm,cw,bim; valid: {', '.join(ATTACKS)})",
                                     kind="table_attack_list", metavar="LIST", section="eval")
+    autoattack_defences: Tuple[str, ...] = knob(
+        ("none", "id", "idfr", "idfr_adaptive", "fast_at"), "defences AutoAttack (--attacks ...,autoattack) attacks "
+        "in the white-box table (default none,id,idfr,idfr_adaptive,fast_at; through a NumPy defence it runs on "
+        "BPDA gradients and is slow)", kind="defence_list", metavar="LIST", section="eval")
     eps: Optional[Tuple[float, ...]] = knob(None, "L-inf budgets in (0, 1], e.g. 4/255,8/255,16/255,0.3 (default: "
                                                   "that for grey-scale, 32/255 instead of 0.3 for colour)",
                                             kind="eps_list", metavar="LIST", section="eval")
@@ -453,6 +491,8 @@ class EvalConfig:
     eps_step: float = knob(0.03, "BIM / CW step, capped at eps (paper: 0.03)", kind="float+", section="eval")
     eot_samples: int = knob(4, "white-box attacks on a randomised defence (TotalVarMin) average gradients over N "
                                "draws (EOT; 4)", kind="int+", section="eval")
+    sanity_square_iter: int = knob(1000, "Square queries of the gradient-masking check (1000)", kind="int+",
+                                   metavar="N", section="eval")
     sanity_eps: float = knob(0.5, "budget of the undefended white-box sanity check (0.5)", kind="eps", section="eval")
     attack_batch_size: int = knob(128, "batch size of attacks and predictions (128; larger is faster on a GPU)",
                                   kind="int+", metavar="B", section="eval")
@@ -519,6 +559,7 @@ class EvalConfig:
             idfr_eps=self.idfr_eps if self.idfr_eps is not None else ((0.1, 0.3) if grey else (8 / 255, 16 / 255)),
             fs_bit_depth=self.fs_bit_depth if self.fs_bit_depth is not None else (4 if grey else 5),
             fast_at_eps=self.fast_at.eps if self.fast_at.eps is not None else (0.3 if grey else 8 / 255),
+            adaptive_eps=self.adaptive.eps if self.adaptive.eps is not None else (16 / 255 if grey else 8 / 255),
             surrogate_model=self.surrogate.model or self.target.model,
             surrogate_width=self.surrogate.width if self.surrogate.width is not None else self.target.width,
         )
@@ -563,6 +604,8 @@ class EvalConfig:
         self.defences = _unique(canonical_defence(d) for d in _as_tuple(self.defences, "defences"))
         self.threat_models = _unique(canonical_threat_model(t) for t in _as_tuple(self.threat_models, "threat_models"))
         self.attacks = _unique(canonical_attack(a) for a in _as_tuple(self.attacks, "attacks"))
+        self.autoattack_defences = _unique(canonical_defence(d) for d in _as_tuple(self.autoattack_defences,
+                                                                                   "autoattack_defences"))
         self.idfr_attacks = tuple(_as_tuple(self.idfr_attacks, "idfr_attacks"))
         for a in self.idfr_attacks:
             if str(a).lower() not in ATTACK_NAMES:
@@ -846,6 +889,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "fit_n": 100,
         "idfr_attacks": ("fgsm",),
         "fast_at": {"nb_epochs": 1},
+        "adaptive": {"nb_epochs": 1, "max_iter": 2},
+        "sanity_square_iter": 20,
         "tvm_max_iter": 2,
         "eval_n": 40,
         "whitebox_n": 16,

@@ -10,6 +10,7 @@ key                 classifier                                                  
 none                the bare target                                              exact
 id                  :func:`art_idfr.defend` (target, ID)                         exact, through the ID (autograd)
 idfr                :func:`art_idfr.defend` (target, ID, FR)                     exact, through ID and FR
+idfr_adaptive       :func:`art_idfr.defend` (adaptive ID, FR; not in paper)      exact, through ID and FR
 feature_squeezing   ART ``FeatureSqueezing(bit_depth)``                          BPDA (identity), ART default
 jpeg25/50/75        ART ``JpegCompression(quality, channels_first=True)``        BPDA (identity), ART default
 tvm                 ART ``TotalVarMin`` (channels-first adapter)                 BPDA (identity) + EOT (randomised)
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -254,6 +255,7 @@ def defence_label(key: str, config: EvalConfig) -> str:
         "none": "none",
         "id": "ID",
         "idfr": "ID+FR",
+        "idfr_adaptive": "ID+FR adaptive (not in paper)",
         "feature_squeezing": f"FeatureSqueezing ({config.fs_bit_depth}-bit)",
         "tvm": f"TotalVarMin (λ={config.tvm_lamb:g})",
         "spatial_smoothing": f"SpatialSmoothing ({config.smoothing_window}x{config.smoothing_window})",
@@ -273,6 +275,7 @@ def build_defences(
     denoiser=None,
     restorer=None,
     fast_at_model: Optional[nn.Module] = None,
+    adaptive: Tuple[Any, Any] = (None, None),
 ) -> Dict[str, DefendedClassifier]:
     """
     One :class:`DefendedClassifier` per key of ``config.defences`` (config must be :meth:`EvalConfig.resolved`).
@@ -281,6 +284,8 @@ def build_defences(
     :param denoiser: Fitted :class:`~art_idfr.IDFRDenoiser` (needed for ``id`` / ``idfr``).
     :param restorer: Fitted :class:`~art_idfr.FeatureRestorer` (needed for ``idfr``).
     :param fast_at_model: The adversarially trained copy of the target (needed for ``fast_at``).
+    :param adaptive: ``(denoiser, restorer)`` of the ``idfr_adaptive`` defence: the adaptively trained ID (not in the
+        paper) and the FR behind it (``None``: ID only).
     :raises ValueError: a requested defence lacks its component.
     """
     from art_idfr.defended import defend
@@ -299,6 +304,15 @@ def build_defences(
                 )
             clf = defend(target, denoiser=denoiser, restorer=restorer if key == "idfr" else None)
             desc = "IDFRDenoiser as ART preprocessing defence" + (" + FeatureRestorer hook" if key == "idfr" else "")
+            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, desc)
+        elif key == "idfr_adaptive":
+            if adaptive[0] is None:
+                raise ValueError("defence 'idfr_adaptive' needs the adaptively trained IDFRDenoiser (fit_adaptive / "
+                                 "AdaptiveDenoiserTrainer); fit it first or leave the defence out.")
+            clf = defend(target, denoiser=adaptive[0], restorer=adaptive[1])
+            label = label if adaptive[1] is not None else "ID adaptive (not in paper)"
+            desc = ("IDFRDenoiser adaptively trained end to end (AdaptiveDenoiserTrainer, not in the paper)"
+                    + (" + FeatureRestorer hook" if adaptive[1] is not None else ""))
             out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, desc)
         elif key == "fast_at":
             if fast_at_model is None:

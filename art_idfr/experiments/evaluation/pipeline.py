@@ -41,6 +41,7 @@ __all__ = [
     "fit_idfr",
     "load_idfr",
     "train_fast_at",
+    "fit_adaptive",
     "make_fbf_trainer",
 ]
 
@@ -49,6 +50,8 @@ MODEL_META = "model.json"
 DENOISER_FILE = "denoiser.pt"
 RESTORER_FILE = "restorer.pt"
 IDFR_META = "idfr.json"
+#: metadata of an adaptive fit (``fit_adaptive``)
+ADAPTIVE_META = "adaptive.json"
 
 
 _THREAD_LIMITS: list = []
@@ -355,6 +358,90 @@ def fit_idfr(
     if out_dir is not None:
         _save_idfr(out_dir, denoiser, restorer, meta)
     return denoiser, restorer, meta
+
+
+def fit_adaptive(
+    config: EvalConfig,
+    data: PreparedData,
+    target_model: nn.Module,
+    denoiser,
+    restorer=None,
+    out_dir: Optional[str] = None,
+    reuse: bool = True,
+    verbose: bool = True,
+):
+    """
+    The ``idfr_adaptive`` defence (not in the paper): a copy of the Algorithm-1 ``denoiser`` fine-tuned by
+    :class:`art_idfr.training.AdaptiveDenoiserTrainer` with ``config.adaptive`` — online AEs through the ID (+ the FR,
+    when ``restorer`` is given) + the frozen target, Algorithm 1's FGSM/BIM AEs of the bare target kept in the mix —
+    on ``config.adaptive_fit_n`` training images (default ``fit_n``), the best epoch chosen on validation images.
+    Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``; with ``reuse`` a fit with the same settings is
+    loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer, metadata)``: the
+    restorer is the one given, or with ``config.adaptive.train_restorer`` a copy trained alongside (``restorer.pt``).
+    """
+    import copy
+
+    from art_idfr.experiments.data import stratified_subset_indices
+    from art_idfr.experiments.evaluation.defences import wrap_model
+    from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
+
+    settings = _adaptive_settings(config, denoiser, restorer)
+    if out_dir is not None and reuse:
+        cached = _cached_adaptive(out_dir, config, settings, restorer)
+        if cached is not None:
+            return cached
+    t0 = time.perf_counter()
+    n = config.adaptive_fit_n or config.fit_n or len(data.y_train)
+    idx = stratified_subset_indices(data.y_train, min(n, len(data.y_train)), seed=config.seed + 1)
+    target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
+    den = copy.deepcopy(denoiser)
+    fr = copy.deepcopy(restorer) if config.adaptive.train_restorer else restorer
+    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, batch_size=config.train.batch_size,
+                                      seed=config.seed, verbose=verbose, **config.adaptive.kwargs())
+    val = min(len(data.y_val), 500)
+    with seeded(config.seed + 7000):
+        trainer.fit(data.x_train[idx], data.y_train[idx], attacks=_idfr_attacks(config, [target]),
+                    validation_data=(data.x_val[:val], data.y_val[:val]))
+    meta = {"settings": settings, "fit_n": int(len(idx)), "history": trainer.history,
+            "training": den.training_info, "fit_seconds": time.perf_counter() - t0}
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        den.save(os.path.join(out_dir, DENOISER_FILE))
+        if fr is not restorer:
+            fr.save(os.path.join(out_dir, RESTORER_FILE))
+        with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
+            json.dump(json_clean(meta), f, indent=2)
+    return den, fr, meta
+
+
+def _adaptive_settings(config: EvalConfig, denoiser, restorer) -> Dict[str, Any]:
+    """The cache key of an adaptive fit: its knobs, data, and the weights it starts from."""
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    return {**_knob_settings(config.adaptive), "adaptive_fit_n": config.adaptive_fit_n, "fit_n": config.fit_n,
+            "idfr_attacks": list(config.idfr_attacks), "idfr_eps": list(config.idfr_eps or []),
+            "seed": config.seed, "batch_size": config.train.batch_size, "start": weights_digest(denoiser.network),
+            "restorer": weights_digest(restorer.network) if restorer is not None else None}
+
+
+def _cached_adaptive(out_dir: str, config: EvalConfig, settings: Dict[str, Any], restorer):
+    """The adaptive fit saved in ``out_dir`` if it has the same settings, else ``None``."""
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    path, meta_path = os.path.join(out_dir, DENOISER_FILE), os.path.join(out_dir, ADAPTIVE_META)
+    if not (os.path.isfile(path) and os.path.isfile(meta_path)):
+        return None
+    with open(meta_path) as f:
+        meta = json.load(f)
+    if meta.get("settings") != json_clean(settings):
+        return None
+    logger.info("reusing the adaptive ID fit in %s", out_dir)
+    den = IDFRDenoiser.load(path, device_type=config.device_type)
+    den.verbose = False
+    fr_path = os.path.join(out_dir, RESTORER_FILE)
+    if config.adaptive.train_restorer and os.path.isfile(fr_path):
+        restorer = FeatureRestorer.load(fr_path, device_type=config.device_type)
+    return den, restorer, meta
 
 
 def _cached_idfr(out_dir: str, config: EvalConfig, settings: Dict[str, Any], target_meta: Optional[Dict[str, Any]]):

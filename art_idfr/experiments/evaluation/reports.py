@@ -34,6 +34,8 @@ __all__ = [
 REPORT_FILES = {"json": "results.json", "csv": "results.csv", "markdown": "results.md", "png": "accuracy_vs_eps.png"}
 
 BPDA_MARK = "†"
+#: marks the white-box and query rows of a defence that failed a gradient-masking check
+FAILED_MARK = "✗ FAILED CHECK"
 
 
 def write_reports(result: "EvaluationResult", out_dir: str) -> Dict[str, str]:
@@ -150,15 +152,23 @@ def markdown_tables(result: "EvaluationResult") -> str:
         out.append("| defence | " + " | ".join(_column_title(a, e) for a, e in columns) + " |")
         out.append("|---|" + "---:|" * len(columns))
         bpda_used = False
+        failed = result.sanity_checks.get("failed_defences", {}) if tm in ("white-box", "query") else {}
         for key in defences:
             row = [cell.get((key, a, e)) for a, e in columns]
             if not any(row):
                 continue
             label = next(r["defence"] for r in row if r)
+            if key in failed:
+                label += f" {FAILED_MARK}"
             if tm == "white-box" and any(r and "BPDA" in str(r.get("gradient")) for r in row):
                 label += f" {BPDA_MARK}"
                 bpda_used = True
             out.append(f"| {label} | " + " | ".join(_pct(r["accuracy"]) if r else "–" for r in row) + " |")
+        if failed and any(k in defences for k in failed):
+            out.append("")
+            out.append(f"{FAILED_MARK}: the defence failed a gradient-masking check "
+                       f"({', '.join(sorted({c for v in failed.values() for c in v}))}; see the sanity checks): its "
+                       "numbers in this table are not evidence of robustness.")
         if bpda_used:
             out.append("")
             eot = sorted({r["gradient"].split("EOT over ")[1] for r in recs if "EOT over " in str(r.get("gradient"))})
@@ -189,7 +199,8 @@ def markdown_sanity(result: "EvaluationResult") -> str:
         if c["status"] == "SKIPPED":
             lines.append("- **SKIPPED** gradient through ID+FR (ID / ID+FR not evaluated)")
         for key, g in c.get("per_defence", {}).items():
-            lines.append(f"- **{g['status']}** loss gradient through {'ID+FR' if key == 'idfr' else 'ID'}: finite="
+            name = {"idfr": "ID+FR", "id": "ID"}.get(key, "adaptive ID+FR")
+            lines.append(f"- **{g['status']}** loss gradient through {name}: finite="
                          f"{g['finite']}, non-zero for {100 * g['fraction_nonzero_samples']:.0f}% of {g['n']} "
                          f"samples, mean |g| = {g['mean_abs'] if g['mean_abs'] is None else format(g['mean_abs'], '.3g')}")
     for name, other in (("whitebox_not_above_blackbox", "black-box"), ("whitebox_not_above_graybox", "gray-box")):
@@ -213,8 +224,22 @@ def markdown_sanity(result: "EvaluationResult") -> str:
             lines.append(f"  - FLAG {v['defence']}, {ATTACK_LABELS.get(v['attack'], v['attack'])} {v['eps_label']}: "
                          f"white-box {_pct(v['white_box_accuracy'])}% > {v['versus']} {_pct(v['other_accuracy'])}% "
                          f"(n={v['n']}, gradient: {v['gradient']}{test})")
+    lines.extend(_masking_lines(checks))
     lines.append("")
     return "\n".join(lines)
+
+
+def _masking_lines(checks: Dict[str, Any]) -> List[str]:
+    """The gradient-masking checks (:mod:`~art_idfr.experiments.evaluation.masking`), one line per defence."""
+    lines = []
+    for name in ("gradient_free_not_stronger", "large_eps_to_zero", "more_steps_not_better"):
+        c = checks.get(name)
+        if not c:
+            continue
+        lines.append(f"- **{c['status']}** gradient masking, {c.get('description', name)}")
+        for key, item in c.get("per_defence", {}).items():
+            lines.append(f"  - {item['status']} {key}: {item['summary']} (n={item['n']})")
+    return lines
 
 
 def markdown_report(result: "EvaluationResult") -> str:

@@ -94,6 +94,8 @@ def evaluate(
     command: Optional[str] = None,
     verbose: bool = True,
     checkpoint_dir: Optional[str] = None,
+    adaptive_denoiser=None,
+    adaptive_restorer=None,
 ) -> EvaluationResult:
     """
     Run the evaluation suite (builds an :class:`Evaluation` and runs it).
@@ -104,6 +106,8 @@ def evaluate(
     :param surrogate_model: Source of the black-box AEs (required for the ``black-box`` threat model).
     :param denoiser: Fitted ID (for ``id`` / ``idfr``); ``restorer``: fitted FR (for ``idfr``).
     :param fast_at_model: The Fast-AT network (for ``fast_at``).
+    :param adaptive_denoiser: The adaptively trained ID (for ``idfr_adaptive``, not in the paper), with
+        ``adaptive_restorer`` (default ``restorer``) behind it.
     :param model_info: Free-form metadata about the models (stored under ``metadata["models"]``).
     :param command: Command line to record (default: ``sys.argv``).
     :param verbose: Progress bars.
@@ -115,7 +119,8 @@ def evaluate(
     """
     return Evaluation(config, data, target_model, surrogate_model, denoiser=denoiser, restorer=restorer,
                       fast_at_model=fast_at_model, model_info=model_info, command=command, verbose=verbose,
-                      checkpoint_dir=checkpoint_dir).run()
+                      checkpoint_dir=checkpoint_dir, adaptive_denoiser=adaptive_denoiser,
+                      adaptive_restorer=adaptive_restorer).run()
 
 
 class Evaluation:
@@ -141,6 +146,8 @@ class Evaluation:
         command: Optional[str] = None,
         verbose: bool = True,
         checkpoint_dir: Optional[str] = None,
+        adaptive_denoiser=None,
+        adaptive_restorer=None,
     ) -> None:
         import art
 
@@ -151,12 +158,15 @@ class Evaluation:
         self.data, self.model_info, self.verbose = data, model_info, verbose
         self.models = {"target": target_model, "surrogate": surrogate_model, "denoiser": denoiser,
                        "restorer": restorer, "fast_at": fast_at_model}
+        if adaptive_denoiser is not None:  # (only then: the resume fingerprints of earlier runs stay valid)
+            self.models.update(adaptive_denoiser=adaptive_denoiser, adaptive_restorer=adaptive_restorer)
         self.command = command if command is not None else _command_line()
         self._select_images()
         shape, k = data.input_shape, data.num_classes
         self.target = wrap_model(target_model, shape, k, cfg.device_type)
         self.defended: Dict[str, DefendedClassifier] = build_defences(
-            cfg, self.target, denoiser=denoiser, restorer=restorer, fast_at_model=fast_at_model)
+            cfg, self.target, denoiser=denoiser, restorer=restorer, fast_at_model=fast_at_model,
+            adaptive=(adaptive_denoiser, adaptive_restorer if adaptive_restorer is not None else restorer))
         self.device_text = _device_description(self.target)
         #: the fields every record shares
         self.base = {
@@ -389,7 +399,8 @@ class Evaluation:
             return
         t0 = time.perf_counter()
         x_wb, y_wb, oh_wb = self.x_eval[self.wb_idx], self.y_eval[self.wb_idx], self.onehot[self.wb_idx]
-        cells = [(key, a, e) for key in self.defended for a in cfg.attacks for e in cfg.eps]
+        cells = [(key, a, e) for key in self.defended for a in cfg.attacks for e in cfg.eps
+                 if a != "autoattack" or key in cfg.autoattack_defences]
         bar = tqdm(cells, desc="white-box (adaptive)", disable=not self.verbose)
         for key, attack, eps in bar:
             dc = self.defended[key]
@@ -423,9 +434,21 @@ class Evaluation:
     # ---- the end -----------------------------------------------------------------------------------------------------
 
     def sanity_checks(self) -> Dict[str, Any]:
-        """The sanity checks (:func:`_sanity_checks`) on this run's images and per-image hits."""
-        return _sanity_checks(self.cfg, self.target, self.defended, self.x_eval, self.y_eval, self.onehot,
-                              self.wb_idx, self.per_sample, self.verbose)
+        """
+        The sanity checks (:func:`_sanity_checks`) and the gradient-masking checks
+        (:func:`~art_idfr.experiments.evaluation.masking.gradient_masking_checks`) on this run's images; defences
+        failing a gradient-masking check are listed under ``"failed_defences"``.
+        """
+        from art_idfr.experiments.evaluation.masking import failed_defences, gradient_masking_checks
+
+        sanity = _sanity_checks(self.cfg, self.target, self.defended, self.x_eval, self.y_eval, self.onehot,
+                                self.wb_idx, self.per_sample, self.verbose)
+        checks, warnings = gradient_masking_checks(self)
+        sanity["checks"].update(checks)
+        sanity["warnings"].extend(warnings)
+        sanity["failed_defences"] = failed_defences(checks)
+        sanity["passed"] = all(c.get("status") != "FAIL" for c in sanity["checks"].values())
+        return sanity
 
     def finish(self) -> EvaluationResult:
         """Run the sanity checks, log their warnings and return the :class:`EvaluationResult`."""
@@ -542,7 +565,7 @@ def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sa
 
     # 2. the loss gradient through the defended ID / ID+FR classifier must be finite and non-zero
     grads: Dict[str, Any] = {}
-    for key in ("idfr", "id"):
+    for key in ("idfr", "id", "idfr_adaptive"):
         if key not in defended:
             continue
         n = min(16, len(x_wb))
