@@ -384,14 +384,15 @@ def make_attack(
     second per image on a small CPU model), so its perturbations can exceed ``eps``; use it only for fidelity checks
     on small subsets, and project or filter its results by ``eps`` yourself.
 
-    ``autoattack``: the standard ART ensemble (APGD-CE and APGD-DLR with 100 iterations and 5 restarts, DeepFool,
-    Square with 5000 queries and 5 restarts); expensive on CPU. ``eps_step`` and ``max_iter`` are ignored; pass
-    ``attacks=[...]`` to use your own list. ART imports the ``multiprocess`` package when it runs.
+    ``autoattack``: ART's ensemble (APGD-CE and APGD-DLR with 100 iterations and 5 restarts, DeepFool, Square with
+    ``max_iter`` queries, default 5000, and one restart; ART's default has 5 Square restarts); expensive on CPU.
+    ``eps_step`` is ignored; pass ``attacks=[...]`` to use your own list. ART imports the ``multiprocess`` package when it runs.
 
     :param name: One of :data:`ATTACK_NAMES`.
     :param estimator: The ART classifier to attack.
     :param eps: L-infinity budget in ``(0, 1]`` (pixels in ``[0, 1]``).
-    :param max_iter: Iterations (``None``: 20, or 1000 queries for ``square``; ignored by ``fgsm`` / ``autoattack``).
+    :param max_iter: Iterations (``None``: 20, or 1000 queries for ``square``, 5000 for AutoAttack's Square member;
+        ignored by ``fgsm``).
     :param eps_step: Step size of the iterative attacks; capped at ``eps``.
     :param batch_size: Batch size.
     :param seed: Seed applied around every ``generate`` call (numpy and torch global RNGs are seeded and restored
@@ -492,10 +493,23 @@ def _build_cw_art(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> Evas
 
 
 def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
-    from art.attacks.evasion import AutoAttack
+    """ART's ``AutoAttack`` with its default ensemble (APGD-CE and APGD-DLR, 100 steps and 5 restarts each; DeepFool;
+    Square), built here so that ``verbose`` reaches every member and Square gets ``max_iter`` queries and one restart
+    (ART's default: 5000 queries, 5 restarts)."""
+    from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, DeepFool, SquareAttack
 
-    kwargs.setdefault("eps_step", 2.0 * s.eps)
-    return AutoAttack(estimator, norm=np.inf, eps=s.eps, batch_size=s.batch_size, **kwargs)
+    step = kwargs.pop("eps_step", 2.0 * s.eps)
+    apgd = dict(norm=np.inf, eps=s.eps, eps_step=step, max_iter=100, targeted=False, nb_random_init=5,
+                batch_size=s.batch_size, verbose=s.verbose)
+    members = kwargs.pop("attacks", None) or [
+        AutoProjectedGradientDescent(estimator, loss_type="cross_entropy", **apgd),
+        AutoProjectedGradientDescent(estimator, loss_type="difference_logits_ratio", **apgd),
+        DeepFool(estimator, max_iter=100, epsilon=1e-3, nb_grads=10, batch_size=s.batch_size, verbose=s.verbose),
+        SquareAttack(estimator, norm=np.inf, eps=s.eps, max_iter=int(s.max_iter) if s.max_iter is not None else 5000,
+                     p_init=0.8, nb_restarts=1, batch_size=s.batch_size, verbose=s.verbose),
+    ]
+    return AutoAttack(estimator, norm=np.inf, eps=s.eps, eps_step=step, attacks=members, batch_size=s.batch_size,
+                      **kwargs)
 
 
 def _build_square(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:

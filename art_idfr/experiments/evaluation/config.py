@@ -491,6 +491,8 @@ class EvalConfig:
     eps_step: float = knob(0.03, "BIM / CW step, capped at eps (paper: 0.03)", kind="float+", section="eval")
     eot_samples: int = knob(4, "white-box attacks on a randomised defence (TotalVarMin) average gradients over N "
                                "draws (EOT; 4)", kind="int+", section="eval")
+    autoattack_square_iter: int = knob(5000, "Square queries inside AutoAttack (5000, one restart)", kind="int+",
+                                       metavar="N", section="eval")
     sanity_square_iter: int = knob(1000, "Square queries of the gradient-masking check (1000)", kind="int+",
                                    metavar="N", section="eval")
     sanity_eps: float = knob(0.5, "budget of the undefended white-box sanity check (0.5)", kind="eps", section="eval")
@@ -891,6 +893,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "fast_at": {"nb_epochs": 1},
         "adaptive": {"nb_epochs": 1, "max_iter": 2},
         "sanity_square_iter": 20,
+        "autoattack_square_iter": 20,
         "tvm_max_iter": 2,
         "eval_n": 40,
         "whitebox_n": 16,

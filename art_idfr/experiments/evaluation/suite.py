@@ -317,8 +317,8 @@ class Evaluation:
         if name == "fgsm":
             return {"norm": "inf", "eps": eps}
         if name == "autoattack":
-            return {"norm": "inf", "eps": eps, "ensemble": "ART AutoAttack default (APGD-CE, APGD-DLR, DeepFool, "
-                                                           "Square)"}
+            return {"norm": "inf", "eps": eps, "ensemble": "ART AutoAttack: APGD-CE, APGD-DLR (100 steps, 5 restarts),"
+                    f" DeepFool, Square ({cfg.autoattack_square_iter} queries)"}
         if name == QUERY_ATTACK:
             return {"norm": "inf", "eps": eps, "max_iter": cfg.query_iter, "nb_restarts": 1}
         return {"norm": "inf", "eps": eps, "max_iter": cfg.attack_iter, "eps_step": min(cfg.eps_step, eps),
@@ -329,7 +329,7 @@ class Evaluation:
         from art_idfr.experiments.attacks import make_attack
 
         cfg = self.cfg
-        max_iter = cfg.query_iter if name == QUERY_ATTACK else cfg.attack_iter
+        max_iter = {QUERY_ATTACK: cfg.query_iter, "autoattack": cfg.autoattack_square_iter}.get(name, cfg.attack_iter)
         atk = make_attack(name, clf, eps, max_iter=max_iter, eps_step=cfg.eps_step,
                           batch_size=cfg.attack_batch_size, seed=seed, verbose=False)
         with seeded(seed):  # numpy defences inside the loop (TotalVarMin) draw from np.random
