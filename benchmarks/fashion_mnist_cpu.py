@@ -9,8 +9,10 @@ independently trained surrogate of another width and seed for the black-box AEs;
 at 4/255, 8/255 and 32/255;
 all defences (none, ID, ID+FR, FeatureSqueezing, JPEG 25/50/75, TotalVarMin, SpatialSmoothing, Fast AT) under the
 black-box, gray-box, adaptive white-box and query threat models, FGSM/CW/BIM at eps 4/8/16/32 (/255), 2,000 test
-images (white-box on 200 and query on 100 of them). Two torch threads: give it both cores of a 2-core machine to
-itself (on a machine that is busy with something else, pass `--threads 1`: oversubscribed threads are many times
+images (white-box on 200 and query on 100 of them); AutoAttack (ART's ensemble, Square at 1,000 queries) as a table
+attack; the adaptive ID+FR (not in the paper: the ID fine-tuned for 2 epochs on 6,000 images against PGD-5 at 16/255
+through ID+FR+target, Algorithm 1's AEs kept in the mix) as a defence row; gradient-masking checks. Two torch
+threads: give it both cores of a 2-core machine to itself (on a machine that is busy with something else, pass `--threads 1`: oversubscribed threads are many times
 slower). Reports go to benchmarks/results/fashion_mnist_cpu/.
 """
 import sys
@@ -25,6 +27,10 @@ ARGS = [
     "--idfr-eps", "4/255,8/255,32/255",
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "2000", "--eval-n", "2000",
     "--whitebox-n", "200", "--query-n", "100", "--query-iter", "50", "--fast-at-epochs", "2", "--fast-at-eps", "16/255",
+    # issue 15: AutoAttack through every defended classifier, and the adaptive ID (not in the paper)
+    "--attacks", "fgsm,cw,bim,autoattack", "--autoattack-square-iter", "1000", "--sanity-square-iter", "1000",
+    "--adaptive-eps", "16/255", "--adaptive-max-iter", "5", "--adaptive-nb-epochs", "2", "--adaptive-fit-n", "6000",
+    "--adaptive-learning-rate", "1e-3",
 ]
 
 if __name__ == "__main__":
