@@ -151,6 +151,27 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
     # the recorded command is the one main() ran (not the test runner's sys.argv)
     assert doc["metadata"]["command"] == "art-idfr " + " ".join(args)
 
+    # the adaptive ID (not in the paper): `fit --adaptive` writes <idfr>/adaptive, `evaluate` finds it
+    assert main(["fit", "--target", target, "--out", idfr, "--id-epochs", "1", "--fr-epochs", "1",
+                 "--id-identity-weight", "5", "--id-loss", "both", "--adaptive", "--adaptive-nb-epochs", "1",
+                 "--adaptive-max-iter", "2"] + common) == 0
+    assert "adaptive ID (not in the paper) fitted" in capsys.readouterr().out
+    adaptive = IDFRDenoiser.load(os.path.join(idfr, "adaptive", "denoiser.pt"))
+    assert adaptive.training_info["algorithm"] == "adaptive" and adaptive.training_info["max_iter"] == 2
+    out_a = str(tmp_path / "eval_adaptive")
+    assert main(["evaluate", "--target", target, "--idfr", idfr, "--out", out_a, "--defences", "none,adaptive",
+                 "--threat-models", "white-box", "--eps", "0.3", "--attacks", "bim"] + common) == 0
+    doc_a = json.loads(open(os.path.join(out_a, "results.json")).read())
+    assert {r["defence_key"] for r in doc_a["records"]} == {"none", "idfr_adaptive"}
+    assert "gradient_free_not_stronger" in doc_a["sanity_checks"]["checks"]
+    import shutil
+
+    plain = str(tmp_path / "idfr_plain")  # an IDFR folder without an adaptive fit
+    shutil.copytree(idfr, plain, ignore=shutil.ignore_patterns("adaptive"))
+    with pytest.raises(SystemExit):  # asked for explicitly: a clear error
+        main(["evaluate", "--target", target, "--idfr", plain, "--out", out_a, "--defences", "adaptive"] + common)
+    assert "art-idfr fit --adaptive" in capsys.readouterr().err
+
     # same seed -> same numbers on CPU, fit included: a second fit and evaluation into fresh folders
     import torch
 
