@@ -9,6 +9,12 @@ Goals (black-box threat model, same target and images):
 - black-box accuracy drops (undefended clean minus IDFR under attack) no larger than the paper's ResNet-18 CIFAR-10
   drops: FGSM 3.2/7.0/17.8, CW 1.5/2.4/3.0, BIM 2.0/2.3/4.1 points at eps 4/8/16 (/255);
 - IDFR above every ART baseline (and Fast AT) in every black-box column.
+
+And, when the run has the adaptive ID+FR (``idfr_adaptive``, not in the paper; issue "Adaptive-robust IDFR"):
+- white-box AutoAttack accuracy of adaptive ID+FR at 8/255 and 16/255 at least Fast AT's on the same target;
+- its clean accuracy at least the undefended one minus 2 points;
+- its black-box accuracy no more than 2 points below today's ID+FR in every black-box column;
+- every gradient-masking check passed for it.
 """
 import json
 import sys
@@ -23,7 +29,7 @@ def main(path: str) -> None:
     acc = {(r["defence_key"], r["attack"], round(r["eps"] * 255, 3)): 100 * r["accuracy"] for r in bb}
     label = {round(r["eps"] * 255, 3): r["eps_label"] for r in bb}
     clean_none, clean_idfr = acc[("none", "clean", 0)], acc[("idfr", "clean", 0)]
-    baselines = sorted({k[0] for k in acc} - {"none", "id", "idfr"})
+    baselines = sorted({k[0] for k in acc} - {"none", "id", "idfr", "idfr_adaptive"})
     meta = result["metadata"]
     print(f"Goals check for `{path}` — {meta['dataset']}, {meta['model']}, black-box, n = {bb[0]['n']}, "
           f"seed {meta['seed']}, device {meta['device']}; results made by `{meta['command']}`. "
@@ -50,5 +56,33 @@ def main(path: str) -> None:
                   f"{'yes' if above else 'NO'} |")
 
 
+def adaptive_goals(result: dict) -> None:
+    """The adaptive ID+FR's goals, column by column (nothing printed when the run has no idfr_adaptive row)."""
+    acc = {(r["threat_model"], r["defence_key"], r["attack"], round(r["eps"] * 255, 3)): 100 * r["accuracy"]
+           for r in result["records"]}
+    if ("black-box", "idfr_adaptive", "clean", 0) not in acc:
+        return
+    failed = result.get("sanity_checks", {}).get("failed_defences", {}).get("idfr_adaptive", [])
+    print("\n### Adaptive ID+FR (not in the paper)\n")
+    print("| goal | adaptive ID+FR | reference | met |")
+    print("|---|---:|---:|---|")
+    clean, none = acc[("black-box", "idfr_adaptive", "clean", 0)], acc[("black-box", "none", "clean", 0)]
+    print(f"| clean ≥ undefended − 2 | {clean:.1f} | {none:.1f} − 2 | {'yes' if clean >= none - 2 else 'NO'} |")
+    for e in (8, 16):
+        a, f = acc.get(("white-box", "idfr_adaptive", "autoattack", e)), acc.get(("white-box", "fast_at", "autoattack", e))
+        if a is None or f is None:
+            print(f"| white-box AutoAttack {e}/255 ≥ Fast AT | – | – | not measured |")
+            continue
+        print(f"| white-box AutoAttack {e}/255 ≥ Fast AT | {a:.1f} | Fast AT {f:.1f} | {'yes' if a >= f else 'NO'} |")
+    for (tm, key, attack, e), a in sorted(acc.items()):
+        if tm == "black-box" and key == "idfr_adaptive" and attack != "clean":
+            ref = acc[("black-box", "idfr", attack, e)]
+            print(f"| black-box {attack.upper()} {e:g}/255 ≥ ID+FR − 2 | {a:.1f} | ID+FR {ref:.1f} | "
+                  f"{'yes' if a >= ref - 2 else 'NO'} |")
+    print(f"| gradient-masking checks passed | {'all' if not failed else 'FAILED: ' + ', '.join(failed)} | — | "
+          f"{'yes' if not failed else 'NO'} |")
+
+
 if __name__ == "__main__":
     main(sys.argv[1])
+    adaptive_goals(json.load(open(sys.argv[1])))
