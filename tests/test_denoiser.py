@@ -265,3 +265,17 @@ def test_structural_set_params_rebuilds_the_network():
     assert not den.is_fitted and sum(p.numel() for p in den.network.parameters()) > narrow
     with pytest.raises(ValueError, match="width must be positive"):
         den.set_params(width=-1.0)
+
+
+def test_checkpoint_written_before_training_was_recorded_still_loads(tmp_path):
+    """A checkpoint of the earlier layout (no "training" entry) loads, as an Algorithm-1 ID."""
+    from art_idfr import checkpoint
+
+    den = randomise_head(IDFRDenoiser(input_shape=(1, 28, 28), width=0.25, device_type="cpu"))
+    path = str(tmp_path / "old.pt")
+    checkpoint.save(path, kind="IDFRDenoiser", config=den.get_config(), state_dict=den.network.state_dict(),
+                    extra={"is_fitted": True, "history": [{"epoch": 1, "loss": 0.5}]})
+    loaded = IDFRDenoiser.load(path)
+    assert loaded.is_fitted and loaded.training_info == {"algorithm": "algorithm1"} and len(loaded.history) == 1
+    x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(loaded(x)[0], den(x)[0])
