@@ -72,7 +72,8 @@ def load_state_dict(module: nn.Module, state_dict: Dict[str, torch.Tensor], path
 
 def load_component(path: str, kind: str, device_type: Optional[str] = None
                    ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, Any]]:
-    """:func:`load` for a component's ``load``: ``device_type`` (``"gpu"``/``"cpu"``), if given, overrides the stored one."""
+    """:func:`load` for a component's ``load``: ``device_type`` (``"gpu"``/``"cpu"``), if given, overrides the stored
+    one."""
     if device_type is not None:
         check_device_type(device_type)
     config, state_dict, extra = load(path, kind)

@@ -250,7 +250,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         return self.denoise(x, check=False), y
 
     def denoise(self, x: torch.Tensor, check: bool = True) -> torch.Tensor:
-        """``x*`` for a torch batch in the defence's layout (eval mode, differentiable); ``check=False`` skips checks."""
+        """``x*`` for a torch batch in the defence's layout (eval mode, differentiable); ``check=False``: no checks."""
         if check:
             self.check_input(x)
         device_in = x.device

@@ -50,7 +50,12 @@ COMMON = [
     "--idfr-eps", "8/255,16/255", "--eps", "4/255,8/255,16/255",
     "--test-size", "2000", "--eval-n", "2000", "--whitebox-n", "200", "--query-n", "100", "--query-iter", "100",
     "--fast-at-epochs", "3", "--attack-batch-size", "1000",
-    "--defences", "none,id,idfr,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at",
+    "--defences", "none,id,idfr,idfr_adaptive,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at",
+    # issue 15: AutoAttack through every defended classifier and the adaptive ID+FR (not in the paper) at 8/255;
+    # tested small on CPU (tests/test_cli.py runs the same flags at the tiny preset), not yet run on a GPU
+    "--attacks", "fgsm,cw,bim,autoattack", "--autoattack-square-iter", "1000",
+    "--adaptive-eps", "8/255", "--adaptive-max-iter", "5", "--adaptive-nb-epochs", "3",
+    "--adaptive-learning-rate", "1e-3",
 ]
 TARGETS = {"resnet18_cifar": "vgg16_bn_cifar", "vgg16_bn_cifar": "resnet18_cifar"}
 

@@ -12,8 +12,8 @@ black-box, gray-box, adaptive white-box and query threat models, FGSM/CW/BIM at 
 images (white-box on 200 and query on 100 of them); AutoAttack (ART's ensemble, Square at 1,000 queries) as a table
 attack; the adaptive ID+FR (not in the paper: the ID fine-tuned for 2 epochs on 6,000 images against PGD-5 at 16/255
 through ID+FR+target, Algorithm 1's AEs kept in the mix) as a defence row; gradient-masking checks. Two torch
-threads: give it both cores of a 2-core machine to itself (on a machine that is busy with something else, pass `--threads 1`: oversubscribed threads are many times
-slower). Reports go to benchmarks/results/fashion_mnist_cpu/.
+threads: give it both cores of a 2-core machine to itself (on a machine that is busy with something else, pass
+`--threads 1`: oversubscribed threads are many times slower). Reports go to benchmarks/results/fashion_mnist_cpu/.
 """
 import sys
 

@@ -69,7 +69,8 @@ def adaptive_goals(result: dict) -> None:
     clean, none = acc[("black-box", "idfr_adaptive", "clean", 0)], acc[("black-box", "none", "clean", 0)]
     print(f"| clean ≥ undefended − 2 | {clean:.1f} | {none:.1f} − 2 | {'yes' if clean >= none - 2 else 'NO'} |")
     for e in (8, 16):
-        a, f = acc.get(("white-box", "idfr_adaptive", "autoattack", e)), acc.get(("white-box", "fast_at", "autoattack", e))
+        a = acc.get(("white-box", "idfr_adaptive", "autoattack", e))
+        f = acc.get(("white-box", "fast_at", "autoattack", e))
         if a is None or f is None:
             print(f"| white-box AutoAttack {e}/255 ≥ Fast AT | – | – | not measured |")
             continue

@@ -6,7 +6,7 @@ defeats (0–6.5% adaptive white-box in every run); this mode trains against tha
 
 Per batch (``x``, ``y``), with ``f`` the frozen target and ``ID`` the denoiser being trained::
 
-    x_adv = argmax_{|δ|∞ ≤ ε} CE(f(FR∘ID(x + δ)), y)          inner attack: PGD with random start / FGSM-RS / ART
+    x_adv = argmax_{|δ|∞ ≤ ε} CE(f(FR∘ID(x + δ)), y)          inner attack: PGD (random start), FGSM-RS or ART
     L = CE(f(ID(x_adv)), y)                                    Eq. 3 of the paper, on online AEs
       + β · KL(f(x) ‖ f(ID(x_adv)))                            optional, TRADES-style, to the target's clean output
       + w_clean · CE(f(ID(x)), y) + λ · mean|ID(x) − x|        clean images: Eq. 3 and the identity term
@@ -203,7 +203,8 @@ class AdaptiveDenoiserTrainer(Trainer):
         if x_fixed is not None:
             self.denoiser.check_input(x_fixed)
             if len(x_fixed) % len(x):
-                raise ValueError(f"x_fixed must hold k AEs per image of x (a multiple of {len(x)}), got {len(x_fixed)}.")
+                raise ValueError(f"x_fixed must hold k AEs per image of x (a multiple of {len(x)}), got "
+                                 f"{len(x_fixed)}.")
             sets += list(np.asarray(x_fixed, dtype=np.float32).reshape(-1, *np.shape(x)))
         return torch.as_tensor(np.stack(sets)) if sets else None
 
