@@ -129,6 +129,9 @@ def main() -> None:
                               "fgsm_undefended": accuracy(target.predict, x_adv, y_test),
                               "clean_id": accuracy(defended, x_test, y_test),
                               "fgsm_id": accuracy(defended, x_adv, y_test)}
+        x_grad = torch.as_tensor(x_test[:4]).requires_grad_(True)  # rank 0 alone: no DDP hook may wait for rank 1
+        den.forward(x_grad)[0].sum().backward()
+        report["grad_through_id_finite"] = bool(torch.isfinite(x_grad.grad).all())
     with open(os.path.join(args.out, f"rank{rank}.json"), "w") as f:
         json.dump(report, f, indent=1)
     ddp.barrier()

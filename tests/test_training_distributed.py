@@ -74,6 +74,7 @@ def test_fitted_id_of_similar_quality(runs):
     single, dist = runs["single"][1][0]["accuracy"], runs["dist"][1][0]["accuracy"]
     print("single:", single, "2 ranks:", dist, "seconds:", runs["single"][2], runs["dist"][2])
     assert dist["clean_undefended"] == single["clean_undefended"]  # the same target
+    assert runs["dist"][1][0]["grad_through_id_finite"]  # a backward on rank 0 alone after fit: no DDP left over
     assert dist["fgsm_id"] > dist["fgsm_undefended"] + 0.1
     assert abs(dist["fgsm_id"] - single["fgsm_id"]) <= 0.08
     assert abs(dist["clean_id"] - single["clean_id"]) <= 0.08

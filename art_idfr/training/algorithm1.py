@@ -101,6 +101,7 @@ class Algorithm1:
                 logger.info("ID epoch %d: %s", epoch + 1, stats)
         best.restore(den.network)
         ddp.sync_module(den.network, average_buffers=False)  # distributed: rank 0's weights everywhere
+        self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
         den.network.eval()
         den.mark_fitted({"algorithm": "algorithm1"})
 

@@ -205,6 +205,7 @@ class Algorithm2:
             logger.info("FR epoch %d: %s", epoch + 1, stats)
         best.restore(fr.network)
         ddp.sync_module(fr.network, average_buffers=False)  # distributed: rank 0's weights everywhere
+        self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
         fr.network.eval()
 
     def train_epoch(self, h_all, y_all, partner, alpha, head, optimizer, scheduler, gen, epoch) -> Dict[str, float]:
