@@ -20,7 +20,19 @@ VERSION = 1
 
 
 def save(path: str, kind: str, config: Dict[str, Any], state_dict: Dict[str, torch.Tensor], extra=None) -> None:
-    """Write one checkpoint file (creating parent folders)."""
+    """
+    Write one checkpoint file (creating parent folders). Under ``torch.distributed`` (world size > 1) only rank 0
+    writes, and every rank then waits at a barrier: call it on every rank (the weights are the same everywhere
+    after a distributed ``fit``), never inside ``if rank == 0``, which would leave rank 0 at the barrier alone.
+    """
+    from art_idfr.training import distributed
+
+    if distributed.is_main_process():
+        _write(path, kind, config, state_dict, extra)
+    distributed.barrier()
+
+
+def _write(path: str, kind: str, config: Dict[str, Any], state_dict: Dict[str, torch.Tensor], extra=None) -> None:
     payload = {
         "format": FORMAT,
         "version": VERSION,

@@ -213,15 +213,17 @@ class IDFRDenoiser(PreprocessorPyTorch):
             self._fused, self._fused_stamp = self.network.fused(), stamp
         return self._fused
 
-    def denoise_nchw(self, x: torch.Tensor, fused: bool = True, batch_size: Optional[int] = None) -> torch.Tensor:
+    def denoise_nchw(self, x: torch.Tensor, fused: bool = True, batch_size: Optional[int] = None,
+                     network: Optional[nn.Module] = None) -> torch.Tensor:
         """
         ``x* = clip(x + UNet(x))`` for an NCHW batch on the ID's device, batch by batch (ART hands the whole dataset
         to preprocessors); in training mode, or with ``fused=False``, through the network itself, else through its
         BN-folded copy (the same function, faster; rebuilt whenever the weights change). ``batch_size`` overrides
-        the chunk size (a training step passes its whole batch, so BatchNorm sees one batch).
+        the chunk size (a training step passes its whole batch, so BatchNorm sees one batch). ``network`` replaces
+        the U-Net in training mode (distributed training passes its ``DistributedDataParallel`` wrapper).
         """
         use_fused = fused and not self.network.training
-        net = self._inference_network() if use_fused else self.network
+        net = self._inference_network() if use_fused else (self.network if network is None else network)
         outputs = []
         chunk = self.batch_size if batch_size is None else max(1, int(batch_size))
         for start in range(0, x.shape[0], chunk):
@@ -318,7 +320,10 @@ class IDFRDenoiser(PreprocessorPyTorch):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
-        """Write config + weights + how it was trained + format version to one file (read with ``weights_only``)."""
+        """
+        Write config + weights + how it was trained + format version to one file (read with ``weights_only``).
+        Distributed (torchrun): only rank 0 writes, then all ranks meet at a barrier, so call it on every rank.
+        """
         if not self.is_fitted:
             logger.warning("saving an unfitted IDFRDenoiser")
         checkpoint.save(path, kind="IDFRDenoiser", config=self.get_config(), state_dict=self.network.state_dict(),

@@ -283,7 +283,10 @@ class FeatureRestorer:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
-        """Write config + weights + format version to one file (loaded with ``weights_only=True``)."""
+        """
+        Write config + weights + format version to one file (loaded with ``weights_only=True``).
+        Distributed (torchrun): only rank 0 writes, then all ranks meet at a barrier, so call it on every rank.
+        """
         if self.network is None:
             raise ValueError("FeatureRestorer has no network yet (unfitted and no embedding_dim): nothing to save.")
         checkpoint.save(path, kind="FeatureRestorer", config=self.get_config(), state_dict=self.network.state_dict(),

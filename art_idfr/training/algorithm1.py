@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, random_crop_flip, seed_generator
 from art_idfr.embedding import embedding_of, target_logits
+from art_idfr.training import distributed as ddp
 from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,6 +71,7 @@ class Algorithm1:
         self.skip = (type(denoiser),)  # the ID is applied once, by us: bypass any copy inside the classifier
         self.nb_classes = classifier.nb_classes
         self.generator = seed_generator(denoiser.seed)
+        self.distributed = ddp.is_distributed()  # torchrun: see art_idfr.training.distributed
 
     # ------------------------------------------------------------------ the algorithm
     def train(self, x: np.ndarray, y_idx: np.ndarray, nb_epochs: int, x_adv, y_adv, validation_data) -> None:
@@ -83,6 +85,7 @@ class Algorithm1:
             optimizer, max_lr=den.learning_rate, total_steps=max(1, nb_epochs * steps_per_epoch), pct_start=0.15
         )
         val_sets = self.validation_sets(validation_data)
+        self.ddp_net = ddp.wrap_ddp(den.network)
         best = BestEpoch()
         with frozen(self.clf.model):
             for epoch in range(nb_epochs):
@@ -90,12 +93,15 @@ class Algorithm1:
                     adv = self.craft_training_aes(x, y_idx, x_adv, y_adv)  # not in the paper: fresh AEs
                 train_set = self.epoch_set(adv, x_clean, y_clean)  # line 6
                 stats = self.train_epoch(x_clean, *train_set, optimizer, scheduler, epoch)  # lines 7-9
+                ddp.sync_module(den.network)  # distributed: BN running statistics averaged over the ranks
                 if val_sets:
                     stats.update(self.validation_scores(val_sets))
                     best.update(stats["val_score"], den.network)
                 den.history.append(stats)
                 logger.info("ID epoch %d: %s", epoch + 1, stats)
         best.restore(den.network)
+        ddp.sync_module(den.network, average_buffers=False)  # distributed: rank 0's weights everywhere
+        self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
         den.network.eval()
         den.mark_fitted({"algorithm": "algorithm1"})
 
@@ -138,22 +144,43 @@ class Algorithm1:
         total, loss_sum, correct = 0, 0.0, 0
         progress = tqdm(batches(len(train_x), self.batch_size, shuffle=True, generator=self.generator),
                         total=math.ceil(len(train_x) / self.batch_size), desc=f"ID epoch {epoch + 1}",
-                        disable=not den.verbose, leave=False)
+                        disable=not den.verbose or not ddp.is_main_process(), leave=False)
         for idx in progress:
+            # the whole global batch is drawn and augmented on every rank, so the shared generator stays in step
             xb, x_ref = self.batch_inputs(train_x[idx], x_clean[train_ref[idx]] if den.loss != "ce" else None)
             yb, clean_b = train_y[idx].to(device), is_clean[idx].to(device)
-            x_star = den.denoise_nchw(xb)  # x* = x + r(x), the network in training mode
-            loss, logits = self.batch_loss(x_star, xb, x_ref, yb, clean_b)
+            if self.distributed:
+                loss, hits, n_own = self.local_step(xb, x_ref, yb, clean_b)
+            else:
+                x_star = den.denoise_nchw(xb)  # x* = x + r(x), the network in training mode
+                loss, logits = self.batch_loss(x_star, xb, x_ref, yb, clean_b)
+                hits, n_own = (logits.argmax(1) == yb).sum().item(), len(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += len(idx)
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
-            progress.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
+            total += n_own
+            loss_sum += loss.item() * len(idx) / ddp.world_size()  # summed over ranks: the batch loss × its size
+            correct += hits
+            progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", acc=f"{correct / max(total, 1):.3f}")
         den.network.eval()
-        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
+        loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
+        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1),
+                "n_seen": int(total)}
+
+    def local_step(self, xb, x_ref, yb, clean_b):
+        """
+        Distributed: this rank's rows (``rank::world_size``) of the global batch through the DDP-wrapped U-Net, the
+        loss scaled so that DDP's gradient average over the ranks is the global batch's loss; returns it, the hits
+        and the number of own rows.
+        """
+        rows, own = ddp.local_rows(len(xb))
+        rows_d, own = rows.to(yb.device), own.to(yb.device)
+        xb, yb = xb[rows.to(xb.device)], yb[rows_d]
+        x_ref = x_ref[rows] if x_ref is not None else None
+        x_star = self.den.denoise_nchw(xb, batch_size=len(xb), network=self.ddp_net)
+        loss, logits = self.batch_loss(x_star, xb, x_ref, yb, clean_b[rows_d], own=own, clean_all=clean_b)
+        return loss, ((logits.argmax(1) == yb) & own).sum().item(), int(own.sum())
 
     def batch_inputs(self, xb: torch.Tensor, x_ref: Optional[torch.Tensor]):
         """A training batch (and its clean references) as NCHW, augmented (not in the paper), on the ID's device."""
@@ -169,13 +196,24 @@ class Algorithm1:
             xb, x_ref = (both, None) if x_ref is None else (both[:, :c], both[:, c:])
         return xb.to(den.device), x_ref
 
-    def batch_loss(self, x_star, xb, x_ref, yb, clean_b):
-        """The weighted Eq. 3 loss of a batch, plus the identity term on its clean images (both options)."""
+    def batch_loss(self, x_star, xb, x_ref, yb, clean_b, own=None, clean_all=None):
+        """
+        The weighted Eq. 3 loss of a batch, plus the identity term on its clean images (both options).
+        Distributed (``own``: mask of this rank's rows, ``clean_all``: ``is_clean`` of the global batch): this
+        rank's share, normalised by the global batch and × world size, for DDP's gradient average.
+        """
         den, device = self.den, self.clf.device
         to_layout = (lambda t: t) if den.channels_first else (lambda t: t.permute(0, 2, 3, 1))
         x_ref = to_layout(x_ref).to(device) if x_ref is not None else None
         per_sample, logits = self.per_sample_loss(to_layout(x_star).to(device), x_ref, yb)
         weights = torch.where(clean_b, den.clean_weight, 1.0)  # clean_weight: not in the paper (1 = the paper)
+        if own is not None:
+            world = ddp.world_size()
+            loss = (weights * own * per_sample).sum() / torch.where(clean_all, den.clean_weight, 1.0).sum() * world
+            if den.identity_weight > 0 and bool(clean_all.any()):
+                per_image = (x_star - xb).abs().flatten(1).mean(1)[(clean_b & own).to(x_star.device)]
+                loss = loss + den.identity_weight * per_image.sum() / clean_all.sum().to(x_star.device) * world
+            return loss, logits
         loss = (weights * per_sample).sum() / weights.sum()
         if den.identity_weight > 0 and bool(clean_b.any()):
             # not in the paper: keep ID(x) ≈ x on clean inputs, λ·mean|x* − x| over the clean images of the batch
@@ -216,12 +254,14 @@ class Algorithm1:
         return validation_score(accs[0], accs[1:])
 
     def accuracy(self, x_val: np.ndarray, y_val: np.ndarray) -> float:
-        """Accuracy of target(ID(x)) on ``x_val``."""
+        """Accuracy of target(ID(x)) on ``x_val`` (distributed: each rank scores a shard, hits summed)."""
         correct = 0
+        lo, hi = ddp.shard_bounds(len(x_val))
         with torch.no_grad():
-            for idx in batches(len(x_val), self.den.batch_size):
-                xb = torch.as_tensor(np.asarray(x_val[idx.numpy()], dtype=np.float32), device=self.den.device)
+            for idx in batches(hi - lo, self.den.batch_size):
+                idx = idx.numpy() + lo
+                xb = torch.as_tensor(np.asarray(x_val[idx], dtype=np.float32), device=self.den.device)
                 x_star = self.den.denoise(xb, check=False)
                 logits = target_logits(self.clf, x_star.to(self.clf.device), skip=self.skip)
-                correct += (logits.argmax(1).cpu().numpy() == y_val[idx.numpy()]).sum()
-        return float(correct) / max(len(x_val), 1)
+                correct += (logits.argmax(1).cpu().numpy() == y_val[idx]).sum()
+        return ddp.all_reduce_sum(correct)[0] / max(len(x_val), 1)

@@ -26,6 +26,7 @@ from art_idfr._utils import (
     seed_generator,
 )
 from art_idfr.embedding import EmbeddingLayer, find_embedding_layer, target_logits
+from art_idfr.training import distributed as ddp
 from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,11 +120,16 @@ class Algorithm2:
         return np.concatenate(xs), np.concatenate(ys)
 
     def embed(self, x: np.ndarray, y: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        """h = f_enc(ID(x)) for all x, and whether the head classifies each correctly (Def. 1: x̂ vs x̂')."""
+        """
+        h = f_enc(ID(x)) for all x, and whether the head classifies each correctly (Def. 1: x̂ vs x̂'). Distributed:
+        each rank embeds a contiguous shard, then all-gather (every rank gets all, in order).
+        """
         hs, correct = [], []
+        lo, hi = ddp.shard_bounds(len(x))
         with torch.no_grad():
-            for idx in tqdm(list(batches(len(x), self.batch_size)), desc="FR embeddings", disable=not self.fr.verbose,
-                            leave=False):
+            for idx in tqdm(list(batches(hi - lo, self.batch_size)), desc="FR embeddings",
+                            disable=not self.fr.verbose or not ddp.is_main_process(), leave=False):
+                idx = idx + lo
                 xb = torch.as_tensor(x[idx.numpy()], device=self.clf.device)
                 if self.den is not None:
                     xb = self.den.denoise(xb, check=False)  # fit_restorer warned already if the ID is unfitted
@@ -132,7 +138,7 @@ class Algorithm2:
                     logits = target_logits(self.clf, xb, skip=self.skip)
                 hs.append(captured[-1].float().cpu())
                 correct.append(logits.argmax(1).cpu() == torch.as_tensor(y[idx.numpy()]))
-        return torch.cat(hs), torch.cat(correct)
+        return ddp.all_gather_tensor(torch.cat(hs)), ddp.all_gather_tensor(torch.cat(correct))
 
     def classification_head(self, x_probe: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
         """
@@ -182,6 +188,7 @@ class Algorithm2:
         steps = max(1, nb_epochs * math.ceil(len(h_all) / self.batch_size))
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=fr.learning_rate, total_steps=steps)
         best = BestEpoch()
+        self.distributed, self.ddp_net = ddp.is_distributed(), ddp.wrap_ddp(fr.network)
         for epoch in range(nb_epochs):
             partner = torch.empty(len(h_all), dtype=torch.long)
             for label, pool in partners.items():  # line 2: a same-label partner h_x ∈ x̂ for every h_x̃
@@ -189,6 +196,7 @@ class Algorithm2:
                 partner[rows] = pool[torch.randint(len(pool), (len(rows),), generator=gen)]
             alpha = torch.rand(len(h_all), 1, generator=gen)  # line 3: α ~ U(0, 1) per pair
             stats = self.train_epoch(h_all, y_all, partner, alpha, head, optimizer, scheduler, gen, epoch)
+            ddp.sync_module(fr.network)  # distributed: BN running statistics averaged over the ranks
             if val:
                 accs = [self.accuracy(head, h_val, y_val) for h_val, y_val in val]
                 stats.update(validation_score(accs[0], accs[1:]))
@@ -196,6 +204,8 @@ class Algorithm2:
             fr.history.append(stats)
             logger.info("FR epoch %d: %s", epoch + 1, stats)
         best.restore(fr.network)
+        ddp.sync_module(fr.network, average_buffers=False)  # distributed: rank 0's weights everywhere
+        self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
         fr.network.eval()
 
     def train_epoch(self, h_all, y_all, partner, alpha, head, optimizer, scheduler, gen, epoch) -> Dict[str, float]:
@@ -203,13 +213,21 @@ class Algorithm2:
         fr.network.train()
         loss_sum, hits, total = 0.0, 0, 0
         for idx in tqdm(list(batches(len(h_all), self.batch_size, shuffle=True, generator=gen)),
-                        desc=f"FR epoch {epoch + 1}", disable=not fr.verbose, leave=False):
+                        desc=f"FR epoch {epoch + 1}", disable=not fr.verbose or not ddp.is_main_process(), leave=False):
             if len(idx) < 2 and fr.batch_norm:
                 continue  # BatchNorm cannot train on a single sample
+            n_global, own = len(idx), torch.ones(len(idx), dtype=torch.bool)
+            if self.distributed:  # this rank's rows rank::world_size of the global batch (padded, masked, for BN)
+                rows, own = ddp.local_rows(n_global, min_rows=2 if fr.batch_norm else 1)
+                idx = idx[rows]
             a = alpha[idx]
             mix = a * h_all[partner[idx]] + (1 - a) * h_all[idx]  # lines 4-6, Eq. 4
-            logits = head(fr.network(mix.to(fr.device)))
-            loss = F.cross_entropy(logits, y_all[idx].to(logits.device))  # Eq. 6
+            logits = head((self.ddp_net if self.distributed else fr.network)(mix.to(fr.device)))
+            if self.distributed:  # DDP averages over the ranks: together, the global batch's mean loss
+                per_sample = F.cross_entropy(logits, y_all[idx].to(logits.device), reduction="none")
+                loss = (per_sample * own.to(logits.device)).sum() / n_global * ddp.world_size()
+            else:
+                loss = F.cross_entropy(logits, y_all[idx].to(logits.device))  # Eq. 6
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"FR training loss became {loss.item()} in epoch {epoch + 1}: lower learning_rate, or check "
@@ -218,18 +236,21 @@ class Algorithm2:
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.item() * len(idx)
-            hits += (logits.argmax(1).cpu() == y_all[idx]).sum().item()
-            total += len(idx)
+            loss_sum += loss.item() * n_global / ddp.world_size()
+            hits += ((logits.argmax(1).cpu() == y_all[idx]) & own).sum().item()
+            total += int(own.sum())
         fr.network.eval()
-        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_mix_acc": hits / max(total, 1)}
+        loss_sum, hits, total = ddp.all_reduce_sum(loss_sum, hits, total)
+        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_mix_acc": hits / max(total, 1),
+                "n_seen": int(total)}
 
     def accuracy(self, head, h_val: torch.Tensor, y_val: np.ndarray) -> float:
-        """Accuracy of f_cls(FR(h)) on validation embeddings."""
+        """Accuracy of f_cls(FR(h)) on validation embeddings (distributed: each rank scores a shard, hits summed)."""
+        lo, hi = ddp.shard_bounds(len(h_val))
         with torch.no_grad():
-            pred = torch.cat([head(self.fr.network(h_val[i].to(self.fr.device))).argmax(1).cpu()
-                              for i in batches(len(h_val), self.batch_size)])
-        return float((pred.numpy() == y_val).mean())
+            hits = sum(int((head(self.fr.network(h_val[i + lo].to(self.fr.device))).argmax(1).cpu().numpy()
+                            == y_val[(i + lo).numpy()]).sum()) for i in batches(hi - lo, self.batch_size))
+        return ddp.all_reduce_sum(hits)[0] / max(len(h_val), 1)
 
 
 def _partner_pools(y_all: torch.Tensor, correct: torch.Tensor) -> Dict[int, torch.Tensor]:

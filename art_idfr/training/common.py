@@ -26,18 +26,25 @@ def batches(n: int, batch_size: int, shuffle: bool = False, generator: Optional[
 def craft(attacks: Sequence, x: np.ndarray, onehot: np.ndarray, desc: str, verbose: bool = False) -> List[np.ndarray]:
     """
     ``attack.generate(x, onehot)`` for every ART attack, as float32 arrays checked for NaN/inf, with a progress bar
-    over the attacks (the name and ``eps`` of the one running as its postfix) when ``verbose``.
+    over the attacks (the name and ``eps`` of the one running as its postfix) when ``verbose``. Under
+    ``torch.distributed`` (:mod:`art_idfr.training.distributed`) each rank crafts a contiguous shard of ``x`` and
+    every rank gets all AEs, in the order of ``x``.
     """
+    from art_idfr.training import distributed as ddp
+
     out = []
     x = np.asarray(x, dtype=np.float32)
+    lo, hi = ddp.shard_bounds(len(x))  # distributed: each rank crafts its contiguous shard, then all-gather
+    x_part, onehot_part = (x[lo:hi], onehot[lo:hi]) if ddp.is_distributed() else (x, onehot)
+    verbose = verbose and ddp.is_main_process()
     with tqdm(attacks, desc=desc, disable=not verbose or not attacks, leave=False) as progress:
         for attack in progress:
             name = type(attack).__name__
             eps = getattr(attack, "eps", None)
             progress.set_postfix_str(name + ("" if eps is None else f" eps={float(np.max(eps)):.4g}"))
-            adv = np.asarray(attack.generate(x=x, y=onehot), dtype=np.float32)
+            adv = np.asarray(attack.generate(x=x_part, y=onehot_part), dtype=np.float32) if len(x_part) else x_part
             check_finite(adv, f"AEs from {name}")
-            out.append(adv)
+            out.append(ddp.all_gather_numpy(adv))
     return out
 
 

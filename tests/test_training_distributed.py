@@ -1,0 +1,144 @@
+"""
+Distributed fit (issue 16): examples/distributed_fit.py run by ``torchrun --nproc_per_node=2`` (Gloo on CPU) against
+the same script in one process, on 600 MNIST digits with a tiny U-Net; plus a rank failure that must end the job
+with a clear error instead of a hang. About 1.5 min on 2 CPU cores.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from art_idfr.training import distributed as ddp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "examples", "distributed_fit.py")
+ARGS = ["--n-train", "600", "--n-test", "300", "--epochs", "3", "--fr-epochs", "2", "--eps", "0.15"]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _torchrun(*args):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT, *args]
+
+
+def _run(cmd, timeout):
+    start = time.time()
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return proc, time.time() - start
+
+
+def _reports(out, world):
+    return [json.load(open(os.path.join(out, f"rank{r}.json"))) for r in range(world)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One single-process and one 2-process run of the same script and data."""
+    single, dist = str(tmp_path_factory.mktemp("single")), str(tmp_path_factory.mktemp("dist"))
+    proc, s_single = _run([sys.executable, SCRIPT, "--out", single, *ARGS], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, s_dist = _run(_torchrun("--out", dist, *ARGS), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"single": (single, _reports(single, 1), s_single), "dist": (dist, _reports(dist, 2), s_dist)}
+
+
+def test_same_samples_per_epoch(runs):
+    (_, [single], _), (_, dist, _) = runs["single"], runs["dist"]
+    assert [r["world_size"] for r in dist] == [2, 2] and single["world_size"] == 1
+    for key in ("id_history", "fr_history"):
+        n_single = [h["n_seen"] for h in single[key]]
+        assert n_single and all(n == 3 * 600 for n in n_single)  # AEs + clean + 1 Gaussian copy
+        for rep in dist:
+            assert [h["n_seen"] for h in rep[key]] == n_single
+
+
+def test_ranks_agree_on_weights_and_history(runs):
+    _, (r0, r1), _ = runs["dist"]
+    assert r0["id_digest"] == r1["id_digest"]
+    assert r0["fr_digest"] == r1["fr_digest"]
+    assert r0["id_history"] == r1["id_history"]  # same losses/validation scores -> same best epoch
+    assert r0["fr_history"] == r1["fr_history"]
+
+
+def test_fitted_id_of_similar_quality(runs):
+    single, dist = runs["single"][1][0]["accuracy"], runs["dist"][1][0]["accuracy"]
+    print("single:", single, "2 ranks:", dist, "seconds:", runs["single"][2], runs["dist"][2])
+    assert dist["clean_undefended"] == single["clean_undefended"]  # the same target
+    assert runs["dist"][1][0]["grad_through_id_finite"]  # a backward on rank 0 alone after fit: no DDP left over
+    assert dist["fgsm_id"] > dist["fgsm_undefended"] + 0.1
+    assert abs(dist["fgsm_id"] - single["fgsm_id"]) <= 0.08
+    assert abs(dist["clean_id"] - single["clean_id"]) <= 0.08
+
+
+def test_only_rank0_writes_checkpoints(runs):
+    out = runs["dist"][0]
+    files = set(os.listdir(out))
+    assert {"id_rank0.pt", "fr_rank0.pt"} <= files
+    assert not {"id_rank1.pt", "fr_rank1.pt"} & files
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    assert IDFRDenoiser.load(os.path.join(out, "id_rank0.pt"), device_type="cpu").is_fitted
+    assert FeatureRestorer.load(os.path.join(out, "fr_rank0.pt"), device_type="cpu").is_fitted
+
+
+@pytest.mark.parametrize("mode", ["raise", "hang"])
+def test_rank_failure_ends_the_job(tmp_path, mode):
+    """Rank 1 raises (torchrun stops rank 0) or stalls (rank 0's collective times out after 10 s): no hang."""
+    args = ["--out", str(tmp_path), "--n-train", "100", "--n-test", "30", "--epochs", "1", "--fr-epochs", "1",
+            "--fail-rank", "1", "--fail-mode", mode, "--timeout", "10"]
+    proc, seconds = _run(_torchrun(*args), timeout=120)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert seconds < 90
+    if mode == "raise":
+        assert "injected failure on rank 1" in log
+    else:
+        assert "Timed out" in log or "timed out" in log.lower()
+    assert not os.path.exists(tmp_path / "rank0.json")
+
+
+# ---------------------------------------------------------------------- helpers, in one process
+def test_shard_bounds_cover_range():
+    for n in (0, 1, 5, 10, 11):
+        for world in (1, 2, 3):
+            bounds = [ddp.shard_bounds(n, world, r) for r in range(world)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            assert max(h - lo for lo, h in bounds) - min(h - lo for lo, h in bounds) <= 1
+
+
+def test_local_rows_partition_and_pad(monkeypatch):
+    monkeypatch.setattr(ddp, "world_size", lambda: 2)
+    seen = []
+    for r in range(2):
+        monkeypatch.setattr(ddp, "rank", lambda r=r: r)
+        rows, own = ddp.local_rows(7)
+        assert own.all()
+        seen += rows.tolist()
+    assert sorted(seen) == list(range(7))
+    monkeypatch.setattr(ddp, "rank", lambda: 1)
+    rows, own = ddp.local_rows(1)  # nothing of its own: one masked row, so DDP's backward still runs
+    assert rows.tolist() == [0] and own.tolist() == [False]
+    rows, own = ddp.local_rows(3, min_rows=2)  # BatchNorm1d needs 2 rows
+    assert rows.tolist() == [1, 0] and own.tolist() == [True, False]
+
+
+def test_single_process_helpers_are_noops():
+    assert not ddp.is_distributed() and ddp.rank() == 0 and ddp.world_size() == 1 and ddp.is_main_process()
+    x = np.arange(6).reshape(3, 2)
+    assert ddp.all_gather_numpy(x) is x
+    assert ddp.all_reduce_sum(1, 2.5) == [1.0, 2.5]
+    net = torch.nn.Linear(2, 2)
+    assert ddp.wrap_ddp(net) is net
+    ddp.barrier()
+    ddp.sync_module(net)
