@@ -20,6 +20,7 @@ import numpy as np
 
 from art_idfr._utils import seeded
 from art_idfr.experiments.evaluation.config import eps_label
+from art_idfr.experiments.evaluation.seeds import cell_seed
 
 #: gradient attacks of the white-box table whose per-image results the Square check compares with
 GRADIENT_ATTACKS = ("fgsm", "cw", "bim", "pgd", "autoattack")
@@ -88,10 +89,9 @@ def failed_defences(checks: Dict[str, Any]) -> Dict[str, List[str]]:
 
 def _attack_hits(suite, attack: str, clf, x, y, oh, eps: float, seed_parts, **kwargs) -> np.ndarray:
     from art_idfr.experiments.attacks import make_attack
-    from art_idfr.experiments.evaluation.suite import _cell_seed
 
     cfg = suite.cfg
-    seed = _cell_seed(cfg.seed, "masking", *seed_parts)
+    seed = cell_seed(cfg.seed, "masking", *seed_parts)
     atk = make_attack(attack, clf, eps, batch_size=cfg.attack_batch_size, seed=seed, verbose=False, **kwargs)
     with seeded(seed):
         x_adv = np.asarray(atk.generate(x=x, y=oh), dtype=np.float32)

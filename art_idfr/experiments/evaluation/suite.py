@@ -30,7 +30,6 @@ import platform
 import shlex
 import sys
 import time
-import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -42,6 +41,7 @@ from art_idfr.experiments.evaluation.config import QUERY_ATTACK, EvalConfig, eps
 from art_idfr.experiments.evaluation.defences import DefendedClassifier, build_defences, wrap_model
 from art_idfr.experiments.evaluation.labels import ATTACK_LABELS, RECORD_FIELDS, THREAT_DESCRIPTIONS
 from art_idfr.experiments.evaluation.pipeline import PreparedData, seeded
+from art_idfr.experiments.evaluation.seeds import cell_seed as _cell_seed
 from art_idfr.experiments.evaluation.result import EvaluationResult
 
 logger = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ __all__ = ["Evaluation", "EvaluationResult", "evaluate", "compare_whitebox", "AT
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _cell_seed(seed: int, *parts: Any) -> int:
-    """A seed per cell, from the run seed and the cell's coordinates (order-independent across cells)."""
-    key = "|".join(str(p) for p in parts).encode()
-    return (int(seed) * 1_000_003 + zlib.crc32(key)) % (2**31 - 1)
 
 
 def _subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
