@@ -556,7 +556,10 @@ def _load_adaptive(args, cfg, restorer):
     fr_file = os.path.join(folder, "restorer.pt")
     fr = FeatureRestorer.load(fr_file, device_type=cfg.device_type) if os.path.isfile(fr_file) else restorer
     meta_file = os.path.join(folder, "adaptive.json")
-    meta = json.load(open(meta_file)) if os.path.isfile(meta_file) else {}
+    meta = {}
+    if os.path.isfile(meta_file):
+        with open(meta_file) as f:
+            meta = json.load(f)
     return (den, fr, meta), cfg
 
 
