@@ -44,13 +44,16 @@ def test_adaptive_training_raises_white_box_accuracy(trained_target, paper_id, m
     info = den.training_info
     assert info["algorithm"] == "adaptive" and info["in_paper"] is False and info["eps"] == eps
     assert info["init"]["algorithm"] == "algorithm1" and info["max_iter"] == 3
-    assert len(trainer.history) == 3 and all(np.isfinite(h["loss"]) for h in trainer.history)
+    assert [h["epoch"] for h in trainer.history] == [1, 2, 3] and all(np.isfinite(h["loss"]) for h in trainer.history)
 
 
 def test_adaptive_checkpoint_records_how_it_was_trained(trained_target, mnist_small, tmp_path):
     x_train, y_train, _, _ = mnist_small
     den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
-    AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, attack="fgsm_rs", nb_epochs=1).fit(x_train[:64], y_train[:64])
+    trainer = AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, attack="fgsm_rs", nb_epochs=1)
+    trainer.fit(x_train[:64], y_train[:64], validation_data=(x_train[64:96], y_train[64:96]))
+    assert [h["epoch"] for h in trainer.history] == [0, 1]  # the starting point is scored (and may be kept)
+    assert all({"val_acc", "val_adv_acc", "val_score"} <= set(h) for h in trainer.history)
     den.save(tmp_path / "id.pt")
     loaded = IDFRDenoiser.load(str(tmp_path / "id.pt"))
     assert loaded.is_fitted and loaded.training_info["algorithm"] == "adaptive"

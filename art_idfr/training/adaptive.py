@@ -294,8 +294,10 @@ class _AdaptiveRun:
         with contextlib.ExitStack() as stack:
             for module in modules:
                 stack.enter_context(frozen(module))
-            if validation_data is not None:
-                best.update(self.validate(validation_data)["val_score"], den.network)  # the starting point counts
+            if validation_data is not None:  # the starting point counts (and is recorded as epoch 0)
+                start = {"epoch": 0, **self.validate(validation_data)}
+                t.history.append(start)
+                best.update(start["val_score"], den.network)
             for epoch in range(nb_epochs):
                 stats = self.train_epoch(x_t, y_t, optimizer, scheduler, epoch, nb_epochs)
                 if validation_data is not None:
