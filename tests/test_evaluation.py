@@ -367,7 +367,8 @@ def test_whitebox_check_fails_only_beyond_sampling_noise():
 def test_autoattack_column(tiny_run):
     """ART's AutoAttack (default ensemble) is one of the table attacks, labelled in every output."""
     cfg, data, (target, surrogate, den, fr, fast), _, _ = tiny_run
-    sub = cfg.replace(defences=("none",), threat_models=("gray-box", "white-box"), attacks=("aa",), eps=(0.3,))
+    sub = cfg.replace(defences=("none",), threat_models=("gray-box", "white-box"), attacks=("aa",), eps=(0.3,),
+                      autoattack_transfer=True)
     assert sub.attacks == ("autoattack",)
     res = evaluate(sub, data, target, surrogate, den, fr, fast, command="pytest aa", verbose=False)
     for tm in ("gray-box", "white-box"):

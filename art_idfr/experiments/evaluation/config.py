@@ -491,6 +491,9 @@ class EvalConfig:
     eps_step: float = knob(0.03, "BIM / CW step, capped at eps (paper: 0.03)", kind="float+", section="eval")
     eot_samples: int = knob(4, "white-box attacks on a randomised defence (TotalVarMin) average gradients over N "
                                "draws (EOT; 4)", kind="int+", section="eval")
+    autoattack_transfer: bool = knob(False, "also craft AutoAttack on the black-/gray-box sources (off: it is a "
+                                     "white-box table attack; on a CPU it costs minutes per 1,000 images)",
+                                     kind="bool", section="eval")
     autoattack_square_iter: int = knob(5000, "Square queries inside AutoAttack (5000, one restart)", kind="int+",
                                        metavar="N", section="eval")
     sanity_square_iter: int = knob(1000, "Square queries of the gradient-masking check (1000)", kind="int+",

@@ -373,7 +373,7 @@ class Evaluation:
             return
         cfg, y_eval = self.cfg, self.y_eval
         t0 = time.perf_counter()
-        cells = [(a, e) for a in cfg.attacks for e in cfg.eps]
+        cells = [(a, e) for a in cfg.attacks for e in cfg.eps if a != "autoattack" or cfg.autoattack_transfer]
         bar = tqdm(cells, desc=f"{tm}: craft + transfer", disable=not self.verbose)
         for attack, eps in bar:
             bar.set_postfix_str(f"{ATTACK_LABELS[attack]} {eps_label(eps)}")
