@@ -520,7 +520,8 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
                      checkpoint_dir=str(tmp_path))
     assert set(again.metadata["resumed"]) == {"black-box", "gray-box"}
     n_cells = len(sub.defences) * len(sub.attacks) * len(sub.eps) + len(sub.defences) * len(sub.eps) + 1
-    assert len(calls) == n_cells  # white-box + query + the sanity check's BIM, nothing transferred again
+    n_masking = 4 * len(sub.defences)  # per defence: Square, PGD at a large eps, PGD short and long
+    assert len(calls) == n_cells + n_masking  # white-box + query + the sanity checks, nothing transferred again
     for r in again.records:
         assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
     assert again.sanity_checks["checks"]["whitebox_not_above_blackbox"]["n_comparisons"] == \
