@@ -499,7 +499,8 @@ def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> 
     from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, DeepFool, SquareAttack
 
     step = kwargs.pop("eps_step", 2.0 * s.eps)
-    apgd = dict(norm=np.inf, eps=s.eps, eps_step=step, max_iter=100, targeted=False, nb_random_init=5,
+    apgd = dict(norm=np.inf, eps=s.eps, eps_step=step, max_iter=100, targeted=False,
+                nb_random_init=int(kwargs.pop("nb_random_init", 5)),
                 batch_size=s.batch_size, verbose=s.verbose)
     members = kwargs.pop("attacks", None) or [
         AutoProjectedGradientDescent(estimator, loss_type="cross_entropy", **apgd),

@@ -585,7 +585,7 @@ def _cmd_demo(args) -> int:
         _echo(args, _idfr_summary(den, res, cfg, idfr_meta))
     if "idfr_adaptive" in cfg.defences:
         _echo(args, "fitting the adaptive ID (not in the paper) ...")
-        adaptive = fit_adaptive(cfg, data, target, den, res, os.path.join(out, "idfr_adaptive"),
+        adaptive = fit_adaptive(cfg, data, target, den, res, os.path.join(out, "idfr", "adaptive"),
                                 reuse=not args.retrain, verbose=verbose)
         _echo(args, _adaptive_summary(adaptive[2]))
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, idfr_meta=idfr_meta, retrain=args.retrain,

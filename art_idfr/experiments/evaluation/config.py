@@ -494,6 +494,8 @@ class EvalConfig:
     autoattack_transfer: bool = knob(False, "also craft AutoAttack on the black-/gray-box sources (off: it is a "
                                      "white-box table attack; on a CPU it costs minutes per 1,000 images)",
                                      kind="bool", section="eval")
+    autoattack_restarts: int = knob(5, "random restarts of AutoAttack's APGD-CE and APGD-DLR (5, ART's default)",
+                                    kind="int+", metavar="N", section="eval")
     autoattack_square_iter: int = knob(5000, "Square queries inside AutoAttack (5000, one restart)", kind="int+",
                                        metavar="N", section="eval")
     sanity_square_iter: int = knob(1000, "Square queries of the gradient-masking check (1000)", kind="int+",

@@ -311,8 +311,8 @@ class Evaluation:
         if name == "fgsm":
             return {"norm": "inf", "eps": eps}
         if name == "autoattack":
-            return {"norm": "inf", "eps": eps, "ensemble": "ART AutoAttack: APGD-CE, APGD-DLR (100 steps, 5 restarts),"
-                    f" DeepFool, Square ({cfg.autoattack_square_iter} queries)"}
+            return {"norm": "inf", "eps": eps, "ensemble": "ART AutoAttack: APGD-CE, APGD-DLR (100 steps, "
+                    f"{cfg.autoattack_restarts} restarts), DeepFool, Square ({cfg.autoattack_square_iter} queries)"}
         if name == QUERY_ATTACK:
             return {"norm": "inf", "eps": eps, "max_iter": cfg.query_iter, "nb_restarts": 1}
         return {"norm": "inf", "eps": eps, "max_iter": cfg.attack_iter, "eps_step": min(cfg.eps_step, eps),
@@ -324,8 +324,9 @@ class Evaluation:
 
         cfg = self.cfg
         max_iter = {QUERY_ATTACK: cfg.query_iter, "autoattack": cfg.autoattack_square_iter}.get(name, cfg.attack_iter)
+        extra = {"nb_random_init": cfg.autoattack_restarts} if name == "autoattack" else {}
         atk = make_attack(name, clf, eps, max_iter=max_iter, eps_step=cfg.eps_step,
-                          batch_size=cfg.attack_batch_size, seed=seed, verbose=False)
+                          batch_size=cfg.attack_batch_size, seed=seed, verbose=False, **extra)
         with seeded(seed):  # numpy defences inside the loop (TotalVarMin) draw from np.random
             return np.asarray(atk.generate(x=x, y=y1h), dtype=np.float32)
 
