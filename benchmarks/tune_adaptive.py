@@ -40,6 +40,7 @@ from art_idfr.experiments.evaluation.config import EvalConfig, parse_eps  # noqa
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_fast_at, train_network  # noqa
 from art_idfr.training.adaptive import AdaptiveDenoiserTrainer  # noqa: E402
+from tune_id import _cached  # noqa: E402  (the same AE cache files as tune_id.py)
 
 RUN_DIR = os.path.join(ROOT, "runs", "tune_fashion_mnist_idx")
 OUT_DIR = os.path.join(HERE, "results", "tune_adaptive")
@@ -57,15 +58,6 @@ def _value(v: str):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(v.lower(), v)
-
-
-def _cached(path, make):
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return f["x"]
-    x = make()
-    np.savez_compressed(path, x=x)
-    return x
 
 
 def autoattack(classifier, x, y, eps, seed=0):

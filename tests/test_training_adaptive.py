@@ -109,3 +109,16 @@ def test_plain_module_equals_predict(trained_target, paper_id, mnist_small):
         x = torch.as_tensor(x_test[:4]).requires_grad_(True)
         torch.nn.functional.cross_entropy(module(x), torch.zeros(4, dtype=torch.long)).backward()
         assert x.grad is not None and x.grad.abs().sum() > 0  # differentiable end to end
+
+
+def test_an_outside_evaluator_sees_what_art_sees(trained_target, paper_id, mnist_small):
+    """torchattacks' PGD on the exported nn.Module breaks the paper's ID as ART's PGD on the classifier does."""
+    torchattacks = pytest.importorskip("torchattacks")
+    _, _, x_test, y_test = mnist_small
+    x, y = x_test[:100], y_test[:100]
+    defended = defend(trained_target, paper_id)
+    attack = torchattacks.PGD(as_module(defended), eps=0.2, alpha=0.05, steps=10, random_start=True)
+    x_adv = attack(torch.as_tensor(x), torch.as_tensor(y)).numpy()
+    outside = float((defended.predict(x_adv).argmax(1) == y).mean())
+    clean = float((defended.predict(x).argmax(1) == y).mean())
+    assert outside < clean - 0.3 and abs(outside - pgd_accuracy(defended, x, y, 0.2)) < 0.15
