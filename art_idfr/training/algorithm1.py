@@ -99,10 +99,8 @@ class Algorithm1:
                     best.update(stats["val_score"], den.network)
                 den.history.append(stats)
                 logger.info("ID epoch %d: %s", epoch + 1, stats)
-        best.restore(den.network)
-        ddp.sync_module(den.network, average_buffers=False)  # distributed: rank 0's weights everywhere
+        best.finish(den.network)
         self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
-        den.network.eval()
         den.mark_fitted({"algorithm": "algorithm1"})
 
     def craft_training_aes(self, x, y_idx, x_adv, y_adv) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

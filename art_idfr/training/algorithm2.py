@@ -203,10 +203,8 @@ class Algorithm2:
                 best.update(stats["val_score"], fr.network)
             fr.history.append(stats)
             logger.info("FR epoch %d: %s", epoch + 1, stats)
-        best.restore(fr.network)
-        ddp.sync_module(fr.network, average_buffers=False)  # distributed: rank 0's weights everywhere
+        best.finish(fr.network)
         self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
-        fr.network.eval()
 
     def train_epoch(self, h_all, y_all, partner, alpha, head, optimizer, scheduler, gen, epoch) -> Dict[str, float]:
         fr = self.fr

@@ -69,6 +69,14 @@ class BestEpoch:
         if self.state is not None:
             network.load_state_dict(self.state)
 
+    def finish(self, network: nn.Module) -> None:
+        """End of training: the best epoch's weights, rank 0's copy on every rank when distributed, eval mode."""
+        from art_idfr.training import distributed as ddp
+
+        self.restore(network)
+        ddp.sync_module(network, average_buffers=False)
+        network.eval()
+
 
 def validation_score(clean_acc: float, adv_accs: Sequence[float]) -> Dict[str, float]:
     """
