@@ -150,8 +150,9 @@ def test_cli_with_weights_and_image_size(tree, weights, tmp_path, capsys, _resto
 
     idfr = str(tmp_path / "idfr")
     assert main(["fit", "--target", target, "--out", idfr, "--id-width", "0.125", "--id-epochs", "1", "--fr-epochs",
-                 "1", "--fit-n", "4", "--idfr-eps", "8/255"] + common) == 0
-    assert IDFRDenoiser.load(os.path.join(idfr, "denoiser.pt")).input_shape == (3, 32, 32)
+                 "1", "--fit-n", "4", "--idfr-eps", "8/255", "--batch-size", "2"] + common) == 0
+    den = IDFRDenoiser.load(os.path.join(idfr, "denoiser.pt"))
+    assert (den.input_shape, den.batch_size) == ((3, 32, 32), 2)
     capsys.readouterr()
     out = str(tmp_path / "eval")
     assert main(["evaluate", "--target", target, "--idfr", idfr, "--out", out, "--defences", "none,idfr",

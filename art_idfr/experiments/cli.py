@@ -223,6 +223,18 @@ def _add_knobs(p: argparse.ArgumentParser, section: str, group=None) -> None:
 
 
 
+def _fit_knobs(p: argparse.ArgumentParser) -> None:
+    """``fit``'s knobs: IDFR and extra AE sources, the ID / FR training batch, the BIM steps of the training AEs."""
+    idfr = p.add_argument_group(SECTION_TITLES["idfr"])
+    _add_knobs(p, "idfr", idfr)
+    _add_knobs(p, "source", idfr)
+    idfr.add_argument("--batch-size", dest="batch_size", type=_parse_positive_int, default=None, metavar="B",
+                      help="batch of the ID and FR training and of the ID's chunked forward (default: the preset's; "
+                           "lower it for 224 / 299 px images)")
+    p.add_argument_group("evaluation knobs").add_argument("--attack-iter", dest="attack_iter", type=_parse_positive_int,
+                                                          default=None, help="BIM iterations for the training AEs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``art-idfr`` argument parser."""
     from art_idfr import __version__
@@ -264,11 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adaptive", action="store_true",
                    help="also fine-tune the ID adaptively (the idfr_adaptive defence, not in the paper; "
                         "--adaptive-* knobs) into OUT/adaptive")
-    idfr = p.add_argument_group(SECTION_TITLES["idfr"])
-    _add_knobs(p, "idfr", idfr)
-    _add_knobs(p, "source", idfr)
-    p.add_argument_group("evaluation knobs").add_argument("--attack-iter", dest="attack_iter", type=_parse_positive_int,
-                                                          default=None, help="BIM iterations for the training AEs")
+    _fit_knobs(p)
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("evaluate", parents=[common], help="run the evaluation suite and write the reports",
