@@ -11,6 +11,9 @@ Every model built by :func:`make_model`
 Models are plain :class:`torch.nn.Module` subclasses (never a top-level :class:`torch.nn.Sequential`: ART's
 ``PyTorchClassifier`` would then call the children one by one and forward hooks on the whole model would not run).
 
+ResNet-50 and Inception-v3 (torchvision's) start from a weights file of your own with ``make_model(...,
+weights=path)`` (:func:`load_weights`: ``torch.load(weights_only=True)``, nothing downloaded).
+
 Example::
 
     from art_idfr.experiments.models import make_model, train_model, accuracy
