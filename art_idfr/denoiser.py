@@ -245,32 +245,52 @@ class IDFRDenoiser(PreprocessorPyTorch):
         :return: ``(x*, y)``.
         """
         self.check_input(x)
+        self._warn_if_unfitted()
+        return self.denoise(x, check=False), y
+
+    def _warn_if_unfitted(self) -> None:
         if not self.is_fitted and not getattr(self, "_warned_unfitted", False):
             self._warned_unfitted = True
             warnings.warn("IDFRDenoiser is not fitted: it applies an untrained network (close to the identity, no "
-                          "defence). Call fit(...) or IDFRDenoiser.load(...) first.", UserWarning, stacklevel=2)
-        return self.denoise(x, check=False), y
+                          "defence). Call fit(...) or IDFRDenoiser.load(...) first.", UserWarning, stacklevel=3)
 
     def denoise(self, x: torch.Tensor, check: bool = True) -> torch.Tensor:
-        """``x*`` for a torch batch in the defence's layout (eval mode, differentiable); ``check=False``: no checks."""
+        """
+        ``x*`` for a torch batch in the defence's layout (eval mode, differentiable); ``check=False``: no checks.
+
+        Memory: ``batch_size`` images at a time go through the U-Net (ART hands a preprocessor the whole array of a
+        ``predict`` call at once, e.g. thousands of 224x224 images), and a batch on another device than the ID's is
+        moved chunk by chunk, so the ID's device holds one chunk and its activations (plus, under autograd, what the
+        backward pass needs). Under ``torch.no_grad`` (ART's ``predict``) nothing is kept between chunks.
+        """
         if check:
             self.check_input(x)
-        device_in = x.device
-        x = x.to(self._device, dtype=torch.float32)
-        if not self.channels_first:
-            x = x.permute(0, 3, 1, 2)
         self.network.eval()
-        x_star = self.denoise_nchw(x)
-        if not self.channels_first:
-            x_star = x_star.permute(0, 2, 3, 1)
-        return x_star.to(device_in)
+        if x.shape[0] == 0:
+            return x.to(dtype=torch.float32)
+        outputs = []
+        for start in range(0, x.shape[0], self.batch_size):
+            xb = x[start : start + self.batch_size].to(self._device, dtype=torch.float32)
+            if not self.channels_first:
+                xb = xb.permute(0, 3, 1, 2)
+            x_star = self.denoise_nchw(xb)
+            if not self.channels_first:
+                x_star = x_star.permute(0, 2, 3, 1)
+            outputs.append(x_star.to(x.device))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
 
     def __call__(self, x: np.ndarray, y: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """NumPy in, NumPy out (ART's ``Preprocessor`` interface), under ``torch.no_grad``."""
+        """NumPy in, NumPy out (ART's ``Preprocessor`` interface), under ``torch.no_grad``, ``batch_size`` images at
+        a time: only one chunk is ever on the ID's device."""
         self.check_input(x)
+        self._warn_if_unfitted()
+        x = np.asarray(x, dtype=np.float32)
+        out = np.empty_like(x)
         with torch.no_grad():
-            x_star, _ = self.forward(torch.as_tensor(np.asarray(x, dtype=np.float32), device=self._device))
-        return x_star.cpu().numpy(), y
+            for start in range(0, len(x), self.batch_size):
+                xb = torch.as_tensor(x[start : start + self.batch_size], device=self._device)
+                out[start : start + self.batch_size] = self.denoise(xb, check=False).cpu().numpy()
+        return out, y
 
     # ------------------------------------------------------------------ training (delegates)
     def gaussian_enhance(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -217,6 +217,12 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
         (["demo", "--model", "resnet50"], "'resnet50' is torchvision's architecture at its fixed width.*--width 1"),
         (["demo", "--surrogate-model", "inception_v3", "--width", "1", "--surrogate-width", "0.25"],
          "surrogate_model 'inception_v3'.*--surrogate-width 1"),
+        (["demo", "--target-epochs", "0"], r"`target_epochs` 0 means the target's weights as they are: give the "
+                                           r"weights file \(--weights PATH\)"),
+        (["demo", "--surrogate-epochs", "0"], r"give the weights file \(--surrogate-weights PATH\)"),
+        (["demo", "--weights", "/nonexistent/w.pth"], r"target weights file '/nonexistent/w.pth' \(--weights\) not found"),
+        (["demo", "--image-size", "0"], "expected a positive integer"),
+        (["train-target", "--epochs", "-1"], "expected a non-negative integer"),
     ],
 )
 def test_argument_errors(argv, message, capsys):

@@ -145,7 +145,7 @@ def test_imagefolder_errors(tmp_path):
     rng = np.random.default_rng(5)
     os.makedirs(tmp_path / "bad" / "train" / "cat")
     Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(tmp_path / "bad" / "train" / "cat" / "a.png")
-    with pytest.raises(ValueError, match="train/ and test/"):
+    with pytest.raises(ValueError, match="train/ and test/.*or val/"):
         load_dataset("imagefolder", root=str(tmp_path / "bad"), cache_dir=str(tmp_path / "cache"), verbose=False)
     with tarfile.open(tmp_path / "bad.tar.gz", "w:gz") as tf:
         tf.add(tmp_path / "bad", arcname="bad")
@@ -163,6 +163,92 @@ def test_imagefolder_mixed_sizes_rejected(tmp_path):
     Image.fromarray(np.zeros((5, 5, 3), dtype=np.uint8)).save(tmp_path / "tree" / "test" / "cat" / "odd.png")
     with pytest.raises(ValueError, match="different sizes"):
         load_dataset("imagefolder", root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"), verbose=False)
+
+
+def _write_sized_tree(root, rng, sizes, held="val", n_test=2):
+    """A colour tree of PNGs of the given (width, height) sizes, cycled: train/ + ``held``/ (test or val)."""
+    for split, n in (("train", len(sizes)), (held, n_test)):
+        for cls in CLASSES:
+            os.makedirs(os.path.join(root, split, cls), exist_ok=True)
+            for i in range(n):
+                w, h = sizes[i % len(sizes)]
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                    os.path.join(root, split, cls, f"{i:03d}.png"))
+
+
+def test_imagefolder_image_size_is_torchvisions_resize_and_center_crop(tmp_path):
+    """image_size=s: shorter side to round(s / 0.875), centre crop s x s, bit for bit torchvision's ImageNet
+    evaluation transform; val/ is the test split when there is no test/; mixed sizes are fine."""
+    from torchvision import transforms
+
+    sizes = [(40, 50), (61, 45), (33, 33), (20, 90)]
+    _write_sized_tree(tmp_path / "tree", np.random.default_rng(7), sizes)
+    ds = load_dataset("imagefolder", root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"), verbose=False,
+                      image_size=16)
+    _check_format(ds)
+    assert ds.input_shape == (3, 16, 16) and len(ds.x_train) == 12 and len(ds.x_test) == 6
+    assert ds.meta["held_out"] == "val" and ds.meta["image_size"] == 16
+    assert "test = val/" in ds.describe() and "shorter side 18, centre crop 16" in ds.describe()
+    reference = transforms.Compose([transforms.Resize(18), transforms.CenterCrop(16), transforms.PILToTensor()])
+    for i, (split, cls, name) in enumerate([("train", "cat", "000"), ("train", "cat", "003"), ("val", "frog", "001")]):
+        x = ds.x_train if split == "train" else ds.x_test
+        row = ["cat", "dog", "frog"].index(cls) * (4 if split == "train" else 2) + int(name)
+        with Image.open(tmp_path / "tree" / split / cls / f"{name}.png") as img:
+            expected = reference(img.convert("RGB")).numpy().astype(np.float32) / 255.0
+        np.testing.assert_array_equal(x[row], expected)
+    # without image_size the same tree is rejected, with the flag to use
+    with pytest.raises(ValueError, match="different sizes.*--image-size"):
+        load_dataset("imagefolder", root=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"), verbose=False)
+
+
+def test_imagefolder_image_size_draws_subsets_before_decoding(tmp_path, monkeypatch):
+    """With image_size the stratified subsets are drawn from the file list (the same draw as on decoded arrays) and
+    only the kept images are decoded, from a directory or a tarball; the cache is keyed by size and subset."""
+    import art_idfr.experiments.data as data
+
+    _write_sized_tree(tmp_path / "tree", np.random.default_rng(8), [(24, 30)] * 10, held="test", n_test=4)
+    with tarfile.open(tmp_path / "tree.tar", "w") as tf:
+        tf.add(tmp_path / "tree", arcname="top")
+    decoded = []
+    real_decode = data._decode
+    monkeypatch.setattr(data, "_decode", lambda raw, where, size=None: decoded.append(where) or
+                        real_decode(raw, where, size))
+    kwargs = dict(cache_dir=str(tmp_path / "cache"), verbose=False, image_size=16, seed=1)
+    full = load_dataset("imagefolder", root=str(tmp_path / "tree"), **kwargs)
+    assert len(decoded) == 30 + 12
+    decoded.clear()
+    for root in (tmp_path / "tree", tmp_path / "tree.tar"):
+        sub = load_dataset("imagefolder", root=str(root), train_size=15, test_size=0.5, **kwargs)
+        assert len(decoded) == 15 + 6 and np.bincount(sub.y_train).tolist() == [5, 5, 5]
+        decoded.clear()
+        for split, size in (("train", 15), ("test", 6)):
+            idx = stratified_subset_indices(getattr(full, f"y_{split}"), size, seed=1)
+            np.testing.assert_array_equal(getattr(sub, f"x_{split}"), getattr(full, f"x_{split}")[idx])
+            np.testing.assert_array_equal(getattr(sub, f"y_{split}"), getattr(full, f"y_{split}")[idx])
+    again = load_dataset("imagefolder", root=str(tmp_path / "tree"), train_size=15, test_size=0.5, **kwargs)
+    assert again.meta["from_cache"] and not decoded
+    np.testing.assert_array_equal(again.x_train, sub.x_train)
+    other = load_dataset("imagefolder", root=str(tmp_path / "tree"), train_size=12, **kwargs)
+    assert not other.meta["from_cache"] and other.meta["cache_file"] != again.meta["cache_file"]
+
+
+def test_imagefolder_image_size_errors(tmp_path, monkeypatch):
+    import art_idfr.experiments.data as data
+
+    _write_sized_tree(tmp_path / "tree", np.random.default_rng(9), [(24, 30)] * 4)
+    root = str(tmp_path / "tree")
+    for bad in (0, -224, 2.5, "224", True):
+        with pytest.raises(ValueError, match="image_size` must be a positive int"):
+            load_dataset("imagefolder", root=root, image_size=bad, verbose=False, cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="ImageFolder datasets .* only, not 'mnist5k'"):
+        load_dataset("mnist5k", image_size=224)
+    monkeypatch.setattr(data, "physical_memory", lambda: 10**6)  # a 1 MB machine: 18 images at 224 do not fit
+    with pytest.raises(ValueError, match=r"18 images at 3x224x224 need 0\.0 GB.*--train-size N"):
+        load_dataset("imagefolder", root=root, image_size=224, verbose=False, cache_dir=str(tmp_path / "c"))
+    (tmp_path / "tree" / "train" / "cat" / "000.png").write_bytes(b"not a png")
+    monkeypatch.setattr(data, "physical_memory", lambda: None)
+    with pytest.raises(ValueError, match="Could not decode image 'train/cat/000.png'"):
+        load_dataset("imagefolder", root=root, image_size=16, verbose=False, cache_dir=str(tmp_path / "c"))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

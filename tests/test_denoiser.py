@@ -68,6 +68,39 @@ def test_internal_batching_gives_same_result():
     np.testing.assert_allclose(den(x)[0], whole(x)[0], atol=1e-5)
 
 
+def test_large_batch_at_224_runs_in_chunks_with_the_same_output():
+    """ART hands a preprocessor the whole array of a predict call: at 224x224 the ID runs it batch_size images at a
+    time (NumPy __call__, forward with and without autograd, ART's predict), with the output of one pass."""
+    shape = (3, 224, 224)
+    den = randomise_head(IDFRDenoiser(input_shape=shape, width=0.125, device_type="cpu", batch_size=2))
+    one_pass = randomise_head(IDFRDenoiser(input_shape=shape, width=0.125, device_type="cpu", batch_size=5))
+    one_pass.network.load_state_dict(den.network.state_dict())
+    x = np.random.default_rng(0).random((5, *shape), dtype=np.float32)
+    expected = one_pass(x)[0]
+    chunks = []
+    den._inference_network().register_forward_pre_hook(lambda m, args: chunks.append(args[0].shape[0]))
+
+    out = den(x)[0]
+    assert chunks == [2, 2, 1] and not np.allclose(out, x)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    chunks.clear()
+    with torch.no_grad():
+        x_star, _ = den.forward(torch.from_numpy(x))
+    assert chunks == [2, 2, 1] and x_star.grad_fn is None
+    np.testing.assert_allclose(x_star.numpy(), expected, atol=1e-5)
+    chunks.clear()
+    xt = torch.from_numpy(x[:3]).requires_grad_(True)
+    den.forward(xt)[0].sum().backward()  # differentiable across the chunks
+    assert chunks == [2, 1] and xt.grad is not None and xt.grad.abs().sum() > 0
+
+    chunks.clear()
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 2))
+    clf = make_classifier(model, input_shape=shape, nb_classes=2)
+    preds = defend(clf, denoiser=den).predict(x, batch_size=5)
+    assert chunks == [2, 2, 1]
+    np.testing.assert_allclose(preds, clf.predict(expected), atol=1e-5)
+
+
 def test_gradient_matches_finite_differences():
     """The network's Jacobian passes torch's gradcheck (double precision, interior pixels, no clipping)."""
     den = randomise_head(IDFRDenoiser(input_shape=(1, 6, 6), width=0.125, device_type="cpu"), scale=0.3)

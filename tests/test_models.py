@@ -70,6 +70,62 @@ def test_imagenet_models_build():
     assert classifier_head(inc).in_features == 2048
 
 
+def test_weights_file_of_torchvision_models(tmp_path):
+    """--weights: a torchvision state_dict goes into the backbone (loaded with weights_only, nothing downloaded); the
+    Normalize layer is what torchvision's weights expect, ImageNet mean/std for ResNet-50 and, for Inception-v3,
+    (x - 0.5) / 0.5 = torchvision's transform_input=True after ImageNet standardisation; AuxLogits are dropped."""
+    import torchvision
+
+    from art_idfr.experiments.models import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50(num_classes=3).eval()
+    torch.save(tv.state_dict(), tmp_path / "r50.pth")
+    model = make_model("resnet50", num_classes=3, input_shape=(3, 64, 64), weights=str(tmp_path / "r50.pth"))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), tv((x - mean) / std), atol=1e-5)
+    # the same weights as a whole-model state dict (train-target's model.pt), wrapped, with DataParallel's prefix
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "whole.pt")
+    again = make_model("resnet50", num_classes=3, input_shape=(3, 64, 64), weights=str(tmp_path / "whole.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+    tv_inc = torchvision.models.inception_v3(weights=None, num_classes=3, aux_logits=True, transform_input=True,
+                                             init_weights=True).eval()
+    assert any(k.startswith("AuxLogits.") for k in tv_inc.state_dict())
+    torch.save(tv_inc.state_dict(), tmp_path / "inc.pth")
+    inc = make_model("inception_v3", num_classes=3, input_shape=(3, 75, 75), weights=str(tmp_path / "inc.pth"))
+    assert inc.backbone.AuxLogits is None and torch.allclose(inc.normalize.mean, torch.full((1, 3, 1, 1), 0.5))
+    x = torch.rand(2, 3, 75, 75)
+    with torch.no_grad():
+        ours, theirs = inc(x), tv_inc((x - mean) / std)
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * float(theirs.abs().max()))
+
+
+def test_weights_file_errors(tmp_path):
+    import torchvision
+
+    shape = dict(num_classes=3, input_shape=(3, 64, 64))
+    with pytest.raises(FileNotFoundError, match="weights file .*nope.pth' not found"):
+        make_model("resnet50", weights=str(tmp_path / "nope.pth"), **shape)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"cannot be read as a PyTorch state_dict with torch.load\(weights_only"):
+        make_model("resnet50", weights=str(tmp_path / "junk.pth"), **shape)
+    torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "settings.pth")
+    with pytest.raises(ValueError, match="not a state_dict"):
+        make_model("resnet50", weights=str(tmp_path / "settings.pth"), **shape)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(ValueError, match=r"do not fit resnet50: missing: .*layer1.0.conv3.weight.*other shapes"):
+        make_model("resnet50", weights=str(tmp_path / "r18.pth"), **shape)
+    torch.save(torchvision.models.resnet50(num_classes=1000).state_dict(), tmp_path / "imagenet.pth")
+    with pytest.raises(ValueError, match=r"fc.weight \(1000, 2048\) in the file, \(3, 2048\) in the model.*"
+                                         "1000 classes, the model 3.*all 1000 class folders"):
+        make_model("resnet50", weights=str(tmp_path / "imagenet.pth"), **shape)
+    with pytest.raises(ValueError, match="either pretrained=True .* or weights"):
+        make_model("resnet50", num_classes=1000, pretrained=True, weights=str(tmp_path / "imagenet.pth"))
+
+
 def test_make_model_is_seeded_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     expected_next = torch.rand(1)

@@ -223,6 +223,18 @@ def _add_knobs(p: argparse.ArgumentParser, section: str, group=None) -> None:
 
 
 
+def _fit_knobs(p: argparse.ArgumentParser) -> None:
+    """``fit``'s knobs: IDFR and extra AE sources, the ID / FR training batch, the BIM steps of the training AEs."""
+    idfr = p.add_argument_group(SECTION_TITLES["idfr"])
+    _add_knobs(p, "idfr", idfr)
+    _add_knobs(p, "source", idfr)
+    idfr.add_argument("--batch-size", dest="batch_size", type=_parse_positive_int, default=None, metavar="B",
+                      help="batch of the ID and FR training and of the ID's chunked forward (default: the preset's; "
+                           "lower it for 224 / 299 px images)")
+    p.add_argument_group("evaluation knobs").add_argument("--attack-iter", dest="attack_iter", type=_parse_positive_int,
+                                                          default=None, help="BIM iterations for the training AEs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``art-idfr`` argument parser."""
     from art_idfr import __version__
@@ -248,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--source-index of --idfr-source-model (seed + 3000 + 1000 * index)")
     p.add_argument("--source-index", type=_parse_non_negative_int, default=0, metavar="I",
                    help="with --role idfr_source: which of the --idfr-source-model list (from 0)")
-    p.add_argument("--epochs", type=_parse_positive_int, default=None, help="epochs (target or surrogate, per --role)")
+    p.add_argument("--epochs", type=_parse_non_negative_int, default=None, help="epochs (per --role; 0: the weights)")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in OUT")
     _add_knobs(p, "data")
     _add_knobs(p, "surrogate")
@@ -264,11 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adaptive", action="store_true",
                    help="also fine-tune the ID adaptively (the idfr_adaptive defence, not in the paper; "
                         "--adaptive-* knobs) into OUT/adaptive")
-    idfr = p.add_argument_group(SECTION_TITLES["idfr"])
-    _add_knobs(p, "idfr", idfr)
-    _add_knobs(p, "source", idfr)
-    p.add_argument_group("evaluation knobs").add_argument("--attack-iter", dest="attack_iter", type=_parse_positive_int,
-                                                          default=None, help="BIM iterations for the training AEs")
+    _fit_knobs(p)
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("evaluate", parents=[common], help="run the evaluation suite and write the reports",
@@ -380,8 +388,11 @@ def _target_config(args, target_dir: str):
                          f"({target_dir}/model.json).")
     if args.model is not None and args.model != meta.get("model"):
         raise ValueError(f"--model {args.model} differs from the target's architecture {meta.get('model')!r}.")
+    if getattr(args, "weights", None) is not None:
+        raise ValueError("--weights builds a target (train-target, demo); this command uses the target in "
+                         f"--target {target_dir}.")
     fixed = {"dataset": meta.get("dataset"), "model": meta.get("model"), "width": meta.get("width")}
-    for key in ("train_size", "test_size", "val_n", "data_root"):
+    for key in ("train_size", "test_size", "val_n", "data_root", "image_size"):
         if getattr(args, key, None) is None and data.get(key) is not None:
             fixed[key] = data[key]
     if args.seed is None and "seed" in data:
@@ -417,8 +428,9 @@ def _cmd_train_target(args) -> int:
     _echo(args, f"{data.dataset.describe()}; {len(data.y_train)} train / {len(data.y_val)} validation")
     model, meta = train_network(cfg, data, out, role=args.role, resume=not args.no_resume, verbose=not args.quiet,
                                 source_index=args.source_index)
-    _echo(args, f"{args.role} {meta['model']} (width {meta['width']:g}, seed {meta['seed']}, {meta['epochs']} epochs): "
-                f"val {100 * meta['val_accuracy']:.2f}%, test {100 * meta['test_accuracy']:.2f}%")
+    start = f", from {meta['weights']['path']}" if meta.get("weights") else ""
+    _echo(args, f"{args.role} {meta['model']} (width {meta['width']:g}, seed {meta['seed']}, {meta['epochs']} epochs"
+                f"{start}): val {100 * meta['val_accuracy']:.2f}%, test {100 * meta['test_accuracy']:.2f}%")
     _echo(args, f"weights: {os.path.join(out, 'model.pt')}  ({time.perf_counter() - t0:.0f} s)")
     return 0
 

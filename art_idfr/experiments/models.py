@@ -11,6 +11,9 @@ Every model built by :func:`make_model`
 Models are plain :class:`torch.nn.Module` subclasses (never a top-level :class:`torch.nn.Sequential`: ART's
 ``PyTorchClassifier`` would then call the children one by one and forward hooks on the whole model would not run).
 
+ResNet-50 and Inception-v3 (torchvision's) start from a weights file of your own with ``make_model(...,
+weights=path)`` (:func:`load_weights`: ``torch.load(weights_only=True)``, nothing downloaded).
+
 Example::
 
     from art_idfr.experiments.models import make_model, train_model, accuracy
@@ -54,6 +57,8 @@ __all__ = [
     "recalibrate_batchnorm",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "load_weights",
+    "weights_normalization",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -275,6 +280,7 @@ def make_model(
     std: Optional[Sequence[float]] = None,
     pretrained: bool = False,
     seed: Optional[int] = None,
+    weights: Optional[str] = None,
 ) -> ImageClassifier:
     """
     Build a target model by name.
@@ -285,7 +291,7 @@ def make_model(
     small_cnn       :class:`SmallCNN`: 3 conv blocks + FC embedding + linear head; 28x28 / 32x32, 1 or 3 ch.
     resnet18_cifar  :class:`CifarResNet`: torchvision BasicBlock ResNet-18, 3x3 stem, no max-pool
     vgg16_bn_cifar  :class:`CifarVGG`: torchvision VGG-16-BN features, global pool, single linear classifier
-    resnet50        torchvision ``resnet50`` (ImageNet-size inputs)
+    resnet50        torchvision ``resnet50`` (ImageNet-size inputs, usually 224)
     inception_v3    torchvision ``inception_v3`` without auxiliary head (inputs at least 75x75, usually 299)
     =============== ==========================================================================================
 
@@ -294,30 +300,61 @@ def make_model(
     :param input_shape: ``(C, H, W)`` of the inputs.
     :param width: Channel multiplier (``small_cnn``, ``resnet18_cifar``, ``vgg16_bn_cifar`` only), e.g. 0.25 for
                   CPU presets.
-    :param mean: Per-channel mean for :class:`Normalize` (default 0, or the ImageNet mean if ``pretrained``).
-    :param std: Per-channel std for :class:`Normalize` (default 1, or the ImageNet std if ``pretrained``).
+    :param mean: Per-channel mean for :class:`Normalize` (default 0, or, with ``weights`` / ``pretrained``, the
+                 normalisation torchvision's weights of the architecture expect: :func:`weights_normalization`).
+    :param std: Per-channel std for :class:`Normalize` (defaults as for ``mean``).
     :param pretrained: Load torchvision ImageNet weights (``resnet50`` / ``inception_v3`` only; needs the weights
                        in the torch hub cache or internet access, and ``num_classes=1000``).
     :param seed: If given, initialise the weights under this seed (without touching the global RNG state).
+    :param weights: A weights file of your own, read by :func:`load_weights` (``torch.load(weights_only=True)``:
+                    loading never runs code; nothing is downloaded): a torchvision ``state_dict`` of the architecture
+                    (``torch.save(torchvision.models.resnet50(...).state_dict(), path)``) or a ``model.pt`` of this
+                    zoo. Its classifier must have ``num_classes`` outputs.
     :return: An :class:`ImageClassifier` in eval mode whose last module is the ``nn.Linear`` head.
+    :raises ValueError: bad arguments; a weights file that is not a state dict or does not fit the architecture
+                        (missing / unexpected / differently shaped entries, listed).
+    :raises FileNotFoundError: ``weights`` names no file.
     """
-    name, (c, h, w) = _check_model_args(name, num_classes, input_shape, width, pretrained)
-    if pretrained:
-        mean = IMAGENET_MEAN if mean is None else mean
-        std = IMAGENET_STD if std is None else std
+    name, (c, h, w) = _check_model_args(name, num_classes, input_shape, width, pretrained, weights)
+    if pretrained or weights is not None:
+        default_mean, default_std = weights_normalization(name)
+        mean = default_mean if mean is None else mean
+        std = default_std if std is None else std
 
     def build() -> ImageClassifier:
         normalize = Normalize(mean, std, channels=c)
         return ImageClassifier(normalize, _backbone(name, c, h, w, num_classes, width, pretrained), name).eval()
 
     if seed is None:
-        return build()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
+        model = build()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build()
+    if weights is not None:
+        load_weights(model, weights)
+    return model
 
 
-def _check_model_args(name, num_classes, input_shape, width, pretrained) -> Tuple[str, Tuple[int, int, int]]:
+def weights_normalization(name: str) -> Tuple[Optional[Tuple[float, ...]], Optional[Tuple[float, ...]]]:
+    """
+    The ``(mean, std)`` of :class:`Normalize` that torchvision's published weights of architecture ``name`` expect
+    (``(None, None)``: 0 and 1, for this zoo's own models, whose files carry their :class:`Normalize`):
+
+    * ``resnet50``: the ImageNet mean and std;
+    * ``inception_v3``: 0.5 and 0.5, i.e. ``(x - 0.5) / 0.5``, which is what torchvision's Inception-v3 weights (ported
+      from TensorFlow) see: torchvision builds them with ``transform_input=True``, which maps ImageNet-standardised
+      inputs to exactly that. Weights trained with plain ImageNet standardisation (``transform_input=False``) need
+      ``mean=IMAGENET_MEAN, std=IMAGENET_STD`` instead.
+    """
+    if name == "resnet50":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if name == "inception_v3":
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return None, None
+
+
+def _check_model_args(name, num_classes, input_shape, width, pretrained, weights) -> Tuple[str, Tuple[int, int, int]]:
     """Check :func:`make_model`'s arguments; return the lower-case name and ``(C, H, W)``."""
     if not isinstance(name, str) or name.lower() not in MODEL_NAMES:
         raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(MODEL_NAMES)}.")
@@ -327,6 +364,8 @@ def _check_model_args(name, num_classes, input_shape, width, pretrained) -> Tupl
     c, h, w = _check_input_shape(input_shape)
     if not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"`width` must be a positive number, got {width!r}.")
+    if pretrained and weights is not None:
+        raise ValueError("Pass either pretrained=True (torchvision's download) or weights=<file>, not both.")
     if pretrained and name not in ("resnet50", "inception_v3"):
         raise ValueError(f"`pretrained=True` is only available for resnet50 and inception_v3, not {name!r}.")
     if pretrained and num_classes != 1000:
@@ -382,6 +421,93 @@ def classifier_head(model: nn.Module) -> nn.Linear:
     if not linears:
         raise ValueError("The model has no nn.Linear layer.")
     return linears[-1]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# weights files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_weights(model: ImageClassifier, path: str) -> ImageClassifier:
+    """
+    Load a weights file into ``model`` (in place; also returned) with ``torch.load(path, map_location="cpu",
+    weights_only=True)``: loading never runs code from the file, and nothing is downloaded.
+
+    Accepted contents: a ``state_dict`` of the backbone, such as torchvision's (``conv1.weight`` ... ``fc.bias``;
+    loaded into ``model.backbone``, ``model.normalize`` keeps its mean and std), or of the whole model
+    (``normalize.*`` and ``backbone.*``: the ``model.pt`` of ``art-idfr train-target``); either may be wrapped as
+    ``{"state_dict": ...}`` or ``{"model": ...}`` and carry DataParallel's ``module.`` prefix. Inception-v3's
+    auxiliary classifier (``AuxLogits.*``, a training-time head) is dropped: the zoo's Inception-v3 has none.
+
+    :param model: A model of :func:`make_model`.
+    :param path: The file.
+    :return: ``model``.
+    :raises FileNotFoundError: no such file.
+    :raises ValueError: not a state dict readable with ``weights_only=True``, or entries missing, unexpected or shaped
+                        unlike the architecture's (listed; with a hint when the number of classes differs).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path!r} not found.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, refused globals, truncated files, ...
+        raise ValueError(
+            f"{path}: cannot be read as a PyTorch state_dict with torch.load(weights_only=True) "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); save weights with "
+            "torch.save(model.state_dict(), path)."
+        ) from err
+    state = _state_dict_of(state, path)
+    whole = any(k.startswith("backbone.") for k in state)
+    module = model if whole else model.backbone
+    arch = getattr(model, "arch", "") or type(module).__name__
+    if arch == "inception_v3":
+        aux = "backbone.AuxLogits." if whole else "AuxLogits."
+        state = {k: v for k, v in state.items() if not k.startswith(aux)}
+    _check_state_dict(module, state, path, arch)
+    module.load_state_dict(state, strict=True)
+    return model
+
+
+def _state_dict_of(obj: Any, path: str) -> Dict[str, torch.Tensor]:
+    """The ``{name: tensor}`` dict in a loaded file (unwrapping ``state_dict`` / ``model``; ``module.`` removed)."""
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ValueError(f"{path}: not a state_dict (a dict of parameter names to tensors) but a "
+                         f"{type(obj).__name__}; save weights with torch.save(model.state_dict(), path).")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def _check_state_dict(module: nn.Module, state: Dict[str, torch.Tensor], path: str, arch: str) -> None:
+    """``ValueError`` listing what does not fit, before ``load_state_dict`` (whose message is one long line)."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
+              for k in expected if k in state and state[k].shape != expected[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+
+    def few(keys: List[str]) -> str:
+        return ", ".join(keys[:4]) + (f", ... ({len(keys)} in all)" if len(keys) > 4 else "")
+
+    found = [f"{what}: {few(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected),
+                                                        ("other shapes", shapes)) if keys]
+    head = classifier_head(module)
+    head_key = next(f"{n}.weight" for n, m in module.named_modules() if m is head)
+    hint = ""
+    if head_key in state and state[head_key].ndim == 2 and state[head_key].shape[0] != head.out_features:
+        hint = (f" The file's classifier has {state[head_key].shape[0]} classes, the model {head.out_features} (the "
+                "dataset's class folders): ImageNet weights need all 1000 class folders (sorted WordNet IDs, "
+                "torchvision's class order).")
+    raise ValueError(f"{path}: the weights do not fit {arch}: {'; '.join(found)}.{hint}")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -263,7 +263,12 @@ class TargetConfig(_SubConfig):
     PREFIX, SECTION = "target", "data"
     model: str = knob("small_cnn", "target architecture", flat="model", cli=False)  # the common --model
     width: float = knob(0.5, "target width multiplier", flat="width", kind="float+", metavar="W")
-    epochs: int = knob(4, "target training epochs", kind="int+", metavar="E")
+    epochs: int = knob(4, "target training epochs (0 with --weights: the weights as they are)", kind="int0",
+                       metavar="E")
+    weights: Optional[str] = knob(None, "start the target from this weights file: a torchvision state_dict of the "
+                                        "architecture (e.g. resnet50, inception_v3) or a model.pt; read with "
+                                        "torch.load(weights_only=True), nothing downloaded", flat="weights",
+                                  kind="str", metavar="PATH")
 
 
 @dataclass
@@ -276,8 +281,11 @@ class SurrogateConfig(_SubConfig):
     PREFIX, SECTION = "surrogate", "surrogate"
     model: Optional[str] = knob(None, "surrogate architecture (default: the target's)", kind="model")
     width: Optional[float] = knob(None, "surrogate width (default: the target's)", kind="float+", metavar="W")
-    epochs: int = knob(3, "surrogate epochs", kind="int+", metavar="E")
+    epochs: int = knob(3, "surrogate epochs (0 with --surrogate-weights: the weights as they are)", kind="int0",
+                       metavar="E")
     seed_offset: int = knob(1000, "surrogate seed = seed + this (must differ from 0)", kind="int+", metavar="N")
+    weights: Optional[str] = knob(None, "start the surrogate from this weights file (as --weights; default: "
+                                        "trained from scratch)", kind="str", metavar="PATH")
 
 
 @dataclass
@@ -440,6 +448,9 @@ class EvalConfig:
     train_size: Optional[int] = knob(None, "stratified training subset", kind="int+", metavar="N", section="data")
     test_size: Optional[int] = knob(None, "stratified test subset", kind="int+", metavar="N", section="data")
     val_n: int = knob(500, "validation images split off the training set", kind="int+", metavar="N", section="data")
+    image_size: Optional[int] = knob(None, "ImageFolder datasets: resize the shorter side to size / 0.875 and "
+                                           "centre-crop size x size (224: ResNet-50, 299: Inception-v3; default: "
+                                           "the images as they are)", kind="int+", metavar="S", section="data")
     # models
     train: TrainConfig = _sub(TrainConfig)
     target: TargetConfig = _sub(TargetConfig)
@@ -588,6 +599,7 @@ class EvalConfig:
         self._check_budgets()
         self._check_counts()
         _check_model_widths(self)
+        _check_weights(self)
         _check_sources(self)
         _check_training(self.train)
         _check_id(self.id, self.fr)
@@ -640,12 +652,12 @@ class EvalConfig:
             raise ValueError(f"`eps_step` must be positive, got {self.eps_step}.")
 
     def _check_counts(self) -> None:
-        for name in ("val_n", "target_epochs", "surrogate_epochs", "idfr_source_epochs", "idfr_source_seed_offset",
+        for name in ("val_n", "idfr_source_epochs", "idfr_source_seed_offset",
                      "batch_size", "id_epochs", "fr_epochs", "fast_at_epochs", "eval_n", "whitebox_n", "query_n",
                      "query_iter", "attack_iter", "attack_batch_size", "tvm_max_iter", "smoothing_window",
                      "eot_samples"):
             _require_positive_int(getattr(self, name), name)
-        for name in ("train_size", "test_size", "fit_n"):
+        for name in ("train_size", "test_size", "fit_n", "image_size"):
             if getattr(self, name) is not None:
                 _require_positive_int(getattr(self, name), name)
         if self.whitebox_n > self.eval_n or self.query_n > self.eval_n:
@@ -784,6 +796,22 @@ def _check_model_widths(cfg: EvalConfig) -> None:
                 "(the cpu preset scales the small models to width 0.5): set width 1 "
                 f"(CLI: {flag} 1)."
             )
+
+
+def _check_weights(cfg: EvalConfig) -> None:
+    """Target / surrogate epochs (0 = the weights file as it is, no training) and their weights files."""
+    import os
+
+    for role, sub, flag in (("target", cfg.target, "--weights"), ("surrogate", cfg.surrogate, "--surrogate-weights")):
+        if isinstance(sub.epochs, bool) or not isinstance(sub.epochs, int) or sub.epochs < 0:
+            raise ValueError(f"`{role}_epochs` must be a non-negative int, got {sub.epochs!r}.")
+        if sub.weights is not None:
+            sub.weights = os.fspath(sub.weights)
+            if not os.path.isfile(sub.weights):
+                raise ValueError(f"{role} weights file {sub.weights!r} ({flag}) not found.")
+        elif sub.epochs == 0:
+            raise ValueError(f"`{role}_epochs` 0 means the {role}'s weights as they are: give the weights file "
+                             f"({flag} PATH), or train it for at least one epoch.")
 
 
 def _check_sources(cfg: EvalConfig) -> None:

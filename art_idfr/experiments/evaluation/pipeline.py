@@ -112,7 +112,8 @@ def prepare_data(config: EvalConfig, verbose: bool = True) -> PreparedData:
     from art_idfr.experiments.data import load_dataset, train_val_split
 
     ds = load_dataset(config.dataset, root=config.data_root, train_size=config.train_size,
-                      test_size=config.test_size, seed=config.seed, download=config.download, verbose=verbose)
+                      test_size=config.test_size, seed=config.seed, download=config.download, verbose=verbose,
+                      image_size=config.image_size)
     if config.val_n >= len(ds.y_train):
         raise ValueError(f"val_n={config.val_n} leaves no training images ({len(ds.y_train)} in {ds.name}).")
     x_tr, y_tr, x_val, y_val = train_val_split(ds.x_train, ds.y_train, val_size=config.val_n, seed=config.seed)
@@ -122,7 +123,8 @@ def prepare_data(config: EvalConfig, verbose: bool = True) -> PreparedData:
 def data_settings(config: EvalConfig) -> Dict[str, Any]:
     """The config fields that determine the data split (stored with every model, reused by ``fit`` / ``evaluate``)."""
     return {"dataset": config.dataset, "data_root": config.data_root, "train_size": config.train_size,
-            "test_size": config.test_size, "val_n": config.val_n, "seed": config.seed}
+            "test_size": config.test_size, "val_n": config.val_n, "seed": config.seed,
+            "image_size": config.image_size}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -155,11 +157,12 @@ def _source_dir(out_dir: str, index: int) -> str:
 def _role_settings(config: EvalConfig, role: str, source_index: int = 0) -> Dict[str, Any]:
     target, surrogate = config.target, config.surrogate
     if role == "target":
-        return {"model": target.model, "width": float(target.width), "epochs": target.epochs, "seed": config.seed}
+        return {"model": target.model, "width": float(target.width), "epochs": target.epochs, "seed": config.seed,
+                "weights": target.weights}
     if role == "surrogate":
         return {"model": surrogate.model or target.model,
                 "width": float(surrogate.width if surrogate.width is not None else target.width),
-                "epochs": surrogate.epochs, "seed": config.seed + surrogate.seed_offset}
+                "epochs": surrogate.epochs, "seed": config.seed + surrogate.seed_offset, "weights": surrogate.weights}
     if role == "idfr_source":
         sources = _source_settings(config)
         if not sources:
@@ -185,19 +188,26 @@ def train_network(
     source ``source_index`` of ``config.idfr_source_model``: role ``idfr_source``) with
     :func:`art_idfr.experiments.models.train_model`, checkpointing every epoch into ``out_dir/checkpoints`` and resuming from
     there; then write ``model.pt`` + ``model.json``. A finished run in ``out_dir`` is reloaded, not retrained.
+    With a weights file (``config.target.weights`` / ``config.surrogate.weights``) the model starts from it, and
+    0 epochs keep it as it is (a pretrained ImageNet model, say): it is only evaluated and saved.
 
     :return: ``(model in eval mode, metadata)``.
     """
-    from art_idfr.experiments.models import accuracy, make_model, train_model
+    from art_idfr.experiments.models import accuracy, make_model, torch_device, train_model
 
     s = _role_settings(config, role, source_index)
-    model = make_model(s["model"], data.num_classes, data.input_shape, width=s["width"], seed=s["seed"])
+    model = make_model(s["model"], data.num_classes, data.input_shape, width=s["width"], seed=s["seed"],
+                       weights=s.get("weights"))
     t0 = time.perf_counter()
-    history = train_model(
-        model, data.x_train, data.y_train, epochs=s["epochs"], **config.train.kwargs(), device=config.device,
-        seed=s["seed"], checkpoint_dir=os.path.join(out_dir, "checkpoints"), resume=resume, x_val=data.x_val,
-        y_val=data.y_val, verbose=verbose,
-    )
+    history: Dict[str, List[float]] = {}
+    if s["epochs"] > 0:
+        history = train_model(
+            model, data.x_train, data.y_train, epochs=s["epochs"], **config.train.kwargs(), device=config.device,
+            seed=s["seed"], checkpoint_dir=os.path.join(out_dir, "checkpoints"), resume=resume, x_val=data.x_val,
+            y_val=data.y_val, verbose=verbose,
+        )
+    else:
+        model.to(torch_device(config.device))
     meta = {
         "role": role,
         **({"source_index": source_index} if role == "idfr_source" and source_index else {}),
@@ -219,9 +229,21 @@ def train_network(
         "test_accuracy": accuracy(model, data.x_test, data.y_test),
         "history": history,
         "train_seconds": time.perf_counter() - t0,
+        **({"weights": _weights_record(s["weights"])} if s.get("weights") else {}),
     }
     save_model_dir(model, meta, out_dir)
     return model, meta
+
+
+def _weights_record(path: str) -> Dict[str, Any]:
+    """Where a model's starting weights came from: the file and its SHA-256."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"path": os.path.abspath(path), "sha256": h.hexdigest()}
 
 
 def save_model_dir(model: nn.Module, meta: Dict[str, Any], out_dir: str) -> None:
