@@ -150,6 +150,21 @@ def wrap_ddp(module: nn.Module) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, output_device=device if ids else None)
 
 
+def average_gradients(module: nn.Module) -> None:
+    """
+    Average the gradients of ``module``'s trainable parameters over the ranks (what DDP does for the modules it
+    wraps), for a module trained outside DDP, e.g. the FR inside the target's forward hook; no-op when single.
+    """
+    if not is_distributed():
+        return
+    for p in module.parameters():
+        if p.requires_grad:
+            if p.grad is None:  # no gradient on this rank: it adds zero (every rank must join the collective)
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= world_size()
+
+
 def sync_module(module: nn.Module, average_buffers: bool = True) -> None:
     """
     Make ``module`` identical on every rank: parameters from rank 0; floating buffers (BatchNorm running
