@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -124,6 +124,15 @@ def all_reduce_sum(*values: float) -> List[float]:
     t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
     return t.cpu().tolist()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (anything picklable) on every rank; ``obj`` itself when not distributed."""
+    if not is_distributed():
+        return obj
+    box = [obj if is_main_process() else None]
+    dist.broadcast_object_list(box, src=0, device=_collective_device())
+    return box[0]
 
 
 def local_rows(n_global: int, min_rows: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
