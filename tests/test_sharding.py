@@ -119,7 +119,8 @@ def _key(r):
 
 
 def _exact(r) -> bool:
-    return r["attack"] in EXACT_ATTACKS and not (r["threat_model"] == "white-box" and r["defence_key"] == "tvm")
+    return r["attack"] == "clean" or (r["attack"] in EXACT_ATTACKS and not (r["threat_model"] == "white-box"
+                                                                          and r["defence_key"] == "tvm"))
 
 
 def test_two_ranks_give_the_single_process_records(runs):

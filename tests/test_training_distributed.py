@@ -207,7 +207,16 @@ def _update_cosine(start, single, dist) -> float:
     return float(d_s @ d_d / (d_s.norm() * d_d.norm()))
 
 
-def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_path):
+@pytest.fixture
+def one_thread():
+    """The single-process run on one torch thread, as each rank (small models on shared cores: far faster)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_path, one_thread):
     """
     AdaptiveDenoiserTrainer (ID under DDP, the FR trained alongside with averaged gradients) under 2 Gloo ranks vs
     one process on the same 60 digits: the same samples per epoch, identical weights and history on both ranks, the
