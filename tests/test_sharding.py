@@ -68,9 +68,9 @@ def _worker(rank, world, port, folder):
 
     from threadpoolctl import threadpool_limits
 
-    from test_training_distributed import _join_gloo
+    from conftest import join_gloo
 
-    _join_gloo(rank, world, port)  # (one torch thread)
+    join_gloo(rank, world, port)  # (one torch thread)
     threadpool_limits(limits=1)
     ckpt = os.path.join(folder, f"ckpt_rank{rank}")
     first = _evaluate(folder, ckpt)
@@ -91,7 +91,7 @@ def runs(tmp_path_factory):
 
     from art_idfr import FeatureRestorer, IDFRDenoiser
     from art_idfr.experiments.models import make_model, train_model
-    from test_training_distributed import _spawn
+    from conftest import spawn_ranks
 
     folder = str(tmp_path_factory.mktemp("sharding"))
     data = _synthetic()
@@ -109,7 +109,7 @@ def runs(tmp_path_factory):
     den.save(os.path.join(folder, "id.pt"))
     fr.save(os.path.join(folder, "fr.pt"))
     single = _evaluate(folder)
-    _spawn(_worker, 2, folder)
+    spawn_ranks(_worker, 2, folder)
     ranks = [json.load(open(os.path.join(folder, f"rank{r}.json"))) for r in range(2)]
     return folder, single, ranks
 

@@ -1,7 +1,8 @@
 """
 Distributed fit (issue 16): examples/distributed_fit.py run by ``torchrun --nproc_per_node=2`` (Gloo on CPU) against
 the same script in one process, on 600 MNIST digits with a tiny U-Net; plus a rank failure that must end the job
-with a clear error instead of a hang. About 1.5 min on 2 CPU cores.
+with a clear error instead of a hang. About 1.5 min on 2 CPU cores. Then AdaptiveDenoiserTrainer under 2 spawned
+Gloo ranks against one process (about 1 min).
 """
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from art_idfr.training import distributed as ddp
+from conftest import join_gloo, spawn_ranks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "distributed_fit.py")
@@ -145,28 +147,6 @@ def test_single_process_helpers_are_noops():
 
 
 # ---------------------------------------------------------------------- adaptive training under DDP (spawned ranks)
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spawn(fn, world: int, *args) -> None:
-    """Run ``fn(rank, world, port, *args)`` in ``world`` spawned processes (Gloo, 60 s collective timeout)."""
-    import torch.multiprocessing as mp
-
-    mp.start_processes(fn, args=(world, _free_port(), *args), nprocs=world, start_method="spawn", join=True)
-
-
-def _join_gloo(rank: int, world: int, port: int) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    ddp.init_distributed(backend="gloo", timeout_s=60)
-
-
 def _adaptive_fit(target_state, fr_file, data):
     """A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation): trainer, ID, FR."""
     from art.attacks.evasion import FastGradientMethod
@@ -188,7 +168,7 @@ def _adaptive_fit(target_state, fr_file, data):
 
 
 def _adaptive_worker(rank, world, port, target_state, fr_file, data, out):
-    _join_gloo(rank, world, port)
+    join_gloo(rank, world, port)
     trainer, den, fr = _adaptive_fit(target_state, fr_file, data)
     lin = torch.nn.Linear(2, 1)  # average_gradients alone: rank r's gradient r + 1 -> the mean 1.5 everywhere
     lin.weight.grad, lin.bias.grad = torch.full((1, 2), rank + 1.0), None
@@ -234,7 +214,7 @@ def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_p
     fr_file = str(tmp_path / "fr.pt")
     fr_start.save(fr_file)
     single, den, fr = _adaptive_fit(target_state, fr_file, data)
-    _spawn(_adaptive_worker, 2, target_state, fr_file, data, str(tmp_path))
+    spawn_ranks(_adaptive_worker, 2, target_state, fr_file, data, str(tmp_path))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert [h.get("n_seen") for h in single.history] == [None, 60, 60]  # epoch 0: validation of the start
     assert [h.get("n_seen") for h in r0["history"]] == [None, 60, 60]

@@ -2,8 +2,9 @@
 Multi-process training of the ID (Algorithm 1) and the FR (Algorithm 2) with PyTorch's own engine:
 ``torch.distributed`` collectives and ``DistributedDataParallel`` (DDP). Nothing here schedules work itself.
 
-Launch with ``torchrun --nproc_per_node=N script.py`` and call :func:`init_distributed` at the top of the script;
-``IDFRDenoiser.fit`` / ``FeatureRestorer.fit`` then notice the process group (world size > 1) and
+Launch with ``torchrun --nproc_per_node=N script.py`` and call :func:`init_distributed` at the top of the script
+(the ``art-idfr`` command does it itself); ``IDFRDenoiser.fit`` / ``FeatureRestorer.fit`` /
+``AdaptiveDenoiserTrainer.fit`` then notice the process group (world size > 1) and
 
 - craft the training and validation AEs on a contiguous shard of ``x`` per rank and all-gather them
   (:func:`shard_bounds`, :func:`all_gather_numpy`), so every rank holds all AEs in the original order;
@@ -17,6 +18,10 @@ Launch with ``torchrun --nproc_per_node=N script.py`` and call :func:`init_distr
   and the final weights are the same everywhere;
 - sum validation hit counts over the ranks (:func:`all_reduce_sum`), so every rank picks the same best epoch;
 - broadcast rank 0's weights at the end (:func:`sync_module`): the final weights are identical on all ranks.
+
+A module trained outside DDP (the adaptive trainer's FR, called from the target's forward hook) has its gradients
+averaged by :func:`average_gradients`; :func:`broadcast_object` hands rank 0's Python objects (metadata, a resume
+decision) to every rank.
 
 Checkpoints: :func:`art_idfr.checkpoint.save` writes on rank 0 only and then waits at a :func:`barrier`; call
 ``save`` on every rank. Single-process runs (no process group, or world size 1) take none of these paths.
