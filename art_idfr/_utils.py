@@ -171,6 +171,20 @@ def seeded(seed: int) -> Iterator[None]:
             np.random.set_state(state)
 
 
+def skip_numpy_draws(count: int) -> None:
+    """
+    Advance numpy's global RNG by ``count`` doubles (what ``np.random.rand``/``uniform``/``random_sample`` draw one
+    of per value): the stream a shard of a seeded run must start from to get the draws of its first image.
+    """
+    count = int(count)
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}.")
+    chunk = 1 << 22
+    while count > 0:
+        np.random.random_sample(min(count, chunk))
+        count -= chunk
+
+
 def seed_generator(seed: Optional[int]) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed`` (0 when ``None``): the training randomness of a component."""
     return torch.Generator().manual_seed(seed if seed is not None else 0)

@@ -42,3 +42,32 @@ def trained_target(mnist_small):
     clf = make_classifier(tiny_cnn())
     clf.fit(x_train, y_train, nb_epochs=4, batch_size=32, verbose=False)
     return clf
+
+
+# ---------------------------------------------------------------------- several processes (torch.distributed, Gloo)
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_ranks(fn, world: int, *args) -> None:
+    """Run ``fn(rank, world, port, *args)`` (a module-level function) in ``world`` spawned processes; the ranks join
+    with :func:`join_gloo`. An exception in any rank is raised here."""
+    import torch.multiprocessing as mp
+
+    mp.start_processes(fn, args=(world, _free_port(), *args), nprocs=world, start_method="spawn", join=True)
+
+
+def join_gloo(rank: int, world: int, port: int) -> None:
+    """In a spawned rank: torchrun's environment, one torch thread, and the Gloo process group (60 s timeout)."""
+    import os
+
+    from art_idfr.training import distributed as ddp
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    ddp.init_distributed(backend="gloo", timeout_s=60)

@@ -277,3 +277,48 @@ def test_idfr_source_flags_reach_the_config():
     cfg = _config(args)
     assert (cfg.idfr_source_model, cfg.idfr_source_width) == (("vgg16_bn_cifar", "resnet18_cifar"), (0.25, 0.5))
     assert _config(build_parser().parse_args(["demo"])).idfr_source_model is None  # the paper: target only
+
+
+def test_fit_and_evaluate_under_torchrun(tmp_path, capsys):
+    """
+    `torchrun --nproc_per_node=2 -m art_idfr.experiments.cli fit --adaptive` (ID, FR and adaptive ID under DDP, Gloo)
+    and `... evaluate` (the surrogate trained by rank 0, every cell sharded): one report, written and printed by rank 0,
+    with the records of the same evaluation in one process.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        env.pop(var, None)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "art_idfr.experiments.cli"]
+    common = ["--preset", "tiny", "--quiet", "--threads", "1", "--dist-timeout", "120"]
+    target, idfr, out = (str(tmp_path / d) for d in ("target", "idfr", "eval"))
+    assert main(["train-target", "--out", target, "--epochs", "1", "--train-size", "400", "--val-n", "30"] + common) == 0
+    capsys.readouterr()
+
+    fit = ["fit", "--target", target, "--out", idfr, "--fit-n", "40", "--adaptive", "--adaptive-fit-n", "30",
+           "--adaptive-max-iter", "1"] + common
+    proc = subprocess.run(torchrun + fit, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("IDFR fitted") == 1 and proc.stdout.count("adaptive ID (not in the paper)") == 1
+    assert {"denoiser.pt", "restorer.pt", "idfr.json", "adaptive"} <= set(os.listdir(idfr))
+    history = json.loads(open(os.path.join(idfr, "adaptive", "adaptive.json")).read())["history"]
+    assert [h["n_seen"] for h in history if "n_seen" in h] == [30]  # both ranks together: each image once
+
+    evaluate = ["evaluate", "--target", target, "--idfr", idfr, "--defences", "none,adaptive",
+                "--threat-models", "black-box,white-box", "--attacks", "fgsm,pgd", "--eps", "0.3", "--eval-n", "10",
+                "--whitebox-n", "6", "--attack-batch-size", "4", "--surrogate-epochs", "1"] + common
+    proc = subprocess.run(torchrun + evaluate + ["--out", out], capture_output=True, text=True, timeout=240,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("### Threat model: white-box") == 1  # rank 0 alone prints the report
+    assert os.path.isfile(os.path.join(out, "surrogate", "model.pt"))  # trained once, by rank 0
+    doc = json.loads(open(os.path.join(out, "results.json")).read())
+    assert doc["metadata"]["processes"] == 2 and "· 2 processes (torchrun" in open(os.path.join(out, "results.md")).read()
+    # the same evaluation in one process, with the surrogate rank 0 trained: the same records
+    assert main(evaluate + ["--out", str(tmp_path / "single"), "--surrogate", os.path.join(out, "surrogate")]) == 0
+    single = json.loads(open(tmp_path / "single" / "results.json").read())
+    assert "processes" not in single["metadata"]
+    key = ("threat_model", "defence_key", "attack", "eps", "n", "n_correct", "accuracy", "source_accuracy")
+    assert [[r[k] for k in key] for r in doc["records"]] == [[r[k] for k in key] for r in single["records"]]
+    assert {r["defence_key"] for r in doc["records"]} == {"none", "idfr_adaptive"}

@@ -1,7 +1,8 @@
 """
 Distributed fit (issue 16): examples/distributed_fit.py run by ``torchrun --nproc_per_node=2`` (Gloo on CPU) against
 the same script in one process, on 600 MNIST digits with a tiny U-Net; plus a rank failure that must end the job
-with a clear error instead of a hang. About 1.5 min on 2 CPU cores.
+with a clear error instead of a hang. About 1.5 min on 2 CPU cores. Then AdaptiveDenoiserTrainer under 2 spawned
+Gloo ranks against one process (about 1 min).
 """
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from art_idfr.training import distributed as ddp
+from conftest import join_gloo, spawn_ranks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "distributed_fit.py")
@@ -142,3 +144,93 @@ def test_single_process_helpers_are_noops():
     assert ddp.wrap_ddp(net) is net
     ddp.barrier()
     ddp.sync_module(net)
+
+
+# ---------------------------------------------------------------------- adaptive training under DDP (spawned ranks)
+def _adaptive_fit(target_state, fr_file, data):
+    """A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation): trainer, ID, FR."""
+    from art.attacks.evasion import FastGradientMethod
+
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+    from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
+    from conftest import make_classifier, tiny_cnn
+
+    model = tiny_cnn()
+    model.load_state_dict(target_state)
+    clf = make_classifier(model)
+    x, y, x_val, y_val = data
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
+    fr = FeatureRestorer.load(fr_file, device_type="cpu")
+    trainer = AdaptiveDenoiserTrainer(clf, den, restorer=fr, eps=0.15, max_iter=2, nb_epochs=2, batch_size=30,
+                                      learning_rate=2e-3, train_restorer=True, seed=0)
+    trainer.fit(x, y, attacks=[FastGradientMethod(clf, eps=0.15, batch_size=32)], validation_data=(x_val, y_val))
+    return trainer, den, fr
+
+
+def _adaptive_worker(rank, world, port, target_state, fr_file, data, out):
+    join_gloo(rank, world, port)
+    trainer, den, fr = _adaptive_fit(target_state, fr_file, data)
+    lin = torch.nn.Linear(2, 1)  # average_gradients alone: rank r's gradient r + 1 -> the mean 1.5 everywhere
+    lin.weight.grad, lin.bias.grad = torch.full((1, 2), rank + 1.0), None
+    ddp.average_gradients(lin)
+    state = {"history": trainer.history, "den": den.network.state_dict(), "fr": fr.network.state_dict(),
+             "averaged": (lin.weight.grad.tolist(), lin.bias.grad.tolist())}
+    torch.save(state, os.path.join(out, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def _update_cosine(start, single, dist) -> float:
+    """Cosine between the weight updates (weights − start) of the two runs, over the floating parameters."""
+    keys = [k for k, v in single.items() if v.is_floating_point() and "running" not in k]
+    d_s = torch.cat([(single[k] - start[k]).flatten() for k in keys])
+    d_d = torch.cat([(dist[k] - start[k]).flatten() for k in keys])
+    return float(d_s @ d_d / (d_s.norm() * d_d.norm()))
+
+
+@pytest.fixture
+def one_thread():
+    """The single-process run on one torch thread, as each rank (small models on shared cores: far faster)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_path, one_thread):
+    """
+    AdaptiveDenoiserTrainer (ID under DDP, the FR trained alongside with averaged gradients) under 2 Gloo ranks vs
+    one process on the same 60 digits: the same samples per epoch, identical weights and history on both ranks, the
+    same validation before training (same random starts), and losses, accuracies and weight updates within tolerance
+    of the single-process run (BatchNorm: per-rank batch statistics).
+    """
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    x_train, y_train, x_test, y_test = mnist_small
+    data = (x_train[:60], y_train[:60], x_test[:30], y_test[:30])
+    target_state = {k: v.clone() for k, v in trained_target.model.state_dict().items()}
+    start = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu", seed=0)
+    fr_start = FeatureRestorer(nb_epochs=1, batch_size=32, device_type="cpu", seed=0)
+    fr_start.fit(data[0], data[1], classifier=trained_target, denoiser=start)  # the FR both runs start from
+    fr_file = str(tmp_path / "fr.pt")
+    fr_start.save(fr_file)
+    single, den, fr = _adaptive_fit(target_state, fr_file, data)
+    spawn_ranks(_adaptive_worker, 2, target_state, fr_file, data, str(tmp_path))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert [h.get("n_seen") for h in single.history] == [None, 60, 60]  # epoch 0: validation of the start
+    assert [h.get("n_seen") for h in r0["history"]] == [None, 60, 60]
+    assert r0["history"] == r1["history"]
+    for key in ("den", "fr"):
+        assert all(torch.equal(r0[key][k], r1[key][k]) for k in r0[key])
+    assert r0["history"][0] == single.history[0]  # same weights, same random starts: the same validation
+    for h_d, h_s in zip(r0["history"][1:], single.history[1:]):
+        assert h_d["loss"] == pytest.approx(h_s["loss"], rel=0.03)
+        for key in ("train_adv_acc", "val_acc", "val_adv_acc"):
+            assert abs(h_d[key] - h_s[key]) <= 0.1, (key, h_d, h_s)
+    best = [max(h, key=lambda e: e["val_score"])["epoch"] for h in (single.history, r0["history"])]
+    assert best[0] == best[1]  # the same best epoch: its ID weights kept (here the start, epoch 0)
+    if best[0] == 0:
+        assert all(torch.equal(v, r0["den"][k]) for k, v in start.network.state_dict().items())
+    cosine = _update_cosine(fr_start.network.state_dict(), fr.network.state_dict(), r0["fr"])  # last epoch's FR
+    print("adaptive: single", single.history, "2 ranks", r0["history"], "FR update cosine", cosine)
+    assert cosine > 0.5, cosine
+    assert r0["averaged"] == r1["averaged"] == ([[1.5, 1.5]], [0.0])

@@ -30,7 +30,7 @@ from art.estimators.classification.classifier import ClassGradientsMixin
 from art.estimators.estimator import BaseEstimator
 
 from art_idfr._names import ATTACK_NAMES  # noqa: F401  (re-exported)
-from art_idfr._utils import seeded
+from art_idfr._utils import seeded, skip_numpy_draws
 
 logger = logging.getLogger(__name__)
 
@@ -334,10 +334,11 @@ class CarliniWagnerLInfPGD(EvasionAttack):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _seed_generate(attack: EvasionAttack, seed: Optional[int]) -> EvasionAttack:
+def _seed_generate(attack: EvasionAttack, seed: Optional[int], rng_skip: int = 0) -> EvasionAttack:
     """
-    Make ``attack.generate`` reproducible: run it with numpy's and torch's global RNGs seeded with ``seed`` and restore
-    both states afterwards (ART's random starts / square sampling use ``np.random``).
+    Make ``attack.generate`` reproducible: run it with numpy's and torch's global RNGs seeded with ``seed`` (numpy's
+    then advanced by ``rng_skip`` doubles) and restore both states afterwards (ART's random starts / square sampling
+    use ``np.random``).
     """
     if seed is None:
         return attack
@@ -346,6 +347,7 @@ def _seed_generate(attack: EvasionAttack, seed: Optional[int]) -> EvasionAttack:
     @functools.wraps(original)
     def generate(x: np.ndarray, y: Optional[np.ndarray] = None, **kwargs) -> np.ndarray:
         with seeded(seed):
+            skip_numpy_draws(rng_skip)
             return original(x, y, **kwargs)
 
     attack.generate = generate  # type: ignore[method-assign]
@@ -362,6 +364,7 @@ def make_attack(
     batch_size: int = 128,
     seed: Optional[int] = 0,
     verbose: bool = False,
+    rng_skip: int = 0,
     **kwargs,
 ) -> EvasionAttack:
     """
@@ -398,12 +401,14 @@ def make_attack(
     :param seed: Seed applied around every ``generate`` call (numpy and torch global RNGs are seeded and restored
                  afterwards), so random starts and random searches are reproducible. ``None`` disables it.
     :param verbose: Progress bars (where the ART class supports them).
+    :param rng_skip: Numpy doubles to skip after seeding (ART attacks; ``cw`` seeds its own generator): a shard of a
+        seeded run over more images then starts from the draws of its first image (distributed evaluation).
     :param kwargs: Extra keyword arguments for the attack class (e.g. ``targeted=True``, ``confidence=...``).
     :return: The attack.
     """
     settings = _check_attack_args(name, eps, max_iter, eps_step, batch_size, seed, verbose)
     attack = _ATTACK_BUILDERS[settings.name](estimator, settings, kwargs)
-    return attack if settings.name in _SEEDED_BY_ITSELF else _seed_generate(attack, seed)
+    return attack if settings.name in _SEEDED_BY_ITSELF else _seed_generate(attack, seed, rng_skip)
 
 
 class _AttackSettings(NamedTuple):

@@ -14,6 +14,14 @@ flag generated from it (:func:`config_flags`): ``--id-learning-rate`` / ``--id-l
 ``--fr-lr``, ``--fast-at-epochs``, ...
 Invalid names and budgets are rejected by argparse (exit status 2) with the list of valid values; data-loading
 problems (missing files, no ``train/``/``test/`` folders) exit with status 2 and the loader's message.
+
+Several processes or GPUs: ``torchrun --nproc_per_node=N -m art_idfr.experiments.cli fit|evaluate|...`` (or
+torchrun's ``--no-python art-idfr ...``). Each process finds torchrun's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` and
+joins the process group (:func:`_setup_distributed`: NCCL on its local GPU when the run uses CUDA, else Gloo; every
+collective and barrier waits at most ``--dist-timeout`` seconds). ``fit`` trains the ID and FR (and ``--adaptive``
+the adaptive ID) under DDP; ``evaluate`` shards every cell's images over the ranks; a target, surrogate or Fast AT
+model that must be trained is trained by rank 0 alone while the others wait. Only rank 0 prints, shows progress
+bars and writes files. Without torchrun (one process) nothing changes.
 """
 from __future__ import annotations
 
@@ -142,6 +150,9 @@ def _common_parent() -> argparse.ArgumentParser:
                         "ones by the 1-minute load average, else min(4, cores // 2); oversubscribed cores make small "
                         "workloads tens of times slower)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--dist-timeout", type=_positive_float, default=1800.0, metavar="SECONDS",
+                   help="under torchrun: the longest any process waits at a collective or barrier, including for "
+                        "rank 0 to train a missing target / surrogate / Fast AT model (default 1800)")
     g.add_argument("--verbose", action="store_true", help="log every training epoch")
     return p
 
@@ -328,20 +339,53 @@ def _default_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: processes sharing this machine
     if cores > 3:
-        return min(4, cores // 2)
+        return max(1, min(4, cores // 2) // local)
     try:
         idle = cores - os.getloadavg()[0]
     except (AttributeError, OSError):  # pragma: no cover - no load average (Windows)
         return 1
-    return max(1, min(cores, int(idle + 0.5)))
+    return max(1, min(cores, int(idle + 0.5)) // local)
+
+
+def _setup_distributed(args) -> bool:
+    """
+    Under torchrun (``WORLD_SIZE`` > 1 in the environment): join the process group, with NCCL on the GPU
+    ``LOCAL_RANK`` when the run uses CUDA (``--device auto`` with a GPU, or ``cuda``), else Gloo, and a timeout of
+    ``--dist-timeout`` seconds on every collective and barrier; ranks other than 0 are made quiet (no progress bars,
+    no printed output, log messages from errors only). Returns whether it joined one (one process: nothing).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+
+    from art_idfr.training import distributed as ddp
+
+    cuda = args.device != "cpu" and torch.cuda.is_available()
+    ddp.init_distributed(backend="nccl" if cuda else "gloo", timeout_s=args.dist_timeout)
+    if not ddp.is_main_process():
+        args.quiet, args.verbose = True, False
+    return True
+
+
+def _finish_distributed() -> None:
+    """Wait for every rank (within the timeout), then leave the process group."""
+    import torch.distributed as dist
+
+    from art_idfr.training import distributed as ddp
+
+    ddp.barrier()
+    dist.destroy_process_group()
 
 
 def _setup(args) -> None:
     from art_idfr.experiments.evaluation.pipeline import limit_threads
+    from art_idfr.training.distributed import is_main_process
 
     limit_threads(args.threads or _default_threads())
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level if is_main_process() else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
@@ -374,7 +418,11 @@ def _command() -> str:
 
 
 def _echo(args, text: str = "") -> None:
-    print(text, flush=True)
+    """Print a line of the command's output (distributed: on rank 0 only)."""
+    from art_idfr.training.distributed import is_main_process
+
+    if is_main_process():
+        print(text, flush=True)
 
 
 def _target_config(args, target_dir: str):
@@ -506,6 +554,10 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
                       adaptive_restorer=adaptive[1])
     if t_start is not None:
         result.metadata["wall_seconds_total"] = time.perf_counter() - t_start
+    from art_idfr.training.distributed import is_main_process
+
+    if not is_main_process():  # distributed: rank 0 writes the one report (every rank holds the same records)
+        return 0
     paths = result.write(out)
     _echo(args)
     _echo(args, result.markdown())
@@ -615,10 +667,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    distributed = _setup_distributed(args)
     _setup(args)
     sub = {a.dest: a for a in parser._subparsers._group_actions}["command"].choices[args.command]  # type: ignore
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        if distributed:
+            _finish_distributed()
+        return status
     except (ValueError, FileNotFoundError) as err:
         sub.error(str(err))  # prints usage + "art-idfr <cmd>: error: ..." and exits with status 2
     except KeyboardInterrupt:  # pragma: no cover

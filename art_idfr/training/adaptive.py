@@ -13,6 +13,16 @@ Per batch (``x``, ``y``), with ``f`` the frozen target and ``ID`` the denoiser b
       + w_fixed · CE(f(ID(x'_A1)), y)                          optional: Algorithm 1's fixed AEs kept in the mix
 
 Entry: :class:`AdaptiveDenoiserTrainer` (ART ``Trainer`` style: ``fit`` then ``get_classifier``).
+
+Under ``torchrun`` (:mod:`art_idfr.training.distributed`, as Algorithms 1 and 2): the fixed AEs are crafted on a
+shard of ``x`` per rank and all-gathered; every rank draws the same global batch, fixed-AE picks and random starts
+from the shared seed and handles its rows ``rank::world_size`` of it (inner attack and loss), the ID trains under
+DDP with each rank's loss scaled so that the averaged gradient is the global batch's; the FR's gradients
+(``train_restorer``) are averaged over the ranks by hand (it runs inside the target's forward hook, outside DDP);
+BatchNorm running statistics are averaged after every epoch, validation hits summed over the ranks (each takes its
+rows of every validation batch, with the single-process random starts), and rank 0's final weights broadcast.
+``history`` records ``n_seen``, the samples seen per epoch by all ranks together. An ART attack factory as the
+inner attack runs on each rank's rows with ART's global RNG (its random starts are not the single-process ones).
 """
 from __future__ import annotations
 
@@ -34,6 +44,7 @@ from art_idfr.defended import clone_classifier, defend
 from art_idfr.denoiser import IDFRDenoiser
 from art_idfr.embedding import target_logits
 from art_idfr.restorer import FeatureRestorer
+from art_idfr.training import distributed as ddp
 from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,20 +238,26 @@ class _AdaptiveRun:
         x_star = self.den.denoise_nchw(self.to_nchw(x).to(self.den.device), fused=fused)
         return target_logits(self.clf, self.to_model(x_star).to(self.clf.device), skip=self.skip)
 
-    def inner_attack(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    def inner_attack(self, x: torch.Tensor, y: torch.Tensor, eps: float,
+                     noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The AEs of this batch through the current defence (ID weights frozen in eval mode while crafting)."""
         t = self.t
         if callable(t.attack):
             return self._art_attack(x, y, eps)
         if t.attack == "fgsm_rs":
-            return self.pgd(x, y, eps, steps=1, step=1.25 * eps)
-        return self.pgd(x, y, eps, steps=t.max_iter, step=t.eps_step * eps / t.eps)
+            return self.pgd(x, y, eps, steps=1, step=1.25 * eps, noise=noise)
+        return self.pgd(x, y, eps, steps=t.max_iter, step=t.eps_step * eps / t.eps, noise=noise)
 
-    def pgd(self, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float) -> torch.Tensor:
-        """L∞ PGD with a uniform random start in the ε-ball, on the cross-entropy of the defended classifier."""
+    def pgd(self, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float,
+            noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        L∞ PGD with a uniform random start in the ε-ball, on the cross-entropy of the defended classifier. ``noise``:
+        the start's ``U[0, 1)`` draws (default: drawn here from the run's generator).
+        """
         lo, hi = self.den.clip_values if self.den.clip_values is not None else (-math.inf, math.inf)
-        noise = torch.rand(x.shape, generator=self.generator).to(x.device) * 2 - 1
-        x_adv = (x + eps * noise).clamp(lo, hi)
+        if noise is None:
+            noise = torch.rand(x.shape, generator=self.generator)
+        x_adv = (x + eps * (noise.to(x.device) * 2 - 1)).clamp(lo, hi)
         for _ in range(steps):
             x_adv.requires_grad_(True)
             loss = F.cross_entropy(self.logits(x_adv), y.to(self.clf.device))
@@ -258,26 +275,40 @@ class _AdaptiveRun:
         return torch.as_tensor(attack.generate(x=x.cpu().numpy(), y=onehot), device=x.device)
 
     # ------------------------------------------------------------------ the loss
-    def batch_loss(self, xb: torch.Tensor, yb: torch.Tensor, x_adv: torch.Tensor, x_fix: Optional[torch.Tensor]):
-        """L of the module docstring for one batch; returns (loss, logits on the online AEs)."""
+    def batch_loss(self, xb: torch.Tensor, yb: torch.Tensor, x_adv: torch.Tensor, x_fix: Optional[torch.Tensor],
+                   own: Optional[torch.Tensor] = None, n_global: Optional[int] = None):
+        """
+        L of the module docstring for one batch; returns (loss, logits on the online AEs). Distributed (``own``: the
+        mask of this rank's rows, ``n_global``: rows of the global batch): this rank's share of every mean, summed
+        over its own rows, normalised by the global batch and × world size, for DDP's gradient average.
+        """
         t, n, dev = self.t, len(xb), self.clf.device
         parts = [x_adv, xb] + ([x_fix] if x_fix is not None else [])
         x_all = torch.cat(parts)
         x_nchw = self.to_nchw(x_all).to(self.den.device)
-        x_star = self.den.denoise_nchw(x_nchw, batch_size=len(x_nchw))  # one pass (one BN batch), train mode
+        # one pass (one BN batch), train mode; distributed: through the DDP wrapper
+        x_star = self.den.denoise_nchw(x_nchw, batch_size=len(x_nchw), network=self.ddp_net)
         logits = target_logits(self.clf, self.to_model(x_star).to(dev), skip=self.skip)
         y_dev = yb.to(dev)
-        loss = F.cross_entropy(logits[:n], y_dev)  # Eq. 3 on the online AEs
-        loss = loss + t.clean_weight * F.cross_entropy(logits[n : 2 * n], y_dev)  # Eq. 3 on clean images
+        mean = _batch_mean(own, n_global)
+
+        def ce(lg: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(lg, y_dev) if own is None else mean(F.cross_entropy(lg, y_dev, reduction="none"))
+
+        loss = ce(logits[:n])  # Eq. 3 on the online AEs
+        loss = loss + t.clean_weight * ce(logits[n : 2 * n])  # Eq. 3 on clean images
         if x_fix is not None:
-            loss = loss + t.fixed_weight * F.cross_entropy(logits[2 * n :], y_dev)  # Algorithm 1's fixed AEs
+            loss = loss + t.fixed_weight * ce(logits[2 * n :])  # Algorithm 1's fixed AEs
         if t.trades_beta > 0:  # TRADES-style: the target's clean prediction as the reference
             with torch.no_grad():
                 p_clean = F.softmax(target_logits(self.bare, xb.to(dev), skip=self.skip), dim=1)
-            loss = loss + t.trades_beta * F.kl_div(F.log_softmax(logits[:n], dim=1), p_clean, reduction="batchmean")
+            log_p = F.log_softmax(logits[:n], dim=1)
+            kl = (F.kl_div(log_p, p_clean, reduction="batchmean") if own is None else
+                  mean(F.kl_div(log_p, p_clean, reduction="none").sum(1)))
+            loss = loss + t.trades_beta * kl
         if t.identity_weight > 0:  # keep ID(x) ≈ x on clean inputs
-            clean_in = self.to_nchw(xb).to(self.den.device)
-            loss = loss + t.identity_weight * (x_star[n : 2 * n] - clean_in).abs().mean()
+            diff = (x_star[n : 2 * n] - self.to_nchw(xb).to(self.den.device)).abs()
+            loss = loss + t.identity_weight * (diff.mean() if own is None else mean(diff.flatten(1).mean(1)))
         return loss, logits[:n]
 
     # ------------------------------------------------------------------ the epochs
@@ -291,6 +322,8 @@ class _AdaptiveRun:
         x_t, y_t = torch.as_tensor(x), torch.as_tensor(y_idx)
         best = BestEpoch()
         modules = [self.bare.model] + ([] if t.train_restorer or t.restorer is None else [t.restorer.network])
+        trained = [den.network] + ([t.restorer.network] if t.train_restorer else [])
+        self.ddp_net = ddp.wrap_ddp(den.network)  # distributed: DDP; single process: the U-Net itself
         with contextlib.ExitStack() as stack:
             for module in modules:
                 stack.enter_context(frozen(module))
@@ -300,64 +333,115 @@ class _AdaptiveRun:
                 best.update(start["val_score"], den.network)
             for epoch in range(nb_epochs):
                 stats = self.train_epoch(x_t, y_t, optimizer, scheduler, epoch, nb_epochs)
+                for module in trained:
+                    ddp.sync_module(module)  # distributed: BN running statistics averaged over the ranks
                 if validation_data is not None:
                     stats.update(self.validate(validation_data))
                     best.update(stats["val_score"], den.network)
                 t.history.append(stats)
                 logger.info("adaptive ID epoch %d: %s", epoch + 1, stats)
-        best.restore(den.network)
-        den.network.eval()
+        best.finish(den.network)  # the best epoch's weights, rank 0's copy on every rank, eval mode
+        if t.train_restorer:
+            ddp.sync_module(t.restorer.network, average_buffers=False)
+        self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
 
     def eps_at(self, progress: float) -> float:
         """ε schedule: linear warm-up over the first ``eps_warmup`` of training, then constant."""
         w = self.t.eps_warmup
         return self.t.eps if w <= 0 or progress >= w else self.t.eps * max(progress / w, 1e-3)
 
+    def _set_mode(self, training: bool) -> None:
+        """Train or eval mode for the trained networks (eval while the inner attack crafts)."""
+        self.den.network.train(training)
+        if self.t.train_restorer:
+            self.t.restorer.network.train(training)
+
+    def batch_draws(self, x_t: torch.Tensor, y_t: torch.Tensor, idx: torch.Tensor):
+        """
+        The global batch ``idx``: images, labels, one random fixed AE of each image and the inner attack's random
+        start, drawn on every rank in the single-process order; returns this rank's rows of each and the mask of its
+        own rows (``None`` in a single process).
+        """
+        t, den = self.t, self.den
+        xb, yb = x_t[idx], y_t[idx]
+        x_fix = noise = own = None
+        if self.fixed is not None:  # one random fixed AE of each image
+            pick = torch.randint(len(self.fixed), (len(idx),), generator=self.generator)
+            x_fix = self.fixed[pick, idx]
+        if not callable(t.attack):
+            noise = torch.rand(xb.shape, generator=self.generator)
+        if ddp.is_distributed():  # this rank's rows rank::world_size of the global batch
+            rows, own = ddp.local_rows(len(idx))
+            xb, yb = xb[rows], yb[rows]
+            x_fix = x_fix[rows] if x_fix is not None else None
+            noise = noise[rows] if noise is not None else None
+        x_fix = x_fix.to(den.device) if x_fix is not None else None
+        return xb.to(den.device), yb, x_fix, noise, own
+
     def train_epoch(self, x_t, y_t, optimizer, scheduler, epoch: int, nb_epochs: int) -> Dict[str, float]:
-        t, den, n = self.t, self.den, len(x_t)
+        t, n = self.t, len(x_t)
         total, loss_sum, correct = 0, 0.0, 0
         nb_batches = math.ceil(n / t.batch_size)
         progress = tqdm(batches(n, t.batch_size, shuffle=True, generator=self.generator), total=nb_batches,
-                        desc=f"adaptive ID epoch {epoch + 1}", disable=not t.verbose, leave=False)
+                        desc=f"adaptive ID epoch {epoch + 1}", disable=not t.verbose or not ddp.is_main_process(),
+                        leave=False)
         for i, idx in enumerate(progress):
-            xb, yb = x_t[idx].to(den.device), y_t[idx]
-            x_fix = None
-            if self.fixed is not None:  # one random fixed AE of each image
-                pick = torch.randint(len(self.fixed), (len(idx),), generator=self.generator)
-                x_fix = self.fixed[pick, idx].to(den.device)
-            den.network.eval()
-            if t.train_restorer:
-                t.restorer.network.eval()
-            x_adv = self.inner_attack(xb, yb, self.eps_at((epoch + i / nb_batches) / max(nb_epochs, 1)))
-            den.network.train()
-            if t.train_restorer:
-                t.restorer.network.train()
-            loss, logits = self.batch_loss(xb, yb, x_adv, x_fix)
+            xb, yb, x_fix, noise, own = self.batch_draws(x_t, y_t, idx)
+            self._set_mode(False)
+            x_adv = self.inner_attack(xb, yb, self.eps_at((epoch + i / nb_batches) / max(nb_epochs, 1)), noise)
+            self._set_mode(True)
+            loss, logits = self.batch_loss(xb, yb, x_adv, x_fix, own=own, n_global=len(idx))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if t.train_restorer:  # distributed: the FR runs in the target's forward hook, outside DDP
+                ddp.average_gradients(t.restorer.network)
             optimizer.step()
             scheduler.step()
-            total += len(idx)
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1).cpu() == yb).sum().item()
-            progress.set_postfix(loss=f"{loss_sum / total:.4f}", adv_acc=f"{correct / total:.3f}")
-        den.network.eval()
-        if t.train_restorer:
-            t.restorer.network.eval()
-        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1)}
+            hits = logits.argmax(1).cpu() == yb
+            total += len(idx) if own is None else int(own.sum())
+            loss_sum += loss.item() * len(idx) / ddp.world_size()  # summed over ranks: the batch loss × its size
+            correct += (hits if own is None else hits & own).sum().item()
+            progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", adv_acc=f"{correct / max(total, 1):.3f}")
+        self._set_mode(False)
+        loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
+        return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1),
+                "n_seen": int(total)}
 
     # ------------------------------------------------------------------ best-epoch choice
     def validate(self, validation_data, steps: int = 20) -> Dict[str, float]:
-        """Clean accuracy and accuracy under ``steps``-step PGD at ε through the current defence."""
+        """
+        Clean accuracy and accuracy under ``steps``-step PGD at ε through the current defence. Distributed: each
+        rank takes its rows ``rank::world_size`` of every validation batch (with the random starts every rank draws
+        for the whole batch, as one process does) and the hits are summed over the ranks.
+        """
         x_val = torch.as_tensor(np.asarray(validation_data[0], dtype=np.float32))
         y_val = torch.as_tensor(class_indices(validation_data[1], self.bare.nb_classes))
         eps, clean, adv = self.t.eps, 0, 0
         for idx in batches(len(x_val), self.t.batch_size):
-            xb, yb = x_val[idx].to(self.den.device), y_val[idx]
+            xb, yb = x_val[idx], y_val[idx]
+            noise = torch.rand(xb.shape, generator=self.generator)
+            if ddp.is_distributed():
+                rows, _ = ddp.local_rows(len(idx), min_rows=0)
+                xb, yb, noise = xb[rows], yb[rows], noise[rows]
+                if not len(rows):
+                    continue
+            xb = xb.to(self.den.device)
             with torch.no_grad():
                 clean += (self.logits(xb).argmax(1).cpu() == yb).sum().item()
-            x_adv = self.pgd(xb, yb, eps, steps=steps, step=2.5 * eps / steps)
+            x_adv = self.pgd(xb, yb, eps, steps=steps, step=2.5 * eps / steps, noise=noise)
             with torch.no_grad():
                 adv += (self.logits(x_adv).argmax(1).cpu() == yb).sum().item()
+        clean, adv = ddp.all_reduce_sum(clean, adv)
         n = max(len(x_val), 1)
         return validation_score(clean / n, [adv / n])
+
+
+def _batch_mean(own: Optional[torch.Tensor], n_global: Optional[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """
+    The mean over a batch of per-sample values: ``.mean()`` in a single process (``own is None``); distributed, this
+    rank's share: the sum over its own rows / ``n_global`` × world size (DDP then averages over the ranks).
+    """
+    if own is None:
+        return lambda v: v.mean()
+    scale = ddp.world_size() / max(int(n_global), 1)
+    return lambda v: (v * own.to(v.device, v.dtype)).sum() * scale

@@ -2,8 +2,9 @@
 Multi-process training of the ID (Algorithm 1) and the FR (Algorithm 2) with PyTorch's own engine:
 ``torch.distributed`` collectives and ``DistributedDataParallel`` (DDP). Nothing here schedules work itself.
 
-Launch with ``torchrun --nproc_per_node=N script.py`` and call :func:`init_distributed` at the top of the script;
-``IDFRDenoiser.fit`` / ``FeatureRestorer.fit`` then notice the process group (world size > 1) and
+Launch with ``torchrun --nproc_per_node=N script.py`` and call :func:`init_distributed` at the top of the script
+(the ``art-idfr`` command does it itself); ``IDFRDenoiser.fit`` / ``FeatureRestorer.fit`` /
+``AdaptiveDenoiserTrainer.fit`` then notice the process group (world size > 1) and
 
 - craft the training and validation AEs on a contiguous shard of ``x`` per rank and all-gather them
   (:func:`shard_bounds`, :func:`all_gather_numpy`), so every rank holds all AEs in the original order;
@@ -18,6 +19,10 @@ Launch with ``torchrun --nproc_per_node=N script.py`` and call :func:`init_distr
 - sum validation hit counts over the ranks (:func:`all_reduce_sum`), so every rank picks the same best epoch;
 - broadcast rank 0's weights at the end (:func:`sync_module`): the final weights are identical on all ranks.
 
+A module trained outside DDP (the adaptive trainer's FR, called from the target's forward hook) has its gradients
+averaged by :func:`average_gradients`; :func:`broadcast_object` hands rank 0's Python objects (metadata, a resume
+decision) to every rank.
+
 Checkpoints: :func:`art_idfr.checkpoint.save` writes on rank 0 only and then waits at a :func:`barrier`; call
 ``save`` on every rank. Single-process runs (no process group, or world size 1) take none of these paths.
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -126,6 +131,15 @@ def all_reduce_sum(*values: float) -> List[float]:
     return t.cpu().tolist()
 
 
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (anything picklable) on every rank; ``obj`` itself when not distributed."""
+    if not is_distributed():
+        return obj
+    box = [obj if is_main_process() else None]
+    dist.broadcast_object_list(box, src=0, device=_collective_device())
+    return box[0]
+
+
 def local_rows(n_global: int, min_rows: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
     """
     This rank's rows of a global mini-batch of ``n_global`` rows: positions ``rank::world_size`` and a mask of which
@@ -148,6 +162,21 @@ def wrap_ddp(module: nn.Module) -> nn.Module:
     device = next(module.parameters()).device
     ids = [device] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, output_device=device if ids else None)
+
+
+def average_gradients(module: nn.Module) -> None:
+    """
+    Average the gradients of ``module``'s trainable parameters over the ranks (what DDP does for the modules it
+    wraps), for a module trained outside DDP, e.g. the FR inside the target's forward hook; no-op when single.
+    """
+    if not is_distributed():
+        return
+    for p in module.parameters():
+        if p.requires_grad:
+            if p.grad is None:  # no gradient on this rank: it adds zero (every rank must join the collective)
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= world_size()
 
 
 def sync_module(module: nn.Module, average_buffers: bool = True) -> None:

@@ -11,6 +11,9 @@ Fast AT, none), on the white-box images:
 
 "Beyond noise": a paired one-sided sign test on the images where the two attacks disagree, p < 0.05. A defence that
 fails any check has its white-box and query numbers marked as failed in the reports.
+
+Distributed (``torchrun``): every check attacks a shard of the white-box images per rank and compares the gathered
+per-image hits; Square and the 2-restart PGD are reproduced within tolerance only (see ``sharding``).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from art_idfr._utils import seeded
+from art_idfr.experiments.evaluation import sharding
 from art_idfr.experiments.evaluation.config import eps_label
 from art_idfr.experiments.evaluation.seeds import cell_seed
 
@@ -88,14 +92,23 @@ def failed_defences(checks: Dict[str, Any]) -> Dict[str, List[str]]:
 
 
 def _attack_hits(suite, attack: str, clf, x, y, oh, eps: float, seed_parts, **kwargs) -> np.ndarray:
+    """
+    Per-image hits of ``clf`` under ``attack`` on ``x``. Distributed: each rank attacks its shard (with the
+    single-process random starts where ART allows it: PGD with one start, see ``sharding``), hits gathered.
+    """
     from art_idfr.experiments.attacks import make_attack
 
     cfg = suite.cfg
     seed = cell_seed(cfg.seed, "masking", *seed_parts)
-    atk = make_attack(attack, clf, eps, batch_size=cfg.attack_batch_size, seed=seed, verbose=False, **kwargs)
+    part = sharding.shard(len(y))
+    skip = sharding.start_draws(attack, part.start, sharding.image_size(x),
+                                num_random_init=kwargs.get("num_random_init", 1))
+    atk = make_attack(attack, clf, eps, batch_size=cfg.attack_batch_size, seed=seed, verbose=False, rng_skip=skip,
+                      **kwargs)
     with seeded(seed):
-        x_adv = np.asarray(atk.generate(x=x, y=oh), dtype=np.float32)
-        return np.argmax(clf.predict(x_adv, batch_size=cfg.attack_batch_size), 1) == y
+        x_adv = sharding.generate(atk, x[part], oh[part])
+        hits = sharding.predicted_hits(clf, x_adv, y[part], cfg.attack_batch_size)
+    return sharding.gather_hits(hits)
 
 
 def _square_vs_gradient(suite, dc, x, y, oh, eps):

@@ -9,6 +9,13 @@ Folder layouts written here (all weights with ``torch.save(state_dict)``, read b
   accuracies, training settings), ``checkpoints/epoch_NNNN.pt`` (per-epoch, used to resume).
 * IDFR folder: ``denoiser.pt`` (:meth:`IDFRDenoiser.save`), ``restorer.pt`` (:meth:`FeatureRestorer.save`),
   ``idfr.json`` (settings, the target it was fitted for, accuracies).
+
+Under ``torchrun`` (:mod:`art_idfr.training.distributed`): a model trained here (target, surrogate, extra AE
+source, Fast AT) is trained by rank 0 alone, exactly as in a single process, while the other ranks wait (up to the
+process group's timeout) and then receive its weights and metadata by broadcast (:func:`_trained_on_main`); the ID
+and FR are fitted by all ranks together (Algorithms 1 and 2 under DDP, see ``IDFRDenoiser.fit``), and so is the
+adaptive ID. Files are written by rank 0 only; every rank must see the same folders (one machine or a shared file
+system), since each reads a cached fit or model itself.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from torch import nn
 
 from art_idfr._utils import json_clean, seeded
 from art_idfr.experiments.evaluation.config import EvalConfig
+from art_idfr.training import distributed as ddp
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +119,14 @@ def prepare_data(config: EvalConfig, verbose: bool = True) -> PreparedData:
     """
     from art_idfr.experiments.data import load_dataset, train_val_split
 
+    later = bool(config.download) and not ddp.is_main_process()  # distributed: rank 0 downloads, then the others
+    if later:
+        ddp.barrier()
     ds = load_dataset(config.dataset, root=config.data_root, train_size=config.train_size,
                       test_size=config.test_size, seed=config.seed, download=config.download, verbose=verbose,
                       image_size=config.image_size)
+    if config.download and ddp.is_main_process():
+        ddp.barrier()
     if config.val_n >= len(ds.y_train):
         raise ValueError(f"val_n={config.val_n} leaves no training images ({len(ds.y_train)} in {ds.name}).")
     x_tr, y_tr, x_val, y_val = train_val_split(ds.x_train, ds.y_train, val_size=config.val_n, seed=config.seed)
@@ -193,9 +206,39 @@ def train_network(
 
     :return: ``(model in eval mode, metadata)``.
     """
+    s = _role_settings(config, role, source_index)
+    return _trained_on_main(
+        lambda: _train_network(config, data, out_dir, role, resume, verbose, source_index, s),
+        lambda: _empty_model(s["model"], data, s["width"], config.device, s["seed"], s.get("weights")))
+
+
+def _trained_on_main(train, empty):
+    """
+    ``train()`` -> ``(model, meta)``. Distributed: rank 0 alone trains (as a single process would); the other ranks
+    wait for it at the broadcast of its metadata (up to the process group's timeout; torchrun stops them if rank 0
+    fails) and receive its weights into ``empty()``, a model of the same architecture on their device.
+    """
+    if not ddp.is_distributed():
+        return train()
+    model, meta = train() if ddp.is_main_process() else (empty(), None)
+    meta = ddp.broadcast_object(meta)
+    ddp.sync_module(model, average_buffers=False)
+    return model.eval(), meta
+
+
+def _empty_model(name: str, data: PreparedData, width: float, device: str, seed: int,
+                 weights: Optional[str] = None) -> nn.Module:
+    """A model of architecture ``name`` for ``data`` on ``device``, built as rank 0 builds it, to receive weights."""
+    from art_idfr.experiments.models import make_model, torch_device
+
+    model = make_model(name, data.num_classes, data.input_shape, width=width, seed=seed, weights=weights)
+    return model.to(torch_device(device))
+
+
+def _train_network(config, data, out_dir, role, resume, verbose, source_index, s):
+    """:func:`train_network` in one process (``s``: the role's settings)."""
     from art_idfr.experiments.models import accuracy, make_model, torch_device, train_model
 
-    s = _role_settings(config, role, source_index)
     model = make_model(s["model"], data.num_classes, data.input_shape, width=s["width"], seed=s["seed"],
                        weights=s.get("weights"))
     t0 = time.perf_counter()
@@ -428,11 +471,12 @@ def fit_adaptive(
             "training": den.training_info, "fit_seconds": time.perf_counter() - t0}
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
-        den.save(os.path.join(out_dir, DENOISER_FILE))
+        den.save(os.path.join(out_dir, DENOISER_FILE))  # (distributed: rank 0 writes, every rank calls save)
         if fr is not restorer:
             fr.save(os.path.join(out_dir, RESTORER_FILE))
-        with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
-            json.dump(json_clean(meta), f, indent=2)
+        if ddp.is_main_process():
+            with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
+                json.dump(json_clean(meta), f, indent=2)
     return den, fr, meta
 
 
@@ -522,10 +566,11 @@ def _new_idfr(config: EvalConfig, data: PreparedData, verbose: bool):
 
 def _save_idfr(out_dir: str, denoiser, restorer, meta: Dict[str, Any]) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    denoiser.save(os.path.join(out_dir, DENOISER_FILE))
+    denoiser.save(os.path.join(out_dir, DENOISER_FILE))  # (distributed: rank 0 writes, every rank calls save)
     restorer.save(os.path.join(out_dir, RESTORER_FILE))
-    with open(os.path.join(out_dir, IDFR_META), "w") as f:
-        json.dump(json_clean(meta), f, indent=2)
+    if ddp.is_main_process():
+        with open(os.path.join(out_dir, IDFR_META), "w") as f:
+            json.dump(json_clean(meta), f, indent=2)
 
 
 def _target_key(meta: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -606,8 +651,15 @@ def train_fast_at(
     "Fast AT" baseline: a fresh copy of the target architecture trained from scratch with ART's
     ``AdversarialTrainerFBFPyTorch`` (Wong et al. 2020; SGD momentum 0.9, weight decay 5e-4, ART's cyclic LR) at
     ``config.fast_at.eps`` for ``config.fast_at.nb_epochs`` epochs. Saved as a model folder in ``out_dir`` (reused when
-    the settings match).
+    the settings match). Distributed: rank 0 alone reuses or trains it (:func:`_trained_on_main`).
     """
+    arch = config.target
+    return _trained_on_main(lambda: _train_fast_at(config, data, out_dir, reuse),
+                            lambda: _empty_model(arch.model, data, arch.width, config.device, config.seed + 2000))
+
+
+def _train_fast_at(config: EvalConfig, data: PreparedData, out_dir: Optional[str], reuse: bool):
+    """:func:`train_fast_at` in one process."""
     from art_idfr.experiments.evaluation.defences import wrap_model
     from art_idfr.experiments.models import accuracy, make_model
 

@@ -249,8 +249,9 @@ def markdown_report(result: "EvaluationResult") -> str:
         "# IDFR evaluation",
         "",
         f"- dataset: {md.get('dataset_description', md.get('dataset'))}",
-        f"- target: {md.get('model')} · device: {md.get('device')} · seed: {md.get('seed')} · preset: "
-        f"{md.get('preset')}",
+        f"- target: {md.get('model')} · device: {md.get('device')}"
+        + (f" · {md['processes']} processes (torchrun; rank 0's device)" if md.get("processes") else "")
+        + f" · seed: {md.get('seed')} · preset: {md.get('preset')}",
         f"- torch {md.get('torch_version')} · ART {md.get('art_version')} · art-idfr {md.get('art_idfr_version')}",
         f"- command: `{md.get('command')}`",
         "- images per threat model: " + ", ".join(f"{tm} n={n}" for tm, n in md.get("n", {}).items()),

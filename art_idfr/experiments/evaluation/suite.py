@@ -18,6 +18,10 @@ attack, eps), so a cell's number does not depend on which other cells are run, a
 numbers on CPU.
 
 :func:`evaluate` builds an :class:`Evaluation` (the run's shared state, one method per threat model) and runs it.
+Under ``torchrun`` each rank attacks and scores a contiguous shard of every cell's images and the per-image hits are
+all-gathered in order, so every rank holds the single-process records (exactly for the deterministic attacks and
+PGD, within tolerance for Square and AutoAttack: see :mod:`~art_idfr.experiments.evaluation.sharding`); only rank 0
+reads and writes the resume checkpoint.
 The record keys and display names live in :mod:`~art_idfr.experiments.evaluation.labels`, the result class in
 :mod:`~art_idfr.experiments.evaluation.result` (both re-exported here).
 """
@@ -37,10 +41,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from art_idfr._utils import skip_numpy_draws
 from art_idfr.experiments.evaluation.config import QUERY_ATTACK, EvalConfig, eps_label
 from art_idfr.experiments.evaluation.defences import DefendedClassifier, build_defences, wrap_model
 from art_idfr.experiments.evaluation.labels import ATTACK_LABELS, RECORD_FIELDS, THREAT_DESCRIPTIONS
 from art_idfr.experiments.evaluation.pipeline import PreparedData, seeded
+from art_idfr.experiments.evaluation import sharding
 from art_idfr.experiments.evaluation.seeds import cell_seed as _cell_seed
 from art_idfr.experiments.evaluation.result import EvaluationResult
 
@@ -149,7 +155,8 @@ class Evaluation:
         cfg = self.cfg = config.resolved(data.input_shape[0])
         if "black-box" in cfg.threat_models and surrogate_model is None:
             raise ValueError("the black-box threat model needs a surrogate model (an independently trained source).")
-        self.data, self.model_info, self.verbose = data, model_info, verbose
+        self.data, self.model_info = data, model_info
+        self.verbose = verbose and sharding.is_main_process()  # distributed: progress bars on rank 0 only
         self.models = {"target": target_model, "surrogate": surrogate_model, "denoiser": denoiser,
                        "restorer": restorer, "fast_at": fast_at_model}
         if adaptive_denoiser is not None:  # (only then: the resume fingerprints of earlier runs stay valid)
@@ -178,7 +185,8 @@ class Evaluation:
         self.resumed: Dict[str, str] = {}
         self.finished: List[str] = []
         self.checkpoint_dir = checkpoint_dir
-        self.ckpt = self._open_checkpoint() if checkpoint_dir is not None else None
+        # distributed: rank 0 alone reads and writes the checkpoint (its decisions are broadcast, see _resume)
+        self.ckpt = self._open_checkpoint() if checkpoint_dir is not None and sharding.is_main_process() else None
 
     # ---- set-up ------------------------------------------------------------------------------------------------------
 
@@ -205,7 +213,7 @@ class Evaluation:
             self.cfg.to_dict(), self.device_text,
             {"x_eval": self.x_eval, "y_eval": self.y_eval, "wb_idx": self.wb_idx, "q_idx": self.q_idx},
             dict(self.models),
-            {"torch": torch.__version__, "art": art.__version__, "art_idfr": _version()})
+            {"torch": torch.__version__, "art": art.__version__, "art_idfr": _version(), **sharding.processes()})
         return EvalCheckpoint(self.checkpoint_dir, fingerprint)
 
     def metadata(self) -> Dict[str, Any]:
@@ -241,6 +249,7 @@ class Evaluation:
                          for dc in self.defended.values()],
             "models": self.model_info or {},
             "timings_seconds": dict(self.timings),
+            **sharding.processes(),
             **({"resumed": {tm: f"taken from the evaluation checkpoint written {when} by an earlier run with the "
                                 "same configuration, images, device and model weights"
                             for tm, when in self.resumed.items()}}
@@ -251,9 +260,11 @@ class Evaluation:
 
     def _resume(self, tm: str) -> bool:
         """Take ``tm`` from the checkpoint if an earlier run finished it."""
-        if self.ckpt is None or not self.ckpt.has(tm):
+        found = self.ckpt.restore(tm) if self.ckpt is not None and self.ckpt.has(tm) else None
+        found = sharding.from_main(found)  # distributed: rank 0's checkpoint decides for every rank
+        if found is None:
             return False
-        recs, outcomes, seconds, when = self.ckpt.restore(tm)
+        recs, outcomes, seconds, when = found
         self.records.extend(recs)
         self.per_sample.update(outcomes)
         self.timings[tm] = seconds
@@ -278,11 +289,17 @@ class Evaluation:
 
     # ---- one cell ----------------------------------------------------------------------------------------------------
 
-    def _correct(self, dc: DefendedClassifier, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-        """Per-image hits of the defended classifier ``dc`` on ``(x, y)``."""
-        with seeded(seed):  # TotalVarMin draws its mask from np.random
-            pred = dc.classifier.predict(x, batch_size=self.cfg.attack_batch_size)
-        return np.argmax(pred, axis=1) == y
+    def _correct(self, dc: DefendedClassifier, x: np.ndarray, y: np.ndarray, seed: int,
+                 part: Optional[slice] = None) -> np.ndarray:
+        """
+        Per-image hits of the defended classifier ``dc`` on ``(x, y[part])``: ``x`` holds the images ``part`` of the
+        cell (this rank's shard; default all). Returns the hits of all the cell's images, gathered over the ranks.
+        """
+        part = slice(0, len(y)) if part is None else part
+        with seeded(seed):  # TotalVarMin draws its mask from np.random (a shard skips the earlier images' draws)
+            skip_numpy_draws(sharding.prediction_draws(dc.randomised, part.start, sharding.image_size(x)))
+            hits = sharding.predicted_hits(dc.classifier, x, y[part], self.cfg.attack_batch_size)
+        return sharding.gather_hits(hits)
 
     def _add(self, tm: str, dc: DefendedClassifier, attack: str, eps: float, hits: np.ndarray, *, gradient: str,
              source: str, source_accuracy: Optional[float] = None, params: Optional[Dict[str, Any]] = None) -> None:
@@ -318,17 +335,24 @@ class Evaluation:
         return {"norm": "inf", "eps": eps, "max_iter": cfg.attack_iter, "eps_step": min(cfg.eps_step, eps),
                 **({"loss": "C&W margin"} if name == "cw" else {}), **({"random_init": True} if name == "pgd" else {})}
 
-    def craft(self, name: str, clf, x: np.ndarray, y1h: np.ndarray, eps: float, seed: int) -> np.ndarray:
-        """AEs of attack ``name`` at ``eps`` on the ART classifier ``clf``, seeded with ``seed``."""
+    def craft(self, name: str, clf, x: np.ndarray, y1h: np.ndarray, eps: float, seed: int,
+              part: Optional[slice] = None, randomised: bool = False) -> np.ndarray:
+        """
+        AEs of attack ``name`` at ``eps`` on the ART classifier ``clf`` (``randomised``: a random defence inside),
+        seeded with ``seed``, of the images ``x[part]`` (default all): distributed, this rank's shard, with the random
+        start a single process gives those images where ART's draws allow it (see ``sharding``).
+        """
         from art_idfr.experiments.attacks import make_attack
 
         cfg = self.cfg
+        part = slice(0, len(x)) if part is None else part
         max_iter = {QUERY_ATTACK: cfg.query_iter, "autoattack": cfg.autoattack_square_iter}.get(name, cfg.attack_iter)
         extra = {"nb_random_init": cfg.autoattack_restarts} if name == "autoattack" else {}
+        skip = sharding.start_draws(name, part.start, sharding.image_size(x), randomised)
         atk = make_attack(name, clf, eps, max_iter=max_iter, eps_step=cfg.eps_step,
-                          batch_size=cfg.attack_batch_size, seed=seed, verbose=False, **extra)
+                          batch_size=cfg.attack_batch_size, seed=seed, verbose=False, rng_skip=skip, **extra)
         with seeded(seed):  # numpy defences inside the loop (TotalVarMin) draw from np.random
-            return np.asarray(atk.generate(x=x, y=y1h), dtype=np.float32)
+            return sharding.generate(atk, x[part], y1h[part])
 
     # ---- the threat models -------------------------------------------------------------------------------------------
 
@@ -346,8 +370,9 @@ class Evaluation:
         cfg = self.cfg
         t0 = time.perf_counter()
         clean: Dict[str, np.ndarray] = {}
+        part = sharding.shard(len(self.y_eval))  # distributed: this rank's images, hits gathered
         for key, dc in tqdm(self.defended.items(), desc="clean accuracy", disable=not self.verbose):
-            clean[key] = self._correct(dc, self.x_eval, self.y_eval, _cell_seed(cfg.seed, "clean", key))
+            clean[key] = self._correct(dc, self.x_eval[part], self.y_eval, _cell_seed(cfg.seed, "clean", key), part)
         self.timings["clean"] = time.perf_counter() - t0
         for tm in cfg.threat_models:
             for key, dc in self.defended.items():
@@ -375,14 +400,16 @@ class Evaluation:
         cfg, y_eval = self.cfg, self.y_eval
         t0 = time.perf_counter()
         cells = [(a, e) for a in cfg.attacks for e in cfg.eps if a != "autoattack" or cfg.autoattack_transfer]
+        part = sharding.shard(len(y_eval))  # distributed: this rank's images, hits gathered
         bar = tqdm(cells, desc=f"{tm}: craft + transfer", disable=not self.verbose)
         for attack, eps in bar:
             bar.set_postfix_str(f"{ATTACK_LABELS[attack]} {eps_label(eps)}")
             seed = _cell_seed(cfg.seed, tm, attack, eps)
-            x_adv = self.craft(attack, src_clf, self.x_eval, self.onehot, eps, seed)
-            src_acc = float((np.argmax(src_clf.predict(x_adv, batch_size=cfg.attack_batch_size), 1) == y_eval).mean())
+            x_adv = self.craft(attack, src_clf, self.x_eval, self.onehot, eps, seed, part)
+            src_hits = sharding.predicted_hits(src_clf, x_adv, y_eval[part], cfg.attack_batch_size)
+            src_acc = float(sharding.gather_hits(src_hits).mean())
             for key, dc in self.defended.items():
-                hits = self._correct(dc, x_adv, y_eval, _cell_seed(cfg.seed, tm, key, attack, eps, "eval"))
+                hits = self._correct(dc, x_adv, y_eval, _cell_seed(cfg.seed, tm, key, attack, eps, "eval"), part)
                 self._add(tm, dc, attack, eps, hits, gradient="transfer", source=src_name, source_accuracy=src_acc,
                           params=self.attack_params(attack, eps))
         self._done(tm, time.perf_counter() - t0)
@@ -396,13 +423,14 @@ class Evaluation:
         x_wb, y_wb, oh_wb = self.x_eval[self.wb_idx], self.y_eval[self.wb_idx], self.onehot[self.wb_idx]
         cells = [(key, a, e) for key in self.defended for a in cfg.attacks for e in cfg.eps
                  if a != "autoattack" or key in cfg.autoattack_defences]
+        part = sharding.shard(len(y_wb))  # distributed: this rank's images, hits gathered
         bar = tqdm(cells, desc="white-box (adaptive)", disable=not self.verbose)
         for key, attack, eps in bar:
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: {ATTACK_LABELS[attack]} {eps_label(eps)}")
             seed = _cell_seed(cfg.seed, "white-box", key, attack, eps)
-            x_adv = self.craft(attack, dc.classifier, x_wb, oh_wb, eps, seed)
-            hits = self._correct(dc, x_adv, y_wb, _cell_seed(seed, "eval"))
+            x_adv = self.craft(attack, dc.classifier, x_wb, oh_wb, eps, seed, part, randomised=dc.randomised)
+            hits = self._correct(dc, x_adv, y_wb, _cell_seed(seed, "eval"), part)
             self._add("white-box", dc, attack, eps, hits, gradient=dc.gradient, source="defended classifier itself",
                       params=self.attack_params(attack, eps))
         self._done("white-box", time.perf_counter() - t0)
@@ -415,13 +443,14 @@ class Evaluation:
         t0 = time.perf_counter()
         x_q, y_q, oh_q = self.x_eval[self.q_idx], self.y_eval[self.q_idx], self.onehot[self.q_idx]
         cells = [(key, e) for key in self.defended for e in cfg.eps]
+        part = sharding.shard(len(y_q))  # distributed: this rank's images, hits gathered (Square: see sharding)
         bar = tqdm(cells, desc="query (Square)", disable=not self.verbose)
         for key, eps in bar:
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}")
             seed = _cell_seed(cfg.seed, "query", key, eps)
-            x_adv = self.craft(QUERY_ATTACK, dc.classifier, x_q, oh_q, eps, seed)
-            hits = self._correct(dc, x_adv, y_q, _cell_seed(seed, "eval"))
+            x_adv = self.craft(QUERY_ATTACK, dc.classifier, x_q, oh_q, eps, seed, part, randomised=dc.randomised)
+            hits = self._correct(dc, x_adv, y_q, _cell_seed(seed, "eval"), part)
             self._add("query", dc, QUERY_ATTACK, eps, hits, gradient="none (scores only)",
                       source="queries to the defended classifier", params=self.attack_params(QUERY_ATTACK, eps))
         self._done("query", time.perf_counter() - t0)
@@ -452,7 +481,7 @@ class Evaluation:
         self.timings["sanity"] = time.perf_counter() - t0
         self.timings["total"] = time.perf_counter() - self.t_start
         result = EvaluationResult(self.records, self.metadata(), sanity, self.cfg, self.per_sample)
-        for warning in sanity.get("warnings", []):
+        for warning in sanity.get("warnings", []) if sharding.is_main_process() else []:
             logger.warning(warning)
         return result
 
@@ -544,9 +573,10 @@ def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sa
     seed = _cell_seed(cfg.seed, "sanity", "bim", cfg.sanity_eps)
     atk = make_attack("bim", target, cfg.sanity_eps, max_iter=iters, eps_step=step, batch_size=cfg.attack_batch_size,
                       seed=seed, verbose=False)
+    part = sharding.shard(len(y_wb))  # distributed: this rank's images (BIM is deterministic), hits gathered
     with seeded(seed):
-        x_adv = atk.generate(x=x_wb, y=oh_wb)
-    acc = float((np.argmax(target.predict(x_adv, batch_size=cfg.attack_batch_size), 1) == y_wb).mean())
+        x_adv = sharding.generate(atk, x_wb[part], oh_wb[part])
+    acc = float(sharding.gather_hits(sharding.predicted_hits(target, x_adv, y_wb[part], cfg.attack_batch_size)).mean())
     ok = acc < 0.05
     checks["undefended_whitebox_large_eps"] = {
         "description": f"white-box BIM at eps={eps_label(cfg.sanity_eps)} ({iters} steps of {step:.4g}) on the "
