@@ -1,5 +1,5 @@
 """
-The IDFR input denoiser (ID): the U-Net of Table 6 (:mod:`art_idfr.unet`) shipped as an ART ``PreprocessorPyTorch``:
+The IDFR input denoiser (ID): the U-Net of Table 6 or its lighter variant (:mod:`art_idfr.unet`) shipped as an ART ``PreprocessorPyTorch``:
 parameters, the differentiable forward pass, and persistence. Its training algorithms live in :mod:`art_idfr.training`
 (Algorithm 1: :mod:`art_idfr.training.algorithm1`); :meth:`IDFRDenoiser.fit` delegates there.
 
@@ -17,10 +17,10 @@ from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from torch import nn
 
 from art_idfr import checkpoint
-from art_idfr._names import AUGMENTATIONS, ID_LOSSES, RESIDUAL_HEADS
+from art_idfr._names import AUGMENTATIONS, ID_ARCHITECTURES, ID_LOSSES, RESIDUAL_HEADS
 from art_idfr._utils import check_device_type, check_image_batch
 from art_idfr.training.common import gaussian_enhance, warn_unused_kwargs
-from art_idfr.unet import TABLE6_CHANNELS, UNetDenoiser  # noqa: F401  (re-exported)
+from art_idfr.unet import TABLE6_CHANNELS, UNetDenoiser, make_unet  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from art.attacks.attack import EvasionAttack
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 #: parameters that shape the network: changing one through :meth:`IDFRDenoiser.set_params` rebuilds it (unfitted)
-STRUCTURAL_PARAMS = ("input_shape", "channels_first", "width", "residual_head")
+STRUCTURAL_PARAMS = ("input_shape", "channels_first", "width", "residual_head", "architecture")
 
 # kept for backward compatibility of ``from art_idfr.denoiser import LOSSES, RESIDUAL_HEADS``
 LOSSES = ID_LOSSES
@@ -54,6 +54,11 @@ class IDFRDenoiser(PreprocessorPyTorch):
     :param channels_first: Layout of the data given to the defence.
     :param width: Multiplier of the Table 6 channel counts (1.0 = paper).
     :param residual_head: ``"linear"`` (default, signed residual) or ``"bn_relu"`` (the paper's code).
+    :param architecture: The network (:data:`art_idfr._names.ID_ARCHITECTURES`): ``"table6"`` (default, the
+        paper's U-Net, :class:`art_idfr.unet.UNetDenoiser`) or ``"light"`` (for large inputs, not in the paper: the
+        same U-Net at half resolution on a space-to-depth copy of the image, ≈ 0.26× the MACs at the same ``width``;
+        :class:`art_idfr.unet.LightUNetDenoiser`). Stored in checkpoints; older ones without it are Table 6. Last in the signature, so positional calls written
+        before it existed keep their meaning.
     :param loss: ``"ce"`` (Eq. 3, cross-entropy through the frozen target), ``"feature"`` (L1 distance of the
         target's penultimate embeddings of ``ID(x')`` and ``x``, as in the authors' code/HGD) or ``"both"``.
     :param gaussian_sigma: σ of the last Gaussian round; round k of K adds N(0, (σ·k/K)²) noise.
@@ -85,6 +90,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         "channels_first",
         "width",
         "residual_head",
+        "architecture",
         "loss",
         "gaussian_sigma",
         "gaussian_rounds",
@@ -121,6 +127,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         apply_predict: bool = True,
         verbose: bool = False,
         seed: Optional[int] = 0,
+        architecture: str = "table6",
     ) -> None:
         super().__init__(device_type=device_type, is_fitted=False, apply_fit=apply_fit, apply_predict=apply_predict)
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -128,6 +135,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         self.channels_first = bool(channels_first)
         self.width = float(width)
         self.residual_head = residual_head
+        self.architecture = architecture
         self.loss = loss
         self.gaussian_sigma = float(gaussian_sigma)
         self.gaussian_rounds = int(gaussian_rounds)
@@ -187,7 +195,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         """A fresh (identity-initialised, unfitted) U-Net for the current structural parameters."""
         if self.seed is not None:
             torch.manual_seed(self.seed)
-        self.network = UNetDenoiser(self.nb_channels, width=self.width, residual_head=self.residual_head)
+        self.network = make_unet(self.architecture, self.nb_channels, width=self.width,
+                                 residual_head=self.residual_head)
         self.network.to(self._device).eval()
         self.history: List[Dict[str, float]] = []
         self._training_info: Dict[str, Any] = {}
@@ -378,6 +387,7 @@ class IDFRDenoiser(PreprocessorPyTorch):
         if self.width <= 0:
             raise ValueError(f"width must be positive, got {self.width}.")
         for name, value, valid in (("residual_head", self.residual_head, RESIDUAL_HEADS),
+                                   ("architecture", self.architecture, ID_ARCHITECTURES),
                                    ("loss", self.loss, ID_LOSSES), ("augment", self.augment, AUGMENTATIONS)):
             if value not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}.")

@@ -1,15 +1,20 @@
 """
-The ID network of the paper's Table 6: a small U-Net that outputs a residual, ``x* = x + r(x)``.
+The ID networks: the paper's Table 6 U-Net (:class:`UNetDenoiser`), a lighter variant for large inputs
+(:class:`LightUNetDenoiser`, not in the paper), both outputting a residual ``x* = x + r(x)``; :func:`make_unet` builds
+one by name and :func:`conv_macs` counts the multiply-accumulates of any network.
 
 | Paper: "Adversarial Defense via Input Denoising and Feature Restoring" (IDFR), Sec. 3.2, Table 6.
 """
 from __future__ import annotations
 
 import copy
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from art_idfr._names import ID_ARCHITECTURES
 
 #: Table 6 channel counts, before the width multiplier: L1..L5 (encoder), L6, L7, L8 (decoder)
 TABLE6_CHANNELS = (32, 32, 64, 64, 128, 192, 64, 96)
@@ -87,17 +92,83 @@ class UNetDenoiser(nn.Module):
 
     def macs_per_image(self, height: int, width: int) -> int:
         """Multiply-accumulates of the convolutions for one H×W image (BN/ReLU/upsampling not counted)."""
-        total, sizes = 0, {}
-        h, w = height, width
-        for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"):
-            block = getattr(self, name)
-            conv = block[0] if isinstance(block, nn.Sequential) else block
-            if name == "l6":
-                h, w = sizes["l3"]
-            elif name == "l8":
-                h, w = sizes["l2"]
-            s = conv.stride[0]
-            h, w = (h - 1) // s + 1, (w - 1) // s + 1
-            sizes[name] = (h, w)
-            total += h * w * conv.in_channels * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
-        return total
+        return conv_macs(self, (self.l1[0].in_channels, height, width))
+
+
+class LightUNetDenoiser(nn.Module):
+    """
+    A lighter ID network for large inputs (not in the paper): the Table 6 U-Net run at half resolution on a lossless
+    space-to-depth copy of the image, as FFDNet does (Zhang et al. 2018). Each 2×2 pixel block becomes one position
+    with 4·C channels (``pixel_unshuffle``), :class:`UNetDenoiser` with 4·C input and output channels predicts the
+    residual of all four pixels there, and ``pixel_shuffle`` puts it back: no pixel is dropped, every layer runs on
+    a quarter of the positions, so a forward costs ≈ 0.26× the Table 6 MACs at the same ``width`` and any H×W (an
+    odd side is padded by one replicated row/column, then cropped). The zero-initialised linear head makes an
+    untrained network the identity map, as for Table 6.
+
+    :param channels: Number of image channels C.
+    :param width: Multiplier of the Table 6 channel counts of the inner U-Net.
+    :param residual_head: As :class:`UNetDenoiser`.
+    """
+
+    FACTOR = 2
+
+    def __init__(self, channels: int, width: float = 1.0, residual_head: str = "linear") -> None:
+        super().__init__()
+        self.channels = int(channels)
+        self.body = UNetDenoiser(self.channels * self.FACTOR**2, width=width, residual_head=residual_head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height) % self.FACTOR, (-width) % self.FACTOR
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        r = F.pixel_shuffle(self.body(F.pixel_unshuffle(x, self.FACTOR)), self.FACTOR)
+        return r[..., :height, :width]
+
+    def fused(self) -> "LightUNetDenoiser":
+        """An inference copy with the inner U-Net BN-folded and channels-last (:meth:`UNetDenoiser.fused`)."""
+        net = copy.deepcopy(self).eval()
+        net.body = net.body.fused()
+        return net
+
+    def macs_per_image(self, height: int, width: int) -> int:
+        """Multiply-accumulates of the convolutions for one H×W image (BN/ReLU/reshapes not counted)."""
+        return conv_macs(self, (self.channels, height, width))
+
+
+#: the class of each name of :data:`art_idfr._names.ID_ARCHITECTURES` (the same names, in the same order)
+ARCHITECTURES = {"table6": UNetDenoiser, "light": LightUNetDenoiser}
+
+
+def make_unet(architecture: str, channels: int, width: float = 1.0, residual_head: str = "linear") -> nn.Module:
+    """
+    The ID network named ``architecture`` (:data:`art_idfr._names.ID_ARCHITECTURES`): ``"table6"`` =
+    :class:`UNetDenoiser` (the paper), ``"light"`` = :class:`LightUNetDenoiser`.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ID_ARCHITECTURES}, got {architecture!r}.")
+    return ARCHITECTURES[architecture](channels, width=width, residual_head=residual_head)
+
+
+def conv_macs(net: nn.Module, input_shape: Tuple[int, int, int]) -> int:
+    """
+    Multiply-accumulates of every ``Conv2d`` and ``Linear`` layer of ``net`` for one input of shape (C, H, W)
+    (grouped/depthwise convolutions counted as such; normalisation, activations, pooling and resampling not
+    counted). Runs one forward pass of a copy on the ``meta`` device: no compute, no memory, the weights untouched.
+    """
+    total = [0]
+
+    def count(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total[0] += output.shape[1] * output.shape[2] * output.shape[3] * k
+        else:
+            total[0] += output.numel() // output.shape[-1] * module.in_features * module.out_features
+
+    ghost = copy.deepcopy(net).to("meta").eval()
+    for module in ghost.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        ghost(torch.zeros((1, *input_shape), device="meta"))
+    return int(total[0])

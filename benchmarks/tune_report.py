@@ -8,6 +8,24 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def _id_mmacs(cfg: dict) -> str:
+    """Multiply-accumulates (millions) of the run's ID network per image, from its stored config."""
+    from art_idfr.unet import make_unet
+
+    shape = cfg["input_shape"] if cfg.get("channels_first", True) else [cfg["input_shape"][-1], *cfg["input_shape"][:2]]
+    net = make_unet(cfg.get("architecture", "table6"), shape[0], cfg["width"], cfg.get("residual_head", "linear"))
+    return f"{net.macs_per_image(*shape[1:]) / 1e6:.1f}"
+
+
+def _undefended_row(row: dict, cols: list, first: dict) -> str:
+    """The bare target's row; a target retrained since the first run is labelled with its validation accuracy."""
+    label = "undefended target" if row is first else (
+        f"undefended target, retrained ({100 * row['target_val_acc']:.1f}% on the validation split; the rows below "
+        "use it)")
+    return f"| {label} | — | — | — | — | " + " | ".join(f"{row['undefended'][c]:.1f}" for c in cols) + " | — |"
 
 
 def _models(row: dict) -> str:
@@ -24,22 +42,26 @@ def main(dataset: str) -> int:
     rows = [json.loads(line) for line in open(os.path.join(folder, "tune.jsonl")) if line.strip()]
     cols = list(rows[0]["id"])
     defaults = {"identity_weight": 0.0, "clean_weight": 1.0, "loss": "ce", "width": 0.5, "gaussian_sigma": 0.1,
-                "idfr_source": None, "augment": "none", "regenerate_every": 0}
+                "idfr_source": None, "augment": "none", "regenerate_every": 0, "architecture": "table6"}
     lines = [
         f"ID tuning on the **validation** split of {dataset} (never the test split): clean and black-box accuracy (%)"
         f" through the ID alone (no FR) on {rows[0]['val_n']} validation images; best epoch chosen on 1,000 other "
         f"validation images. Device: {rows[0]['device']}. Seed {rows[0]['seed']}. {_models(rows[0])}One line per run "
-        "of `benchmarks/tune_id.py`, in the order they ran.",
+        "of `benchmarks/tune_id.py`, in the order they ran; a run on another device (threads) says so beside its fit "
+        "time, and a target retrained from scratch (the cached models were lost) gets its own undefended row.",
         "",
         "Best-epoch selection: `clean` = clean validation accuracy alone (runs before that rule changed), `clean+AE` = "
         "mean of clean accuracy and accuracy on the selection images' AEs from the training attacks (the current rule).",
         "",
-        "| run | changed settings | selection | kept epoch | " + " | ".join(cols) + " | fit s |",
-        "|---|---|---|---:|" + "---:|" * (len(cols) + 1),
-        "| undefended target | — | — | — | " + " | ".join(f"{rows[0]['undefended'][c]:.1f}" for c in cols)
-        + " | — |",
+        "| run | changed settings | selection | kept epoch | ID MMAC / image | " + " | ".join(cols) + " | fit s |",
+        "|---|---|---|---:|---:|" + "---:|" * (len(cols) + 1),
     ]
+    last_target = None
     for r in rows:
+        target = (r["target_val_acc"], tuple(r["undefended"].values()))
+        if target != last_target:
+            lines.append(_undefended_row(r, cols, rows[0]))
+            last_target = target
         cfg = r["config"]
         changed = [f"{k}={cfg[k]}" for k, v in defaults.items() if cfg.get(k, v) != v]
         changed += [f"{k}={cfg[k]}" for k, v in {"fit_n": 4000, "epochs": 4, "idfr_eps": "8/255,32/255",
@@ -50,8 +72,9 @@ def main(dataset: str) -> int:
         best = scores.index(max(scores)) if scores else None  # first best epoch, as IDFRDenoiser.fit keeps
         kept = "—" if best is None else hist[best].get("epoch", best + 1)
         lines.append(f"| {r['name']} | {', '.join(changed) or 'baseline: Algorithm 1, no extra term'} | "
-                     f"{'clean+AE' if adv_rule else 'clean'} | {kept} | "
-                     + " | ".join(f"{r['id'][c]:.1f}" for c in cols) + f" | {r['fit_seconds']:.0f} |")
+                     f"{'clean+AE' if adv_rule else 'clean'} | {kept} | {_id_mmacs(cfg)} | "
+                     + " | ".join(f"{r['id'][c]:.1f}" for c in cols) + f" | {r['fit_seconds']:.0f}"
+                     + ("" if r["device"] == rows[0]["device"] else f" ({r['device'].split(', ')[1]})") + " |")
     diag = [r for r in rows if "test_diagnostic" in r]
     if diag:
         lines += ["", "**Validation/test gap diagnostic** (test images, measured *after* the settings were fixed on "

@@ -48,6 +48,10 @@ def test_overrides_nested_flat_and_merged_with_the_preset():
         a.id_epochs = 3  # flat names are read-only
     with pytest.raises(ValueError, match="Unknown id_residual_head"):
         EvalConfig(id_residual_head="mlp")
+    with pytest.raises(ValueError, match="Unknown id_architecture 'big'. Valid: table6, light"):
+        EvalConfig(id_architecture="big")
+    assert EvalConfig.preset("cpu").id.architecture == "table6"
+    assert EvalConfig.preset("cpu", id_architecture="light").id.kwargs()["architecture"] == "light"
 
 
 def test_to_dict_is_nested_and_round_trips():
@@ -70,7 +74,9 @@ def test_every_field_has_a_flag_and_old_spellings_stay():
                       "target_epochs", "--surrogate-epochs": "surrogate_epochs", "--batch-size": "batch_size"}.items():
         assert flags[old] == dest
     args = build_parser().parse_args(["demo", "--fr-lr", "0.01", "--id-nb-epochs", "7", "--no-fr-skips",
-                                      "--id-residual-head", "bn_relu", "--fast-at-epochs", "2", "--width", "0.75"])
+                                      "--id-residual-head", "bn_relu", "--fast-at-epochs", "2", "--width", "0.75",
+                                      "--id-architecture", "light"])
     cfg = _config(args)
+    assert cfg.id.architecture == "light"
     assert (cfg.fr.learning_rate, cfg.id.nb_epochs, cfg.fr.skips, cfg.id.residual_head) == (0.01, 7, False, "bn_relu")
     assert (cfg.fast_at.nb_epochs, cfg.target.width) == (2, 0.75)

@@ -218,7 +218,7 @@ def test_bad_input_also_raises_inside_art_classifier(trained_target, den28):
     [({"input_shape": (28, 28)}, "input_shape"), ({"loss": "mse"}, "loss"), ({"residual_head": "x"}, "residual"),
      ({"clip_values": (1.0, 0.0)}, "clip_values"), ({"device_type": "tpu"}, "device_type"), ({"width": 0}, "width"),
      ({"clean_weight": 0}, "clean_weight"), ({"identity_weight": -1}, "identity_weight"),
-     ({"augment": "flip"}, "augment")],
+     ({"augment": "flip"}, "augment"), ({"architecture": "big"}, r"architecture must be one of \('table6', 'light'\)")],
 )
 def test_rejects_bad_params(kwargs, match):
     args = {"input_shape": (1, 28, 28), "device_type": "cpu"} | kwargs
@@ -312,3 +312,64 @@ def test_checkpoint_written_before_training_was_recorded_still_loads(tmp_path):
     assert loaded.is_fitted and loaded.training_info == {"algorithm": "algorithm1"} and len(loaded.history) == 1
     x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(loaded(x)[0], den(x)[0])
+
+
+@pytest.mark.filterwarnings("ignore:IDFRDenoiser is not fitted")
+def test_default_architecture_is_table6_with_unchanged_init():
+    """Default: the Table 6 U-Net, with the same initial weights as before the architecture parameter existed."""
+    den = IDFRDenoiser(input_shape=(3, 32, 32), width=0.25, device_type="cpu", seed=3)
+    torch.manual_seed(3)
+    reference = UNetDenoiser(3, width=0.25)
+    assert den.architecture == "table6" and den.get_config()["architecture"] == "table6"
+    assert type(den.network) is UNetDenoiser
+    for (name, a), (_, b) in zip(den.network.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_light_architecture_save_load_round_trip(tmp_path):
+    from art_idfr.unet import LightUNetDenoiser
+
+    den = IDFRDenoiser(input_shape=(3, 18, 18), width=0.25, device_type="cpu", architecture="light")
+    x = np.random.default_rng(0).random((3, 3, 18, 18), dtype=np.float32)
+    with pytest.warns(UserWarning, match="not fitted"):
+        np.testing.assert_allclose(den(x)[0], x, atol=1e-6)  # untrained: the identity map, as Table 6
+    torch.manual_seed(1)
+    with torch.no_grad():
+        den.network.body.l9.weight.normal_(0, 0.05)
+    den._is_fitted = True
+    path = str(tmp_path / "light.pt")
+    den.save(path)
+    loaded = IDFRDenoiser.load(path)
+    assert loaded.architecture == "light" and isinstance(loaded.network, LightUNetDenoiser)
+    assert not np.allclose(den(x)[0], x)
+    np.testing.assert_array_equal(loaded(x)[0], den(x)[0])
+    with pytest.raises(ValueError, match="weights do not match"):  # light weights never fill a Table 6 network
+        from art_idfr import checkpoint
+
+        config, state, _ = checkpoint.load_component(path, "IDFRDenoiser", None)
+        checkpoint.load_state_dict(IDFRDenoiser(**(config | {"architecture": "table6"})).network, state, path)
+
+
+def test_checkpoint_without_architecture_loads_as_table6(tmp_path):
+    from art_idfr import checkpoint
+
+    den = randomise_head(IDFRDenoiser(input_shape=(1, 12, 12), width=0.25, device_type="cpu"))
+    config = {k: v for k, v in den.get_config().items() if k != "architecture"}  # written before it existed
+    path = str(tmp_path / "old.pt")
+    checkpoint.save(path, kind="IDFRDenoiser", config=config, state_dict=den.network.state_dict(),
+                    extra={"is_fitted": True})
+    loaded = IDFRDenoiser.load(path)
+    x = np.random.default_rng(0).random((2, 1, 12, 12), dtype=np.float32)
+    assert loaded.architecture == "table6"
+    np.testing.assert_array_equal(loaded(x)[0], den(x)[0])
+
+
+def test_set_params_architecture_rebuilds_and_checks():
+    from art_idfr.unet import LightUNetDenoiser
+
+    den = randomise_head(IDFRDenoiser(input_shape=(3, 16, 16), width=0.25, device_type="cpu"))
+    with pytest.warns(UserWarning, match="rebuilt and must be fitted again"):
+        den.set_params(architecture="light")
+    assert isinstance(den.network, LightUNetDenoiser) and not den.is_fitted
+    with pytest.raises(ValueError, match=r"architecture must be one of \('table6', 'light'\), got 'huge'"):
+        den.set_params(architecture="huge")

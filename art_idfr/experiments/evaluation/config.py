@@ -26,7 +26,7 @@ from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple, Union
 
 from art_idfr._names import ADAPTIVE_ATTACKS, ATTACK_NAMES, AUGMENTATIONS
-from art_idfr.experiments.choices import DEVICES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
+from art_idfr.experiments.choices import DEVICES, ID_ARCHITECTURES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
 
 __all__ = [
     "EvalConfig",
@@ -318,6 +318,9 @@ class IDConfig(_SubConfig):
     width: float = knob(0.5, "U-Net width multiplier of the ID", kind="float+", metavar="W")
     residual_head: str = knob("linear", "last U-Net layer: linear (zero-initialised, starts as the identity) or "
                                         "bn_relu", choices=RESIDUAL_HEADS, cache_if_set=True)
+    architecture: str = knob("table6", "ID network: table6 (the paper's U-Net) or light (the same U-Net at half "
+                                       "resolution on a space-to-depth copy, ~0.26x the MACs; for large inputs)",
+                             choices=ID_ARCHITECTURES, cache_if_set=True)
     loss: str = knob("ce", "ID training loss (Eq. 3 = ce)", choices=ID_LOSSES)
     gaussian_sigma: float = knob(0.1, "sigma of the Gaussian-enhanced copies", flat="id_sigma", kind="float")
     gaussian_rounds: int = knob(1, "Gaussian-enhanced copies per clean image", kind="int+", metavar="N",
@@ -858,6 +861,8 @@ def _check_id(id_cfg: IDConfig, fr: FRConfig) -> None:
         raise ValueError(f"Unknown id_augment {id_cfg.augment!r}. Valid: {', '.join(AUGMENTATIONS)}.")
     if id_cfg.residual_head not in RESIDUAL_HEADS:
         raise ValueError(f"Unknown id_residual_head {id_cfg.residual_head!r}. Valid: {', '.join(RESIDUAL_HEADS)}.")
+    if id_cfg.architecture not in ID_ARCHITECTURES:
+        raise ValueError(f"Unknown id_architecture {id_cfg.architecture!r}. Valid: {', '.join(ID_ARCHITECTURES)}.")
     _require_positive_int(id_cfg.gaussian_rounds, "id_gaussian_rounds")
     if isinstance(id_cfg.regenerate_every, bool) or not isinstance(id_cfg.regenerate_every, int) \
             or id_cfg.regenerate_every < 0:
