@@ -10,9 +10,10 @@ AUGMENTATIONS = ("none", "crop", "crop_flip")
 #: training losses of the ID (``IDFRDenoiser(loss=...)``): Eq. 3 cross-entropy, the authors' feature L1, or both
 ID_LOSSES = ("ce", "feature", "both")
 
-#: ID networks (``IDFRDenoiser(architecture=...)``): the paper's Table 6 U-Net, or the lighter variant for large
-#: inputs (Table 6 at half resolution on a space-to-depth copy, ≈ 0.26× the MACs; not in the paper)
-ID_ARCHITECTURES = ("table6", "light")
+#: ID networks (``IDFRDenoiser(architecture=...)``): the paper's Table 6 U-Net, or a lighter one for large inputs (not
+#: in the paper): "light" = Table 6 at half resolution on a space-to-depth copy (≈ 0.26× the MACs), "slim" = Table 6
+#: with a slim decoder (0.42×)
+ID_ARCHITECTURES = ("table6", "light", "slim")
 
 #: output layer of the U-Net (``IDFRDenoiser(residual_head=...)``)
 RESIDUAL_HEADS = ("linear", "bn_relu")

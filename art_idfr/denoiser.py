@@ -55,9 +55,10 @@ class IDFRDenoiser(PreprocessorPyTorch):
     :param width: Multiplier of the Table 6 channel counts (1.0 = paper).
     :param residual_head: ``"linear"`` (default, signed residual) or ``"bn_relu"`` (the paper's code).
     :param architecture: The network (:data:`art_idfr._names.ID_ARCHITECTURES`): ``"table6"`` (default, the
-        paper's U-Net, :class:`art_idfr.unet.UNetDenoiser`) or ``"light"`` (for large inputs, not in the paper: the
-        same U-Net at half resolution on a space-to-depth copy of the image, ≈ 0.26× the MACs at the same ``width``;
-        :class:`art_idfr.unet.LightUNetDenoiser`). Stored in checkpoints; older ones without it are Table 6. Last in the signature, so positional calls written
+        paper's U-Net, :class:`art_idfr.unet.UNetDenoiser`), or a lighter one for large inputs (not in the paper):
+        ``"light"``, the same U-Net at half resolution on a space-to-depth copy of the image, ≈ 0.26× the MACs at
+        the same ``width`` (:class:`art_idfr.unet.LightUNetDenoiser`), or ``"slim"``, Table 6 with a slim decoder,
+        0.42× (:class:`art_idfr.unet.SlimUNetDenoiser`); see benchmarks/NOTES.md for their accuracy. Stored in checkpoints; older ones without it are Table 6. Last in the signature, so positional calls written
         before it existed keep their meaning.
     :param loss: ``"ce"`` (Eq. 3, cross-entropy through the frozen target), ``"feature"`` (L1 distance of the
         target's penultimate embeddings of ``ID(x')`` and ``x``, as in the authors' code/HGD) or ``"both"``.

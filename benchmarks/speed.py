@@ -1,10 +1,10 @@
 """
-Speed benchmark: `predict` throughput of an undefended ResNet-18 (CIFAR variant) target, the ID (Table 6 and light),
+Speed benchmark: `predict` throughput of an undefended ResNet-18 (CIFAR variant) target, the ID (Table 6, light, slim),
 ID+FR and ART's FeatureSqueezing, JpegCompression, SpatialSmoothing and TotalVarMin on the same images and machine in
 one run; the ID's throughput against its compute floor (MACs per image x measured matmul rate); seconds per ID
 training epoch; seconds per image of the eps-bounded CW attack vs ART's CarliniLInfMethod; peak memory. At 224x224:
-a ResNet-50 (torchvision, 1000 classes) undefended, + Table 6 ID and + light ID (images/s, peak memory of a fresh
-process each), and the MACs per image of both IDs at 32x32 and 224x224.
+a ResNet-50 (torchvision, 1000 classes) undefended, + Table 6 ID, + light ID and + slim ID (images/s, peak memory
+of a fresh process each), and the MACs per image of the IDs at 32x32 and 224x224.
 
 Throughput does not depend on weight values, so the networks here are untrained (stated in the report); the
 accuracy side of the comparison is in the dataset benchmarks (fashion_mnist_cpu, cifar10_cpu).
@@ -80,7 +80,7 @@ def proc_status_mib(field: str) -> float:
 
 
 #: the defended variants at 224x224: table name -> IDFRDenoiser architecture (None = undefended)
-VARIANTS_224 = {"none (ResNet-50)": None, "+ ID (Table 6)": "table6", "+ ID (light)": "light"}
+VARIANTS_224 = {"none (ResNet-50)": None, "+ ID (Table 6)": "table6", "+ ID (light)": "light", "+ ID (slim)": "slim"}
 
 
 def classifier_224(architecture, batch_size: int, device_type: str):
@@ -122,7 +122,7 @@ def memory_224(architecture, n: int, batch_size: int, threads, seed: int, device
 
 
 def section_224(args, device_type: str) -> dict:
-    """ResNet-50 at 224x224: undefended vs + Table 6 ID vs + light ID (round-robin timing, memory per process)."""
+    """ResNet-50 at 224x224: undefended vs + Table 6 / light / slim ID (round-robin timing, memory per process)."""
     from art_idfr.unet import conv_macs, make_unet
 
     load_start = os.getloadavg()
@@ -151,7 +151,7 @@ def section_224(args, device_type: str) -> dict:
     import torchvision
 
     macs = {f"{arch} ID, width 1": {str(s): conv_macs(make_unet(arch, 3), (3, s, s)) for s in (32, 224)}
-            for arch in ("table6", "light")}
+            for arch in ("table6", "light", "slim")}
     macs["ResNet-50 (torchvision)"] = {"224": conv_macs(torchvision.models.resnet50(weights=None), (3, 224, 224))}
     return {"rows": rows, "macs": macs, "batch_size": args.batch_size_224, "reps": args.reps_224,
             "load_average_start": load_start, "load_average_end": os.getloadavg(),
@@ -230,6 +230,8 @@ def main(argv=None) -> dict:
     den._is_fitted = True  # untrained weights: timing only
     den_light = IDFRDenoiser((3, 32, 32), device_type=device_type, batch_size=args.batch_size, architecture="light")
     den_light._is_fitted = True
+    den_slim = IDFRDenoiser((3, 32, 32), device_type=device_type, batch_size=args.batch_size, architecture="slim")
+    den_slim._is_fitted = True
     fr = FeatureRestorer(embedding_dim=512, device_type=device_type)
     fr._is_fitted = True
     cfg = EvalConfig()  # the baselines' settings of the accuracy tables
@@ -241,6 +243,7 @@ def main(argv=None) -> dict:
         ("ID", defend(target, den), args.n),
         ("ID+FR", defend(target, den, fr), args.n),
         ("ID (light)", defend(target, den_light), args.n),
+        ("ID (slim)", defend(target, den_slim), args.n),
         ("FeatureSqueezing (5 bit)", classifier([FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=5)]), args.n),
         ("JpegCompression (q=75)", classifier([JpegCompression(clip_values=(0.0, 1.0), quality=75)]), args.n),
         ("SpatialSmoothing (3x3)", classifier([SpatialSmoothing(window_size=3)]), args.n),
@@ -266,7 +269,7 @@ def main(argv=None) -> dict:
     # the ID alone against its compute floor (Table 6, then the light ID)
     xt = torch.as_tensor(x, device=device)
     gmacs = matmul_gmacs(device)
-    id_row, light_row = (id_compute(d, xt, gmacs, args.reps) for d in (den, den_light))
+    id_row, light_row, slim_row = (id_compute(d, xt, gmacs, args.reps) for d in (den, den_light, den_slim))
 
     # one ID training epoch (FGSM AEs precomputed, 1 Gaussian round): seconds per 1k training samples
     fgsm = FastGradientMethod(target, eps=8 / 255)
@@ -315,6 +318,7 @@ def main(argv=None) -> dict:
         "predict": rows,
         "id_compute": id_row,
         "id_compute_light": light_row,
+        "id_compute_slim": slim_row,
         "at_224": at_224,
         "id_training": epoch_row,
         "cw": cw_row,
@@ -350,7 +354,8 @@ def markdown(r: dict) -> str:
     ]
     for row in r["predict"]:
         lines.append(f"| {row['defence']} | {row['images']} | {row['images_per_s']:.1f} | {row['vs_undefended']:.3f} |")
-    lines += [x for c in (r["id_compute"], r.get("id_compute_light")) if c for x in ("", _floor_line(c))]
+    lines += [x for c in (r["id_compute"], r.get("id_compute_light"), r.get("id_compute_slim")) if c
+              for x in ("", _floor_line(c))]
     lines += [
         "",
         f"**ID training**: {r['id_training']['seconds_per_1k_samples']:.2f} s per 1,000 training samples "
@@ -375,7 +380,7 @@ def _load(values) -> str:
 
 
 def _floor_line(c: dict) -> str:
-    name = {"table6": "Table 6", "light": "light"}.get(c.get("architecture", "table6"), c.get("architecture"))
+    name = {"table6": "Table 6"}.get(c.get("architecture", "table6"), c.get("architecture"))
     return (f"**ID ({name}) compute floor**: {c['id_macs_per_image'] / 1e6:.1f} MMAC per 32×32 image; measured "
             f"float32 matmul rate {c['matmul_gmacs_per_s']:.1f} GMAC/s → floor {c['id_floor_images_per_s']:.1f} "
             f"images/s; the ID alone runs at {c['id_images_per_s']:.1f} images/s "
@@ -383,9 +388,9 @@ def _floor_line(c: dict) -> str:
 
 
 def markdown_224(a: dict) -> list:
-    """The 224×224 section: ResNet-50 undefended / + Table 6 ID / + light ID, and the MACs per image."""
+    """The 224×224 section: ResNet-50 undefended / + Table 6 ID / + the lighter IDs, and the MACs per image."""
     lines = [
-        "## 224×224: ResNet-50 (torchvision, 1000 classes) with the Table 6 ID and the light ID",
+        "## 224×224: ResNet-50 (torchvision, 1000 classes) with the Table 6 ID and the lighter IDs",
         "",
         f"- Data: {a['data']}; batch size {a['batch_size']}; best of {a['reps']} round-robin rounds. Weights: "
         "untrained. IDs at width 1.",
@@ -407,9 +412,10 @@ def markdown_224(a: dict) -> list:
     for name, m in a["macs"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m[s] / 1e6:,.1f} M" if s in m else "—" for s in ("32", "224"))
                      + " |")
-    t6, light = a["macs"]["table6 ID, width 1"], a["macs"]["light ID, width 1"]
-    lines += ["", f"Light / Table 6 MACs: {light['32'] / t6['32']:.3f} at 32×32, {light['224'] / t6['224']:.3f} at "
-              "224×224.", ""]
+    t6 = a["macs"]["table6 ID, width 1"]
+    lines += [""] + [f"- {arch.capitalize()} / Table 6 MACs: {m['32'] / t6['32']:.3f} at 32×32, "
+                     f"{m['224'] / t6['224']:.3f} at 224×224." for arch, m in
+                     ((k.split()[0], v) for k, v in a["macs"].items() if k.split()[0] in ("light", "slim"))] + [""]
     return lines
 
 

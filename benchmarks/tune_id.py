@@ -4,6 +4,7 @@ Tune the ID on a *validation* split (never the test split) — the record behind
     python benchmarks/tune_id.py --dataset fashion_mnist_idx --name base
     python benchmarks/tune_id.py --dataset fashion_mnist_idx --name cw3 clean_weight=3
     python benchmarks/tune_id.py --dataset fashion_mnist_idx --name id10 identity_weight=10 fit_n=8000
+    python benchmarks/tune_id.py --dataset fashion_mnist_idx --name id10_s1 identity_weight=10 seed=1  # ID seed only
     python benchmarks/tune_id.py --dataset cifar10_jpeg --model resnet18_cifar --width 0.25 \
         --surrogate-width 1.0 --idfr-eps 4/255,8/255,16/255 --threads 2 --name base identity_weight=10 fit_n=3000
 
@@ -12,7 +13,7 @@ The first call trains the target (by default a small CNN of width 1, 4 epochs; `
 `--surrogate-*`) on the training split minus 3,000 validation images, and crafts the training AEs (ART FGSM + BIM on
 the target, and on the `--idfr-source-*` model if given, at --idfr-eps) and the validation AEs (FGSM/CW/BIM
 transferred from the surrogate, black-box); all of it is cached in runs/tune_<dataset>[_<models>]/ and reused. Each call then fits one ID variant (`key=value` overrides of
-IDFRDenoiser arguments, plus `fit_n` and `epochs`), choosing its best epoch on validation images 0-999 (mean of
+IDFRDenoiser arguments, plus `fit_n` and `epochs`; `seed=` reseeds the ID alone, models and AEs stay), choosing its best epoch on validation images 0-999 (mean of
 clean accuracy and accuracy on their AEs from the training attacks, as `IDFRDenoiser.fit` does), and
 measures it on validation images 1000-2999: clean accuracy through the ID and black-box accuracy per attack.
 One JSON line per call is appended to benchmarks/results/tune_<dataset>/tune.jsonl (with the command line).
@@ -156,7 +157,7 @@ def main() -> int:
     t_craft = time.perf_counter() - t0
 
     den = IDFRDenoiser(input_shape=data.input_shape, width=over.pop("width", 0.5), gaussian_sigma=0.1,
-                       learning_rate=2e-3, device_type="cpu", seed=a.seed, **over)
+                       learning_rate=2e-3, device_type="cpu", seed=over.pop("seed", a.seed), **over)
     t0 = time.perf_counter()
     den.fit(x_fit, y_fit, classifier=target, attacks=[], x_adv=np.concatenate(adv), nb_epochs=epochs,
             validation_data=(x_sel, y_sel, [a[: len(x_sel)] for a in adv_sel]))

@@ -48,7 +48,7 @@ def test_overrides_nested_flat_and_merged_with_the_preset():
         a.id_epochs = 3  # flat names are read-only
     with pytest.raises(ValueError, match="Unknown id_residual_head"):
         EvalConfig(id_residual_head="mlp")
-    with pytest.raises(ValueError, match="Unknown id_architecture 'big'. Valid: table6, light"):
+    with pytest.raises(ValueError, match="Unknown id_architecture 'big'. Valid: table6, light, slim"):
         EvalConfig(id_architecture="big")
     assert EvalConfig.preset("cpu").id.architecture == "table6"
     assert EvalConfig.preset("cpu", id_architecture="light").id.kwargs()["architecture"] == "light"

@@ -218,7 +218,7 @@ def test_bad_input_also_raises_inside_art_classifier(trained_target, den28):
     [({"input_shape": (28, 28)}, "input_shape"), ({"loss": "mse"}, "loss"), ({"residual_head": "x"}, "residual"),
      ({"clip_values": (1.0, 0.0)}, "clip_values"), ({"device_type": "tpu"}, "device_type"), ({"width": 0}, "width"),
      ({"clean_weight": 0}, "clean_weight"), ({"identity_weight": -1}, "identity_weight"),
-     ({"augment": "flip"}, "augment"), ({"architecture": "big"}, r"architecture must be one of \('table6', 'light'\)")],
+     ({"augment": "flip"}, "augment"), ({"architecture": "big"}, r"architecture must be one of \('table6', 'light', 'slim'\)")],
 )
 def test_rejects_bad_params(kwargs, match):
     args = {"input_shape": (1, 28, 28), "device_type": "cpu"} | kwargs
@@ -371,5 +371,5 @@ def test_set_params_architecture_rebuilds_and_checks():
     with pytest.warns(UserWarning, match="rebuilt and must be fitted again"):
         den.set_params(architecture="light")
     assert isinstance(den.network, LightUNetDenoiser) and not den.is_fitted
-    with pytest.raises(ValueError, match=r"architecture must be one of \('table6', 'light'\), got 'huge'"):
+    with pytest.raises(ValueError, match=r"architecture must be one of \('table6', 'light', 'slim'\), got 'huge'"):
         den.set_params(architecture="huge")

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from art_idfr._names import ID_ARCHITECTURES
-from art_idfr.unet import ARCHITECTURES, LightUNetDenoiser, UNetDenoiser, conv_macs, make_unet
+from art_idfr.unet import ARCHITECTURES, LightUNetDenoiser, SlimUNetDenoiser, UNetDenoiser, conv_macs, make_unet
 
 
 def randomised(net: nn.Module) -> nn.Module:
@@ -24,8 +24,9 @@ def randomised(net: nn.Module) -> nn.Module:
 
 def test_names_and_classes_agree():
     assert tuple(ARCHITECTURES) == ID_ARCHITECTURES
-    assert isinstance(make_unet("table6", 3), UNetDenoiser) and isinstance(make_unet("light", 3), LightUNetDenoiser)
-    with pytest.raises(ValueError, match=r"architecture must be one of \('table6', 'light'\), got 'big'"):
+    assert type(make_unet("table6", 3)) is UNetDenoiser and isinstance(make_unet("light", 3), LightUNetDenoiser)
+    assert isinstance(make_unet("slim", 3), SlimUNetDenoiser)
+    with pytest.raises(ValueError, match=r"architecture must be one of \('table6', 'light', 'slim'\), got 'big'"):
         make_unet("big", 3)
 
 
@@ -40,16 +41,26 @@ def test_table6_macs_match_the_layer_by_layer_count():
 
 @pytest.mark.parametrize("width", [1.0, 0.5])
 @pytest.mark.parametrize("size", [32, 224])
-def test_light_has_at_most_half_the_table6_macs(size, width):
+def test_light_and_slim_have_at_most_half_the_table6_macs(size, width):
     table6 = UNetDenoiser(3, width=width).macs_per_image(size, size)
     light = LightUNetDenoiser(3, width=width).macs_per_image(size, size)
-    assert light <= 0.5 * table6
+    slim = SlimUNetDenoiser(3, width=width).macs_per_image(size, size)
+    assert light <= 0.5 * table6 and slim <= 0.5 * table6
     assert light < 0.3 * table6  # the design: a quarter of the positions (+ the wider first/last layer)
 
 
+def test_slim_keeps_the_encoder_and_slims_the_decoder():
+    net = SlimUNetDenoiser(3)
+    assert [net.l1[0].out_channels, net.l5[0].out_channels, net.l6[0].in_channels, net.l6[0].out_channels,
+            net.l8[0].in_channels, net.l8[0].out_channels, net.l9.in_channels] == [32, 128, 192, 64, 96, 32, 32]
+    with pytest.raises(ValueError, match="8 ints"):
+        UNetDenoiser(3, counts=(32, 32))
+
+
+@pytest.mark.parametrize("architecture", ["light", "slim"])
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (3, 17, 23), (1, 1, 1), (3, 5, 4)])
-def test_untrained_light_is_the_identity_and_keeps_any_shape(shape):
-    net = LightUNetDenoiser(shape[0], width=0.25).eval()
+def test_untrained_light_is_the_identity_and_keeps_any_shape(shape, architecture):
+    net = make_unet(architecture, shape[0], width=0.25).eval()
     x = torch.rand(2, *shape)
     assert torch.equal(net(x), torch.zeros_like(x))  # zero-initialised linear head: x* = x + 0
     y = randomised(net)(x)

@@ -318,8 +318,9 @@ class IDConfig(_SubConfig):
     width: float = knob(0.5, "U-Net width multiplier of the ID", kind="float+", metavar="W")
     residual_head: str = knob("linear", "last U-Net layer: linear (zero-initialised, starts as the identity) or "
                                         "bn_relu", choices=RESIDUAL_HEADS, cache_if_set=True)
-    architecture: str = knob("table6", "ID network: table6 (the paper's U-Net) or light (the same U-Net at half "
-                                       "resolution on a space-to-depth copy, ~0.26x the MACs; for large inputs)",
+    architecture: str = knob("table6", "ID network: table6 (the paper's U-Net); light (the same U-Net at half "
+                                       "resolution on a space-to-depth copy, ~0.26x the MACs) or slim (Table 6 with "
+                                       "a slim decoder, 0.42x): lighter IDs for large inputs, not in the paper",
                              choices=ID_ARCHITECTURES, cache_if_set=True)
     loss: str = knob("ce", "ID training loss (Eq. 3 = ce)", choices=ID_LOSSES)
     gaussian_sigma: float = knob(0.1, "sigma of the Gaussian-enhanced copies", flat="id_sigma", kind="float")
