@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import os
 import platform
 import shlex
@@ -60,28 +61,30 @@ def _value(v: str):
     return {"true": True, "false": False}.get(v.lower(), v)
 
 
-def autoattack(classifier, x, y, eps, seed=0):
-    """ART AutoAttack with APGD-CE, APGD-DLR (50 iterations, 1 restart) and Square (1,000 queries)."""
+def autoattack(classifier, x, y, eps, seed=0, square_iter=1000):
+    """ART AutoAttack with APGD-CE, APGD-DLR (50 iterations, 1 restart) and Square (``square_iter`` queries; 0: none)."""
     from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, SquareAttack
 
     np.random.seed(seed)
     torch.manual_seed(seed)
     kw = dict(norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=50, nb_random_init=1, batch_size=500, verbose=False)
     attacks = [AutoProjectedGradientDescent(classifier, loss_type="cross_entropy", **kw),
-               AutoProjectedGradientDescent(classifier, loss_type="difference_logits_ratio", **kw),
-               SquareAttack(classifier, norm=np.inf, eps=eps, max_iter=1000, nb_restarts=1, batch_size=500,
-                            verbose=False)]
+               AutoProjectedGradientDescent(classifier, loss_type="difference_logits_ratio", **kw)]
+    if square_iter:
+        attacks.append(SquareAttack(classifier, norm=np.inf, eps=eps, max_iter=square_iter, nb_restarts=1,
+                                    batch_size=500, verbose=False))
     aa = AutoAttack(classifier, norm=np.inf, eps=eps, attacks=attacks, batch_size=500)
     x_adv = aa.generate(x, y=np.eye(classifier.nb_classes, dtype=np.float32)[y])
     return float((classifier.predict(x_adv).argmax(1) == y).mean() * 100)
 
 
-def measure(classifiers, x, y, bb_aes):
+def measure(classifiers, x, y, bb_aes, square_iter=1000):
     out = {}
     for name, clf in classifiers.items():
         row = {"clean": float((clf.predict(x).argmax(1) == y).mean() * 100)}
         row |= {f"bb {k}": float((clf.predict(v).argmax(1) == y).mean() * 100) for k, v in bb_aes.items()}
-        row |= {f"AA {round(e * 255)}/255": autoattack(clf, x, y, e) for e in WB_EPS}
+        aa = "AA" if square_iter else "APGD-CE+DLR"
+        row |= {f"{aa} {round(e * 255)}/255": autoattack(clf, x, y, e, square_iter=square_iter) for e in WB_EPS}
         out[name] = row
         print(name, json.dumps(row), flush=True)
     return out
@@ -116,9 +119,12 @@ def main() -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--baselines", action="store_true", help="(re)measure undefended / Algorithm-1 ID / Fast AT")
+    p.add_argument("--square-iter", type=int, default=1000,
+                   help="Square queries inside AutoAttack (1000; 0 = APGD-CE + APGD-DLR only, a cheaper screen)")
     p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed")
     a = p.parse_args()
     limit_threads(a.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # one line per adaptive epoch
     over = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     fit_n, use_fixed = int(over.pop("fit_n", 6000)), bool(over.pop("fixed", True))
     os.makedirs(RUN_DIR, exist_ok=True)
@@ -136,7 +142,7 @@ def main() -> int:
         fast_model, _ = train_fast_at(cfg, data, os.path.join(RUN_DIR, "fast_at"), verbose=False)
         fast = wrap_model(fast_model, data.input_shape, data.num_classes, "cpu")
         base = measure({"undefended": target, "ID (Algorithm 1)": defend(target, den_a1), "Fast AT": fast},
-                       x_m, y_m, bb)
+                       x_m, y_m, bb, a.square_iter)
         _append({"name": "baselines", "val_n": len(y_m), **base}, a)
         return 0
     idx = stratified_subset_indices(data.y_train, fit_n, seed=1)
@@ -148,7 +154,7 @@ def main() -> int:
     trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
                 validation_data=(data.x_val[:300], data.y_val[:300]))
     seconds = time.perf_counter() - t0
-    res = measure({"adaptive ID": trainer.get_classifier()}, x_m, y_m, bb)
+    res = measure({"adaptive ID": trainer.get_classifier()}, x_m, y_m, bb, a.square_iter)
     _append({"name": a.name, "settings": {**over, "fit_n": fit_n, "fixed": use_fixed}, "val_n": len(y_m), **res,
              "history": trainer.history, "fit_seconds": round(seconds, 1), "training": den.training_info}, a)
     return 0

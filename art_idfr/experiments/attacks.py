@@ -166,7 +166,7 @@ class CarliniWagnerLInfPGD(EvasionAttack):
                  the estimator's ``clip_values``.
         """
         self._check_params()
-        from tqdm.auto import tqdm
+        from art_idfr.progress import progress_bar as tqdm
 
         x = np.asarray(x, dtype=np.float32)
         if x.ndim < 2 or len(x) == 0:

@@ -587,7 +587,7 @@ def _check_memory(path: str, n_images: int, image_size: int) -> None:
 
 def _decode_selected(path: str, items: List[_Item], image_size: Optional[int], verbose: bool) -> List[np.ndarray]:
     """Decode the images ``items`` name (read straight from a directory; one streaming pass over a tarball)."""
-    from tqdm.auto import tqdm
+    from art_idfr.progress import progress_bar as tqdm
 
     position = {rel: i for i, (_, _, _, rel) in enumerate(items)}
     images: List[Any] = [None] * len(items)
@@ -635,7 +635,7 @@ def _decode_image_folder(path: str, verbose: bool, image_size: Optional[int] = N
     that list, and only the kept images are decoded (and, with ``image_size``, resized and centre-cropped): time and
     memory scale with the subset, not with the tree.
     """
-    from tqdm.auto import tqdm
+    from art_idfr.progress import progress_bar as tqdm
 
     if image_size is None and not os.path.isdir(path):
         bar = tqdm(_iter_tar(path), desc=f"decoding {os.path.basename(path)}", unit="img", disable=not verbose)

@@ -744,7 +744,7 @@ def train_model(
     :return: History dict with lists ``epoch``, ``loss``, ``train_acc``, ``val_acc`` (NaN without validation data),
              ``lr`` (at the end of the epoch) and ``seconds``.
     """
-    from tqdm.auto import tqdm
+    from art_idfr.progress import progress_bar as tqdm
 
     optimizer, schedule, lr, weight_decay = _check_training_args(epochs, batch_size, optimizer, schedule, lr,
                                                                  weight_decay, keep_last)
@@ -914,7 +914,7 @@ def _train_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, opt, sche
                 sched.step()
             total_loss += float(loss.detach()) * len(yb)
             correct += int((logits.detach().argmax(1) == yb).sum())
-            bar.set_postfix(loss=f"{total_loss / ((step * batch_size) + len(yb)):.4f}")
+            bar.set_postfix(loss=f"{total_loss / ((step * batch_size) + len(yb)):.4f}", refresh=False)
         if recalibrate_bn:
             recalibrate_batchnorm(model, xt, batch_size=max(batch_size, 256), device=dev, seed=int(seed) + epoch)
     return total_loss, correct

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from art.defences.trainer.trainer import Trainer
-from tqdm.auto import tqdm
+from art_idfr.progress import progress_bar as tqdm
 
 from art_idfr._names import ADAPTIVE_ATTACKS
 from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, seed_generator
@@ -401,7 +401,8 @@ class _AdaptiveRun:
             total += len(idx) if own is None else int(own.sum())
             loss_sum += loss.item() * len(idx) / ddp.world_size()  # summed over ranks: the batch loss × its size
             correct += (hits if own is None else hits & own).sum().item()
-            progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", adv_acc=f"{correct / max(total, 1):.3f}")
+            progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", adv_acc=f"{correct / max(total, 1):.3f}",
+                                 refresh=False)
         self._set_mode(False)
         loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1),

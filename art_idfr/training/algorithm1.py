@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from art_idfr.progress import progress_bar as tqdm
 
 from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, random_crop_flip, seed_generator
 from art_idfr.embedding import embedding_of, target_logits
@@ -160,7 +160,8 @@ class Algorithm1:
             total += n_own
             loss_sum += loss.item() * len(idx) / ddp.world_size()  # summed over ranks: the batch loss × its size
             correct += hits
-            progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", acc=f"{correct / max(total, 1):.3f}")
+            progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", acc=f"{correct / max(total, 1):.3f}",
+                                 refresh=False)
         den.network.eval()
         loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from art_idfr.progress import progress_bar as tqdm
 
 from art_idfr._utils import (
     check_image_batch,

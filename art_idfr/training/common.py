@@ -10,7 +10,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from art_idfr.progress import progress_bar as tqdm
 
 from art_idfr._utils import check_finite
 
@@ -41,7 +41,8 @@ def craft(attacks: Sequence, x: np.ndarray, onehot: np.ndarray, desc: str, verbo
         for attack in progress:
             name = type(attack).__name__
             eps = getattr(attack, "eps", None)
-            progress.set_postfix_str(name + ("" if eps is None else f" eps={float(np.max(eps)):.4g}"))
+            label = name + ("" if eps is None else f" eps={float(np.max(eps)):.4g}")
+            progress.set_postfix_str(label, refresh=False)
             adv = np.asarray(attack.generate(x=x_part, y=onehot_part), dtype=np.float32) if len(x_part) else x_part
             check_finite(adv, f"AEs from {name}")
             out.append(ddp.all_gather_numpy(adv))

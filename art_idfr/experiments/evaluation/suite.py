@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from art_idfr.progress import progress_bar as tqdm
 
 from art_idfr._utils import skip_numpy_draws
 from art_idfr.experiments.evaluation.config import QUERY_ATTACK, EvalConfig, eps_label
@@ -403,7 +403,7 @@ class Evaluation:
         part = sharding.shard(len(y_eval))  # distributed: this rank's images, hits gathered
         bar = tqdm(cells, desc=f"{tm}: craft + transfer", disable=not self.verbose)
         for attack, eps in bar:
-            bar.set_postfix_str(f"{ATTACK_LABELS[attack]} {eps_label(eps)}")
+            bar.set_postfix_str(f"{ATTACK_LABELS[attack]} {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, tm, attack, eps)
             x_adv = self.craft(attack, src_clf, self.x_eval, self.onehot, eps, seed, part)
             src_hits = sharding.predicted_hits(src_clf, x_adv, y_eval[part], cfg.attack_batch_size)
@@ -427,7 +427,7 @@ class Evaluation:
         bar = tqdm(cells, desc="white-box (adaptive)", disable=not self.verbose)
         for key, attack, eps in bar:
             dc = self.defended[key]
-            bar.set_postfix_str(f"{dc.label}: {ATTACK_LABELS[attack]} {eps_label(eps)}")
+            bar.set_postfix_str(f"{dc.label}: {ATTACK_LABELS[attack]} {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, "white-box", key, attack, eps)
             x_adv = self.craft(attack, dc.classifier, x_wb, oh_wb, eps, seed, part, randomised=dc.randomised)
             hits = self._correct(dc, x_adv, y_wb, _cell_seed(seed, "eval"), part)
@@ -447,7 +447,7 @@ class Evaluation:
         bar = tqdm(cells, desc="query (Square)", disable=not self.verbose)
         for key, eps in bar:
             dc = self.defended[key]
-            bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}")
+            bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, "query", key, eps)
             x_adv = self.craft(QUERY_ATTACK, dc.classifier, x_q, oh_q, eps, seed, part, randomised=dc.randomised)
             hits = self._correct(dc, x_adv, y_q, _cell_seed(seed, "eval"), part)
