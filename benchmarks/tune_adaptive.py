@@ -124,7 +124,8 @@ def main() -> int:
     p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed")
     a = p.parse_args()
     limit_threads(a.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # one line per adaptive epoch
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("art_idfr").setLevel(logging.INFO)  # one line per adaptive epoch, not ART's chatter
     over = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     fit_n, use_fixed = int(over.pop("fit_n", 6000)), bool(over.pop("fixed", True))
     os.makedirs(RUN_DIR, exist_ok=True)
