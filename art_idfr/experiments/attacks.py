@@ -166,7 +166,7 @@ class CarliniWagnerLInfPGD(EvasionAttack):
                  the estimator's ``clip_values``.
         """
         self._check_params()
-        from art_idfr.progress import progress_bar as tqdm
+        from art_idfr.progress import progress_bar
 
         x = np.asarray(x, dtype=np.float32)
         if x.ndim < 2 or len(x) == 0:
@@ -178,7 +178,7 @@ class CarliniWagnerLInfPGD(EvasionAttack):
         generator = None
         if self.random_init and self.seed is not None:
             generator = torch.Generator().manual_seed(int(self.seed))
-        for b in tqdm(range(n_batches), desc="CW-Linf PGD", disable=not self.verbose):
+        for b in progress_bar(range(n_batches), desc="CW-Linf PGD", disable=not self.verbose):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             if use_torch:
                 x_adv[sl] = self._attack_batch_torch(x[sl], labels[sl], generator)

@@ -587,7 +587,7 @@ def _check_memory(path: str, n_images: int, image_size: int) -> None:
 
 def _decode_selected(path: str, items: List[_Item], image_size: Optional[int], verbose: bool) -> List[np.ndarray]:
     """Decode the images ``items`` name (read straight from a directory; one streaming pass over a tarball)."""
-    from art_idfr.progress import progress_bar as tqdm
+    from art_idfr.progress import progress_bar
 
     position = {rel: i for i, (_, _, _, rel) in enumerate(items)}
     images: List[Any] = [None] * len(items)
@@ -595,7 +595,7 @@ def _decode_selected(path: str, items: List[_Item], image_size: Optional[int], v
         source: Iterable = ((rel, functools.partial(_read_file, os.path.join(path, rel))) for rel in position)
     else:
         source = _iter_tar(path)
-    with tqdm(total=len(items), desc=f"decoding {os.path.basename(path)}", unit="img", disable=not verbose) as bar:
+    with progress_bar(total=len(items), desc=f"decoding {os.path.basename(path)}", unit="img", disable=not verbose) as bar:
         for rel, read in source:
             i = position.get(rel)
             if i is not None and images[i] is None:
@@ -635,10 +635,10 @@ def _decode_image_folder(path: str, verbose: bool, image_size: Optional[int] = N
     that list, and only the kept images are decoded (and, with ``image_size``, resized and centre-cropped): time and
     memory scale with the subset, not with the tree.
     """
-    from art_idfr.progress import progress_bar as tqdm
+    from art_idfr.progress import progress_bar
 
     if image_size is None and not os.path.isdir(path):
-        bar = tqdm(_iter_tar(path), desc=f"decoding {os.path.basename(path)}", unit="img", disable=not verbose)
+        bar = progress_bar(_iter_tar(path), desc=f"decoding {os.path.basename(path)}", unit="img", disable=not verbose)
         decoded = {rel: _decode(read(), rel) for rel, read in bar if _parse_member(rel)}
         items, class_names, held = _index_tree(path, decoded)
         items = _select(items, class_names, sizes, seed)

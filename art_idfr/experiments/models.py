@@ -744,7 +744,7 @@ def train_model(
     :return: History dict with lists ``epoch``, ``loss``, ``train_acc``, ``val_acc`` (NaN without validation data),
              ``lr`` (at the end of the epoch) and ``seconds``.
     """
-    from art_idfr.progress import progress_bar as tqdm
+    from art_idfr.progress import progress_bar
 
     optimizer, schedule, lr, weight_decay = _check_training_args(epochs, batch_size, optimizer, schedule, lr,
                                                                  weight_decay, keep_last)
@@ -774,13 +774,14 @@ def train_model(
         total_loss, correct = _train_epoch(model, xt, yt, opt, sched, epoch=epoch, epochs=epochs,
                                            batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed,
                                            augment=augment, recalibrate_bn=recalibrate_bn, dev=dev,
-                                           use_amp=use_amp, verbose=verbose, tqdm=tqdm)
+                                           use_amp=use_amp, verbose=verbose, progress_bar=progress_bar)
         model.eval()
         val_acc = float("nan")
         if x_val is not None:
             val_acc = accuracy(model, x_val, y_val, batch_size=max(batch_size, 256), device=dev)
         _record_epoch(history, epoch, epochs, total_loss / len(xt), correct / len(xt), val_acc,
-                      float(opt.param_groups[0]["lr"]), time.perf_counter() - t0, x_val is not None, verbose, tqdm)
+                      float(opt.param_groups[0]["lr"]), time.perf_counter() - t0, x_val is not None, verbose,
+                      progress_bar)
         if checkpoint_dir is not None:
             _save_training_checkpoint(checkpoint_dir, epoch + 1, model, opt, sched, history, config, keep_last)
 
@@ -881,7 +882,7 @@ def _resume_training(checkpoint_dir: str, config: Dict[str, Any], model: nn.Modu
 
 def _train_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, opt, sched, *, epoch: int, epochs: int,
                  batch_size: int, steps_per_epoch: int, seed: int, augment: bool, recalibrate_bn: bool,
-                 dev: torch.device, use_amp: bool, verbose: bool, tqdm) -> Tuple[float, int]:
+                 dev: torch.device, use_amp: bool, verbose: bool, progress_bar) -> Tuple[float, int]:
     """
     One epoch of training (shuffling, augmentation and dropout drawn from generators seeded with ``(seed, epoch)``,
     the global RNG state restored afterwards), then the batch-norm recalibration; return the summed loss and the
@@ -895,7 +896,7 @@ def _train_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, opt, sche
     total_loss, correct = 0.0, 0
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(int(seed) * 100003 + epoch + 7)
-        bar = tqdm(
+        bar = progress_bar(
             range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not verbose
         )
         for step in bar:
@@ -921,7 +922,7 @@ def _train_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, opt, sche
 
 
 def _record_epoch(history: Dict[str, List[float]], epoch: int, epochs: int, loss: float, train_acc: float,
-                  val_acc: float, lr: float, seconds: float, validated: bool, verbose: bool, tqdm) -> None:
+                  val_acc: float, lr: float, seconds: float, validated: bool, verbose: bool, progress_bar) -> None:
     """Append one epoch to ``history``; with ``verbose``, log it (``val_acc`` if ``validated``) and print it above
     the progress bars."""
     history["epoch"].append(epoch + 1)
@@ -938,7 +939,7 @@ def _record_epoch(history: Dict[str, List[float]], epoch: int, epochs: int, loss
             + f" ({history['seconds'][-1]:.1f} s)"
         )
         logger.info(msg)
-        tqdm.write(msg)
+        progress_bar.write(msg)
 
 
 def _save_training_checkpoint(checkpoint_dir: str, epochs_done: int, model: nn.Module, opt, sched,

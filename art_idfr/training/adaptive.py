@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from art.defences.trainer.trainer import Trainer
-from art_idfr.progress import progress_bar as tqdm
+from art_idfr.progress import progress_bar
 
 from art_idfr._names import ADAPTIVE_ATTACKS
 from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, seed_generator
@@ -382,7 +382,7 @@ class _AdaptiveRun:
         t, n = self.t, len(x_t)
         total, loss_sum, correct = 0, 0.0, 0
         nb_batches = math.ceil(n / t.batch_size)
-        progress = tqdm(batches(n, t.batch_size, shuffle=True, generator=self.generator), total=nb_batches,
+        progress = progress_bar(batches(n, t.batch_size, shuffle=True, generator=self.generator), total=nb_batches,
                         desc=f"adaptive ID epoch {epoch + 1}", disable=not t.verbose or not ddp.is_main_process(),
                         leave=False)
         for i, idx in enumerate(progress):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from art_idfr.progress import progress_bar as tqdm
+from art_idfr.progress import progress_bar
 
 from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, random_crop_flip, seed_generator
 from art_idfr.embedding import embedding_of, target_logits
@@ -140,7 +140,7 @@ class Algorithm1:
         den, device = self.den, self.clf.device
         den.network.train()
         total, loss_sum, correct = 0, 0.0, 0
-        progress = tqdm(batches(len(train_x), self.batch_size, shuffle=True, generator=self.generator),
+        progress = progress_bar(batches(len(train_x), self.batch_size, shuffle=True, generator=self.generator),
                         total=math.ceil(len(train_x) / self.batch_size), desc=f"ID epoch {epoch + 1}",
                         disable=not den.verbose or not ddp.is_main_process(), leave=False)
         for idx in progress:

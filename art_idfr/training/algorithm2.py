@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from art_idfr.progress import progress_bar as tqdm
+from art_idfr.progress import progress_bar
 
 from art_idfr._utils import (
     check_image_batch,
@@ -127,7 +127,7 @@ class Algorithm2:
         hs, correct = [], []
         lo, hi = ddp.shard_bounds(len(x))
         with torch.no_grad():
-            for idx in tqdm(list(batches(hi - lo, self.batch_size)), desc="FR embeddings",
+            for idx in progress_bar(list(batches(hi - lo, self.batch_size)), desc="FR embeddings",
                             disable=not self.fr.verbose or not ddp.is_main_process(), leave=False):
                 idx = idx + lo
                 xb = torch.as_tensor(x[idx.numpy()], device=self.clf.device)
@@ -210,7 +210,7 @@ class Algorithm2:
         fr = self.fr
         fr.network.train()
         loss_sum, hits, total = 0.0, 0, 0
-        for idx in tqdm(list(batches(len(h_all), self.batch_size, shuffle=True, generator=gen)),
+        for idx in progress_bar(list(batches(len(h_all), self.batch_size, shuffle=True, generator=gen)),
                         desc=f"FR epoch {epoch + 1}", disable=not fr.verbose or not ddp.is_main_process(), leave=False):
             if len(idx) < 2 and fr.batch_norm:
                 continue  # BatchNorm cannot train on a single sample

@@ -10,7 +10,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn
-from art_idfr.progress import progress_bar as tqdm
+from art_idfr.progress import progress_bar
 
 from art_idfr._utils import check_finite
 
@@ -37,7 +37,7 @@ def craft(attacks: Sequence, x: np.ndarray, onehot: np.ndarray, desc: str, verbo
     lo, hi = ddp.shard_bounds(len(x))  # distributed: each rank crafts its contiguous shard, then all-gather
     x_part, onehot_part = (x[lo:hi], onehot[lo:hi]) if ddp.is_distributed() else (x, onehot)
     verbose = verbose and ddp.is_main_process()
-    with tqdm(attacks, desc=desc, disable=not verbose or not attacks, leave=False) as progress:
+    with progress_bar(attacks, desc=desc, disable=not verbose or not attacks, leave=False) as progress:
         for attack in progress:
             name = type(attack).__name__
             eps = getattr(attack, "eps", None)

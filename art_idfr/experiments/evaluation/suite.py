@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from torch import nn
-from art_idfr.progress import progress_bar as tqdm
+from art_idfr.progress import progress_bar
 
 from art_idfr._utils import skip_numpy_draws
 from art_idfr.experiments.evaluation.config import QUERY_ATTACK, EvalConfig, eps_label
@@ -371,7 +371,7 @@ class Evaluation:
         t0 = time.perf_counter()
         clean: Dict[str, np.ndarray] = {}
         part = sharding.shard(len(self.y_eval))  # distributed: this rank's images, hits gathered
-        for key, dc in tqdm(self.defended.items(), desc="clean accuracy", disable=not self.verbose):
+        for key, dc in progress_bar(self.defended.items(), desc="clean accuracy", disable=not self.verbose):
             clean[key] = self._correct(dc, self.x_eval[part], self.y_eval, _cell_seed(cfg.seed, "clean", key), part)
         self.timings["clean"] = time.perf_counter() - t0
         for tm in cfg.threat_models:
@@ -401,7 +401,7 @@ class Evaluation:
         t0 = time.perf_counter()
         cells = [(a, e) for a in cfg.attacks for e in cfg.eps if a != "autoattack" or cfg.autoattack_transfer]
         part = sharding.shard(len(y_eval))  # distributed: this rank's images, hits gathered
-        bar = tqdm(cells, desc=f"{tm}: craft + transfer", disable=not self.verbose)
+        bar = progress_bar(cells, desc=f"{tm}: craft + transfer", disable=not self.verbose)
         for attack, eps in bar:
             bar.set_postfix_str(f"{ATTACK_LABELS[attack]} {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, tm, attack, eps)
@@ -424,7 +424,7 @@ class Evaluation:
         cells = [(key, a, e) for key in self.defended for a in cfg.attacks for e in cfg.eps
                  if a != "autoattack" or key in cfg.autoattack_defences]
         part = sharding.shard(len(y_wb))  # distributed: this rank's images, hits gathered
-        bar = tqdm(cells, desc="white-box (adaptive)", disable=not self.verbose)
+        bar = progress_bar(cells, desc="white-box (adaptive)", disable=not self.verbose)
         for key, attack, eps in bar:
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: {ATTACK_LABELS[attack]} {eps_label(eps)}", refresh=False)
@@ -444,7 +444,7 @@ class Evaluation:
         x_q, y_q, oh_q = self.x_eval[self.q_idx], self.y_eval[self.q_idx], self.onehot[self.q_idx]
         cells = [(key, e) for key in self.defended for e in cfg.eps]
         part = sharding.shard(len(y_q))  # distributed: this rank's images, hits gathered (Square: see sharding)
-        bar = tqdm(cells, desc="query (Square)", disable=not self.verbose)
+        bar = progress_bar(cells, desc="query (Square)", disable=not self.verbose)
         for key, eps in bar:
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}", refresh=False)
