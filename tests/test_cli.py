@@ -154,10 +154,11 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
     # the adaptive ID (not in the paper): `fit --adaptive` writes <idfr>/adaptive, `evaluate` finds it
     assert main(["fit", "--target", target, "--out", idfr, "--id-epochs", "1", "--fr-epochs", "1",
                  "--id-identity-weight", "5", "--id-loss", "both", "--adaptive", "--adaptive-nb-epochs", "1",
-                 "--adaptive-max-iter", "2"] + common) == 0
+                 "--adaptive-max-iter", "2", "--adaptive-batch-size", "7"] + common) == 0
     assert "adaptive ID (not in the paper) fitted" in capsys.readouterr().out
     adaptive = IDFRDenoiser.load(os.path.join(idfr, "adaptive", "denoiser.pt"))
     assert adaptive.training_info["algorithm"] == "adaptive" and adaptive.training_info["max_iter"] == 2
+    assert adaptive.training_info["batch_size"] == 7
     out_a = str(tmp_path / "eval_adaptive")
     assert main(["evaluate", "--target", target, "--idfr", idfr, "--out", out_a, "--defences", "none,adaptive",
                  "--threat-models", "white-box", "--eps", "0.3", "--attacks", "bim"] + common) == 0

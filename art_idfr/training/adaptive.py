@@ -203,7 +203,8 @@ class AdaptiveDenoiserTrainer(Trainer):
                 "attack": attack, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
                 "eps_warmup": self.eps_warmup, "trades_beta": self.trades_beta, "clean_weight": self.clean_weight,
                 "identity_weight": self.identity_weight, "fixed_weight": self.fixed_weight if with_fixed else 0.0,
-                "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "n_train": n,
+                "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "batch_size": self.batch_size,
+                "n_train": n,
                 "through_restorer": self.restorer is not None, "train_restorer": self.train_restorer,
                 "seconds": round(seconds, 1)}
 

@@ -388,6 +388,9 @@ class AdaptiveConfig(_SubConfig):
     fixed_weight: float = knob(1.0, "weight of Eq. 3 on Algorithm 1's fixed AEs of the bare target", kind="float")
     learning_rate: Optional[float] = knob(None, "Adam learning rate (default: the ID's / 10)", kind="float+")
     nb_epochs: int = knob(2, "adaptive training epochs", kind="int+", metavar="E")
+    batch_size: Optional[int] = knob(None, "adaptive training batch size (default: --batch-size); smaller batches "
+                                           "mean more steps for the same compute", kind="int+", metavar="B",
+                                     cache_if_set=True)
     train_restorer: bool = knob(False, "also train the FR on the same loss", kind="bool")
 
 

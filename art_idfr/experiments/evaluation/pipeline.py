@@ -461,8 +461,9 @@ def fit_adaptive(
     target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
     den = copy.deepcopy(denoiser)
     fr = copy.deepcopy(restorer) if config.adaptive.train_restorer else restorer
-    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, batch_size=config.train.batch_size,
-                                      seed=config.seed, verbose=verbose, **config.adaptive.kwargs())
+    kwargs = config.adaptive.kwargs()
+    kwargs["batch_size"] = kwargs["batch_size"] or config.train.batch_size
+    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed, verbose=verbose, **kwargs)
     val = min(len(data.y_val), 500)
     with seeded(config.seed + 7000):
         trainer.fit(data.x_train[idx], data.y_train[idx], attacks=_idfr_attacks(config, [target]),
