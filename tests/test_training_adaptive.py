@@ -60,6 +60,32 @@ def test_adaptive_checkpoint_records_how_it_was_trained(trained_target, mnist_sm
     assert loaded.training_info["attack"] == "fgsm_rs" and loaded.training_info["init"] is None
 
 
+def test_fixed_weight_zero_neither_crafts_nor_mixes_the_fixed_aes(trained_target, mnist_small):
+    """fixed_weight=0 is training without Algorithm 1's AEs: not crafted, and not in the ID's BatchNorm batches."""
+    x_train, y_train, _, _ = mnist_small
+
+    class Counting(FastGradientMethod):
+        calls = 0
+
+        def generate(self, x, y=None, **kwargs):
+            Counting.calls += 1
+            return super().generate(x, y, **kwargs)
+
+    start = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
+    fitted = []
+    fgsm = Counting(trained_target, eps=0.1)
+    for attacks, weight in (([fgsm], 0.0), ([], 1.0), ([fgsm], 1.0)):
+        den = copy.deepcopy(start)
+        AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, max_iter=1, nb_epochs=1, fixed_weight=weight,
+                                seed=0).fit(x_train[:64], y_train[:64], attacks=attacks)
+        fitted.append(den)
+    assert Counting.calls == 1  # only the run with fixed_weight=1 crafted
+    assert fitted[0].training_info["fixed_weight"] == 0.0
+    same, other = (all(torch.equal(a, b) for a, b in zip(fitted[0].network.state_dict().values(),
+                                                          d.network.state_dict().values())) for d in fitted[1:])
+    assert same and not other
+
+
 def test_adaptive_with_any_art_attack_and_through_the_restorer(trained_target, paper_id, mnist_small):
     """An ART EvasionAttack built on the defended classifier can be the inner attack; the FR can be trained too."""
     x_train, y_train, _, _ = mnist_small

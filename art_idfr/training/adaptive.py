@@ -80,7 +80,8 @@ class AdaptiveDenoiserTrainer(Trainer):
         ``ID(x_adv)`` (0 = off).
     :param clean_weight: Weight of Eq. 3 on the clean images (through the ID).
     :param identity_weight: λ of λ·mean|ID(x) − x| on clean images (default: the denoiser's ``identity_weight``).
-    :param fixed_weight: Weight of Eq. 3 on Algorithm 1's fixed AEs when given to :meth:`fit`.
+    :param fixed_weight: Weight of Eq. 3 on Algorithm 1's fixed AEs when given to :meth:`fit` (0: they are neither
+        crafted nor passed through the ID, so they do not enter its BatchNorm batch statistics either).
     :param learning_rate: Adam learning rate (default: a tenth of the denoiser's, for fine-tuning).
     :param nb_epochs: Epochs (default 2).
     :param batch_size: Batch size (default: the denoiser's).
@@ -182,7 +183,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         y_idx = class_indices(y, self.target.nb_classes)
         if len(y_idx) != len(x):
             raise ValueError(f"x has {len(x)} samples but y has {len(y_idx)}.")
-        fixed = self._fixed_aes(x, y_idx, attacks, x_fixed)
+        fixed = self._fixed_aes(x, y_idx, attacks, x_fixed) if self.fixed_weight > 0 else None  # 0: not crafted
         nb_epochs = self.nb_epochs if nb_epochs is None else int(nb_epochs)
         started = time.perf_counter()
         _AdaptiveRun(self, fixed).train(np.asarray(x, dtype=np.float32), y_idx, nb_epochs, validation_data)
