@@ -52,10 +52,13 @@ COMMON = [
     "--fast-at-epochs", "3", "--attack-batch-size", "1000",
     "--defences", "none,id,idfr,idfr_adaptive,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at",
     # issue 15: AutoAttack through every defended classifier and the adaptive ID+FR (not in the paper) at 8/255;
-    # tested small on CPU (tests/test_cli.py runs the same flags at the tiny preset), not yet run on a GPU
+    # not yet run on a GPU (tests/test_benchmark_args.py parses these flags; tests/test_cli.py runs the adaptive
+    # path at the tiny preset). The adaptive recipe chosen on Fashion-MNIST's validation split (NOTES, "Adaptive
+    # tuning, fourth session"; not tuned on CIFAR-10): TRADES beta 6, no identity term, no fixed AEs, batch 32
     "--attacks", "fgsm,cw,bim,autoattack", "--autoattack-square-iter", "1000",
     "--adaptive-eps", "8/255", "--adaptive-max-iter", "5", "--adaptive-nb-epochs", "3",
-    "--adaptive-learning-rate", "1e-3",
+    "--adaptive-learning-rate", "1e-3", "--adaptive-trades-beta", "6", "--adaptive-identity-weight", "0",
+    "--adaptive-fixed-weight", "0", "--adaptive-batch-size", "32",
 ]
 TARGETS = {"resnet18_cifar": "vgg16_bn_cifar", "vgg16_bn_cifar": "resnet18_cifar"}
 
