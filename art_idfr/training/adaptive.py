@@ -84,7 +84,9 @@ class AdaptiveDenoiserTrainer(Trainer):
         crafted nor passed through the ID, so they do not enter its BatchNorm batch statistics either).
     :param learning_rate: Adam learning rate (default: a tenth of the denoiser's, for fine-tuning).
     :param nb_epochs: Epochs (default 2).
-    :param batch_size: Batch size (default: the denoiser's).
+    :param batch_size: Batch size (default: the denoiser's). Short fine-tunings are bound by the number of optimizer
+        steps: on Fashion-MNIST's validation split, batch 32 or 16 beat 128 by 8-16 points of white-box accuracy at
+        the same compute (benchmarks/NOTES.md, "Adaptive tuning, fourth session").
     :param train_restorer: Also train the FR's weights on the same loss (needs ``restorer``).
     :param seed: Seed of the batch order, random starts and fixed-AE draws.
     :param verbose: Progress bars.
