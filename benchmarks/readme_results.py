@@ -17,7 +17,8 @@ OUTPUT = os.path.join(ROOT, "docs", "results.md")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LINK = "../"  # docs/results.md -> repository root, for relative links
 #: the runs the README summarises, in the order shown
-DEFAULT_RUNS = ["cifar10_paper_vgg16_bn_cifar", "cifar10_paper_resnet18_cifar", "fashion_mnist_cpu", "cifar10_cpu"]
+DEFAULT_RUNS = ["cifar10_paper_vgg16_bn_cifar", "cifar10_paper_resnet18_cifar", "fashion_mnist_cpu", "cifar10_cpu",
+                "fashion_mnist_adaptive"]
 
 HEADER = """# art-idfr: full result tables
 
@@ -36,8 +37,9 @@ def section(name: str, threat_models=("black-box", "white-box")) -> str:
     md = open(os.path.join(HERE, "results", name, "results.md")).read()
     command = re.search(r"- command: `([^`]*)`", md)
     folder = f"benchmarks/results/{name}"
+    goals = os.path.exists(os.path.join(HERE, "results", name, "goals.md"))
     parts = [f"## `{name}`\n\nFrom [`{folder}/results.md`]({LINK}{folder}/results.md)"
-             + f" (goals: [`goals.md`]({LINK}{folder}/goals.md))"
+             + (f" (goals: [`goals.md`]({LINK}{folder}/goals.md))" if goals else "")
              + (f", made by\n\n```\n{command.group(1)}\n```" if command else ".")]
     for tm in threat_models:
         block = re.search(rf"### Threat model: {tm}\n(.*?)(?=\n### |\Z)", md, re.S)

@@ -1,0 +1,62 @@
+"""
+Does the frozen FR help or hurt the adaptive ID? On `fashion_mnist_adaptive`'s cached models (run that first), on
+the benchmark's 500 *validation* images (never the test split; the same images chose the adaptive ID's best epoch
+through ID + FR, which favours that path if anything): clean accuracy and white-box PGD-20 (ART, one random start,
+step 2.5·ε/20) at 8/255 and 16/255 through adaptive ID + FR (the `idfr_adaptive` defence, what the adaptive ID was
+trained through) and through the adaptive ID alone. One JSON line to benchmarks/results/tune_adaptive/fr_check.jsonl.
+
+    python benchmarks/adaptive_fr_check.py
+"""
+import json
+import os
+import platform
+import sys
+
+import numpy as np
+import torch
+from art.attacks.evasion import ProjectedGradientDescent
+
+from _run import ROOT
+from fashion_mnist_adaptive import ARGS
+
+RUN = os.path.join(ROOT, "runs", "fashion_mnist_adaptive")
+
+
+def pgd_accuracy(classifier, x, y, eps, steps=20):
+    np.random.seed(0)
+    attack = ProjectedGradientDescent(classifier, eps=eps, eps_step=2.5 * eps / steps, max_iter=steps,
+                                      num_random_init=1, batch_size=250, verbose=False)
+    x_adv = attack.generate(x, y=np.eye(classifier.nb_classes, dtype=np.float32)[y])
+    return round(float((classifier.predict(x_adv).argmax(1) == y).mean() * 100), 1)
+
+
+def main() -> int:
+    from art_idfr import FeatureRestorer, IDFRDenoiser, defend
+    from art_idfr.experiments.cli import _config, build_parser
+    from art_idfr.experiments.evaluation.defences import wrap_model
+    from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network
+
+    limit_threads(2)
+    cfg = _config(build_parser().parse_args(["demo", *ARGS, "--out", RUN]))
+    data = prepare_data(cfg, verbose=False)
+    model, _ = train_network(cfg, data, os.path.join(RUN, "target"), role="target", verbose=False)  # cached
+    target = wrap_model(model, data.input_shape, data.num_classes, "cpu")
+    den = IDFRDenoiser.load(os.path.join(RUN, "idfr", "adaptive", "denoiser.pt"), device_type="cpu")
+    fr = FeatureRestorer.load(os.path.join(RUN, "idfr", "restorer.pt"), device_type="cpu")
+    x, y = data.x_val[:500], data.y_val[:500]
+    row = {}
+    for name, clf in (("adaptive ID + FR", defend(target, den, fr)), ("adaptive ID alone", defend(target, den))):
+        row[name] = {"clean": round(float((clf.predict(x).argmax(1) == y).mean() * 100), 1),
+                     **{f"PGD-20 {e}/255": pgd_accuracy(clf, x, y, e / 255) for e in (8, 16)}}
+        print(name, row[name], flush=True)
+    row |= {"n": len(y), "images": "validation 0-499 (also the best-epoch images)", "seed": 0, "torch": torch.__version__,
+            "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
+            "command": "python benchmarks/adaptive_fr_check.py"}
+    out = os.path.join(ROOT, "benchmarks", "results", "tune_adaptive", "fr_check.jsonl")
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
