@@ -30,8 +30,9 @@ def pgd_accuracy(classifier, x, y, eps, steps=20):
     return round(float((classifier.predict(x_adv).argmax(1) == y).mean() * 100), 1)
 
 
-def main() -> int:
-    from art_idfr import FeatureRestorer, IDFRDenoiser, defend
+def load_models():
+    """fashion_mnist_adaptive's data, bare target, adaptive ID and FR (all cached by that benchmark)."""
+    from art_idfr import FeatureRestorer, IDFRDenoiser
     from art_idfr.experiments.cli import _config, build_parser
     from art_idfr.experiments.evaluation.defences import wrap_model
     from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network
@@ -43,13 +44,20 @@ def main() -> int:
     target = wrap_model(model, data.input_shape, data.num_classes, "cpu")
     den = IDFRDenoiser.load(os.path.join(RUN, "idfr", "adaptive", "denoiser.pt"), device_type="cpu")
     fr = FeatureRestorer.load(os.path.join(RUN, "idfr", "restorer.pt"), device_type="cpu")
+    return cfg, data, target, den, fr
+
+
+def main() -> int:
+    from art_idfr import defend
+
+    cfg, data, target, den, fr = load_models()
     x, y = data.x_val[:500], data.y_val[:500]
     row = {}
     for name, clf in (("adaptive ID + FR", defend(target, den, fr)), ("adaptive ID alone", defend(target, den))):
         row[name] = {"clean": round(float((clf.predict(x).argmax(1) == y).mean() * 100), 1),
                      **{f"PGD-20 {e}/255": pgd_accuracy(clf, x, y, e / 255) for e in (8, 16)}}
         print(name, row[name], flush=True)
-    row |= {"n": len(y), "images": "validation 0-499 (also the best-epoch images)", "seed": 0, "torch": torch.__version__,
+    row |= {"dataset": cfg.dataset, "n": len(y), "images": "validation 0-499 (also the best-epoch images)", "seed": 0, "torch": torch.__version__,
             "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
             "command": "python benchmarks/adaptive_fr_check.py"}
     out = os.path.join(ROOT, "benchmarks", "results", "tune_adaptive", "fr_check.jsonl")
