@@ -17,10 +17,14 @@ import sys
 
 from _run import run
 
-ARGS = [
+#: target, surrogate and Fast AT (shared with cifar10_adaptive.py, which trains the same models)
+MODEL_ARGS = [
     "--preset", "cpu", "--dataset", "cifar10_jpeg", "--seed", "0", "--threads", "2",
     "--model", "resnet18_cifar", "--width", "0.25", "--target-epochs", "4",
     "--surrogate-model", "small_cnn", "--surrogate-width", "1.0", "--surrogate-epochs", "3",
+    "--fast-at-epochs", "2",
+]
+ARGS = MODEL_ARGS + [
     "--id-width", "0.5", "--fr-epochs", "10", "--fit-n", "3000", "--id-identity-weight", "10",
     "--idfr-eps", "4/255,8/255,16/255",
     # random crop + flip of the ID's training batches, 8 epochs instead of 4: +5 to +15 points in every validation
@@ -31,7 +35,7 @@ ARGS = [
     # (benchmarks/results/tune_cifar10_jpeg/tune.md); the black-box surrogate (small CNN) is never an AE source
     "--idfr-source-model", "vgg16_bn_cifar,resnet18_cifar", "--idfr-source-width", "0.25",
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "1000", "--eval-n", "1000",
-    "--whitebox-n", "100", "--query-n", "50", "--query-iter", "50", "--fast-at-epochs", "2",
+    "--whitebox-n", "100", "--query-n", "50", "--query-iter", "50",
     # TotalVarMin is left out here: ~2 min per 1,000 3x32x32 images per cell on one core (see results/speed)
     "--defences", "none,id,idfr,idfr_adaptive,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at",
     # issue 15 (not yet run on this benchmark: see NOTES): AutoAttack as a table attack, the adaptive ID+FR at 8/255

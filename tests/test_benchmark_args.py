@@ -20,7 +20,7 @@ def _demo_args(module: str):
     return mod.ARGS
 
 
-@pytest.mark.parametrize("module", ["fashion_mnist_cpu", "fashion_mnist_adaptive", "cifar10_cpu", "cifar10_paper"])
+@pytest.mark.parametrize("module", ["fashion_mnist_cpu", "fashion_mnist_adaptive", "cifar10_cpu", "cifar10_adaptive", "cifar10_paper"])
 def test_benchmark_flags_build_a_config(module):
     args = build_parser().parse_args(["demo", *_demo_args(module), "--out", "unused"])
     cfg = _config(args)
