@@ -1,6 +1,6 @@
 """
-The ID networks: the paper's Table 6 U-Net (:class:`UNetDenoiser`), a lighter variant for large inputs
-(:class:`LightUNetDenoiser`, not in the paper), both outputting a residual ``x* = x + r(x)``; :func:`make_unet` builds
+The ID networks: the paper's Table 6 U-Net (:class:`UNetDenoiser`), two lighter variants for large inputs
+(:class:`LightUNetDenoiser`, :class:`SlimUNetDenoiser`, not in the paper), all outputting a residual ``x* = x + r(x)``; :func:`make_unet` builds
 one by name and :func:`conv_macs` counts the multiply-accumulates of any network.
 
 | Paper: "Adversarial Defense via Input Denoising and Feature Restoring" (IDFR), Sec. 3.2, Table 6.
@@ -161,7 +161,7 @@ ARCHITECTURES = {"table6": UNetDenoiser, "light": LightUNetDenoiser, "slim": Sli
 def make_unet(architecture: str, channels: int, width: float = 1.0, residual_head: str = "linear") -> nn.Module:
     """
     The ID network named ``architecture`` (:data:`art_idfr._names.ID_ARCHITECTURES`): ``"table6"`` =
-    :class:`UNetDenoiser` (the paper), ``"light"`` = :class:`LightUNetDenoiser`.
+    :class:`UNetDenoiser` (the paper), ``"light"`` = :class:`LightUNetDenoiser`, ``"slim"`` = :class:`SlimUNetDenoiser`.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ID_ARCHITECTURES}, got {architecture!r}.")

@@ -1,10 +1,11 @@
 """
 A second evaluator, not ours: torchattacks' APGD (CE and DLR losses, 100 steps, 1 restart) on the adaptive ID+FR of
-`fashion_mnist_adaptive` exported as a plain ``nn.Module`` (``art_idfr.as_module``), at 8/255 and 16/255 on test images
-0-199, against ART's AutoAttack 75 / 56 % in that benchmark (n = 100). Only this cross-check reads the test split;
-nothing is tuned on it. One JSON line to benchmarks/results/fashion_mnist_adaptive/torchattacks.jsonl.
+an adaptive benchmark exported as a plain ``nn.Module`` (``art_idfr.as_module``), at 8/255 and 16/255 on test images
+0-199, beside ART's AutoAttack in that benchmark (n = 100). Only this cross-check reads the test split; nothing is
+tuned on it. One JSON line to benchmarks/results/<benchmark>/torchattacks.jsonl.
 
-    python benchmarks/adaptive_torchattacks.py     # after fashion_mnist_adaptive.py
+    python benchmarks/adaptive_torchattacks.py                 # after fashion_mnist_adaptive.py
+    python benchmarks/adaptive_torchattacks.py cifar10_adaptive   # after cifar10_adaptive.py
 """
 import json
 import os
@@ -31,10 +32,10 @@ def apgd_accuracy(module, x, y, eps):
     return round(float(robust.float().mean() * 100), 1)
 
 
-def main() -> int:
+def main(benchmark: str = "fashion_mnist_adaptive") -> int:
     from art_idfr import as_module, defend
 
-    cfg, data, target, den, fr = load_models()
+    cfg, data, target, den, fr = load_models(benchmark)
     module = as_module(defend(target, den, fr))
     x, y = torch.as_tensor(data.x_test[:200]), torch.as_tensor(np.asarray(data.y_test[:200]), dtype=torch.long)
     with torch.no_grad():
@@ -47,11 +48,11 @@ def main() -> int:
     row |= {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
             "torchattacks": torchattacks.__version__,
             "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
-            "command": "python benchmarks/adaptive_torchattacks.py"}
-    with open(os.path.join(ROOT, "benchmarks", "results", "fashion_mnist_adaptive", "torchattacks.jsonl"), "a") as f:
+            "command": " ".join(["python benchmarks/adaptive_torchattacks.py", *sys.argv[1:]])}
+    with open(os.path.join(ROOT, "benchmarks", "results", benchmark, "torchattacks.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:2]))
