@@ -1,7 +1,8 @@
 """
 The ID networks: the paper's Table 6 U-Net (:class:`UNetDenoiser`), two lighter variants for large inputs
-(:class:`LightUNetDenoiser`, :class:`SlimUNetDenoiser`, not in the paper), all outputting a residual ``x* = x + r(x)``; :func:`make_unet` builds
-one by name and :func:`conv_macs` counts the multiply-accumulates of any network.
+(:class:`LightUNetDenoiser`, :class:`SlimUNetDenoiser`, not in the paper), all outputting a residual
+``x* = x + r(x)``; :func:`make_unet` builds one by name and :func:`conv_macs` counts the multiply-accumulates of any
+network.
 
 | Paper: "Adversarial Defense via Input Denoising and Feature Restoring" (IDFR), Sec. 3.2, Table 6.
 """
