@@ -59,3 +59,22 @@ def run(name: str, demo_args: list[str]) -> int:
                 shutil.copy2(src, os.path.join(out_dir, f))
         print(f"reports copied to {os.path.relpath(out_dir, ROOT)}")
     return status
+
+
+def cached_setup(name: str, flags=()):
+    """
+    For a script that reuses what `benchmarks/<name>.py` cached in runs/<name>: the parsed `art-idfr demo` arguments
+    (the benchmark's ARGS, then ``flags``), the resolved config, the data, the cached target model and the run folder.
+    """
+    import importlib
+
+    from art_idfr.experiments.cli import _config, build_parser
+    from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network
+
+    run_dir = os.path.join(ROOT, "runs", name)
+    parsed = build_parser().parse_args(["demo", *importlib.import_module(name).ARGS, *flags, "--out", run_dir])
+    limit_threads(parsed.threads or 2)
+    cfg = _config(parsed)
+    data = prepare_data(cfg, verbose=False)
+    model, _ = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)  # cached
+    return parsed, cfg.resolved(data.input_shape[0]), data, model, run_dir

@@ -7,7 +7,6 @@ trained through) and through the adaptive ID alone. One JSON line to benchmarks/
 
     python benchmarks/adaptive_fr_check.py
 """
-import importlib
 import json
 import os
 import platform
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from art.attacks.evasion import ProjectedGradientDescent
 
-from _run import ROOT
+from _run import ROOT, cached_setup
 
 
 def pgd_accuracy(classifier, x, y, eps, steps=20):
@@ -31,18 +30,12 @@ def pgd_accuracy(classifier, x, y, eps, steps=20):
 def load_models(benchmark: str = "fashion_mnist_adaptive"):
     """The data, bare target, adaptive ID and FR that ``benchmarks/<benchmark>.py`` cached in runs/<benchmark>."""
     from art_idfr import FeatureRestorer, IDFRDenoiser
-    from art_idfr.experiments.cli import _config, build_parser
     from art_idfr.experiments.evaluation.defences import wrap_model
-    from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network
 
-    limit_threads(2)
     run = os.path.join(ROOT, "runs", benchmark)
     if not os.path.exists(os.path.join(run, "idfr", "adaptive", "denoiser.pt")):
         raise FileNotFoundError(f"no adaptive ID in {run}: run `python benchmarks/{benchmark}.py` first.")
-    args = importlib.import_module(benchmark).ARGS
-    cfg = _config(build_parser().parse_args(["demo", *args, "--out", run]))
-    data = prepare_data(cfg, verbose=False)
-    model, _ = train_network(cfg, data, os.path.join(run, "target"), role="target", verbose=False)  # cached
+    _, cfg, data, model, _ = cached_setup(benchmark)
     target = wrap_model(model, data.input_shape, data.num_classes, "cpu")
     den = IDFRDenoiser.load(os.path.join(run, "idfr", "adaptive", "denoiser.pt"), device_type="cpu")
     fr = FeatureRestorer.load(os.path.join(run, "idfr", "restorer.pt"), device_type="cpu")

@@ -10,7 +10,6 @@ Needs the benchmark's target and Algorithm-1 ID + FR in runs/<benchmark>/ (run t
 "IDFR fitted", first). Nothing is saved but the JSON line.
 """
 import argparse
-import importlib
 import json
 import os
 import platform
@@ -19,27 +18,18 @@ import time
 
 import torch
 
-from _run import ROOT
+from _run import ROOT, cached_setup
 
 
 def main(argv) -> int:
-    from art_idfr.experiments.cli import _config, build_parser
-    from art_idfr.experiments.evaluation.pipeline import (fit_adaptive, limit_threads, load_idfr, prepare_data,
-                                                          train_network)
+    from art_idfr.experiments.evaluation.pipeline import fit_adaptive, load_idfr
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("benchmark")
     p.add_argument("--name", required=True)
     a, flags = p.parse_known_args(argv)
-    run = os.path.join(ROOT, "runs", a.benchmark)
-    args = importlib.import_module(a.benchmark).ARGS
-    parsed = build_parser().parse_args(["demo", *args, *flags, "--out", run])
-    cfg = _config(parsed)
-    limit_threads(parsed.threads)
-    data = prepare_data(cfg, verbose=False)
-    cfg = cfg.resolved(data.input_shape[0])
-    model, _ = train_network(cfg, data, os.path.join(run, "target"), role="target", verbose=False)  # cached
-    den, fr = load_idfr(os.path.join(run, "idfr"), device_type="cpu")
+    parsed, cfg, data, model, run = cached_setup(a.benchmark, flags)
+    den, fr, _ = load_idfr(os.path.join(run, "idfr"), device_type="cpu")
     t0 = time.perf_counter()
     _, _, meta = fit_adaptive(cfg, data, model, den, fr, out_dir=None, verbose=sys.stderr.isatty())
     row = {"name": a.name, "benchmark": a.benchmark, "flags": flags, "history": meta["history"],
