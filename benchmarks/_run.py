@@ -1,7 +1,8 @@
 """
 Shared runner of the dataset benchmarks: run `art-idfr demo` with the benchmark's settings into `runs/<name>`
 (models and checkpoints, git-ignored), print everything, and copy the report files it wrote (results.json, .csv, .md,
-accuracy_vs_eps.png) plus the complete console log into the committed folder `benchmarks/results/<name>/`.
+accuracy_vs_eps.png) plus the complete console log and, when there is one, the adaptive fit's record
+(adaptive_fit.json) into the committed folder `benchmarks/results/<name>/`.
 The report files are exactly what the command wrote; nothing is edited afterwards.
 """
 from __future__ import annotations
@@ -17,6 +18,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REPORT_FILES = ("results.json", "results.csv", "results.md", "accuracy_vs_eps.png")
+#: the adaptive fit's record (settings, per-epoch validation history, fit time), published beside the reports; the
+#: command that produced it is the first line of the console.log copied with it
+ADAPTIVE_FIT = (os.path.join("idfr", "adaptive", "adaptive.json"), "adaptive_fit.json")
 
 
 class _Tee(io.TextIOBase):
@@ -53,10 +57,9 @@ def run(name: str, demo_args: list[str]) -> int:
         print(f"wall time {time.perf_counter() - start:.0f} s, exit status {status}")
     if status == 0:
         os.makedirs(out_dir, exist_ok=True)
-        for f in REPORT_FILES + ("console.log",):
-            src = os.path.join(run_dir, f)
-            if os.path.exists(src):
-                shutil.copy2(src, os.path.join(out_dir, f))
+        for src, dst in [(f, f) for f in REPORT_FILES + ("console.log",)] + [ADAPTIVE_FIT]:
+            if os.path.exists(os.path.join(run_dir, src)):
+                shutil.copy2(os.path.join(run_dir, src), os.path.join(out_dir, dst))
         print(f"reports copied to {os.path.relpath(out_dir, ROOT)}")
     return status
 
@@ -64,7 +67,8 @@ def run(name: str, demo_args: list[str]) -> int:
 def cached_setup(name: str, flags=()):
     """
     For a script that reuses what `benchmarks/<name>.py` cached in runs/<name>: the parsed `art-idfr demo` arguments
-    (the benchmark's ARGS, then ``flags``), the resolved config, the data, the cached target model and the run folder.
+    (the benchmark's ARGS, then ``flags``), the resolved config, the data, the target model, its metadata and the run
+    folder. The target is trained as the benchmark trains it when runs/<name> has none yet.
     """
     import importlib
 
@@ -76,5 +80,5 @@ def cached_setup(name: str, flags=()):
     limit_threads(parsed.threads or 2)
     cfg = _config(parsed)
     data = prepare_data(cfg, verbose=False)
-    model, _ = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)  # cached
-    return parsed, cfg.resolved(data.input_shape[0]), data, model, run_dir
+    model, meta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)  # cached
+    return parsed, cfg.resolved(data.input_shape[0]), data, model, meta, run_dir

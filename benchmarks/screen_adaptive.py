@@ -6,8 +6,9 @@ defence, validation images 0-499) appended as one JSON line to benchmarks/result
 
     python benchmarks/screen_adaptive.py cifar10_adaptive --name lr1e-4 --adaptive-learning-rate 1e-4 --threads 1
 
-Needs the benchmark's target and Algorithm-1 ID + FR in runs/<benchmark>/ (run the benchmark, or let it get past
-"IDFR fitted", first). Nothing is saved but the JSON line.
+Reuses the benchmark's target and Algorithm-1 ID + FR from runs/<benchmark>/; the first screen on a fresh checkout
+trains and fits them there as the benchmark does (same settings, so the benchmark reuses them too). Nothing else is
+saved but the JSON line.
 """
 import argparse
 import json
@@ -22,14 +23,14 @@ from _run import ROOT, cached_setup
 
 
 def main(argv) -> int:
-    from art_idfr.experiments.evaluation.pipeline import fit_adaptive, load_idfr
+    from art_idfr.experiments.evaluation.pipeline import fit_adaptive, fit_idfr
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("benchmark")
     p.add_argument("--name", required=True)
     a, flags = p.parse_known_args(argv)
-    parsed, cfg, data, model, run = cached_setup(a.benchmark, flags)
-    den, fr, _ = load_idfr(os.path.join(run, "idfr"), device_type="cpu")
+    parsed, cfg, data, model, target_meta, run = cached_setup(a.benchmark, flags)
+    den, fr, _ = fit_idfr(cfg, data, model, os.path.join(run, "idfr"), target_meta=target_meta, verbose=False)
     t0 = time.perf_counter()
     _, _, meta = fit_adaptive(cfg, data, model, den, fr, out_dir=None, verbose=sys.stderr.isatty())
     row = {"name": a.name, "benchmark": a.benchmark, "flags": flags, "history": meta["history"],
