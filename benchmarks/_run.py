@@ -14,6 +14,7 @@ import shlex
 import shutil
 import sys
 import time
+from typing import Any, NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -21,6 +22,19 @@ REPORT_FILES = ("results.json", "results.csv", "results.md", "accuracy_vs_eps.pn
 #: the adaptive fit's record (settings, per-epoch validation history, fit time), published beside the reports; the
 #: command that produced it is the first line of the console.log copied with it
 ADAPTIVE_FIT = (os.path.join("idfr", "adaptive", "adaptive.json"), "adaptive_fit.json")
+#: (file in runs/<name>, name in benchmarks/results/<name>) of everything published
+PUBLISHED = tuple((f, f) for f in REPORT_FILES + ("console.log",)) + (ADAPTIVE_FIT,)
+
+
+class CachedSetup(NamedTuple):
+    """What :func:`cached_setup` returns."""
+
+    parsed: Any  # the parsed `art-idfr demo` arguments
+    cfg: Any  # the resolved EvalConfig
+    data: Any
+    model: Any  # the target network
+    target_meta: dict
+    run_dir: str
 
 
 class _Tee(io.TextIOBase):
@@ -57,14 +71,14 @@ def run(name: str, demo_args: list[str]) -> int:
         print(f"wall time {time.perf_counter() - start:.0f} s, exit status {status}")
     if status == 0:
         os.makedirs(out_dir, exist_ok=True)
-        for src, dst in [(f, f) for f in REPORT_FILES + ("console.log",)] + [ADAPTIVE_FIT]:
+        for src, dst in PUBLISHED:
             if os.path.exists(os.path.join(run_dir, src)):
                 shutil.copy2(os.path.join(run_dir, src), os.path.join(out_dir, dst))
         print(f"reports copied to {os.path.relpath(out_dir, ROOT)}")
     return status
 
 
-def cached_setup(name: str, flags=()):
+def cached_setup(name: str, flags=()) -> CachedSetup:
     """
     For a script that reuses what `benchmarks/<name>.py` cached in runs/<name>: the parsed `art-idfr demo` arguments
     (the benchmark's ARGS, then ``flags``), the resolved config, the data, the target model, its metadata and the run
@@ -81,4 +95,4 @@ def cached_setup(name: str, flags=()):
     cfg = _config(parsed)
     data = prepare_data(cfg, verbose=False)
     model, meta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)  # cached
-    return parsed, cfg.resolved(data.input_shape[0]), data, model, meta, run_dir
+    return CachedSetup(parsed, cfg.resolved(data.input_shape[0]), data, model, meta, run_dir)

@@ -35,7 +35,8 @@ def load_models(benchmark: str = "fashion_mnist_adaptive"):
     run = os.path.join(ROOT, "runs", benchmark)
     if not os.path.exists(os.path.join(run, "idfr", "adaptive", "denoiser.pt")):
         raise FileNotFoundError(f"no adaptive ID in {run}: run `python benchmarks/{benchmark}.py` first.")
-    _, cfg, data, model, _, _ = cached_setup(benchmark)
+    setup = cached_setup(benchmark)
+    cfg, data, model = setup.cfg, setup.data, setup.model
     target = wrap_model(model, data.input_shape, data.num_classes, "cpu")
     den = IDFRDenoiser.load(os.path.join(run, "idfr", "adaptive", "denoiser.pt"), device_type="cpu")
     fr = FeatureRestorer.load(os.path.join(run, "idfr", "restorer.pt"), device_type="cpu")

@@ -29,7 +29,7 @@ def main(argv) -> int:
     p.add_argument("benchmark")
     p.add_argument("--name", required=True)
     a, flags = p.parse_known_args(argv)
-    parsed, cfg, data, model, target_meta, run = cached_setup(a.benchmark, flags)
+    parsed, cfg, data, model, target_meta, run = cached_setup(a.benchmark, flags)  # a CachedSetup
     den, fr, _ = fit_idfr(cfg, data, model, os.path.join(run, "idfr"), target_meta=target_meta, verbose=False)
     t0 = time.perf_counter()
     _, _, meta = fit_adaptive(cfg, data, model, den, fr, out_dir=None, verbose=sys.stderr.isatty())
