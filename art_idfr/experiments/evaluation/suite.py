@@ -561,13 +561,27 @@ def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sa
     The three checks run with every evaluation. Returns ``{"passed", "checks", "warnings"}``; each check has a
     ``status`` (PASS / FAIL / SKIPPED), a description and its numbers.
     """
+    warnings: List[str] = []
+    x_wb, oh_wb = x_eval[wb_idx], onehot[wb_idx]
+    checks: Dict[str, Any] = {
+        "undefended_whitebox_large_eps": _check_large_eps(cfg, target, x_wb, y_eval[wb_idx], oh_wb, warnings),
+        "defended_gradient": _check_gradients(defended, x_wb, oh_wb, warnings),
+    }
+    # 3. white-box accuracy must not exceed the black-box accuracy on the same images (each violation flagged;
+    #    FAIL only where the excess is beyond sampling noise, by a paired sign test on the images the two disagree
+    #    on); the same comparison against gray-box is reported as warnings only (single-step FGSM is not monotone)
+    labels = {k: (d.label, d.gradient) for k, d in defended.items()}
+    for other, name, failing in (("black-box", "whitebox_not_above_blackbox", True),
+                                 ("gray-box", "whitebox_not_above_graybox", False)):
+        checks[name], flags = compare_whitebox(per_sample, wb_idx, other, labels, failing=failing)
+        warnings.extend(flags)
+    return {"passed": all(c["status"] != "FAIL" for c in checks.values()), "checks": checks, "warnings": warnings}
+
+
+def _check_large_eps(cfg, target, x_wb, y_wb, oh_wb, warnings: List[str]) -> Dict[str, Any]:
+    """Check 1: undefended white-box BIM at a very large eps must drive the accuracy to ~0."""
     from art_idfr.experiments.attacks import make_attack
 
-    checks: Dict[str, Any] = {}
-    warnings: List[str] = []
-    x_wb, y_wb, oh_wb = x_eval[wb_idx], y_eval[wb_idx], onehot[wb_idx]
-
-    # 1. undefended white-box BIM at a very large eps must drive the accuracy to ~0
     iters = max(cfg.attack_iter, 20)
     step = max(cfg.eps_step, cfg.sanity_eps / 8)
     seed = _cell_seed(cfg.seed, "sanity", "bim", cfg.sanity_eps)
@@ -578,17 +592,19 @@ def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sa
         x_adv = sharding.generate(atk, x_wb[part], oh_wb[part])
     acc = float(sharding.gather_hits(sharding.predicted_hits(target, x_adv, y_wb[part], cfg.attack_batch_size)).mean())
     ok = acc < 0.05
-    checks["undefended_whitebox_large_eps"] = {
+    if not ok:
+        warnings.append(f"sanity check failed: undefended white-box BIM eps={cfg.sanity_eps:g} leaves "
+                        f"{100 * acc:.1f}% accuracy (expected < 5%).")
+    return {
         "description": f"white-box BIM at eps={eps_label(cfg.sanity_eps)} ({iters} steps of {step:.4g}) on the "
                        "undefended target must reach accuracy < 5% (otherwise the attack or the gradients are broken)",
         "attack": "bim", "eps": cfg.sanity_eps, "n": int(len(y_wb)), "accuracy": acc, "threshold": 0.05,
         "status": "PASS" if ok else "FAIL",
     }
-    if not ok:
-        warnings.append(f"sanity check failed: undefended white-box BIM eps={cfg.sanity_eps:g} leaves "
-                        f"{100 * acc:.1f}% accuracy (expected < 5%).")
 
-    # 2. the loss gradient through the defended ID / ID+FR classifier must be finite and non-zero
+
+def _check_gradients(defended, x_wb, oh_wb, warnings: List[str]) -> Dict[str, Any]:
+    """Check 2: the loss gradient through each defended ID / ID+FR classifier must be finite and non-zero."""
     grads: Dict[str, Any] = {}
     for key in ("idfr", "id", "idfr_adaptive"):
         if key not in defended:
@@ -604,21 +620,10 @@ def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sa
         if grads[key]["status"] == "FAIL":
             warnings.append(f"sanity check failed: loss gradient through {defended[key].label} is "
                             f"{'not finite' if not finite else 'zero for some samples'}.")
-    checks["defended_gradient"] = {
+    return {
         "description": "loss_gradient of the defended ID+FR (and ID) classifier on white-box images: finite and "
                        "non-zero for every sample (no gradient masking by construction)",
         "status": ("SKIPPED" if not grads else "PASS" if all(v["status"] == "PASS" for v in grads.values())
                    else "FAIL"),
         "per_defence": grads,
     }
-
-    # 3. white-box accuracy must not exceed the black-box accuracy on the same images (each violation flagged;
-    #    FAIL only where the excess is beyond sampling noise, by a paired sign test on the images the two disagree
-    #    on); the same comparison against gray-box is reported as warnings only (single-step FGSM is not monotone)
-    for other, name, failing in (("black-box", "whitebox_not_above_blackbox", True),
-                                 ("gray-box", "whitebox_not_above_graybox", False)):
-        labels = {k: (d.label, d.gradient) for k, d in defended.items()}
-        check, flags = compare_whitebox(per_sample, wb_idx, other, labels, failing=failing)
-        checks[name] = check
-        warnings.extend(flags)
-    return {"passed": all(c["status"] != "FAIL" for c in checks.values()), "checks": checks, "warnings": warnings}
