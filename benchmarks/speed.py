@@ -172,7 +172,7 @@ def id_compute(den, xt: torch.Tensor, gmacs: float, reps: int) -> dict:
     return row
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=512, help="images per predict timing")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -188,104 +188,106 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch + BLAS threads (default: torch's)")
     parser.add_argument("--out-dir", default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    load_start = os.getloadavg()
-    if args.threads:
-        from art_idfr.experiments.evaluation.pipeline import limit_threads
+    return parser.parse_args(argv)
 
-        limit_threads(args.threads)
 
-    import art
-    from art.attacks.evasion import CarliniLInfMethod, FastGradientMethod
+def load_images(args):
+    """``(x, x_train, y_train, description)``: CIFAR-10 JPEG when the tarball is there, uniform noise otherwise."""
+    from art_idfr.experiments.data import DEFAULT_CIFAR10_JPEG, load_dataset
+
+    if os.path.exists(DEFAULT_CIFAR10_JPEG):
+        ds = load_dataset("cifar10_jpeg", test_size=args.n, train_size=args.train_n, seed=args.seed)
+        return ds.x_test, ds.x_train, ds.y_train, "CIFAR-10 (JPEG q75 copy)"
+    rng = np.random.default_rng(args.seed)  # pragma: no cover - users without the tarball
+    x = rng.random((args.n, 3, 32, 32), dtype=np.float32)
+    x_train, y_train = rng.random((args.train_n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, args.train_n)
+    return x, x_train, y_train, "uniform random 3x32x32 images"
+
+
+def fitted_untrained(module):
+    """Mark an untrained ID / FR as fitted: throughput does not depend on weight values."""
+    module._is_fitted = True
+    return module
+
+
+def predict_variants(args, model, device_type: str, dens: dict, fr) -> list:
+    """``(name, classifier, images)``: the undefended ResNet-18, + each ID, + ID+FR and ART's preprocessors."""
     from art.defences.preprocessor import FeatureSqueezing, JpegCompression, SpatialSmoothing
     from art.estimators.classification import PyTorchClassifier
 
-    from art_idfr import FeatureRestorer, IDFRDenoiser, defend
-    from art_idfr.experiments.attacks import CarliniWagnerLInfPGD
-    from art_idfr.experiments.data import DEFAULT_CIFAR10_JPEG, load_dataset
+    from art_idfr import defend
     from art_idfr.experiments.evaluation.config import EvalConfig
     from art_idfr.experiments.evaluation.defences import ChannelsFirstTotalVarMin
-    from art_idfr.experiments.models import make_model
-
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device)
-    device_type = "gpu" if device.type == "cuda" else "cpu"
-    if os.path.exists(DEFAULT_CIFAR10_JPEG):
-        ds = load_dataset("cifar10_jpeg", test_size=args.n, train_size=args.train_n, seed=args.seed)
-        x, x_train, y_train, data_desc = ds.x_test, ds.x_train, ds.y_train, "CIFAR-10 (JPEG q75 copy)"
-    else:  # pragma: no cover - users without the tarball
-        rng = np.random.default_rng(args.seed)
-        x = rng.random((args.n, 3, 32, 32), dtype=np.float32)
-        x_train, y_train = rng.random((args.train_n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, args.train_n)
-        data_desc = "uniform random 3x32x32 images"
-
-    model = make_model("resnet18_cifar", num_classes=10, input_shape=(3, 32, 32)).to(device).eval()
 
     def classifier(defences=None):
         return PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
                                  clip_values=(0.0, 1.0), preprocessing_defences=defences, device_type=device_type)
 
     target = classifier()
-    den = IDFRDenoiser((3, 32, 32), device_type=device_type, batch_size=args.batch_size)
-    den._is_fitted = True  # untrained weights: timing only
-    den_light = IDFRDenoiser((3, 32, 32), device_type=device_type, batch_size=args.batch_size, architecture="light")
-    den_light._is_fitted = True
-    den_slim = IDFRDenoiser((3, 32, 32), device_type=device_type, batch_size=args.batch_size, architecture="slim")
-    den_slim._is_fitted = True
-    fr = FeatureRestorer(embedding_dim=512, device_type=device_type)
-    fr._is_fitted = True
     cfg = EvalConfig()  # the baselines' settings of the accuracy tables
     tvm = ChannelsFirstTotalVarMin(prob=cfg.tvm_prob, lamb=cfg.tvm_lamb, max_iter=cfg.tvm_max_iter, clip_values=(0.0, 1.0),
                                    channels_first=True, verbose=False)
-    rows = []
-    variants = [
+    return [
         ("none (ResNet-18)", target, args.n),
-        ("ID", defend(target, den), args.n),
-        ("ID+FR", defend(target, den, fr), args.n),
-        ("ID (light)", defend(target, den_light), args.n),
-        ("ID (slim)", defend(target, den_slim), args.n),
+        ("ID", defend(target, dens["table6"]), args.n),
+        ("ID+FR", defend(target, dens["table6"], fr), args.n),
+        ("ID (light)", defend(target, dens["light"]), args.n),
+        ("ID (slim)", defend(target, dens["slim"]), args.n),
         ("FeatureSqueezing (5 bit)", classifier([FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=5)]), args.n),
         ("JpegCompression (q=75)", classifier([JpegCompression(clip_values=(0.0, 1.0), quality=75)]), args.n),
         ("SpatialSmoothing (3x3)", classifier([SpatialSmoothing(window_size=3)]), args.n),
         ("TotalVarMin (as evaluated)", classifier([tvm]), args.tvm_n),
     ]
-    # round-robin timing (every variant once per round, best round kept) so that load from other processes on the
-    # machine hits all variants alike instead of whichever happened to run during a busy spell
+
+
+def predict_table(variants, x, batch_size: int, reps: int) -> list:
+    """Round-robin timing (every variant once per round, best round kept), so that load from other processes on the
+    machine hits all variants alike instead of whichever happened to run during a busy spell."""
     best = {name: float("inf") for name, _, _ in variants}
-    for clf_name, clf, n in variants:  # warm-up
-        clf.predict(x[:n], batch_size=args.batch_size)
-    for _ in range(args.reps):
+    for _, clf, n in variants:  # warm-up
+        clf.predict(x[:n], batch_size=batch_size)
+    for _ in range(reps):
         for name, clf, n in variants:
             start = time.perf_counter()
-            clf.predict(x[:n], batch_size=args.batch_size)
+            clf.predict(x[:n], batch_size=batch_size)
             best[name] = min(best[name], time.perf_counter() - start)
-    base = variants[0][2] / best[variants[0][0]]
-    for name, clf, n in variants:
+    rows, base = [], variants[0][2] / best[variants[0][0]]
+    for name, _, n in variants:
         ips = n / best[name]
         rows.append({"defence": name, "images": n, "seconds": best[name], "images_per_s": ips,
                      "vs_undefended": ips / base})
         print(f"{name:<28} {ips:9.1f} img/s  ({ips / base:.3f}x undefended)", flush=True)
+    return rows
 
-    # the ID alone against its compute floor (Table 6, then the light ID)
-    xt = torch.as_tensor(x, device=device)
-    gmacs = matmul_gmacs(device)
-    id_row, light_row, slim_row = (id_compute(d, xt, gmacs, args.reps) for d in (den, den_light, den_slim))
 
-    # one ID training epoch (FGSM AEs precomputed, 1 Gaussian round): seconds per 1k training samples
-    fgsm = FastGradientMethod(target, eps=8 / 255)
-    x_adv = fgsm.generate(x_train)
+def id_training_epoch(target, x_train, y_train, device_type: str) -> dict:
+    """One ID training epoch (FGSM AEs precomputed, 1 Gaussian round): seconds per 1k training samples."""
+    from art.attacks.evasion import FastGradientMethod
+
+    from art_idfr import IDFRDenoiser
+
+    x_adv = FastGradientMethod(target, eps=8 / 255).generate(x_train)
     train_den = IDFRDenoiser((3, 32, 32), device_type=device_type, nb_epochs=1, batch_size=128)
     samples = len(x_train) * (2 + train_den.gaussian_rounds)  # AEs + clean + Gaussian copies
     start = time.perf_counter()
     train_den.fit(x_train, y_train, classifier=target, x_adv=x_adv)
     train_s = time.perf_counter() - start
-    epoch_row = {"samples": samples, "seconds": train_s, "seconds_per_1k_samples": 1000 * train_s / samples,
-                 "cifar10_epoch_estimate_s": 50000 * 3 * train_s / samples}
+    row = {"samples": samples, "seconds": train_s, "seconds_per_1k_samples": 1000 * train_s / samples,
+           "cifar10_epoch_estimate_s": 50000 * 3 * train_s / samples}
     print(f"ID training: {1000 * train_s / samples:.2f} s per 1k samples "
-          f"(full CIFAR-10 epoch with 1 attack ~{epoch_row['cifar10_epoch_estimate_s'] / 60:.0f} min)", flush=True)
+          f"(full CIFAR-10 epoch with 1 attack ~{row['cifar10_epoch_estimate_s'] / 60:.0f} min)", flush=True)
+    return row
 
-    # CW-eps vs ART CarliniLInfMethod, 20 iterations, same model and images. ART's attack needs ~1,400 forward and
-    # backward passes per image, which is minutes per image for a ResNet-18 on a CPU: a small CNN is used here
+
+def cw_timing(args, x, device, device_type: str) -> dict:
+    """CW-eps vs ART CarliniLInfMethod, 20 iterations, same model and images. ART's attack needs ~1,400 forward and
+    backward passes per image, which is minutes per image for a ResNet-18 on a CPU: a small CNN is used here."""
+    from art.attacks.evasion import CarliniLInfMethod
+    from art.estimators.classification import PyTorchClassifier
+
+    from art_idfr.experiments.attacks import CarliniWagnerLInfPGD
+    from art_idfr.experiments.models import make_model
+
     cw_model = make_model("small_cnn", num_classes=10, input_shape=(3, 32, 32), width=0.5).to(device).eval()
     cw_target = PyTorchClassifier(cw_model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
                                   clip_values=(0.0, 1.0), device_type=device_type)
@@ -295,11 +297,40 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     cw_art.generate(x[: args.cw_art])
     t_art = (time.perf_counter() - start) / args.cw_art
-    cw_row = {"ours_s_per_image": t_ours, "art_s_per_image": t_art, "speedup": t_art / t_ours,
-              "ours_images": args.cw_ours, "art_images": args.cw_art, "max_iter": 20,
-              "model": "small_cnn (width 0.5), 3x32x32, untrained"}
     print(f"CW: ours {t_ours:.4f} s/img, ART {t_art:.3f} s/img -> {t_art / t_ours:.0f}x", flush=True)
+    return {"ours_s_per_image": t_ours, "art_s_per_image": t_art, "speedup": t_art / t_ours,
+            "ours_images": args.cw_ours, "art_images": args.cw_art, "max_iter": 20,
+            "model": "small_cnn (width 0.5), 3x32x32, untrained"}
 
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    load_start = os.getloadavg()
+    if args.threads:
+        from art_idfr.experiments.evaluation.pipeline import limit_threads
+
+        limit_threads(args.threads)
+
+    import art
+
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+    from art_idfr.experiments.models import make_model
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    device_type = "gpu" if device.type == "cuda" else "cpu"
+    x, x_train, y_train, data_desc = load_images(args)
+    model = make_model("resnet18_cifar", num_classes=10, input_shape=(3, 32, 32)).to(device).eval()
+    dens = {arch: fitted_untrained(IDFRDenoiser((3, 32, 32), device_type=device_type, batch_size=args.batch_size,
+                                                architecture=arch)) for arch in ("table6", "light", "slim")}
+    fr = fitted_untrained(FeatureRestorer(embedding_dim=512, device_type=device_type))
+    variants = predict_variants(args, model, device_type, dens, fr)
+    rows = predict_table(variants, x, args.batch_size, args.reps)
+    xt = torch.as_tensor(x, device=device)  # the ID alone against its compute floor
+    gmacs = matmul_gmacs(device)
+    id_row, light_row, slim_row = (id_compute(dens[a], xt, gmacs, args.reps) for a in ("table6", "light", "slim"))
+    epoch_row = id_training_epoch(variants[0][1], x_train, y_train, device_type)
+    cw_row = cw_timing(args, x, device, device_type)
     peak_32 = peak_rss_mib()  # before the 224x224 section, which builds ResNet-50s in this process
     at_224 = section_224(args, device_type)
     result = {
@@ -315,23 +346,21 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "data": f"{data_desc}, {args.n} test images for predict; {len(x_train)} train images for the epoch timing",
         "weights": "untrained (throughput does not depend on weight values)",
-        "predict": rows,
-        "id_compute": id_row,
-        "id_compute_light": light_row,
-        "id_compute_slim": slim_row,
-        "at_224": at_224,
-        "id_training": epoch_row,
-        "cw": cw_row,
-        "peak_rss_mib": peak_32,
+        "predict": rows, "id_compute": id_row, "id_compute_light": light_row, "id_compute_slim": slim_row,
+        "at_224": at_224, "id_training": epoch_row, "cw": cw_row, "peak_rss_mib": peak_32,
         "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, "speed.json"), "w") as f:
+    write_reports(result, args.out_dir)
+    return result
+
+
+def write_reports(result: dict, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "speed.json"), "w") as f:
         json.dump(result, f, indent=2)
-    with open(os.path.join(args.out_dir, "speed.md"), "w") as f:
+    with open(os.path.join(out_dir, "speed.md"), "w") as f:
         f.write(markdown(result))
     print(markdown(result))
-    return result
 
 
 def markdown(r: dict) -> str:
