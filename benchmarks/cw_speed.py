@@ -80,7 +80,7 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-ours", type=int, default=64, help="images attacked by CarliniWagnerLInfPGD")
     parser.add_argument("--n-art", type=int, default=16, help="images attacked by ART's CarliniLInfMethod")
@@ -95,66 +95,82 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if not 1 <= args.n_art <= args.n_ours:
         parser.error("need 1 <= --n-art <= --n-ours (ART's images are the first --n-art of ours)")
+    return args
 
-    from art import __version__ as art_version
-    from art.attacks.evasion import CarliniLInfMethod
+
+def train_small_cnn(args):
+    """``(dataset, classifier, model record)``: the small CNN trained on MNIST-5k, timed."""
     from art.estimators.classification import PyTorchClassifier
 
-    from art_idfr.experiments.attacks import CarliniWagnerLInfPGD
     from art_idfr.experiments.data import load_dataset
     from art_idfr.experiments.models import accuracy, make_model, train_model
 
-    torch.set_num_threads(args.threads)
-    load_start = list(os.getloadavg())
     ds = load_dataset("mnist5k", seed=args.seed)
     model = make_model("small_cnn", 10, ds.input_shape, width=args.width, seed=args.seed)
     history, train_s = timed(
-        lambda: train_model(
-            model, ds.x_train, ds.y_train, epochs=args.epochs, device="cpu", seed=args.seed, verbose=False
-        )
+        lambda: train_model(model, ds.x_train, ds.y_train, epochs=args.epochs, device="cpu", seed=args.seed,
+                            verbose=False)
     )
-    clean_acc = accuracy(model, ds.x_test, ds.y_test, device="cpu")
-    clf = PyTorchClassifier(
-        model,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=ds.input_shape,
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        device_type="cpu",
-    )
-    x, y = ds.x_test[: args.n_ours], ds.y_test[: args.n_ours]
-    x_art, y_art = x[: args.n_art], y[: args.n_art]
-    counter = ForwardCounter(model)
+    clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=ds.input_shape, nb_classes=10,
+                            clip_values=(0.0, 1.0), device_type="cpu")
+    record = {"name": "small_cnn", "width": args.width, "epochs": args.epochs, "train_seconds": train_s,
+              "clean_test_accuracy": accuracy(model, ds.x_test, ds.y_test, device="cpu"),
+              "train_loss": history["loss"]}
+    return ds, clf, record
 
-    ours = CarliniWagnerLInfPGD(
-        clf, eps=args.eps, eps_step=args.eps_step, max_iter=args.max_iter, batch_size=128, verbose=False
-    )
+
+def attack_summary(clf, x_clean, x_adv, labels) -> dict:
+    pred = clf.predict(x_adv).argmax(1)
+    linf = np.abs(x_adv - x_clean).reshape(len(x_clean), -1).max(1)
+    return {"n_images": int(len(x_clean)), "adv_accuracy": float((pred == labels).mean()),
+            "linf_max": float(linf.max()), "linf_mean": float(linf.mean())}
+
+
+def time_ours(args, clf, counter, x, y, x_art, y_art) -> dict:
+    """CarliniWagnerLInfPGD on all ``--n-ours`` images, then on ART's ``--n-art`` alone, after a warm-up."""
+    from art_idfr.experiments.attacks import CarliniWagnerLInfPGD
+
+    ours = CarliniWagnerLInfPGD(clf, eps=args.eps, eps_step=args.eps_step, max_iter=args.max_iter, batch_size=128,
+                                verbose=False)
     ours.generate(x[:2], y[:2])  # warm-up (first-call overheads)
     counter.reset()
-    x_adv_ours, t_ours = timed(ours.generate, x, y)
-    calls_ours, samples_ours = counter.calls, counter.samples
+    x_adv, t_ours = timed(ours.generate, x, y)
+    calls, samples = counter.calls, counter.samples
     counter.reset()
-    x_adv_ours_same, t_ours_same = timed(ours.generate, x_art, y_art)
+    _, t_same = timed(ours.generate, x_art, y_art)
+    return {"attack": "art_idfr.experiments.attacks.CarliniWagnerLInfPGD",
+            "params": {"eps": args.eps, "eps_step": args.eps_step, "max_iter": args.max_iter, "batch_size": 128},
+            "seconds": t_ours, "seconds_per_image": t_ours / len(x), "forward_calls": calls,
+            "forwarded_samples_per_image": samples / len(x), **attack_summary(clf, x, x_adv, y),
+            "same_images_as_art": {"seconds": t_same, "seconds_per_image": t_same / len(x_art)}}
+
+
+def time_art(args, clf, counter, x_art, y_art) -> dict:
+    """ART's CarliniLInfMethod, one image at a time, on the first ``--n-art`` images."""
+    from art.attacks.evasion import CarliniLInfMethod
 
     art_attack = CarliniLInfMethod(clf, max_iter=args.max_iter, batch_size=1, verbose=False)
     counter.reset()
-    x_adv_art, t_art = timed(art_attack.generate, x_art, y_art)
-    calls_art, samples_art = counter.calls, counter.samples
+    x_adv, t_art = timed(art_attack.generate, x_art, y_art)
+    return {"attack": "art.attacks.evasion.CarliniLInfMethod",
+            "params": {"max_iter": args.max_iter, "batch_size": 1, "other": "ART 1.20 defaults (no eps parameter)"},
+            "seconds": t_art, "seconds_per_image": t_art / len(x_art), "forward_calls": counter.calls,
+            "forwarded_samples_per_image": counter.samples / len(x_art), **attack_summary(clf, x_art, x_adv, y_art)}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from art import __version__ as art_version
+
+    torch.set_num_threads(args.threads)
+    load_start = list(os.getloadavg())
+    ds, clf, model_record = train_small_cnn(args)
+    x, y = ds.x_test[: args.n_ours], ds.y_test[: args.n_ours]
+    x_art, y_art = x[: args.n_art], y[: args.n_art]
+    counter = ForwardCounter(clf.model)
+    ours = time_ours(args, clf, counter, x, y, x_art, y_art)
+    art = time_art(args, clf, counter, x_art, y_art)
     counter.remove()
-
-    def summary(x_clean, x_adv, labels):
-        pred = clf.predict(x_adv).argmax(1)
-        linf = np.abs(x_adv - x_clean).reshape(len(x_clean), -1).max(1)
-        return {
-            "n_images": int(len(x_clean)),
-            "adv_accuracy": float((pred == labels).mean()),
-            "linf_max": float(linf.max()),
-            "linf_mean": float(linf.mean()),
-        }
-
-    per_ours = t_ours / len(x)
-    per_ours_same = t_ours_same / len(x_art)
-    per_art = t_art / len(x_art)
     result = {
         "benchmark": "cw_speed",
         "description": (
@@ -164,69 +180,40 @@ def main(argv=None) -> dict:
         "command": "python " + shlex.join(sys.argv if argv is None else [sys.argv[0], *argv]),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_revision": git_revision(),
-        "device": {
-            "type": "cpu",
-            "cpu_model": cpu_model(),
-            "logical_cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": load_start,
-            "load_average_at_end": list(os.getloadavg()),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "art": art_version,
-            "numpy": np.__version__,
-        },
+        "device": {"type": "cpu", "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
+                   "torch_threads": torch.get_num_threads(), "load_average_at_start": load_start,
+                   "load_average_at_end": list(os.getloadavg())},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "art": art_version,
+                     "numpy": np.__version__},
         "seed": args.seed,
         "config": vars(args),
         "dataset": ds.describe(),
-        "model": {
-            "name": "small_cnn",
-            "width": args.width,
-            "epochs": args.epochs,
-            "train_seconds": train_s,
-            "clean_test_accuracy": clean_acc,
-            "train_loss": history["loss"],
-        },
-        "ours": {
-            "attack": "art_idfr.experiments.attacks.CarliniWagnerLInfPGD",
-            "params": {"eps": args.eps, "eps_step": args.eps_step, "max_iter": args.max_iter, "batch_size": 128},
-            "seconds": t_ours,
-            "seconds_per_image": per_ours,
-            "forward_calls": calls_ours,
-            "forwarded_samples_per_image": samples_ours / len(x),
-            **summary(x, x_adv_ours, y),
-            "same_images_as_art": {"seconds": t_ours_same, "seconds_per_image": per_ours_same},
-        },
-        "art": {
-            "attack": "art.attacks.evasion.CarliniLInfMethod",
-            "params": {"max_iter": args.max_iter, "batch_size": 1, "other": "ART 1.20 defaults (no eps parameter)"},
-            "seconds": t_art,
-            "seconds_per_image": per_art,
-            "forward_calls": calls_art,
-            "forwarded_samples_per_image": samples_art / len(x_art),
-            **summary(x_art, x_adv_art, y_art),
-        },
-        "speedup": per_art / per_ours,
-        "speedup_same_images": per_art / per_ours_same,
+        "model": model_record,
+        "ours": ours,
+        "art": art,
+        "speedup": art["seconds_per_image"] / ours["seconds_per_image"],
+        "speedup_same_images": art["seconds_per_image"] / ours["same_images_as_art"]["seconds_per_image"],
     }
+    write_reports(result, args.out_dir)
+    return result
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, "cw_speed.json"), "w") as f:
+
+def write_reports(result: dict, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "cw_speed.json"), "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    with open(os.path.join(args.out_dir, "cw_speed.md"), "w") as f:
+    with open(os.path.join(out_dir, "cw_speed.md"), "w") as f:
         f.write(markdown(result))
-
+    o, a = result["ours"], result["art"]
+    n_art = a["n_images"]
     print(
-        f"ours: {per_ours * 1e3:.2f} ms/image ({len(x)} images), "
-        f"{per_ours_same * 1e3:.2f} ms/image on ART's {len(x_art)} images\n"
-        f"ART CarliniLInfMethod: {per_art:.3f} s/image ({len(x_art)} images)\n"
-        f"speed-up: {result['speedup']:.0f}x ({result['speedup_same_images']:.0f}x on the same {len(x_art)} images)\n"
-        f"results written to {args.out_dir}"
+        f"ours: {o['seconds_per_image'] * 1e3:.2f} ms/image ({o['n_images']} images), "
+        f"{o['same_images_as_art']['seconds_per_image'] * 1e3:.2f} ms/image on ART's {n_art} images\n"
+        f"ART CarliniLInfMethod: {a['seconds_per_image']:.3f} s/image ({n_art} images)\n"
+        f"speed-up: {result['speedup']:.0f}x ({result['speedup_same_images']:.0f}x on the same {n_art} images)\n"
+        f"results written to {out_dir}"
     )
-    return result
 
 
 def markdown(r: dict) -> str:
