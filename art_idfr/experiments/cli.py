@@ -260,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_train_target_parser, _add_fit_parser, _add_evaluate_parser, _add_demo_parser):
+        add(sub, common)
+    return parser
 
+
+def _add_train_target_parser(sub, common) -> None:
     p = sub.add_parser("train-target", parents=[common], help="train a target or surrogate model (checkpoints, resume)",
                        description="Train a target (or black-box surrogate) model on a dataset. A checkpoint is "
                                    "written after every epoch into OUT/checkpoints and an interrupted run resumes "
@@ -278,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_knobs(p, "source", p.add_argument_group("extra AE source knobs (--role idfr_source)"))
     p.set_defaults(func=_cmd_train_target)
 
+
+def _add_fit_parser(sub, common) -> None:
     p = sub.add_parser("fit", parents=[common], help="fit the ID and FR for a saved target",
                        description="Fit the input denoiser (Algorithm 1) and the feature restorer (Algorithm 2) for "
                                    "a target saved by train-target; writes OUT/denoiser.pt, OUT/restorer.pt (their "
@@ -290,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_knobs(p)
     p.set_defaults(func=_cmd_fit)
 
+
+def _add_evaluate_parser(sub, common) -> None:
     p = sub.add_parser("evaluate", parents=[common], help="run the evaluation suite and write the reports",
                        description="Evaluate every defence on the same test images under the four threat models "
                                    "and write OUT/results.json, results.csv, results.md and accuracy_vs_eps.png. "
@@ -307,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_knobs(p, "eval")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_demo_parser(sub, common) -> None:
     p = sub.add_parser("demo", parents=[common], help="train, fit and evaluate everything (the README command)",
                        description="End to end on MNIST-5k (no download): train the target and an independent "
                                    "surrogate, fit IDFR, train Fast AT, evaluate all defences under black-box, "
@@ -321,7 +332,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_knobs(p, "source", idfr)
     _add_knobs(p, "eval")
     p.set_defaults(func=_cmd_demo)
-    return parser
 
 
 # ----------------------------------------------------------------------------------------------------------------------
