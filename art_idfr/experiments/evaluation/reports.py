@@ -303,32 +303,13 @@ def plot_accuracy(result: "EvaluationResult", path: str) -> None:
     handles = {}
     for row, tm in enumerate(tms):
         recs = [r for r in result.records if r["threat_model"] == tm]
-        clean = {r["defence_key"]: r["accuracy"] for r in recs if r["attack"] == "clean"}
-        n = sorted({r["n"] for r in recs})
         for col in range(ncols):
-            ax = axes[row][col]
             if col >= len(panels[tm]):
-                ax.axis("off")
+                axes[row][col].axis("off")
                 continue
-            attack = panels[tm][col]
-            eps = sorted({r["eps"] for r in recs if r["attack"] == attack})
-            xticks = ["clean"] + [eps_label(e) for e in eps]
-            for key in defences:
-                acc = {r["eps"]: r["accuracy"] for r in recs if r["attack"] == attack and r["defence_key"] == key}
-                if not acc:
-                    continue
-                ys = [clean.get(key, math.nan)] + [acc.get(e, math.nan) for e in eps]
-                (line,) = ax.plot(range(len(ys)), [100 * y if y is not None else math.nan for y in ys],
-                                  label=labels.get(key, key), markersize=4, linewidth=1.4, **styles[key])
-                handles.setdefault(key, line)
-            ax.set_xticks(range(len(xticks)))
-            ax.set_xticklabels(xticks, fontsize=8)
-            ax.set_ylim(-3, 103)
-            ax.set_title(f"{tm} · {ATTACK_LABELS.get(attack, attack)} (n={','.join(map(str, n))})", fontsize=10)
-            ax.set_xlabel("L∞ ε", fontsize=8)
+            _plot_panel(axes[row][col], recs, tm, panels[tm][col], defences, labels, styles, handles)
             if col == 0:
-                ax.set_ylabel("accuracy (%)", fontsize=9)
-            ax.grid(alpha=0.3)
+                axes[row][col].set_ylabel("accuracy (%)", fontsize=9)
     fig.suptitle(f"IDFR evaluation · {md.get('dataset')} · {md.get('model')} · seed {md.get('seed')} · "
                  f"{md.get('device')}", fontsize=10)
     if handles:
@@ -337,3 +318,25 @@ def plot_accuracy(result: "EvaluationResult", path: str) -> None:
     fig.tight_layout(rect=(0, 0.08 if len(handles) > 5 else 0.05, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_panel(ax, recs, tm: str, attack: str, defences, labels, styles, handles) -> None:
+    """One panel of :func:`plot_accuracy`: accuracy of each defence on clean images, then at each eps of ``attack``."""
+    clean = {r["defence_key"]: r["accuracy"] for r in recs if r["attack"] == "clean"}
+    n = sorted({r["n"] for r in recs})
+    eps = sorted({r["eps"] for r in recs if r["attack"] == attack})
+    xticks = ["clean"] + [eps_label(e) for e in eps]
+    for key in defences:
+        acc = {r["eps"]: r["accuracy"] for r in recs if r["attack"] == attack and r["defence_key"] == key}
+        if not acc:
+            continue
+        ys = [clean.get(key, math.nan)] + [acc.get(e, math.nan) for e in eps]
+        (line,) = ax.plot(range(len(ys)), [100 * y if y is not None else math.nan for y in ys],
+                          label=labels.get(key, key), markersize=4, linewidth=1.4, **styles[key])
+        handles.setdefault(key, line)
+    ax.set_xticks(range(len(xticks)))
+    ax.set_xticklabels(xticks, fontsize=8)
+    ax.set_ylim(-3, 103)
+    ax.set_title(f"{tm} · {ATTACK_LABELS.get(attack, attack)} (n={','.join(map(str, n))})", fontsize=10)
+    ax.set_xlabel("L∞ ε", fontsize=8)
+    ax.grid(alpha=0.3)
