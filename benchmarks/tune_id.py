@@ -38,7 +38,7 @@ sys.path.insert(0, ROOT)
 from art_idfr import IDFRDenoiser  # noqa: E402
 from art_idfr.experiments.attacks import make_attack  # noqa: E402
 from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
-from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
+from art_idfr.experiments.evaluation.config import EvalConfig, parse_eps  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline import _source_settings, limit_threads, prepare_data, train_network  # noqa: E402
 
@@ -64,7 +64,7 @@ def _cached(path, make):
     return x
 
 
-def main() -> int:
+def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="fashion_mnist_idx")
     p.add_argument("--name", required=True)
@@ -88,21 +88,10 @@ def main() -> int:
                         "'test_diagnostic' and never used to choose settings)")
     p.add_argument("overrides", nargs="*", help="key=value: IDFRDenoiser arguments, fit_n, epochs")
     a = p.parse_args()
-    limit_threads(a.threads)
-    over = dict(kv.split("=", 1) for kv in a.overrides)
-    over = {k: _parse_value(v) for k, v in over.items()}
-    fit_n = int(over.pop("fit_n", 4000))
-    epochs = int(over.pop("epochs", 4))
-    idfr_eps = [eval(e, {}) for e in a.idfr_eps.split(",")]  # "8/255" -> float; our own CLI string
-
-    models = (a.model, a.width, a.target_epochs, a.surrogate_model, a.surrogate_width, a.surrogate_epochs)
-    cache = "" if models == ("small_cnn", 1.0, 4, "small_cnn", 0.5, 3) else "_" + "_".join(map(str, models))
-    run_dir = os.path.join(ROOT, "runs", f"tune_{a.dataset}{cache}")  # cached models and AEs of these settings
-    out_dir = os.path.join(HERE, "results", f"tune_{a.dataset}")
-    os.makedirs(run_dir, exist_ok=True)
-    os.makedirs(out_dir, exist_ok=True)
+    a.overrides = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     try:  # EvalConfig parses and checks the source lists (one width for all or one per model, seeds never the
         # surrogate's) and _source_settings gives each source's model, width, epochs and seed, as in the benchmarks
+        a.idfr_eps_values = [parse_eps(e) for e in a.idfr_eps.split(",")]
         cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model=a.model, width=a.width,
                                 target_epochs=a.target_epochs, surrogate_model=a.surrogate_model,
                                 surrogate_width=a.surrogate_width, surrogate_epochs=a.surrogate_epochs, seed=a.seed,
@@ -110,74 +99,71 @@ def main() -> int:
                                 idfr_source_epochs=a.idfr_source_epochs, device="cpu")
     except ValueError as err:
         p.error(str(err))
-    data = prepare_data(cfg, verbose=False)
-    target_model, tmeta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)
-    sur_model, _ = train_network(cfg, data, os.path.join(run_dir, "surrogate"), role="surrogate", verbose=False)
-    target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
-    sources = {"": target}  # AE sources of the training attacks: the target, plus the optional extra models
-    src_desc = []
+    return a, cfg
+
+
+def run_dir_of(a) -> str:
+    """runs/tune_<dataset>[_<models>]/: the cached models and AEs of these target / surrogate settings."""
+    models = (a.model, a.width, a.target_epochs, a.surrogate_model, a.surrogate_width, a.surrogate_epochs)
+    cache = "" if models == ("small_cnn", 1.0, 4, "small_cnn", 0.5, 3) else "_" + "_".join(map(str, models))
+    return os.path.join(ROOT, "runs", f"tune_{a.dataset}{cache}")
+
+
+def ae_sources(cfg, data, run_dir, target):
+    """``({cache tag: classifier}, description)``: the target, plus the optional extra models of the training AEs."""
+    sources, desc = {"": target}, []
     for i, s in enumerate(_source_settings(cfg)):
         offset = s["seed"] - cfg.seed  # the first source keeps the cache names of the single-source runs
-        src_desc.append(f"{s['model']} (width {s['width']:g}, {s['epochs']} epochs"
-                        + (f", seed + {offset})" if i else ")"))
-        src_tag = f"src_{s['model']}_{s['width']:g}_{s['epochs']}_" + (f"s{offset}_" if i else "")
-        src_model, _ = train_network(cfg, data, os.path.join(run_dir, src_tag.rstrip("_")), role="idfr_source",
-                                     verbose=False, source_index=i)
-        sources[src_tag] = wrap_model(src_model, data.input_shape, data.num_classes, "cpu")
-    src_desc = " + ".join(src_desc) or None
-    surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
-    x_sel, x_val, y_val = data.x_val[:1000], data.x_val[1000:], data.y_val[1000:]
-    y_sel = data.y_val[:1000]
-    onehot = np.eye(data.num_classes, dtype=np.float32)
+        desc.append(f"{s['model']} (width {s['width']:g}, {s['epochs']} epochs" + (f", seed + {offset})" if i else ")"))
+        tag = f"src_{s['model']}_{s['width']:g}_{s['epochs']}_" + (f"s{offset}_" if i else "")
+        model, _ = train_network(cfg, data, os.path.join(run_dir, tag.rstrip("_")), role="idfr_source",
+                                 verbose=False, source_index=i)
+        sources[tag] = wrap_model(model, data.input_shape, data.num_classes, "cpu")
+    return sources, " + ".join(desc) or None
 
-    idx = stratified_subset_indices(data.y_train, fit_n, seed=a.seed)
-    x_fit, y_fit = data.x_train[idx], data.y_train[idx]
-    t0 = time.perf_counter()
-    adv = []
-    adv_sel = []  # AEs of the selection images, crafted by the training attacks (best-epoch choice)
+
+def training_aes(a, sources, run_dir, x_fit, y_fit, x_sel, y_sel, onehot):
+    """``(AEs of the fit images, AEs of the selection images)``: the training attacks on every source, cached."""
+    fit_n = len(y_fit)
+    adv, adv_sel = [], []
     for tag, source in sources.items():
-        for eps in idfr_eps:
+        for eps in a.idfr_eps_values:
             for name in a.idfr_attacks.split(","):
                 atk = make_attack(name, source, eps, seed=a.seed)
                 adv.append(_cached(os.path.join(run_dir, f"{tag}train_{name}_{eps:.4f}_{fit_n}.npz"),
                                    lambda: atk.generate(x_fit, onehot[y_fit])))
                 adv_sel.append(_cached(os.path.join(run_dir, f"{tag}sel_{name}_{eps:.4f}.npz"),
                                        lambda: atk.generate(x_sel, onehot[y_sel])))
+    return adv, adv_sel
 
-    def transfer_aes(x, y, stem: str) -> dict:
-        """Black-box AEs of (x, y): VAL_ATTACKS crafted on the surrogate, cached as runs/.../<name>_<eps><stem>."""
-        out = {}
-        for name, eps in VAL_ATTACKS:
-            atk = make_attack(name, surrogate, eps, seed=a.seed)
-            out[f"{name} {round(eps * 255)}/255"] = _cached(
-                os.path.join(run_dir, stem.format(f"{name}_{eps:.4f}")), lambda: atk.generate(x, onehot[y]))
-        return out
 
-    val_adv = transfer_aes(x_val, y_val, "val_{}.npz")
-    t_craft = time.perf_counter() - t0
+def transfer_aes(surrogate, x, y, onehot, run_dir, stem: str, seed: int) -> dict:
+    """Black-box AEs of (x, y): VAL_ATTACKS crafted on the surrogate, cached as runs/.../<name>_<eps><stem>."""
+    out = {}
+    for name, eps in VAL_ATTACKS:
+        atk = make_attack(name, surrogate, eps, seed=seed)
+        out[f"{name} {round(eps * 255)}/255"] = _cached(
+            os.path.join(run_dir, stem.format(f"{name}_{eps:.4f}")), lambda: atk.generate(x, onehot[y]))
+    return out
 
-    den = IDFRDenoiser(input_shape=data.input_shape, width=over.pop("width", 0.5), gaussian_sigma=0.1,
-                       learning_rate=2e-3, device_type="cpu", seed=over.pop("seed", a.seed), **over)
-    t0 = time.perf_counter()
-    den.fit(x_fit, y_fit, classifier=target, attacks=[], x_adv=np.concatenate(adv), nb_epochs=epochs,
-            validation_data=(x_sel, y_sel, [a[: len(x_sel)] for a in adv_sel]))
-    t_fit = time.perf_counter() - t0
-    defended = wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[den])
 
-    def measure(x, y, advs) -> dict:
-        """Accuracy (%) of the bare target and of the ID-defended target on clean x and on each AE set."""
-        def acc(clf, xs):
-            return float((clf.predict(xs).argmax(1) == y).mean() * 100)
+def measure(target, defended, x, y, advs) -> dict:
+    """Accuracy (%) of the bare target and of the ID-defended target on clean x and on each AE set."""
+    def acc(clf, xs):
+        return float((clf.predict(xs).argmax(1) == y).mean() * 100)
 
-        return {model: {"clean": acc(clf, x)} | {k: acc(clf, v) for k, v in advs.items()}
-                for model, clf in (("undefended", target), ("id", defended))}
+    return {model: {"clean": acc(clf, x)} | {k: acc(clf, v) for k, v in advs.items()}
+            for model, clf in (("undefended", target), ("id", defended))}
 
+
+def record(a, den, fit_n, epochs, src_desc, n_val, scores, t_fit, t_craft, tmeta) -> dict:
+    """The JSON line of one call: settings, scores on the validation images, history, times, command."""
     row = {
         "name": a.name,
         "config": den.get_config() | {"fit_n": fit_n, "epochs": epochs, "idfr_eps": a.idfr_eps,
                                      "idfr_attacks": a.idfr_attacks} | ({"idfr_source": src_desc} if src_desc else {}),
-        "val_n": int(len(y_val)),
-        **measure(x_val, y_val, val_adv),
+        "val_n": int(n_val),
+        **scores,
         "history": den.history,
         "fit_seconds": round(t_fit, 1),
         "craft_seconds": round(t_craft, 1),
@@ -191,11 +177,45 @@ def main() -> int:
         "command": "python " + " ".join(shlex.quote(s) for s in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
     }
     row["id_drop"] = {k: round(row["undefended"]["clean"] - v, 2) for k, v in row["id"].items()}
+    return row
+
+
+def main() -> int:
+    a, cfg = parse_args()
+    limit_threads(a.threads)
+    over = dict(a.overrides)
+    fit_n, epochs = int(over.pop("fit_n", 4000)), int(over.pop("epochs", 4))
+    run_dir, out_dir = run_dir_of(a), os.path.join(HERE, "results", f"tune_{a.dataset}")
+    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
+    data = prepare_data(cfg, verbose=False)
+    target_model, tmeta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)
+    sur_model, _ = train_network(cfg, data, os.path.join(run_dir, "surrogate"), role="surrogate", verbose=False)
+    target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
+    sources, src_desc = ae_sources(cfg, data, run_dir, target)
+    surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
+    x_sel, y_sel, x_val, y_val = data.x_val[:1000], data.y_val[:1000], data.x_val[1000:], data.y_val[1000:]
+    onehot = np.eye(data.num_classes, dtype=np.float32)
+    idx = stratified_subset_indices(data.y_train, fit_n, seed=a.seed)
+    x_fit, y_fit = data.x_train[idx], data.y_train[idx]
+    t0 = time.perf_counter()
+    adv, adv_sel = training_aes(a, sources, run_dir, x_fit, y_fit, x_sel, y_sel, onehot)
+    val_adv = transfer_aes(surrogate, x_val, y_val, onehot, run_dir, "val_{}.npz", a.seed)
+    t_craft = time.perf_counter() - t0
+    den = IDFRDenoiser(input_shape=data.input_shape, width=over.pop("width", 0.5), gaussian_sigma=0.1,
+                       learning_rate=2e-3, device_type="cpu", seed=over.pop("seed", a.seed), **over)
+    t0 = time.perf_counter()
+    den.fit(x_fit, y_fit, classifier=target, attacks=[], x_adv=np.concatenate(adv), nb_epochs=epochs,
+            validation_data=(x_sel, y_sel, [s[: len(x_sel)] for s in adv_sel]))
+    t_fit = time.perf_counter() - t0
+    defended = wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[den])
+    row = record(a, den, fit_n, epochs, src_desc, len(y_val), measure(target, defended, x_val, y_val, val_adv),
+                 t_fit, t_craft, tmeta)
     if a.diagnose_test:
         t_idx = stratified_subset_indices(data.y_test, a.diagnose_test, seed=a.seed)
         x_t, y_t = data.x_test[t_idx], data.y_test[t_idx]
-        test_adv = transfer_aes(x_t, y_t, "test_{}_%d.npz" % a.diagnose_test)
-        row["test_diagnostic"] = {"n": int(len(y_t)), **measure(x_t, y_t, test_adv)}
+        test_adv = transfer_aes(surrogate, x_t, y_t, onehot, run_dir, "test_{}_%d.npz" % a.diagnose_test, a.seed)
+        row["test_diagnostic"] = {"n": int(len(y_t)), **measure(target, defended, x_t, y_t, test_adv)}
         print("test diagnostic:", json.dumps(row["test_diagnostic"]))
     with open(os.path.join(out_dir, "tune.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
