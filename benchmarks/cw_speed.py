@@ -198,13 +198,18 @@ def main(argv=None) -> dict:
     return result
 
 
-def write_reports(result: dict, out_dir: str) -> None:
+def save_report(result: dict, markdown_text: str, out_dir: str, stem: str) -> None:
+    """``<stem>.json`` (the record) and ``<stem>.md`` (its Markdown) in ``out_dir``; shared with speed.py."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "cw_speed.json"), "w") as f:
+    with open(os.path.join(out_dir, f"{stem}.json"), "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    with open(os.path.join(out_dir, "cw_speed.md"), "w") as f:
-        f.write(markdown(result))
+    with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
+        f.write(markdown_text)
+
+
+def write_reports(result: dict, out_dir: str) -> None:
+    save_report(result, markdown(result), out_dir, "cw_speed")
     o, a = result["ours"], result["art"]
     n_art = a["n_images"]
     print(

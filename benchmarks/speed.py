@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import platform
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cw_speed import cpu_model, git_revision  # noqa: E402
+from cw_speed import cpu_model, git_revision, save_report  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "speed")
 
@@ -325,11 +324,12 @@ def main(argv=None) -> dict:
                                                 architecture=arch)) for arch in ("table6", "light", "slim")}
     fr = fitted_untrained(FeatureRestorer(embedding_dim=512, device_type=device_type))
     variants = predict_variants(args, model, device_type, dens, fr)
+    target = variants[0][1]  # the undefended ResNet-18
     rows = predict_table(variants, x, args.batch_size, args.reps)
     xt = torch.as_tensor(x, device=device)  # the ID alone against its compute floor
     gmacs = matmul_gmacs(device)
     id_row, light_row, slim_row = (id_compute(dens[a], xt, gmacs, args.reps) for a in ("table6", "light", "slim"))
-    epoch_row = id_training_epoch(variants[0][1], x_train, y_train, device_type)
+    epoch_row = id_training_epoch(target, x_train, y_train, device_type)
     cw_row = cw_timing(args, x, device, device_type)
     peak_32 = peak_rss_mib()  # before the 224x224 section, which builds ResNet-50s in this process
     at_224 = section_224(args, device_type)
@@ -355,12 +355,9 @@ def main(argv=None) -> dict:
 
 
 def write_reports(result: dict, out_dir: str) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "speed.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(out_dir, "speed.md"), "w") as f:
-        f.write(markdown(result))
-    print(markdown(result))
+    text = markdown(result)
+    save_report(result, text, out_dir, "speed")
+    print(text)
 
 
 def markdown(r: dict) -> str:
