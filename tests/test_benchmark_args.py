@@ -27,13 +27,29 @@ def test_benchmark_flags_build_a_config(module):
     assert "idfr_adaptive" in cfg.defences and "autoattack" in cfg.attacks
     # the adaptive recipe of the fourth tuning session (benchmarks/NOTES.md) reaches the trainer's keywords
     kw = cfg.adaptive.kwargs()
-    assert (kw["trades_beta"], kw["identity_weight"], kw["fixed_weight"], kw["batch_size"]) == (6.0, 0.0, 0.0, 32)
+    assert (kw["trades_beta"], kw["identity_weight"], kw["fixed_weight"]) == (6.0, 0.0, 0.0)
+    # ... and fashion_mnist_adaptive's later one (fifth session): every training image once at batch 16
+    expected = (16, 1, 60000) if module == "fashion_mnist_adaptive" else (32, kw["nb_epochs"], cfg.adaptive_fit_n)
+    assert (kw["batch_size"], kw["nb_epochs"], cfg.adaptive_fit_n) == expected
+
+
+def test_with_flags_replaces_values_and_rejects_an_absent_flag():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        from fashion_mnist_adaptive import with_flags
+    finally:
+        sys.path.remove(BENCHMARKS)
+    assert with_flags(["--a", "1", "--b", "2"], {"--b": "3"}) == ["--a", "1", "--b", "3"]
+    with pytest.raises(ValueError, match="--c is not in the argument list"):
+        with_flags(["--a", "1"], {"--c": "3"})
 
 
 def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
-    """fashion_mnist_adaptive reuses fashion_mnist_cpu's cached models: every training flag must be shared."""
+    """fashion_mnist_adaptive reuses fashion_mnist_cpu's cached models: every training flag but the adaptive recipe
+    must be shared."""
     cpu, adaptive = (_config(build_parser().parse_args(["demo", *_demo_args(m), "--out", "unused"]))
                      for m in ("fashion_mnist_cpu", "fashion_mnist_adaptive"))
-    for sub in ("target", "surrogate", "id", "fr", "fast_at", "adaptive", "train"):
+    for sub in ("target", "surrogate", "id", "fr", "fast_at", "train"):
         assert getattr(cpu, sub) == getattr(adaptive, sub), sub
-    assert (cpu.fit_n, cpu.idfr_eps, cpu.adaptive_fit_n) == (adaptive.fit_n, adaptive.idfr_eps, adaptive.adaptive_fit_n)
+    assert (cpu.fit_n, cpu.idfr_eps) == (adaptive.fit_n, adaptive.idfr_eps)
+    assert cpu.adaptive != adaptive.adaptive and cpu.adaptive.trades_beta == adaptive.adaptive.trades_beta
