@@ -20,7 +20,8 @@ import sys
 from _run import run
 
 #: the models: target, surrogate, ID + FR (Algorithm 1 and 2), Fast AT, the adaptive ID (shared with
-#: fashion_mnist_adaptive.py, which reuses the models this benchmark caches)
+#: fashion_mnist_adaptive.py, which reuses the models this benchmark caches but replaces the adaptive recipe by a later
+#: one, its ADAPTIVE_RECIPE)
 TRAIN_ARGS = [
     "--preset", "cpu", "--dataset", "fashion_mnist_idx", "--seed", "0", "--threads", "2",
     "--model", "small_cnn", "--width", "1.0", "--target-epochs", "4",
