@@ -60,7 +60,8 @@ def main(benchmark: str = "fashion_mnist_adaptive") -> int:
     print(row, flush=True)
     import torchattacks
 
-    row |= adaptive_fit_record(benchmark) | {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
+    row |= adaptive_fit_record(benchmark)
+    row |= {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
             "torchattacks": torchattacks.__version__,
             "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
             "command": " ".join(["python benchmarks/adaptive_torchattacks.py", *sys.argv[1:]])}
