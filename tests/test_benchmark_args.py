@@ -34,17 +34,6 @@ def test_benchmark_flags_build_a_config(module):
         assert (kw["nb_epochs"], cfg.adaptive_fit_n) == (1, 60000)
 
 
-def test_with_flags_replaces_values_and_rejects_an_absent_flag():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        from fashion_mnist_adaptive import with_flags
-    finally:
-        sys.path.remove(BENCHMARKS)
-    assert with_flags(["--a", "1", "--b", "2"], {"--b": "3"}) == ["--a", "1", "--b", "3"]
-    with pytest.raises(ValueError, match="--c is not in the argument list"):
-        with_flags(["--a", "1"], {"--c": "3"})
-
-
 def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
     """fashion_mnist_adaptive reuses fashion_mnist_cpu's cached models: every training flag but the adaptive recipe
     must be shared."""
