@@ -32,16 +32,13 @@ def apgd_accuracy(module, x, y, eps):
     return round(float(robust.float().mean() * 100), 1)
 
 
-def adaptive_fit_record(benchmark: str) -> dict:
-    """Which adaptive ID is judged: its recipe (images, epochs, batch, TRADES β) and the digest of its weights."""
-    from art_idfr import IDFRDenoiser
+def adaptive_fit_record(benchmark: str, den) -> dict:
+    """Which adaptive ID ``den`` is judged: its recipe (images, epochs, batch, TRADES β) and its weights' digest."""
     from art_idfr.experiments.evaluation.resume import weights_digest
 
-    folder = os.path.join(ROOT, "runs", benchmark, "idfr", "adaptive")
-    with open(os.path.join(folder, "adaptive.json")) as f:
+    with open(os.path.join(ROOT, "runs", benchmark, "idfr", "adaptive", "adaptive.json")) as f:
         fit = json.load(f)
     s = fit["settings"]
-    den = IDFRDenoiser.load(os.path.join(folder, "denoiser.pt"), device_type="cpu")
     return {"adaptive_fit": {"images": fit["fit_n"], "epochs": s["adaptive_nb_epochs"],
                              "batch_size": s["adaptive_batch_size"], "trades_beta": s["adaptive_trades_beta"],
                              "weights": weights_digest(den.network)[:16]}}
@@ -60,7 +57,7 @@ def main(benchmark: str = "fashion_mnist_adaptive") -> int:
     print(row, flush=True)
     import torchattacks
 
-    row |= adaptive_fit_record(benchmark)
+    row |= adaptive_fit_record(benchmark, den)
     row |= {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
             "torchattacks": torchattacks.__version__,
             "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
