@@ -8,7 +8,9 @@ behind the adaptive section of `benchmarks/NOTES.md`.
 Setting (Fashion-MNIST, as `fashion_mnist_cpu`): the small-CNN target and the surrogate of `tune_id.py` (cached in
 runs/tune_fashion_mnist_idx/), an ID fitted by Algorithm 1 with the benchmark's settings (FGSM+BIM at 4, 8, 32/255
 on 4,000 images, width 0.5, identity weight 10, 4 epochs; cached), then fine-tuned by `AdaptiveDenoiserTrainer`
-with `key=value` overrides of its arguments (plus `fit_n`; `eps` accepts `a/b`). Best epoch on validation images
+with `key=value` overrides of its arguments (plus `fit_n`, `fixed`, and `fr`: `none` (default), `frozen` (an
+Algorithm-2 FR fitted as the benchmark's, 10 epochs on the same 4,000 images; cached) or `joint` (that FR trained
+alongside the ID); `eps` accepts `a/b`). Best epoch on validation images
 0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy, white-box
 AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
 the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
@@ -34,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from art_idfr import IDFRDenoiser, defend  # noqa: E402
+from art_idfr import FeatureRestorer, IDFRDenoiser, defend  # noqa: E402
 from art_idfr.experiments.attacks import make_attack  # noqa: E402
 from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig, parse_eps  # noqa: E402
@@ -114,6 +116,19 @@ def algorithm1_id(target, data, fit_idx):
     return den
 
 
+def algorithm2_fr(target, den, data, fit_idx):
+    """The benchmark's FR (Algorithm 2, 10 epochs, FGSM+BIM AEs at A1_EPS) on the Algorithm-1 ID; cached."""
+    path = os.path.join(RUN_DIR, "adaptive_a2_fr.pt")
+    if os.path.exists(path):
+        return FeatureRestorer.load(path, device_type="cpu")
+    attacks = [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")]
+    fr = FeatureRestorer(nb_epochs=10, device_type="cpu", seed=0)
+    fr.fit(data.x_train[fit_idx], data.y_train[fit_idx], classifier=target, denoiser=den, attacks=attacks,
+           validation_data=(data.x_val[:1000], data.y_val[:1000]))
+    fr.save(path)
+    return fr
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--name", required=True)
@@ -128,12 +143,16 @@ def main() -> int:
     logging.getLogger("art_idfr").setLevel(logging.INFO)  # one line per adaptive epoch, not ART's chatter
     over = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     fit_n, use_fixed = int(over.pop("fit_n", 6000)), bool(over.pop("fixed", True))
+    fr_mode = over.pop("fr", "none")
+    if fr_mode not in ("none", "frozen", "joint"):
+        p.error(f"fr must be none, frozen or joint, got {fr_mode!r}")
     os.makedirs(RUN_DIR, exist_ok=True)
     os.makedirs(OUT_DIR, exist_ok=True)
     cfg, data, target_model, sur_model = setup(a.threads)
     target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
-    den_a1 = algorithm1_id(target, data, stratified_subset_indices(data.y_train, 4000, seed=0))
+    a1_idx = stratified_subset_indices(data.y_train, 4000, seed=0)
+    den_a1 = algorithm1_id(target, data, a1_idx)
     x_m, y_m = data.x_val[1000:1500], data.y_val[1000:1500]
     onehot = np.eye(data.num_classes, dtype=np.float32)
     bb = {f"{n} {round(e * 255)}/255": _cached(os.path.join(RUN_DIR, f"adaptive_bb_{n}_{e:.4f}.npz"),
@@ -149,14 +168,16 @@ def main() -> int:
     idx = stratified_subset_indices(data.y_train, fit_n, seed=1)
     den = copy.deepcopy(den_a1)
     over.setdefault("eps", 16 / 255)
-    trainer = AdaptiveDenoiserTrainer(target, den, verbose=sys.stderr.isatty(), **over)
+    fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx)
+    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, train_restorer=fr_mode == "joint",
+                                      verbose=sys.stderr.isatty(), **over)
     fixed = [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")] if use_fixed else []
     t0 = time.perf_counter()
     trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
                 validation_data=(data.x_val[:300], data.y_val[:300]))
     seconds = time.perf_counter() - t0
     res = measure({"adaptive ID": trainer.get_classifier()}, x_m, y_m, bb, a.square_iter)
-    _append({"name": a.name, "settings": {**over, "fit_n": fit_n, "fixed": use_fixed}, "val_n": len(y_m), **res,
+    _append({"name": a.name, "settings": {**over, "fit_n": fit_n, "fixed": use_fixed, "fr": fr_mode}, "val_n": len(y_m), **res,
              "history": trainer.history, "fit_seconds": round(seconds, 1), "training": den.training_info}, a)
     return 0
 
