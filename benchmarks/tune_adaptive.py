@@ -15,7 +15,8 @@ alongside the ID); `eps` accepts `a/b`). Best epoch on validation images
 AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
 the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
 (ART FBF, 2 epochs at 16/255 as in the benchmark; cached) are measured on the same images once. One JSON line per
-call goes to benchmarks/results/tune_adaptive/tune.jsonl with the command line.
+call goes to benchmarks/results/tune_adaptive/tune.jsonl with the command line; the fitted models are kept in
+runs/tune_fashion_mnist_idx/adaptive/NAME/, so that `--reuse` measures them again (e.g. with Square) without refitting.
 """
 from __future__ import annotations
 
@@ -129,6 +130,47 @@ def algorithm2_fr(target, den, data, fit_idx):
     return fr
 
 
+def fit_adaptive(name, settings, over, target, den_a1, fr, data):
+    """
+    Fine-tune a copy of the Algorithm-1 ID adaptively (with ``fr=joint`` a copy of the FR alongside); the models and
+    the fit's record are saved under runs/tune_fashion_mnist_idx/adaptive/NAME/ for ``--reuse``.
+    """
+    idx = stratified_subset_indices(data.y_train, settings["fit_n"], seed=1)
+    den, joint = copy.deepcopy(den_a1), settings["fr"] == "joint"
+    fr = copy.deepcopy(fr) if joint else fr
+    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, train_restorer=joint, verbose=sys.stderr.isatty(),
+                                      **over)
+    fixed = [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")] if settings["fixed"] else []
+    t0 = time.perf_counter()
+    trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
+                validation_data=(data.x_val[:300], data.y_val[:300]))
+    record = {"history": trainer.history, "fit_seconds": round(time.perf_counter() - t0, 1)}
+    out = os.path.join(RUN_DIR, "adaptive", name)
+    os.makedirs(out, exist_ok=True)
+    den.save(os.path.join(out, "denoiser.pt"))
+    if joint:
+        fr.save(os.path.join(out, "restorer.pt"))
+    with open(os.path.join(out, "fit.json"), "w") as f:
+        json.dump({"settings": settings, **record}, f, default=str)
+    return den, fr, record
+
+
+def load_adaptive(name, settings, fr):
+    """The models ``fit_adaptive`` saved under NAME, if fitted with the same settings (else None: fit again)."""
+    out = os.path.join(RUN_DIR, "adaptive", name)
+    try:
+        with open(os.path.join(out, "fit.json")) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        return None
+    if saved.pop("settings") != json.loads(json.dumps(settings, default=str)):
+        print(f"--reuse: {out} was fitted with other settings; fitting again", file=sys.stderr)
+        return None
+    if settings["fr"] == "joint":
+        fr = FeatureRestorer.load(os.path.join(out, "restorer.pt"), device_type="cpu")
+    return IDFRDenoiser.load(os.path.join(out, "denoiser.pt"), device_type="cpu"), fr, {**saved, "reused": True}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--name", required=True)
@@ -136,6 +178,8 @@ def main() -> int:
     p.add_argument("--baselines", action="store_true", help="(re)measure undefended / Algorithm-1 ID / Fast AT")
     p.add_argument("--square-iter", type=int, default=1000,
                    help="Square queries inside AutoAttack (1000; 0 = APGD-CE + APGD-DLR only, a cheaper screen)")
+    p.add_argument("--reuse", action="store_true",
+                   help="measure the models an earlier run of this --name saved, if fitted with the same settings")
     p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed")
     a = p.parse_args()
     limit_threads(a.threads)
@@ -165,20 +209,14 @@ def main() -> int:
                        x_m, y_m, bb, a.square_iter)
         _append({"name": "baselines", "val_n": len(y_m), **base}, a)
         return 0
-    idx = stratified_subset_indices(data.y_train, fit_n, seed=1)
-    den = copy.deepcopy(den_a1)
     over.setdefault("eps", 16 / 255)
+    settings = {**over, "fit_n": fit_n, "fixed": use_fixed, "fr": fr_mode}
     fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx)
-    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, train_restorer=fr_mode == "joint",
-                                      verbose=sys.stderr.isatty(), **over)
-    fixed = [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")] if use_fixed else []
-    t0 = time.perf_counter()
-    trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
-                validation_data=(data.x_val[:300], data.y_val[:300]))
-    seconds = time.perf_counter() - t0
-    res = measure({"adaptive ID": trainer.get_classifier()}, x_m, y_m, bb, a.square_iter)
-    _append({"name": a.name, "settings": {**over, "fit_n": fit_n, "fixed": use_fixed, "fr": fr_mode}, "val_n": len(y_m), **res,
-             "history": trainer.history, "fit_seconds": round(seconds, 1), "training": den.training_info}, a)
+    fitted = load_adaptive(a.name, settings, fr) if a.reuse else None
+    den, fr, record = fitted or fit_adaptive(a.name, settings, over, target, den_a1, fr, data)
+    res = measure({"adaptive ID": defend(target, den, fr)}, x_m, y_m, bb, a.square_iter)
+    _append({"name": a.name, "settings": settings, "val_n": len(y_m), **res, **record,
+             "training": den.training_info}, a)
     return 0
 
 
