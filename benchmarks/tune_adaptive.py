@@ -180,7 +180,7 @@ def main() -> int:
                    help="Square queries inside AutoAttack (1000; 0 = APGD-CE + APGD-DLR only, a cheaper screen)")
     p.add_argument("--reuse", action="store_true",
                    help="measure the models an earlier run of this --name saved, if fitted with the same settings")
-    p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed")
+    p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr")
     a = p.parse_args()
     limit_threads(a.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -214,7 +214,7 @@ def main() -> int:
     fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx)
     fitted = load_adaptive(a.name, settings, fr) if a.reuse else None
     den, fr, record = fitted or fit_adaptive(a.name, settings, over, target, den_a1, fr, data)
-    res = measure({"adaptive ID": defend(target, den, fr)}, x_m, y_m, bb, a.square_iter)
+    res = measure({"adaptive ID": defend(target, den, fr)}, x_m, y_m, bb, a.square_iter)  # through the FR if any
     _append({"name": a.name, "settings": settings, "val_n": len(y_m), **res, **record,
              "training": den.training_info}, a)
     return 0
