@@ -103,12 +103,17 @@ def setup(threads):
     return cfg, data, target_model, sur_model
 
 
+def a1_attacks(target):
+    """Algorithm 1's training attacks of the benchmark: FGSM and BIM on the bare target at each of A1_EPS."""
+    return [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")]
+
+
 def algorithm1_id(target, data, fit_idx):
     path = os.path.join(RUN_DIR, "adaptive_a1_id.pt")
     if os.path.exists(path):
         return IDFRDenoiser.load(path, device_type="cpu")
     x_fit, y_fit = data.x_train[fit_idx], data.y_train[fit_idx]
-    attacks = [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")]
+    attacks = a1_attacks(target)
     den = IDFRDenoiser(input_shape=data.input_shape, width=0.5, identity_weight=10, gaussian_sigma=0.1,
                        learning_rate=2e-3, nb_epochs=4, device_type="cpu", seed=0)
     den.fit(x_fit, y_fit, classifier=target, attacks=attacks,
@@ -122,7 +127,7 @@ def algorithm2_fr(target, den, data, fit_idx):
     path = os.path.join(RUN_DIR, "adaptive_a2_fr.pt")
     if os.path.exists(path):
         return FeatureRestorer.load(path, device_type="cpu")
-    attacks = [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")]
+    attacks = a1_attacks(target)
     fr = FeatureRestorer(nb_epochs=10, device_type="cpu", seed=0)
     fr.fit(data.x_train[fit_idx], data.y_train[fit_idx], classifier=target, denoiser=den, attacks=attacks,
            validation_data=(data.x_val[:1000], data.y_val[:1000]))
@@ -140,7 +145,7 @@ def fit_adaptive(name, settings, over, target, den_a1, fr, data):
     fr = copy.deepcopy(fr) if joint else fr
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, train_restorer=joint, verbose=sys.stderr.isatty(),
                                       **over)
-    fixed = [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")] if settings["fixed"] else []
+    fixed = a1_attacks(target) if settings["fixed"] else []
     t0 = time.perf_counter()
     trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
                 validation_data=(data.x_val[:300], data.y_val[:300]))
