@@ -32,6 +32,8 @@ def test_benchmark_flags_build_a_config(module):
     assert kw["batch_size"] == (16 if module == "fashion_mnist_adaptive" else 32)
     if module == "fashion_mnist_adaptive":
         assert (kw["nb_epochs"], cfg.adaptive_fit_n) == (1, 60000)
+        # ... with the FR trained jointly (sixth session)
+        assert kw["train_restorer"] is True
 
 
 def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
