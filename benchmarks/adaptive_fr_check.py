@@ -29,8 +29,9 @@ def pgd_accuracy(classifier, x, y, eps, steps=20):
 
 def load_models(benchmark: str = "fashion_mnist_adaptive"):
     """The data, bare target, adaptive ID and FR that ``benchmarks/<benchmark>.py`` cached in runs/<benchmark>."""
-    from art_idfr import FeatureRestorer, IDFRDenoiser
+    from art_idfr import FeatureRestorer
     from art_idfr.experiments.evaluation.defences import wrap_model
+    from art_idfr.experiments.evaluation.pipeline import load_adaptive_fit
 
     run = os.path.join(ROOT, "runs", benchmark)
     if not os.path.exists(os.path.join(run, "idfr", "adaptive", "denoiser.pt")):
@@ -38,8 +39,8 @@ def load_models(benchmark: str = "fashion_mnist_adaptive"):
     setup = cached_setup(benchmark)
     cfg, data, model = setup.cfg, setup.data, setup.model
     target = wrap_model(model, data.input_shape, data.num_classes, "cpu")
-    den = IDFRDenoiser.load(os.path.join(run, "idfr", "adaptive", "denoiser.pt"), device_type="cpu")
     fr = FeatureRestorer.load(os.path.join(run, "idfr", "restorer.pt"), device_type="cpu")
+    den, fr, _ = load_adaptive_fit(os.path.join(run, "idfr", "adaptive"), fr, device_type="cpu")  # FR: joint if so
     return cfg, data, target, den, fr
 
 

@@ -32,8 +32,9 @@ def apgd_accuracy(module, x, y, eps):
     return round(float(robust.float().mean() * 100), 1)
 
 
-def adaptive_fit_record(benchmark: str, den) -> dict:
-    """Which adaptive ID ``den`` is judged: its recipe (images, epochs, batch, TRADES β) and its weights' digest."""
+def adaptive_fit_record(benchmark: str, den, fr) -> dict:
+    """Which adaptive ID ``den`` (and FR ``fr``) is judged: its recipe (images, epochs, batch, TRADES β, FR trained
+    jointly or not) and the weights' digests."""
     from art_idfr.experiments.evaluation.resume import weights_digest
 
     with open(os.path.join(ROOT, "runs", benchmark, "idfr", "adaptive", "adaptive.json")) as f:
@@ -41,7 +42,8 @@ def adaptive_fit_record(benchmark: str, den) -> dict:
     s = fit["settings"]
     return {"adaptive_fit": {"images": fit["fit_n"], "epochs": s["adaptive_nb_epochs"],
                              "batch_size": s["adaptive_batch_size"], "trades_beta": s["adaptive_trades_beta"],
-                             "weights": weights_digest(den.network)[:16]}}
+                             "fr_joint": bool(s.get("adaptive_train_restorer", False)),
+                             "weights": weights_digest(den.network)[:16], "fr_weights": weights_digest(fr.network)[:16]}}
 
 
 def main(benchmark: str = "fashion_mnist_adaptive") -> int:
@@ -57,7 +59,7 @@ def main(benchmark: str = "fashion_mnist_adaptive") -> int:
     print(row, flush=True)
     import torchattacks
 
-    row |= adaptive_fit_record(benchmark, den)
+    row |= adaptive_fit_record(benchmark, den, fr)
     row |= {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
             "torchattacks": torchattacks.__version__,
             "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",

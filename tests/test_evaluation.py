@@ -4,6 +4,7 @@ tiny end-to-end evaluation (generated data, tiny models) with its threat-model l
 """
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -593,3 +594,33 @@ def test_eot_gradient_is_the_mean_over_random_draws(monkeypatch):
     with pytest.raises(ValueError, match="eot_samples"):
         EOTPyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=CLASSES,
                              eot_samples=0)
+
+
+def test_adaptive_fit_saves_and_loads_the_fr_it_ran_through(tmp_path):
+    """fit_adaptive writes restorer.pt only when the FR was trained jointly (and removes an earlier joint fit's), and
+    load_adaptive_fit (the CLI's and the benchmarks' loader) returns that FR, else the Algorithm-2 FR it is given."""
+    from art_idfr.experiments.evaluation import fit_idfr
+    from art_idfr.experiments.evaluation.pipeline import fit_adaptive, load_adaptive_fit
+    from art_idfr.experiments.evaluation.resume import weights_digest
+    from art_idfr.experiments.models import make_model
+
+    data = _synthetic(n_train=60, n_test=12)
+    target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
+
+    def cfg(joint):
+        return EvalConfig.preset("tiny", width=0.25, fit_n=30, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
+                                 idfr_eps=(0.1,), adaptive_max_iter=1, adaptive_nb_epochs=1, adaptive_fit_n=20,
+                                 adaptive_train_restorer=joint, device="cpu").resolved(1)
+
+    den, fr, _ = fit_idfr(cfg(True), data, target, str(tmp_path / "idfr"), verbose=False)
+    folder, a2 = str(tmp_path / "idfr" / "adaptive"), weights_digest(fr.network)
+    _, joint_fr, _ = fit_adaptive(cfg(True), data, target, den, fr, folder, verbose=False)
+    assert weights_digest(joint_fr.network) != a2 and weights_digest(fr.network) == a2  # a trained copy
+    loaded_den, loaded_fr, meta = load_adaptive_fit(folder, fr, device_type="cpu")
+    assert weights_digest(loaded_fr.network) == weights_digest(joint_fr.network)
+    assert meta["settings"]["adaptive_train_restorer"] is True
+    _, frozen_fr, _ = fit_adaptive(cfg(False), data, target, den, fr, folder, verbose=False)  # settings differ: refit
+    assert frozen_fr is fr and not os.path.exists(os.path.join(folder, "restorer.pt"))
+    assert load_adaptive_fit(folder, fr, device_type="cpu")[1] is fr
+    with pytest.raises(FileNotFoundError, match="not an adaptive fit"):
+        load_adaptive_fit(str(tmp_path), fr, device_type="cpu")

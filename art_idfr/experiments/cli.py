@@ -613,9 +613,7 @@ def _cmd_evaluate(args) -> int:
 def _load_adaptive(args, cfg, restorer):
     """The ``idfr_adaptive`` defence's (denoiser, restorer, metadata) from ``--idfr DIR/adaptive``; without it the
     defence is dropped from the default list (an explicit ``--defences ...idfr_adaptive`` is an error)."""
-    import json
-
-    from art_idfr import FeatureRestorer, IDFRDenoiser
+    from art_idfr.experiments.evaluation.pipeline import load_adaptive_fit
 
     folder = os.path.join(args.idfr, "adaptive") if args.idfr else None
     if "idfr_adaptive" not in cfg.defences:
@@ -626,15 +624,7 @@ def _load_adaptive(args, cfg, restorer):
                              "into <idfr folder>/adaptive.")
         _echo(args, "no adaptive fit in the IDFR folder (art-idfr fit --adaptive): idfr_adaptive left out")
         return (None, None, None), cfg.replace(defences=tuple(d for d in cfg.defences if d != "idfr_adaptive"))
-    den = IDFRDenoiser.load(os.path.join(folder, "denoiser.pt"), device_type=cfg.device_type)
-    fr_file = os.path.join(folder, "restorer.pt")
-    fr = FeatureRestorer.load(fr_file, device_type=cfg.device_type) if os.path.isfile(fr_file) else restorer
-    meta_file = os.path.join(folder, "adaptive.json")
-    meta = {}
-    if os.path.isfile(meta_file):
-        with open(meta_file) as f:
-            meta = json.load(f)
-    return (den, fr, meta), cfg
+    return load_adaptive_fit(folder, restorer, device_type=cfg.device_type), cfg
 
 
 def _cmd_demo(args) -> int:

@@ -50,6 +50,7 @@ __all__ = [
     "load_idfr",
     "train_fast_at",
     "fit_adaptive",
+    "load_adaptive_fit",
     "make_fbf_trainer",
 ]
 
@@ -475,6 +476,8 @@ def fit_adaptive(
         den.save(os.path.join(out_dir, DENOISER_FILE))  # (distributed: rank 0 writes, every rank calls save)
         if fr is not restorer:
             fr.save(os.path.join(out_dir, RESTORER_FILE))
+        elif ddp.is_main_process() and os.path.isfile(os.path.join(out_dir, RESTORER_FILE)):
+            os.remove(os.path.join(out_dir, RESTORER_FILE))  # an earlier joint fit's FR is not this fit's
         if ddp.is_main_process():
             with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
                 json.dump(json_clean(meta), f, indent=2)
@@ -493,8 +496,6 @@ def _adaptive_settings(config: EvalConfig, denoiser, restorer) -> Dict[str, Any]
 
 def _cached_adaptive(out_dir: str, config: EvalConfig, settings: Dict[str, Any], restorer):
     """The adaptive fit saved in ``out_dir`` if it has the same settings, else ``None``."""
-    from art_idfr import FeatureRestorer, IDFRDenoiser
-
     path, meta_path = os.path.join(out_dir, DENOISER_FILE), os.path.join(out_dir, ADAPTIVE_META)
     if not (os.path.isfile(path) and os.path.isfile(meta_path)):
         return None
@@ -503,11 +504,29 @@ def _cached_adaptive(out_dir: str, config: EvalConfig, settings: Dict[str, Any],
     if meta.get("settings") != json_clean(settings):
         return None
     logger.info("reusing the adaptive ID fit in %s", out_dir)
-    den = IDFRDenoiser.load(path, device_type=config.device_type)
+    return load_adaptive_fit(out_dir, restorer, device_type=config.device_type)
+
+
+def load_adaptive_fit(folder: str, restorer=None, device_type: str = "gpu"):
+    """
+    ``(denoiser, restorer, metadata)`` of the adaptive fit that :func:`fit_adaptive` saved in ``folder``: the FR is
+    the folder's ``restorer.pt`` when the FR was trained jointly (only then is it written), else the ``restorer``
+    given (the Algorithm-2 FR the fit ran through, or ``None``).
+    """
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    den_file, fr_file = os.path.join(folder, DENOISER_FILE), os.path.join(folder, RESTORER_FILE)
+    if not os.path.isfile(den_file):
+        raise FileNotFoundError(f"{den_file} not found: {folder!r} is not an adaptive fit (`art-idfr fit --adaptive`).")
+    den = IDFRDenoiser.load(den_file, device_type=device_type)
     den.verbose = False
-    fr_path = os.path.join(out_dir, RESTORER_FILE)
-    if config.adaptive.train_restorer and os.path.isfile(fr_path):
-        restorer = FeatureRestorer.load(fr_path, device_type=config.device_type)
+    if os.path.isfile(fr_file):
+        restorer = FeatureRestorer.load(fr_file, device_type=device_type)
+        restorer.verbose = False
+    meta: Dict[str, Any] = {}
+    if os.path.isfile(os.path.join(folder, ADAPTIVE_META)):
+        with open(os.path.join(folder, ADAPTIVE_META)) as f:
+            meta = json.load(f)
     return den, restorer, meta
 
 
