@@ -106,6 +106,27 @@ def test_adaptive_with_any_art_attack_and_through_the_restorer(trained_target, p
     assert fr.training_info["adaptive"]["train_restorer"] is True
 
 
+def test_best_epoch_keeps_the_id_and_the_jointly_trained_fr_together(trained_target, paper_id, mnist_small,
+                                                                     monkeypatch):
+    """When an earlier epoch scores best on validation, both the ID and the FR trained with it go back to that
+    epoch's weights (not an ID of one epoch behind an FR of another)."""
+    from art_idfr.training import adaptive
+
+    x_train, y_train, x_val, y_val = mnist_small
+    fr = FeatureRestorer(nb_epochs=1, batch_size=64, device_type="cpu")
+    fr.fit(x_train[:200], y_train[:200], classifier=trained_target, denoiser=paper_id)
+    den = copy.deepcopy(paper_id)
+    start = [{k: v.clone() for k, v in m.network.state_dict().items()} for m in (den, fr)]
+    scores = iter([0.9, 0.5, 0.4])  # the starting point (epoch 0) scores best
+    monkeypatch.setattr(adaptive._AdaptiveRun, "validate", lambda self, data: {"val_score": next(scores)})
+    trainer = AdaptiveDenoiserTrainer(trained_target, den, restorer=fr, eps=0.1, max_iter=1, nb_epochs=2,
+                                      batch_size=64, learning_rate=1e-2, train_restorer=True, verbose=False)
+    trainer.fit(x_train[:128], y_train[:128], validation_data=(x_val[:10], y_val[:10]))
+    assert [h.get("val_score") for h in trainer.history] == [0.9, 0.5, 0.4]
+    for model, weights in zip((den, fr), start):
+        assert all(torch.equal(weights[k], v) for k, v in model.network.state_dict().items())
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(eps=0.0), "eps must lie in"),
     (dict(eps=2.0), "eps must lie in"),

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from art_idfr.training import distributed as ddp
+from art_idfr.training.common import BestEpoch
 from conftest import join_gloo, spawn_ranks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,7 +149,12 @@ def test_single_process_helpers_are_noops():
 
 # ---------------------------------------------------------------------- adaptive training under DDP (spawned ranks)
 def _adaptive_fit(target_state, fr_file, data):
-    """A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation): trainer, ID, FR."""
+    """
+    A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation): trainer, ID, FR, and the
+    FR's weights after the last epoch (before the best epoch's weights are put back).
+    """
+    from unittest import mock
+
     from art.attacks.evasion import FastGradientMethod
 
     from art_idfr import FeatureRestorer, IDFRDenoiser
@@ -163,18 +169,26 @@ def _adaptive_fit(target_state, fr_file, data):
     fr = FeatureRestorer.load(fr_file, device_type="cpu")
     trainer = AdaptiveDenoiserTrainer(clf, den, restorer=fr, eps=0.15, max_iter=2, nb_epochs=2, batch_size=30,
                                       learning_rate=2e-3, train_restorer=True, seed=0)
-    trainer.fit(x, y, attacks=[FastGradientMethod(clf, eps=0.15, batch_size=32)], validation_data=(x_val, y_val))
-    return trainer, den, fr
+    last_fr = {}
+    finish = BestEpoch.finish
+
+    def keep_last(best, kept):  # kept: the ID and the FR (nn.ModuleList)
+        last_fr.update({k: v.detach().clone() for k, v in kept[1].state_dict().items()})
+        finish(best, kept)
+
+    with mock.patch.object(BestEpoch, "finish", keep_last):
+        trainer.fit(x, y, attacks=[FastGradientMethod(clf, eps=0.15, batch_size=32)], validation_data=(x_val, y_val))
+    return trainer, den, fr, last_fr
 
 
 def _adaptive_worker(rank, world, port, target_state, fr_file, data, out):
     join_gloo(rank, world, port)
-    trainer, den, fr = _adaptive_fit(target_state, fr_file, data)
+    trainer, den, fr, last_fr = _adaptive_fit(target_state, fr_file, data)
     lin = torch.nn.Linear(2, 1)  # average_gradients alone: rank r's gradient r + 1 -> the mean 1.5 everywhere
     lin.weight.grad, lin.bias.grad = torch.full((1, 2), rank + 1.0), None
     ddp.average_gradients(lin)
     state = {"history": trainer.history, "den": den.network.state_dict(), "fr": fr.network.state_dict(),
-             "averaged": (lin.weight.grad.tolist(), lin.bias.grad.tolist())}
+             "last_fr": last_fr, "averaged": (lin.weight.grad.tolist(), lin.bias.grad.tolist())}
     torch.save(state, os.path.join(out, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
 
@@ -213,13 +227,13 @@ def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_p
     fr_start.fit(data[0], data[1], classifier=trained_target, denoiser=start)  # the FR both runs start from
     fr_file = str(tmp_path / "fr.pt")
     fr_start.save(fr_file)
-    single, den, fr = _adaptive_fit(target_state, fr_file, data)
+    single, den, fr, last_fr = _adaptive_fit(target_state, fr_file, data)
     spawn_ranks(_adaptive_worker, 2, target_state, fr_file, data, str(tmp_path))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert [h.get("n_seen") for h in single.history] == [None, 60, 60]  # epoch 0: validation of the start
     assert [h.get("n_seen") for h in r0["history"]] == [None, 60, 60]
     assert r0["history"] == r1["history"]
-    for key in ("den", "fr"):
+    for key in ("den", "fr", "last_fr"):
         assert all(torch.equal(r0[key][k], r1[key][k]) for k in r0[key])
     assert r0["history"][0] == single.history[0]  # same weights, same random starts: the same validation
     for h_d, h_s in zip(r0["history"][1:], single.history[1:]):
@@ -227,10 +241,11 @@ def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_p
         for key in ("train_adv_acc", "val_acc", "val_adv_acc"):
             assert abs(h_d[key] - h_s[key]) <= 0.1, (key, h_d, h_s)
     best = [max(h, key=lambda e: e["val_score"])["epoch"] for h in (single.history, r0["history"])]
-    assert best[0] == best[1]  # the same best epoch: its ID weights kept (here the start, epoch 0)
+    assert best[0] == best[1]  # the same best epoch: its ID and FR weights kept (here the start, epoch 0)
     if best[0] == 0:
         assert all(torch.equal(v, r0["den"][k]) for k, v in start.network.state_dict().items())
-    cosine = _update_cosine(fr_start.network.state_dict(), fr.network.state_dict(), r0["fr"])  # last epoch's FR
+        assert all(torch.equal(v, r0["fr"][k]) for k, v in fr_start.network.state_dict().items())
+    cosine = _update_cosine(fr_start.network.state_dict(), last_fr, r0["last_fr"])  # the last epoch's FR
     print("adaptive: single", single.history, "2 ranks", r0["history"], "FR update cosine", cosine)
     assert cosine > 0.5, cosine
     assert r0["averaged"] == r1["averaged"] == ([[1.5, 1.5]], [0.0])

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from art.defences.trainer.trainer import Trainer
 from art_idfr.progress import progress_bar
 
@@ -327,6 +328,7 @@ class _AdaptiveRun:
         best = BestEpoch()
         modules = [self.bare.model] + ([] if t.train_restorer or t.restorer is None else [t.restorer.network])
         trained = [den.network] + ([t.restorer.network] if t.train_restorer else [])
+        kept = nn.ModuleList(trained)  # what the best epoch keeps: the ID, and the FR when it is trained with it
         self.ddp_net = ddp.wrap_ddp(den.network)  # distributed: DDP; single process: the U-Net itself
         with contextlib.ExitStack() as stack:
             for module in modules:
@@ -334,19 +336,17 @@ class _AdaptiveRun:
             if validation_data is not None:  # the starting point counts (and is recorded as epoch 0)
                 start = {"epoch": 0, **self.validate(validation_data)}
                 t.history.append(start)
-                best.update(start["val_score"], den.network)
+                best.update(start["val_score"], kept)
             for epoch in range(nb_epochs):
                 stats = self.train_epoch(x_t, y_t, optimizer, scheduler, epoch, nb_epochs)
                 for module in trained:
                     ddp.sync_module(module)  # distributed: BN running statistics averaged over the ranks
                 if validation_data is not None:
                     stats.update(self.validate(validation_data))
-                    best.update(stats["val_score"], den.network)
+                    best.update(stats["val_score"], kept)
                 t.history.append(stats)
                 logger.info("adaptive ID epoch %d: %s", epoch + 1, stats)
-        best.finish(den.network)  # the best epoch's weights, rank 0's copy on every rank, eval mode
-        if t.train_restorer:
-            ddp.sync_module(t.restorer.network, average_buffers=False)
+        best.finish(kept)  # the best epoch's weights (ID and trained FR alike), rank 0's copy on every rank, eval mode
         self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
 
     def eps_at(self, progress: float) -> float:
