@@ -42,7 +42,8 @@ from art_idfr.experiments.attacks import make_attack  # noqa: E402
 from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig, parse_eps  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
-from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_fast_at, train_network  # noqa
+from art_idfr.experiments.evaluation.pipeline import (  # noqa: E402
+    limit_threads, load_adaptive_fit, prepare_data, train_fast_at, train_network)
 from art_idfr.training.adaptive import AdaptiveDenoiserTrainer  # noqa: E402
 from tune_id import _cached  # noqa: E402  (the same AE cache files as tune_id.py)
 
@@ -153,8 +154,11 @@ def fit_adaptive(name, settings, over, target, den_a1, fr, data):
     out = os.path.join(RUN_DIR, "adaptive", name)
     os.makedirs(out, exist_ok=True)
     den.save(os.path.join(out, "denoiser.pt"))
+    fr_file = os.path.join(out, "restorer.pt")  # only a joint fit's FR (load_adaptive_fit reads it when present)
     if joint:
-        fr.save(os.path.join(out, "restorer.pt"))
+        fr.save(fr_file)
+    elif os.path.exists(fr_file):
+        os.remove(fr_file)
     with open(os.path.join(out, "fit.json"), "w") as f:
         json.dump({"settings": settings, **record}, f, default=str)
     return den, fr, record
@@ -171,9 +175,8 @@ def load_adaptive(name, settings, fr):
     if saved.pop("settings") != json.loads(json.dumps(settings, default=str)):
         print(f"--reuse: {out} was fitted with other settings; fitting again", file=sys.stderr)
         return None
-    if settings["fr"] == "joint":
-        fr = FeatureRestorer.load(os.path.join(out, "restorer.pt"), device_type="cpu")
-    return IDFRDenoiser.load(os.path.join(out, "denoiser.pt"), device_type="cpu"), fr, {**saved, "reused": True}
+    den, fr, _ = load_adaptive_fit(out, fr, device_type="cpu")
+    return den, fr, {**saved, "reused": True}
 
 
 def main() -> int:
