@@ -161,6 +161,18 @@ def test_build_defences_one_classifier_each():
         build_defences(cfg.replace(defences=("fast_at",)), target)
 
 
+def test_adaptive_description_says_how_the_fr_was_trained():
+    from art_idfr import FeatureRestorer
+    from art_idfr.experiments.evaluation.defences import adaptive_description
+
+    assert "FeatureRestorer" not in adaptive_description(None)
+    frozen, joint = FeatureRestorer(device_type="cpu"), FeatureRestorer(device_type="cpu")
+    frozen.mark_fitted({"algorithm": "algorithm2"})
+    joint.mark_fitted({"algorithm": "algorithm2", "adaptive": {"train_restorer": True}})
+    assert adaptive_description(frozen).endswith("FeatureRestorer hook (Algorithm 2, kept frozen)")
+    assert adaptive_description(joint).endswith("FeatureRestorer hook, trained jointly with the ID")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # report writers on a synthetic result
 # ----------------------------------------------------------------------------------------------------------------------

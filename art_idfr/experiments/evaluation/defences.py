@@ -269,6 +269,16 @@ def _eps_text(eps: Optional[float]) -> str:
     return "?" if eps is None else eps_label(eps)
 
 
+def adaptive_description(restorer) -> str:
+    """The report's description of the ``idfr_adaptive`` defence: how its ID and the FR behind it were trained."""
+    desc = "IDFRDenoiser adaptively trained end to end (AdaptiveDenoiserTrainer, not in the paper)"
+    if restorer is None:
+        return desc
+    if "adaptive" in restorer.training_info:  # AdaptiveDenoiserTrainer(train_restorer=True) records it there
+        return desc + " + FeatureRestorer hook, trained jointly with the ID"
+    return desc + " + FeatureRestorer hook (Algorithm 2, kept frozen)"
+
+
 def build_defences(
     config: EvalConfig,
     target: PyTorchClassifier,
@@ -311,9 +321,7 @@ def build_defences(
                                  "AdaptiveDenoiserTrainer); fit it first or leave the defence out.")
             clf = defend(target, denoiser=adaptive[0], restorer=adaptive[1])
             label = label if adaptive[1] is not None else "ID adaptive (not in paper)"
-            desc = ("IDFRDenoiser adaptively trained end to end (AdaptiveDenoiserTrainer, not in the paper)"
-                    + (" + FeatureRestorer hook" if adaptive[1] is not None else ""))
-            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, desc)
+            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, adaptive_description(adaptive[1]))
         elif key == "fast_at":
             if fast_at_model is None:
                 raise ValueError("defence 'fast_at' needs the adversarially trained model; train it or leave it out.")
