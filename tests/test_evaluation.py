@@ -554,6 +554,65 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
     assert "unreadable" in caplog.text and "resumed" not in fresh.metadata
 
 
+def test_cells_are_reused_only_when_nothing_they_depend_on_changed(tiny_run, tmp_path, monkeypatch, caplog):
+    import copy
+
+    import art_idfr.experiments.attacks as attacks_mod
+    from art_idfr.experiments.evaluation.cells import FOLDER
+
+    cfg, data, (target, surrogate, den, fr, fast), _, result = tiny_run
+    sub = cfg.replace(defences=("none", "idfr"), threat_models=("white-box", "query"))
+    real, calls = attacks_mod.make_attack, []
+    monkeypatch.setattr(attacks_mod, "make_attack", lambda name, *a, **kw: calls.append(name) or real(name, *a, **kw))
+
+    def run(restorer, config=sub, **kw):
+        calls.clear()
+        res = evaluate(config, data, target, surrogate, den, restorer, fast, command="pytest tiny", verbose=False,
+                       checkpoint_dir=str(tmp_path), **kw)
+        res.write(str(tmp_path))  # as the CLI does: the threat-model checkpoint is removed, the cells stay
+        return res
+
+    def same_numbers(a, b):
+        assert [(r["threat_model"], r["defence_key"], r["attack"], r["eps"], r["n_correct"]) for r in a.records] == \
+            [(r["threat_model"], r["defence_key"], r["attack"], r["eps"], r["n_correct"]) for r in b.records]
+        assert a.sanity_checks["checks"] == b.sanity_checks["checks"]
+
+    per_defence = {"white-box": len(sub.attacks) * len(sub.eps), "query": len(sub.eps), "masking": 4}
+    n_cells = 2 * sum(per_defence.values())
+    first = run(fr)
+    assert len(calls) == n_cells + 1  # + the undefended large-eps BIM of the sanity checks, not a cell
+    assert len(list((tmp_path / FOLDER).glob("*.json"))) == n_cells and "reused_cells" not in first.metadata
+    for r in first.records:
+        assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
+
+    again = run(fr)  # nothing changed: every cell from the cache, the same numbers and checks
+    assert calls == ["bim"] and again.metadata["reused_cells"] == {k: 2 * v for k, v in per_defence.items()}
+    same_numbers(first, again)
+    assert "attack cells taken from OUT/eval_cells" in open(tmp_path / "results.md").read()
+
+    changed = copy.deepcopy(fr)  # another FR: only ID+FR's cells are measured again
+    with torch.no_grad():
+        next(changed.network.parameters()).add_(1.0)
+    run(changed)
+    assert len(calls) == sum(per_defence.values()) + 1
+
+    fresh = run(fr, reuse_cells=False)  # --no-cell-reuse
+    assert len(calls) == n_cells + 1 and "reused_cells" not in fresh.metadata
+    same_numbers(first, fresh)
+    run(fr, reuse_cells=True)
+    assert calls == ["bim"]
+
+    for path in (tmp_path / FOLDER).glob("*.json"):  # damaged cells are measured again, with a warning
+        path.write_text('{"format": "art-idfr-eval-cell/1", "key": "%s", "hits": "1"}' % path.stem)
+    with caplog.at_level("WARNING"):
+        damaged = run(fr)
+    assert caplog.text.count("unreadable") == n_cells and len(calls) == n_cells + 1
+    same_numbers(first, damaged)
+
+    run(fr, config=sub.replace(query_iter=sub.query_iter + 1))  # other evaluation settings: nothing is reused
+    assert len(calls) == n_cells + 1
+
+
 def test_json_clean_makes_strict_json():
     from art_idfr._utils import json_clean
 

@@ -311,10 +311,17 @@ def _add_evaluate_parser(sub, common) -> None:
                    help="surrogate model folder (train-target --role surrogate); default: train one into OUT/surrogate")
     p.add_argument("--fast-at", metavar="DIR", default=None,
                    help="Fast AT model folder; default: train one into OUT/fast_at")
+    _add_cell_reuse_flag(p)
     _add_knobs(p, "data")
     _add_knobs(p, "surrogate")
     _add_knobs(p, "eval")
     p.set_defaults(func=_cmd_evaluate)
+
+
+def _add_cell_reuse_flag(p) -> None:
+    p.add_argument("--no-cell-reuse", action="store_true",
+                   help="attack every white-box, query and gradient-masking cell again, even one that OUT/eval_cells "
+                        "holds from an earlier run on identical images, settings, device and model weights")
 
 
 def _add_demo_parser(sub, common) -> None:
@@ -325,6 +332,7 @@ def _add_demo_parser(sub, common) -> None:
                                    "the Markdown tables and write the reports into OUT (default runs/demo). Saved "
                                    "models in OUT are reused unless --retrain.")
     p.add_argument("--retrain", action="store_true", help="retrain every model even if OUT holds one")
+    _add_cell_reuse_flag(p)
     _add_knobs(p, "data")
     _add_knobs(p, "surrogate")
     idfr = p.add_argument_group(SECTION_TITLES["idfr"])
@@ -561,7 +569,7 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
     _echo(args, "evaluating ...")
     result = evaluate(cfg, data, target, surrogate, denoiser, restorer, fast_at, model_info=info, command=_command(),
                       verbose=verbose, checkpoint_dir=out, adaptive_denoiser=adaptive[0],
-                      adaptive_restorer=adaptive[1])
+                      adaptive_restorer=adaptive[1], reuse_cells=not args.no_cell_reuse)
     if t_start is not None:
         result.metadata["wall_seconds_total"] = time.perf_counter() - t_start
     from art_idfr.training.distributed import is_main_process

@@ -85,6 +85,9 @@ class DefendedClassifier:
     gradient: str
     description: str = ""
     randomised: bool = False
+    #: the models and defence components it is built from (their weights identify it for the cell cache,
+    #: :mod:`~art_idfr.experiments.evaluation.cells`; empty: never cached)
+    components: Tuple[Any, ...] = ()
 
 
 class EOTPyTorchClassifier(PyTorchClassifier):
@@ -305,35 +308,39 @@ def build_defences(
     for key in config.defences:
         label = defence_label(key, config)
         if key == "none":
-            out[key] = DefendedClassifier(key, label, target, GRADIENT_EXACT, "undefended target")
+            out[key] = DefendedClassifier(key, label, target, GRADIENT_EXACT, "undefended target",
+                                          components=(target.model,))
         elif key in ("id", "idfr"):
             if denoiser is None or (key == "idfr" and restorer is None):
                 raise ValueError(
                     f"defence {key!r} needs a fitted IDFRDenoiser{' and FeatureRestorer' if key == 'idfr' else ''}; "
                     "fit them first (art-idfr fit) or leave the defence out."
                 )
-            clf = defend(target, denoiser=denoiser, restorer=restorer if key == "idfr" else None)
+            parts = (denoiser, restorer) if key == "idfr" else (denoiser,)
+            clf = defend(target, *parts)
             desc = "IDFRDenoiser as ART preprocessing defence" + (" + FeatureRestorer hook" if key == "idfr" else "")
-            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, desc)
+            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, desc, components=(target.model, *parts))
         elif key == "idfr_adaptive":
             if adaptive[0] is None:
                 raise ValueError("defence 'idfr_adaptive' needs the adaptively trained IDFRDenoiser (fit_adaptive / "
                                  "AdaptiveDenoiserTrainer); fit it first or leave the defence out.")
             clf = defend(target, denoiser=adaptive[0], restorer=adaptive[1])
             label = label if adaptive[1] is not None else "ID adaptive (not in paper)"
-            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, adaptive_description(adaptive[1]))
+            out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, adaptive_description(adaptive[1]),
+                                          components=(target.model, *(c for c in adaptive if c is not None)))
         elif key == "fast_at":
             if fast_at_model is None:
                 raise ValueError("defence 'fast_at' needs the adversarially trained model; train it or leave it out.")
             clf = wrap_model(fast_at_model, shape, classes, dev)
             out[key] = DefendedClassifier(key, label, clf, GRADIENT_EXACT,
                                           f"AdversarialTrainerFBFPyTorch, eps={_eps_text(config.fast_at_eps)}, "
-                                          f"{config.fast_at_epochs} epochs")
+                                          f"{config.fast_at_epochs} epochs", components=(fast_at_model,))
         else:
             pre, desc, rnd = _numpy_defence(key, config)
             eot = int(config.eot_samples) if rnd else 1
             clf = wrap_model(target.model, shape, classes, dev, preprocessing_defences=[pre], eot_samples=eot)
-            out[key] = DefendedClassifier(key, label, clf, gradient_bpda_eot(eot), desc, randomised=rnd)
+            out[key] = DefendedClassifier(key, label, clf, gradient_bpda_eot(eot), desc, randomised=rnd,
+                                          components=(target.model, pre))
     return out
 
 

@@ -91,15 +91,22 @@ def failed_defences(checks: Dict[str, Any]) -> Dict[str, List[str]]:
     return out
 
 
-def _attack_hits(suite, attack: str, clf, x, y, oh, eps: float, seed_parts, **kwargs) -> np.ndarray:
+def _attack_hits(suite, attack: str, dc, x, y, oh, eps: float, seed_parts, **kwargs) -> np.ndarray:
     """
-    Per-image hits of ``clf`` under ``attack`` on ``x``. Distributed: each rank attacks its shard (with the
-    single-process random starts where ART allows it: PGD with one start, see ``sharding``), hits gathered.
+    Per-image hits of the defended classifier ``dc`` under ``attack`` on the white-box images ``x``, through the
+    suite's cell cache (``suite.measure_cell``). Distributed: each rank attacks its shard (with the single-process
+    random starts where ART allows it: PGD with one start, see ``sharding``), hits gathered.
     """
+    seed = cell_seed(suite.cfg.seed, "masking", *seed_parts)
+    cell = {"kind": "masking", "attack": attack, "eps": eps, "seed": seed, "params": kwargs}
+    return suite.measure_cell(dc, cell, "white-box",
+                              lambda: _run_attack(suite.cfg, attack, dc.classifier, x, y, oh, eps, seed, **kwargs))
+
+
+def _run_attack(cfg, attack: str, clf, x, y, oh, eps: float, seed: int, **kwargs) -> np.ndarray:
+    """The attack of :func:`_attack_hits`, run."""
     from art_idfr.experiments.attacks import make_attack
 
-    cfg = suite.cfg
-    seed = cell_seed(cfg.seed, "masking", *seed_parts)
     part = sharding.shard(len(y))
     skip = sharding.start_draws(attack, part.start, sharding.image_size(x),
                                 num_random_init=kwargs.get("num_random_init", 1))
@@ -117,7 +124,7 @@ def _square_vs_gradient(suite, dc, x, y, oh, eps):
     if not grads:
         return None
     grad_hits = np.logical_and.reduce([np.asarray(g, dtype=bool) for g in grads])  # survives every gradient attack
-    sq = _attack_hits(suite, "square", dc.classifier, x, y, oh, eps, (dc.key, "square", eps),
+    sq = _attack_hits(suite, "square", dc, x, y, oh, eps, (dc.key, "square", eps),
                       max_iter=suite.cfg.sanity_square_iter)
     wins, losses = int((grad_hits & ~sq).sum()), int((~grad_hits & sq).sum())  # Square broke more / fewer
     p = sign_test_p(wins, losses)
@@ -131,7 +138,7 @@ def _square_vs_gradient(suite, dc, x, y, oh, eps):
 def _large_eps(suite, dc, x, y, oh):
     cfg = suite.cfg
     steps = max(cfg.attack_iter, 20)
-    hits = _attack_hits(suite, "pgd", dc.classifier, x, y, oh, cfg.sanity_eps, (dc.key, "large", cfg.sanity_eps),
+    hits = _attack_hits(suite, "pgd", dc, x, y, oh, cfg.sanity_eps, (dc.key, "large", cfg.sanity_eps),
                         max_iter=steps, eps_step=cfg.sanity_eps / 8)
     acc = float(hits.mean())
     return {"eps": cfg.sanity_eps, "n": int(len(y)), "steps": steps, "accuracy": acc, "threshold": 0.05,
@@ -142,9 +149,9 @@ def _large_eps(suite, dc, x, y, oh):
 def _more_steps(suite, dc, x, y, oh, eps):
     cfg = suite.cfg
     step = 2.5 * eps / cfg.attack_iter
-    short = _attack_hits(suite, "pgd", dc.classifier, x, y, oh, eps, (dc.key, "short", eps),
+    short = _attack_hits(suite, "pgd", dc, x, y, oh, eps, (dc.key, "short", eps),
                          max_iter=cfg.attack_iter, eps_step=step)
-    long = _attack_hits(suite, "pgd", dc.classifier, x, y, oh, eps, (dc.key, "long", eps),
+    long = _attack_hits(suite, "pgd", dc, x, y, oh, eps, (dc.key, "long", eps),
                         max_iter=5 * cfg.attack_iter, eps_step=step, num_random_init=2)
     wins, losses = int((long & ~short).sum()), int((~long & short).sum())  # more steps left MORE images correct
     p = sign_test_p(wins, losses)

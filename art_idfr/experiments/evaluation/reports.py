@@ -265,6 +265,10 @@ def markdown_report(result: "EvaluationResult") -> str:
                          "still running). Not a result to publish as complete."]
     for tm, note in md.get("resumed", {}).items():
         head.insert(-1, f"- {tm}: {note}")
+    if md.get("reused_cells"):
+        counts = ", ".join(f"{kind} {n}" for kind, n in md["reused_cells"].items())
+        head.insert(-1, f"- attack cells taken from OUT/eval_cells (measured by an earlier run on identical images, "
+                        f"settings, device and model weights; `--no-cell-reuse` measures them again): {counts}")
     timings = md.get("timings_seconds", {})
     tail = []
     if timings:

@@ -34,7 +34,7 @@ import platform
 import shlex
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -96,6 +96,7 @@ def evaluate(
     checkpoint_dir: Optional[str] = None,
     adaptive_denoiser=None,
     adaptive_restorer=None,
+    reuse_cells: bool = True,
 ) -> EvaluationResult:
     """
     Run the evaluation suite (builds an :class:`Evaluation` and runs it).
@@ -114,13 +115,17 @@ def evaluate(
     :param checkpoint_dir: If given, each finished threat model is checkpointed there and the partial reports
         (``results.partial.json`` / ``.md``) rewritten, and threat models already finished by an earlier run with
         the same configuration, images, device and model weights are taken from the checkpoint instead of re-run
-        (:mod:`art_idfr.experiments.evaluation.resume`; ``metadata["resumed"]`` names them).
+        (:mod:`art_idfr.experiments.evaluation.resume`; ``metadata["resumed"]`` names them). Each white-box, query
+        and gradient-masking cell is also stored in ``checkpoint_dir/eval_cells``, and a cell an earlier run measured
+        on identical images, settings, device and defence weights is taken from there
+        (:mod:`~art_idfr.experiments.evaluation.cells`; ``metadata["reused_cells"]`` counts them).
+    :param reuse_cells: ``False``: measure every cell again (still storing them).
     :return: The :class:`EvaluationResult`.
     """
     return Evaluation(config, data, target_model, surrogate_model, denoiser=denoiser, restorer=restorer,
                       fast_at_model=fast_at_model, model_info=model_info, command=command, verbose=verbose,
                       checkpoint_dir=checkpoint_dir, adaptive_denoiser=adaptive_denoiser,
-                      adaptive_restorer=adaptive_restorer).run()
+                      adaptive_restorer=adaptive_restorer, reuse_cells=reuse_cells).run()
 
 
 class Evaluation:
@@ -148,6 +153,7 @@ class Evaluation:
         checkpoint_dir: Optional[str] = None,
         adaptive_denoiser=None,
         adaptive_restorer=None,
+        reuse_cells: bool = True,
     ) -> None:
         import art
 
@@ -187,6 +193,7 @@ class Evaluation:
         self.checkpoint_dir = checkpoint_dir
         # distributed: rank 0 alone reads and writes the checkpoint (its decisions are broadcast, see _resume)
         self.ckpt = self._open_checkpoint() if checkpoint_dir is not None and sharding.is_main_process() else None
+        self._open_cell_cache(reuse_cells)
 
     # ---- set-up ------------------------------------------------------------------------------------------------------
 
@@ -215,6 +222,49 @@ class Evaluation:
             dict(self.models),
             {"torch": torch.__version__, "art": art.__version__, "art_idfr": _version(), **sharding.processes()})
         return EvalCheckpoint(self.checkpoint_dir, fingerprint)
+
+    def _open_cell_cache(self, reuse: bool) -> None:
+        """The :class:`~art_idfr.experiments.evaluation.cells.CellCache` in ``checkpoint_dir/eval_cells`` (rank 0)."""
+        import art
+
+        from art_idfr.experiments.evaluation import cells
+
+        self.reuse_cells = bool(reuse) and self.checkpoint_dir is not None  # the same on every rank
+        self.reused_cells: Dict[str, int] = {}
+        self._fingerprints: Dict[str, Optional[str]] = {}
+        self.image_digests = {tm: cells.images_digest(self.x_eval[idx], self.y_eval[idx])
+                              for tm, idx in self.images.items() if tm in ("white-box", "query")}
+        self.cells = None
+        if self.checkpoint_dir is not None and sharding.is_main_process():
+            context = cells.run_context(self.cfg.to_dict(), self.data.dataset.name, self.device_text, {
+                "torch": torch.__version__, "art": art.__version__, "art_idfr": _version(),
+                "numpy": np.__version__, **sharding.processes()})
+            self.cells = cells.CellCache(os.path.join(self.checkpoint_dir, cells.FOLDER), context)
+
+    def measure_cell(self, dc: DefendedClassifier, cell: Dict[str, Any], images: str,
+                     compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """
+        Per-image hits of one attack cell on ``dc``: ``cell`` names it (``kind``: threat model or ``masking``,
+        attack, eps, seed, settings), ``images`` is the threat model whose images it attacks. Taken from the cell
+        cache when an earlier run measured exactly this cell, else ``compute()``-d (on every rank) and stored.
+        """
+        from art_idfr.experiments.evaluation.cells import defence_fingerprint
+
+        if dc.key not in self._fingerprints:
+            self._fingerprints[dc.key] = defence_fingerprint(dc)
+        if self._fingerprints[dc.key] is None:
+            return compute()
+        full = {**cell, "defence": self._fingerprints[dc.key], "images": self.image_digests[images]}
+        if self.reuse_cells:
+            n = len(self.images[images])
+            found = sharding.from_main(self.cells.get(full, n) if self.cells is not None else None)
+            if found is not None:
+                self.reused_cells[cell["kind"]] = self.reused_cells.get(cell["kind"], 0) + 1
+                return found
+        hits = compute()
+        if self.cells is not None:
+            self.cells.put(full, hits, f"{cell['kind']}: {dc.label}, {cell['attack']} {eps_label(cell['eps'])}")
+        return hits
 
     def metadata(self) -> Dict[str, Any]:
         """The run's metadata (timings and resumed threat models as far as known now)."""
@@ -254,6 +304,7 @@ class Evaluation:
                                 "same configuration, images, device and model weights"
                             for tm, when in self.resumed.items()}}
                if self.resumed else {}),
+            **({"reused_cells": dict(self.reused_cells)} if self.reused_cells else {}),
         }
 
     # ---- checkpointing -----------------------------------------------------------------------------------------------
@@ -354,6 +405,12 @@ class Evaluation:
         with seeded(seed):  # numpy defences inside the loop (TotalVarMin) draw from np.random
             return sharding.generate(atk, x[part], y1h[part])
 
+    def _attack_cell(self, dc: DefendedClassifier, attack: str, x: np.ndarray, y1h: np.ndarray, y: np.ndarray,
+                     eps: float, seed: int, part: slice) -> np.ndarray:
+        """Per-image hits of ``dc`` under ``attack`` run on ``dc`` itself (white-box and query cells)."""
+        x_adv = self.craft(attack, dc.classifier, x, y1h, eps, seed, part, randomised=dc.randomised)
+        return self._correct(dc, x_adv, y, _cell_seed(seed, "eval"), part)
+
     # ---- the threat models -------------------------------------------------------------------------------------------
 
     def run(self) -> EvaluationResult:
@@ -429,10 +486,12 @@ class Evaluation:
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: {ATTACK_LABELS[attack]} {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, "white-box", key, attack, eps)
-            x_adv = self.craft(attack, dc.classifier, x_wb, oh_wb, eps, seed, part, randomised=dc.randomised)
-            hits = self._correct(dc, x_adv, y_wb, _cell_seed(seed, "eval"), part)
+            params = self.attack_params(attack, eps)
+            hits = self.measure_cell(dc, {"kind": "white-box", "attack": attack, "eps": eps, "seed": seed,
+                                          "params": params}, "white-box",
+                                     lambda: self._attack_cell(dc, attack, x_wb, oh_wb, y_wb, eps, seed, part))
             self._add("white-box", dc, attack, eps, hits, gradient=dc.gradient, source="defended classifier itself",
-                      params=self.attack_params(attack, eps))
+                      params=params)
         self._done("white-box", time.perf_counter() - t0)
 
     def query(self) -> None:
@@ -449,10 +508,12 @@ class Evaluation:
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, "query", key, eps)
-            x_adv = self.craft(QUERY_ATTACK, dc.classifier, x_q, oh_q, eps, seed, part, randomised=dc.randomised)
-            hits = self._correct(dc, x_adv, y_q, _cell_seed(seed, "eval"), part)
+            params = self.attack_params(QUERY_ATTACK, eps)
+            hits = self.measure_cell(dc, {"kind": "query", "attack": QUERY_ATTACK, "eps": eps, "seed": seed,
+                                          "params": params}, "query",
+                                     lambda: self._attack_cell(dc, QUERY_ATTACK, x_q, oh_q, y_q, eps, seed, part))
             self._add("query", dc, QUERY_ATTACK, eps, hits, gradient="none (scores only)",
-                      source="queries to the defended classifier", params=self.attack_params(QUERY_ATTACK, eps))
+                      source="queries to the defended classifier", params=params)
         self._done("query", time.perf_counter() - t0)
 
     # ---- the end -----------------------------------------------------------------------------------------------------

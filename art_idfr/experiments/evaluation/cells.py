@@ -1,0 +1,133 @@
+"""
+Reuse of single attack cells across evaluation runs.
+
+A cell is one attack at one budget on one defended classifier and one image set: a white-box cell, a query cell or
+one attack of the gradient-masking checks. All randomness is seeded per cell (``seeds.cell_seed``), so a cell's
+per-image hits depend only on what goes into it; a rerun that changes one defence (say, a new adaptive ID) measures
+every other defence's cells again to the same bits. :class:`CellCache` keeps each finished cell's hits in
+``OUT/eval_cells/`` and gives them back only when everything the cell depends on is identical:
+
+* the cell: threat model (or ``masking``), attack, budget, seed and attack settings;
+* its images (a digest of the pixels and labels);
+* the defended classifier: its key, label, description, gradient mode, and the weights digest and settings of every
+  model and component it is built from (:func:`defence_fingerprint`);
+* the run: the evaluation settings (every configuration field except the model-training ones, which reach a cell
+  only through the weights, and the lists of defences / attacks / budgets / threat models, which are per cell), the
+  dataset, the device, the torch / ART / art-idfr / NumPy versions and the number of processes.
+
+A defence without known components (``DefendedClassifier.components`` empty) is never cached. Transfer cells (black-
+and gray-box) are not cached: their AEs are crafted once for all defences, which is most of their cost. Files are
+plain JSON (format ``art-idfr-eval-cell/1``; hits as a ``0``/``1`` string); one that is damaged or does not match its
+name is ignored with a warning and measured again. Reusing a cell changes no number (the same command computes the
+same hits); the reports say how many cells were taken from the cache (``metadata["reused_cells"]``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CellCache", "defence_fingerprint", "images_digest", "run_context", "FOLDER", "FORMAT"]
+
+FOLDER = "eval_cells"
+FORMAT = "art-idfr-eval-cell/1"
+#: configuration fields that do not enter a cell: model training (it reaches a cell through the weights digest) and
+#: the per-run lists (each cell names its own defence, attack and budget; images are digested)
+NOT_IN_CELLS = frozenset({
+    "train", "target", "surrogate", "idfr_source", "id", "fr", "fit_n", "idfr_attacks", "idfr_eps", "adaptive",
+    "adaptive_fit_n", "fast_at", "train_size", "val_n", "data_root", "download", "preset_name", "defences",
+    "threat_models", "attacks", "eps", "autoattack_defences", "eval_n", "whitebox_n", "query_n",
+})
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def images_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of a cell's images and labels (dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    for a in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
+        h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def _component(obj: Any) -> Dict[str, Any]:
+    """Weights digest, type and ART ``params`` of one model or defence component."""
+    from torch import nn
+
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    has_weights = isinstance(obj, nn.Module) or any(isinstance(getattr(obj, a, None), nn.Module)
+                                                    for a in ("network", "model"))
+    params = {p: getattr(obj, p, None) for p in getattr(obj, "params", [])}
+    return {"type": type(obj).__name__, "weights": weights_digest(obj) if has_weights else None, "params": params}
+
+
+def defence_fingerprint(dc) -> Optional[str]:
+    """Digest of a ``DefendedClassifier`` (see the module docstring); ``None`` when its components are unknown."""
+    if not dc.components:
+        return None
+    return _sha({"key": dc.key, "label": dc.label, "description": dc.description, "gradient": dc.gradient,
+                 "randomised": dc.randomised, "classifier": type(dc.classifier).__name__,
+                 "components": [_component(c) for c in dc.components]})
+
+
+def run_context(config_dict: Dict[str, Any], dataset: str, device: str, versions: Dict[str, Any]) -> Dict[str, Any]:
+    """What every cell of a run shares (see the module docstring)."""
+    settings = {k: v for k, v in config_dict.items() if k not in NOT_IN_CELLS}
+    return {"settings": settings, "dataset": dataset, "device": device, "versions": versions}
+
+
+class CellCache:
+    """
+    Finished cells of earlier runs in ``directory`` (``OUT/eval_cells``), for one run's ``context``
+    (:func:`run_context`).
+    """
+
+    def __init__(self, directory: str, context: Dict[str, Any]):
+        self.directory = directory
+        self.context = _sha(context)
+
+    def key(self, cell: Dict[str, Any]) -> str:
+        """The file name stem of ``cell`` (a dict of everything the cell depends on beyond the run's context)."""
+        return _sha({"context": self.context, "cell": cell})
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.directory, key + ".json")
+
+    def get(self, cell: Dict[str, Any], n: int) -> Optional[np.ndarray]:
+        """The stored per-image hits of ``cell`` (``n`` images), or ``None``."""
+        key = self.key(cell)
+        path = self._path(key)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            hits = doc.get("hits") if isinstance(doc, dict) else None
+            if doc.get("format") != FORMAT or doc.get("key") != key:
+                raise ValueError(f"format {doc.get('format')!r} or key does not match the file name")
+            if not isinstance(hits, str) or len(hits) != n or set(hits) - {"0", "1"}:
+                raise ValueError(f"hits are not a 0/1 string of length {n}")
+        except (OSError, ValueError, AttributeError) as exc:  # a cache: never fatal, never trusted when damaged
+            logger.warning("evaluation cell %s is unreadable (%s): measuring it again.", path, exc)
+            return None
+        return np.frombuffer(hits.encode(), dtype=np.uint8) == ord("1")
+
+    def put(self, cell: Dict[str, Any], hits: np.ndarray, summary: str) -> None:
+        """Store ``cell``'s per-image hits (``summary``: a readable name of the cell, for whoever opens the file)."""
+        key = self.key(cell)
+        os.makedirs(self.directory, exist_ok=True)
+        doc = {"format": FORMAT, "key": key, "cell": summary, "n": int(len(hits)),
+               "hits": "".join("1" if h else "0" for h in np.asarray(hits, dtype=bool))}
+        tmp = self._path(key) + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, self._path(key))
