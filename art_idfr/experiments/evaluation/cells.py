@@ -72,11 +72,12 @@ def _component(obj: Any) -> Dict[str, Any]:
 
 def defence_fingerprint(dc) -> Optional[str]:
     """Digest of a ``DefendedClassifier`` (see the module docstring); ``None`` when its components are unknown."""
-    if not dc.components:
+    components = getattr(dc, "components", ())  # a stand-in without it (e.g. an older DefendedClassifier): no cache
+    if not components:
         return None
     return _sha({"key": dc.key, "label": dc.label, "description": dc.description, "gradient": dc.gradient,
                  "randomised": dc.randomised, "classifier": type(dc.classifier).__name__,
-                 "components": [_component(c) for c in dc.components]})
+                 "components": [_component(c) for c in components]})
 
 
 def run_context(config_dict: Dict[str, Any], dataset: str, device: str, versions: Dict[str, Any]) -> Dict[str, Any]:
