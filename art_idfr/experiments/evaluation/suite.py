@@ -232,10 +232,12 @@ class Evaluation:
         self.reuse_cells = bool(reuse) and self.checkpoint_dir is not None  # the same on every rank
         self.reused_cells: Dict[str, int] = {}
         self._fingerprints: Dict[str, Optional[str]] = {}
+        self.cells = None
+        if self.checkpoint_dir is None:  # no output folder: nothing stored, nothing reused
+            return
         self.image_digests = {tm: cells.images_digest(self.x_eval[idx], self.y_eval[idx])
                               for tm, idx in self.images.items() if tm in ("white-box", "query")}
-        self.cells = None
-        if self.checkpoint_dir is not None and sharding.is_main_process():
+        if sharding.is_main_process():
             context = cells.run_context(self.cfg.to_dict(), self.data.dataset.name, self.device_text, {
                 "torch": torch.__version__, "art": art.__version__, "art_idfr": _version(),
                 "numpy": np.__version__, **sharding.processes()})
@@ -250,6 +252,8 @@ class Evaluation:
         """
         from art_idfr.experiments.evaluation.cells import defence_fingerprint
 
+        if self.checkpoint_dir is None:
+            return compute()
         if dc.key not in self._fingerprints:
             self._fingerprints[dc.key] = defence_fingerprint(dc)
         if self._fingerprints[dc.key] is None:
