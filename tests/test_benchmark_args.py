@@ -28,10 +28,11 @@ def test_benchmark_flags_build_a_config(module):
     # the adaptive recipe of the fourth tuning session (benchmarks/NOTES.md) reaches the trainer's keywords
     kw = cfg.adaptive.kwargs()
     assert (kw["trades_beta"], kw["identity_weight"], kw["fixed_weight"]) == (6.0, 0.0, 0.0)
-    # ... and fashion_mnist_adaptive's later one (fifth session): every training image once at batch 16
+    # ... and fashion_mnist_adaptive's later one (fifth session): every training image at batch 16,
+    # twice since the eleventh session
     assert kw["batch_size"] == (16 if module == "fashion_mnist_adaptive" else 32)
     if module == "fashion_mnist_adaptive":
-        assert (kw["nb_epochs"], cfg.adaptive_fit_n) == (1, 60000)
+        assert (kw["nb_epochs"], cfg.adaptive_fit_n) == (2, 60000)
         # ... with the FR trained jointly (sixth session)
         assert kw["train_restorer"] is True
 
