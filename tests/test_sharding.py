@@ -63,7 +63,10 @@ def _evaluate(folder: str, checkpoint_dir=None):
 
 
 def _worker(rank, world, port, folder):
-    """One rank: the evaluation (checkpointing into its own folder: only rank 0's may fill), then the same again."""
+    """
+    One rank: the evaluation (checkpointing into its own folder: only rank 0's may fill), then the same again
+    (every threat model resumed; the gradient-masking cells from rank 0's cell cache).
+    """
     import json
 
     from threadpoolctl import threadpool_limits
@@ -78,7 +81,9 @@ def _worker(rank, world, port, folder):
     out = {"records": first.records, "per_sample": {"|".join(map(str, k)): v.tolist()
                                                     for k, v in first.per_sample.items()},
            "sanity": first.sanity_checks, "processes": first.metadata.get("processes"),
-           "resumed": sorted(again.metadata.get("resumed", {})), "again": again.records}
+           "resumed": sorted(again.metadata.get("resumed", {})), "again": again.records,
+           "reused": [first.metadata.get("reused_cells", {}), again.metadata.get("reused_cells", {})],
+           "sanity_again": again.sanity_checks}
     with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
         json.dump(out, f, default=str)
     torch.distributed.destroy_process_group()
@@ -148,6 +153,17 @@ def test_two_ranks_give_the_single_process_sanity_checks(runs):
     for name in ("gradient_free_not_stronger", "more_steps_not_better"):
         assert set(r0["sanity"]["checks"][name]["per_defence"]) == set(single.sanity_checks["checks"][name]
                                                                          ["per_defence"])
+
+
+def test_cell_reuse_is_rank0s_cache(runs):
+    """The second evaluation re-runs no masking attack: every rank takes rank 0's cached hits, checks unchanged."""
+    folder, _, (r0, r1) = runs
+    assert r0["reused"][0] == r1["reused"][0] == {}  # the first evaluation had nothing to reuse
+    assert r0["reused"][1] == r1["reused"][1] and r0["reused"][1].get("masking", 0) >= 3, r0["reused"]
+    assert os.listdir(os.path.join(folder, "ckpt_rank0", "eval_cells"))
+    assert not os.path.exists(os.path.join(folder, "ckpt_rank1", "eval_cells"))
+    assert r0["sanity_again"] == r1["sanity_again"]
+    assert r0["sanity_again"]["checks"] == r0["sanity"]["checks"]
 
 
 def test_resume_is_rank0s_checkpoint(runs):

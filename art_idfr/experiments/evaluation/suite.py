@@ -579,12 +579,15 @@ def compare_whitebox(per_sample, wb_idx, other: str, defences: Dict[str, Tuple[s
 
     ``per_sample`` maps ``(threat_model, defence_key, attack, eps)`` to a boolean hit vector (white-box vectors are
     over the white-box images; the others over all evaluation images, indexed by ``wb_idx``); ``defences`` maps
-    each defence key to its ``(label, gradient description)``. Returns the check's record and the warning lines.
+    each defence key to its ``(label, gradient description)``. Returns the check's record and the warning lines,
+    in ``defences``' order, then attack, then eps (the same for a run resumed from its checkpoint).
     """
     comparisons, violations, warnings = [], [], []
-    for (tm, key, attack, eps), hits in per_sample.items():
+    order = {key: i for i, key in enumerate(defences)}
+    cells = [(cell[1:], hits) for cell, hits in per_sample.items() if cell[0] == "white-box"]
+    for (key, attack, eps), hits in sorted(cells, key=lambda c: (order[c[0][0]], c[0][1], c[0][2])):
         ref = per_sample.get((other, key, attack, eps))
-        if tm != "white-box" or attack == "clean" or ref is None:
+        if attack == "clean" or ref is None:
             continue
         hits, ref = np.asarray(hits, dtype=bool), np.asarray(ref, dtype=bool)[wb_idx]
         a_wb, a_ref = float(hits.mean()), float(ref.mean())
