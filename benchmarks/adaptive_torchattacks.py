@@ -1,12 +1,15 @@
 """
 A second evaluator, not ours: torchattacks' APGD (CE and DLR losses, 100 steps, 1 restart) on the adaptive ID+FR of
-an adaptive benchmark exported as a plain ``nn.Module`` (``art_idfr.as_module``), at 8/255 and 16/255 on test images
-0-199, beside ART's AutoAttack in that benchmark (n = 100). Only this cross-check reads the test split; nothing is
-tuned on it. One JSON line to benchmarks/results/<benchmark>/torchattacks.jsonl.
+an adaptive benchmark exported as a plain ``nn.Module`` (``art_idfr.as_module``), and on that benchmark's Fast AT
+model (the goal's reference, judged the same way), at 8/255 and 16/255 on test images 0-199, beside ART's AutoAttack
+in that benchmark (n = 100). Only this cross-check reads the test split; nothing is tuned on it. One JSON line per
+defence to benchmarks/results/<benchmark>/torchattacks.jsonl.
 
     python benchmarks/adaptive_torchattacks.py                 # after fashion_mnist_adaptive.py
     python benchmarks/adaptive_torchattacks.py cifar10_adaptive   # after cifar10_adaptive.py
+    python benchmarks/adaptive_torchattacks.py --defences fast_at   # one of them (adaptive, fast_at)
 """
+import argparse
 import json
 import os
 import platform
@@ -46,28 +49,55 @@ def adaptive_fit_record(benchmark: str, den, fr) -> dict:
                              "weights": weights_digest(den.network)[:16], "fr_weights": weights_digest(fr.network)[:16]}}
 
 
-def main(benchmark: str = "fashion_mnist_adaptive") -> int:
+def measure(module, x, y) -> dict:
+    """Clean accuracy and APGD-CE+DLR accuracy at 8 and 16/255 of ``module`` on ``x``, ``y`` (in %)."""
+    with torch.no_grad():
+        clean = round(float((module(x).argmax(1) == y).float().mean() * 100), 1)
+    return {"clean": clean, **{f"torchattacks APGD-CE+DLR {e}/255": apgd_accuracy(module, x, y, e / 255)
+                               for e in (8, 16)}}
+
+
+def fast_at_module(benchmark: str):
+    """The benchmark's cached Fast AT model, with the record of how it was trained."""
+    from art_idfr.experiments.evaluation.pipeline import load_model_dir
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    model, meta = load_model_dir(os.path.join(ROOT, "runs", benchmark, "fast_at"), device="cpu")
+    return model.eval(), {"fast_at": {**meta.get("settings", {}), "weights": weights_digest(model)[:16]}}
+
+
+def main(benchmark: str, defences) -> int:
     from art_idfr import as_module, defend
 
     cfg, data, target, den, fr = load_models(benchmark)
-    module = as_module(defend(target, den, fr))
     x, y = torch.as_tensor(data.x_test[:200]), torch.as_tensor(np.asarray(data.y_test[:200]), dtype=torch.long)
-    with torch.no_grad():
-        clean = round(float((module(x).argmax(1) == y).float().mean() * 100), 1)
-    row = {"defence": "adaptive ID+FR", "clean": clean,
-           **{f"torchattacks APGD-CE+DLR {e}/255": apgd_accuracy(module, x, y, e / 255) for e in (8, 16)}}
-    print(row, flush=True)
     import torchattacks
 
-    row |= adaptive_fit_record(benchmark, den, fr)
-    row |= {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
-            "torchattacks": torchattacks.__version__,
-            "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
-            "command": " ".join(["python benchmarks/adaptive_torchattacks.py", *sys.argv[1:]])}
-    with open(os.path.join(ROOT, "benchmarks", "results", benchmark, "torchattacks.jsonl"), "a") as f:
-        f.write(json.dumps(row) + "\n")
+    for name in defences:
+        if name == "adaptive":
+            row = {"defence": "adaptive ID+FR", **measure(as_module(defend(target, den, fr)), x, y),
+                   **adaptive_fit_record(benchmark, den, fr)}
+        else:
+            module, record = fast_at_module(benchmark)
+            row = {"defence": "Fast AT", **measure(module, x, y), **record}
+        print(row, flush=True)
+        row |= {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
+                "torchattacks": torchattacks.__version__,
+                "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
+                "command": " ".join(["python benchmarks/adaptive_torchattacks.py", *sys.argv[1:]])}
+        with open(os.path.join(ROOT, "benchmarks", "results", benchmark, "torchattacks.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:2]))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("benchmark", nargs="?", default="fashion_mnist_adaptive")
+    p.add_argument("--defences", default="adaptive,fast_at",
+                   type=lambda v: [d for d in v.split(",") if d],
+                   help="comma-separated: adaptive (ID+FR adaptive), fast_at (default: both)")
+    a = p.parse_args()
+    unknown = sorted(set(a.defences) - {"adaptive", "fast_at"})
+    if unknown or not a.defences:
+        p.error(f"--defences takes adaptive and/or fast_at, got {','.join(a.defences) or 'nothing'}")
+    sys.exit(main(a.benchmark, a.defences))
