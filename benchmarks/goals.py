@@ -15,8 +15,11 @@ And, when the run has the adaptive ID+FR (``idfr_adaptive``, not in the paper; i
 - its clean accuracy at least the undefended one minus 2 points;
 - its black-box accuracy no more than 2 points below today's ID+FR in every black-box column;
 - every gradient-masking check passed for it.
+Beside ART's AutoAttack, the same two goals as judged by the second evaluator (``adaptive_torchattacks.py``), when
+``torchattacks.jsonl`` next to the results holds lines for this run's adaptive recipe and Fast AT settings.
 """
 import json
+import os
 import sys
 
 PAPER_DROP = {("fgsm", 4): 3.2, ("fgsm", 8): 7.0, ("fgsm", 16): 17.8, ("cw", 4): 1.5, ("cw", 8): 2.4, ("cw", 16): 3.0,
@@ -84,6 +87,34 @@ def adaptive_goals(result: dict) -> None:
           f"{'yes' if not failed else 'NO'} |")
 
 
+def second_evaluator(path: str, result: dict) -> None:
+    """The AutoAttack goals as judged by torchattacks (the latest jsonl lines matching this run's recipe and Fast AT)."""
+    models = result["metadata"].get("models", {})
+    s, fast = models.get("idfr_adaptive", {}).get("settings"), models.get("fast_at", {}).get("settings")
+    lines = os.path.join(os.path.dirname(path), "torchattacks.jsonl")
+    if s is None or fast is None or not os.path.exists(lines):
+        return
+    recipe = {"epochs": s["adaptive_nb_epochs"], "batch_size": s["adaptive_batch_size"],
+              "trades_beta": s["adaptive_trades_beta"], "fr_joint": bool(s.get("adaptive_train_restorer"))}
+    rows = [json.loads(line) for line in open(lines) if line.strip()]
+    ours = [r for r in rows if r["defence"] == "adaptive ID+FR"
+            and {k: r.get("adaptive_fit", {}).get(k) for k in recipe} == recipe]
+    theirs = [r for r in rows if r["defence"] == "Fast AT" and
+              {k: v for k, v in r.get("fast_at", {}).items() if k != "weights"} == fast]
+    if not ours or not theirs:
+        return
+    a, f = ours[-1], theirs[-1]
+    print(f"\nSecond evaluator (`{a['command']}`: torchattacks {a['torchattacks']} APGD-CE+DLR, {a['images']}, "
+          f"n = {a['n']}; weights {a['adaptive_fit']['weights']} / Fast AT {f['fast_at']['weights']}):\n")
+    print("| goal | adaptive ID+FR | reference | met |")
+    print("|---|---:|---:|---|")
+    for e in (8, 16):
+        key = f"torchattacks APGD-CE+DLR {e}/255"
+        print(f"| APGD-CE+DLR {e}/255 ≥ Fast AT | {a[key]:.1f} | Fast AT {f[key]:.1f} | "
+              f"{'yes' if a[key] >= f[key] else 'NO'} |")
+
+
 if __name__ == "__main__":
     main(sys.argv[1])
     adaptive_goals(json.load(open(sys.argv[1])))
+    second_evaluator(sys.argv[1], json.load(open(sys.argv[1])))
