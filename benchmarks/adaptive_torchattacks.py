@@ -8,6 +8,10 @@ defence to benchmarks/results/<benchmark>/torchattacks.jsonl.
     python benchmarks/adaptive_torchattacks.py                 # after fashion_mnist_adaptive.py
     python benchmarks/adaptive_torchattacks.py cifar10_adaptive   # after cifar10_adaptive.py
     python benchmarks/adaptive_torchattacks.py --defences fast_at   # one of them (adaptive, fast_at)
+    python benchmarks/adaptive_torchattacks.py --images whitebox    # the benchmark's own 100 white-box images
+
+``--images whitebox`` attacks exactly the images of the benchmark's white-box table (its ``EvalConfig``'s
+stratified subset), so that this evaluator and ART's AutoAttack there are compared on the same images.
 """
 import argparse
 import json
@@ -66,11 +70,22 @@ def fast_at_module(benchmark: str):
     return model.eval(), {"fast_at": {**meta.get("settings", {}), "weights": weights_digest(model)[:16]}}
 
 
-def main(benchmark: str, defences) -> int:
+def test_images(cfg, data, which: str):
+    """(indices into the test split, their description): test 0-199, or the benchmark's white-box images."""
+    if which == "first200":
+        return np.arange(200), "test 0-199"
+    from art_idfr.experiments.evaluation.suite import threat_model_indices
+
+    eval_idx, wb_idx, _ = threat_model_indices(cfg, data.y_test)
+    return eval_idx[wb_idx], f"the benchmark's white-box images (seed {cfg.seed}, n = {len(wb_idx)})"
+
+
+def main(benchmark: str, defences, which: str = "first200") -> int:
     from art_idfr import as_module, defend
 
     cfg, data, target, den, fr = load_models(benchmark)
-    x, y = torch.as_tensor(data.x_test[:200]), torch.as_tensor(np.asarray(data.y_test[:200]), dtype=torch.long)
+    idx, images = test_images(cfg, data, which)
+    x, y = torch.as_tensor(data.x_test[idx]), torch.as_tensor(np.asarray(data.y_test[idx]), dtype=torch.long)
     import torchattacks
 
     for name in defences:
@@ -81,9 +96,9 @@ def main(benchmark: str, defences) -> int:
             module, record = fast_at_module(benchmark)
             row = {"defence": "Fast AT", **measure(module, x, y), **record}
         print(row, flush=True)
-        row |= {"dataset": cfg.dataset, "n": len(y), "images": "test 0-199", "seed": 0, "torch": torch.__version__,
+        row |= {"dataset": cfg.dataset, "n": len(y), "images": images, "seed": 0, "torch": torch.__version__,
                 "torchattacks": torchattacks.__version__,
-                "device": f"cpu, 2 threads, {os.cpu_count()} cores, {platform.machine()}",
+                "device": f"cpu, {torch.get_num_threads()} threads, {os.cpu_count()} cores, {platform.machine()}",
                 "command": " ".join(["python benchmarks/adaptive_torchattacks.py", *sys.argv[1:]])}
         with open(os.path.join(ROOT, "benchmarks", "results", benchmark, "torchattacks.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -96,8 +111,10 @@ if __name__ == "__main__":
     p.add_argument("--defences", default="adaptive,fast_at",
                    type=lambda v: [d for d in v.split(",") if d],
                    help="comma-separated: adaptive (ID+FR adaptive), fast_at (default: both)")
+    p.add_argument("--images", choices=("first200", "whitebox"), default="first200",
+                   help="test images 0-199 (default), or the benchmark's own white-box images")
     a = p.parse_args()
     unknown = sorted(set(a.defences) - {"adaptive", "fast_at"})
     if unknown or not a.defences:
         p.error(f"--defences takes adaptive and/or fast_at, got {','.join(a.defences) or 'nothing'}")
-    sys.exit(main(a.benchmark, a.defences))
+    sys.exit(main(a.benchmark, a.defences, a.images))

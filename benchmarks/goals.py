@@ -96,7 +96,7 @@ def second_evaluator(path: str, result: dict) -> None:
         return
     recipe = {"epochs": s["adaptive_nb_epochs"], "batch_size": s["adaptive_batch_size"],
               "trades_beta": s["adaptive_trades_beta"], "fr_joint": bool(s.get("adaptive_train_restorer"))}
-    rows = [json.loads(line) for line in open(lines) if line.strip()]
+    rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r.get("images") == "test 0-199"]
     ours = [r for r in rows if r["defence"] == "adaptive ID+FR"
             and {k: r.get("adaptive_fit", {}).get(k) for k in recipe} == recipe]
     theirs = [r for r in rows if r["defence"] == "Fast AT" and

@@ -67,6 +67,16 @@ def _subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.arange(len(y)) if n == len(y) else stratified_subset_indices(y, n, seed=seed)
 
 
+def threat_model_indices(cfg, y_test: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    The images an evaluation with ``cfg`` attacks: indices of its evaluation images into the test split (black- and
+    gray-box), and of the white-box and query subsets into those (class-stratified, seeded by ``cfg.seed``).
+    """
+    eval_idx = _subset(y_test, cfg.eval_n, cfg.seed)
+    y_eval = y_test[eval_idx]
+    return eval_idx, _subset(y_eval, cfg.whitebox_n, cfg.seed + 1), _subset(y_eval, cfg.query_n, cfg.seed + 2)
+
+
 def _device_description(clf) -> str:
     dev = torch.device(clf.device)
     if dev.type == "cuda":
@@ -200,11 +210,9 @@ class Evaluation:
     def _select_images(self) -> None:
         """One stratified evaluation set, and stratified subsets of it for white-box / query."""
         cfg, data = self.cfg, self.data
-        eval_idx = _subset(data.y_test, cfg.eval_n, cfg.seed)
+        eval_idx, self.wb_idx, self.q_idx = threat_model_indices(cfg, data.y_test)
         self.x_eval = np.ascontiguousarray(data.x_test[eval_idx], dtype=np.float32)
         self.y_eval = data.y_test[eval_idx].astype(np.int64)
-        self.wb_idx = _subset(self.y_eval, cfg.whitebox_n, cfg.seed + 1)
-        self.q_idx = _subset(self.y_eval, cfg.query_n, cfg.seed + 2)
         self.onehot = np.eye(data.num_classes, dtype=np.float32)[self.y_eval]
         #: the images of each threat model (indices into the evaluation set)
         self.images = {"black-box": np.arange(len(self.y_eval)), "gray-box": np.arange(len(self.y_eval)),
