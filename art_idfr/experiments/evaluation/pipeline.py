@@ -439,7 +439,8 @@ def fit_adaptive(
     """
     The ``idfr_adaptive`` defence (not in the paper): a copy of the Algorithm-1 ``denoiser`` fine-tuned by
     :class:`art_idfr.training.AdaptiveDenoiserTrainer` with ``config.adaptive`` — online AEs through the ID (+ the FR,
-    when ``restorer`` is given) + the frozen target, Algorithm 1's FGSM/BIM AEs of the bare target kept in the mix —
+    when ``restorer`` is given) + the frozen target, Algorithm 1's FGSM/BIM AEs of the bare target in the mix at
+    ``config.adaptive.fixed_weight`` (0: none) —
     on ``config.adaptive_fit_n`` training images (default ``fit_n``), the best epoch chosen on validation images.
     Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``; with ``reuse`` a fit with the same settings is
     loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer, metadata)``: the

@@ -1,0 +1,41 @@
+"""The README's API block runs as written (tiny generated data; the epochs and sizes it names are shrunk)."""
+import os
+import re
+
+import numpy as np
+import torch
+
+from conftest import make_classifier, tiny_cnn
+
+README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+
+
+def api_block() -> str:
+    """The first ```python block under '## API'."""
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    return re.search(r"## API\s+```python\n(.*?)```", text, re.S).group(1)
+
+
+def shrunk(code: str) -> str:
+    """The block with every epoch count at 1 and BIM at 2 steps, so that it runs in seconds on CPU."""
+    code = re.sub(r"nb_epochs=\d+", "nb_epochs=1", code)
+    return re.sub(r"max_iter=20\b", "max_iter=2", code)
+
+
+def test_readme_api_block_runs_and_returns_a_defended_module():
+    code = shrunk(api_block())
+    assert "AdaptiveDenoiserTrainer(" in code and "as_module(defended)" in code  # the block this test is about
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((48, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, 48)
+    target = make_classifier(tiny_cnn(channels=3, size=32), input_shape=(3, 32, 32))
+    scope = {"target": target, "x_train": x[:32], "y_train": y[:32], "x_val": x[32:], "y_val": y[32:]}
+    exec(compile(code, "README.md#api", "exec"), scope)
+    defended, module = scope["defended"], scope["module"]
+    assert scope["denoiser"].training_info["algorithm"] == "adaptive"  # the adaptive fit ran on the README's ID
+    assert scope["restorer"].training_info.get("adaptive")  # and trained the FR alongside (train_restorer=True)
+    with torch.no_grad():
+        out = module(torch.from_numpy(x[32:])).numpy()
+    np.testing.assert_allclose(out, defended.predict(x[32:]), rtol=1e-4, atol=1e-5)
