@@ -1,14 +1,15 @@
 """
 A second evaluator, not ours: torchattacks' APGD (CE and DLR losses, 100 steps, 1 restart) on the adaptive ID+FR of
 an adaptive benchmark exported as a plain ``nn.Module`` (``art_idfr.as_module``), and on that benchmark's Fast AT
-model (the goal's reference, judged the same way), at 8/255 and 16/255 on test images 0-199, beside ART's AutoAttack
-in that benchmark (n = 100). Only this cross-check reads the test split; nothing is tuned on it. One JSON line per
+model (the goal's reference, judged the same way), at 8/255 and 16/255 on test images 0-199 (``--images
+firstN``: 0 to N-1), beside ART's AutoAttack in that benchmark (n = 100). Only this cross-check reads the test split; nothing is tuned on it. One JSON line per
 defence to benchmarks/results/<benchmark>/torchattacks.jsonl.
 
     python benchmarks/adaptive_torchattacks.py                 # after fashion_mnist_adaptive.py
     python benchmarks/adaptive_torchattacks.py cifar10_adaptive   # after cifar10_adaptive.py
     python benchmarks/adaptive_torchattacks.py --defences fast_at   # one of them (adaptive, fast_at)
     python benchmarks/adaptive_torchattacks.py --images whitebox    # the benchmark's own 100 white-box images
+    python benchmarks/adaptive_torchattacks.py --images first1000   # test images 0-999 (s.e. ≈ 1.4 points)
 
 ``--images whitebox`` attacks exactly the images of the benchmark's white-box table (its ``EvalConfig``'s
 stratified subset), so that this evaluator and ART's AutoAttack there are compared on the same images.
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 
 import numpy as np
@@ -70,10 +72,21 @@ def fast_at_module(benchmark: str):
     return model.eval(), {"fast_at": {**meta.get("settings", {}), "weights": weights_digest(model)[:16]}}
 
 
+def image_choice(value: str) -> str:
+    """``--images``: ``whitebox`` or ``firstN`` (N ≥ 1), checked here so that a typo is an argparse error."""
+    if value == "whitebox" or (re.fullmatch(r"first[1-9][0-9]*", value) is not None):
+        return value
+    raise argparse.ArgumentTypeError(f"expected whitebox or firstN (e.g. first200), got {value!r}")
+
+
 def test_images(cfg, data, which: str):
-    """(indices into the test split, their description): test 0-199, or the benchmark's white-box images."""
-    if which == "first200":
-        return np.arange(200), "test 0-199"
+    """(indices into the test split, their description): test 0 to N-1 (``firstN``), or the benchmark's white-box
+    images."""
+    if which.startswith("first"):
+        n = int(which[len("first"):])
+        if n > len(data.y_test):
+            raise SystemExit(f"--images {which}: the test split of {cfg.dataset} has {len(data.y_test)} images")
+        return np.arange(n), f"test 0-{n - 1}"
     from art_idfr.experiments.evaluation.suite import threat_model_indices
 
     eval_idx, wb_idx, _ = threat_model_indices(cfg, data.y_test)
@@ -111,8 +124,9 @@ if __name__ == "__main__":
     p.add_argument("--defences", default="adaptive,fast_at",
                    type=lambda v: [d for d in v.split(",") if d],
                    help="comma-separated: adaptive (ID+FR adaptive), fast_at (default: both)")
-    p.add_argument("--images", choices=("first200", "whitebox"), default="first200",
-                   help="test images 0-199 (default), or the benchmark's own white-box images")
+    p.add_argument("--images", type=image_choice, default="first200",
+                   help="firstN: test images 0 to N-1 (default first200), or whitebox: the benchmark's own white-box "
+                        "images")
     a = p.parse_args()
     unknown = sorted(set(a.defences) - {"adaptive", "fast_at"})
     if unknown or not a.defences:

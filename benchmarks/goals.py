@@ -88,7 +88,10 @@ def adaptive_goals(result: dict) -> None:
 
 
 def second_evaluator(path: str, result: dict) -> None:
-    """The AutoAttack goals as judged by torchattacks (the latest jsonl lines matching this run's recipe and Fast AT)."""
+    """
+    The AutoAttack goals as judged by torchattacks: the latest jsonl lines on test images 0 to N-1 matching this
+    run's recipe and Fast AT, for the largest N both defences were judged on.
+    """
     models = result["metadata"].get("models", {})
     s, fast = models.get("idfr_adaptive", {}).get("settings"), models.get("fast_at", {}).get("settings")
     lines = os.path.join(os.path.dirname(path), "torchattacks.jsonl")
@@ -96,14 +99,17 @@ def second_evaluator(path: str, result: dict) -> None:
         return
     recipe = {"epochs": s["adaptive_nb_epochs"], "batch_size": s["adaptive_batch_size"],
               "trades_beta": s["adaptive_trades_beta"], "fr_joint": bool(s.get("adaptive_train_restorer"))}
-    rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r.get("images") == "test 0-199"]
+    rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r.get("images", "").startswith("test 0-")]
     ours = [r for r in rows if r["defence"] == "adaptive ID+FR"
             and {k: r.get("adaptive_fit", {}).get(k) for k in recipe} == recipe]
     theirs = [r for r in rows if r["defence"] == "Fast AT" and
               {k: v for k, v in r.get("fast_at", {}).items() if k != "weights"} == fast]
     if not ours or not theirs:
         return
-    a, f = ours[-1], theirs[-1]
+    n = max(set(r["n"] for r in ours) & set(r["n"] for r in theirs), default=None)  # the largest sample both have
+    if n is None:
+        return
+    a, f = [r for r in ours if r["n"] == n][-1], [r for r in theirs if r["n"] == n][-1]
     print(f"\nSecond evaluator (`{a['command']}`: torchattacks {a['torchattacks']} APGD-CE+DLR, {a['images']}, "
           f"n = {a['n']}; weights {a['adaptive_fit']['weights']} / Fast AT {f['fast_at']['weights']}):\n")
     print("| goal | adaptive ID+FR | reference | met |")

@@ -46,3 +46,45 @@ def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
         assert getattr(cpu, sub) == getattr(adaptive, sub), sub
     assert (cpu.fit_n, cpu.idfr_eps) == (adaptive.fit_n, adaptive.idfr_eps)
     assert cpu.adaptive != adaptive.adaptive and cpu.adaptive.trades_beta == adaptive.adaptive.trades_beta
+
+
+def _benchmark_module(name: str):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
+def test_second_evaluator_images_flag_rejects_typos():
+    import argparse
+
+    choice = _benchmark_module("adaptive_torchattacks").image_choice
+    assert choice("first1000") == "first1000" and choice("whitebox") == "whitebox"
+    for bad in ("firs", "first0", "first", "first-5", "all"):
+        with pytest.raises(argparse.ArgumentTypeError, match="firstN"):
+            choice(bad)
+
+
+def test_goals_judge_the_second_evaluator_on_the_largest_shared_sample(tmp_path, capsys):
+    import json
+
+    goals = _benchmark_module("goals")
+    s = {"adaptive_nb_epochs": 2, "adaptive_batch_size": 16, "adaptive_trades_beta": 6.0,
+         "adaptive_train_restorer": True}
+    fast = {"model": "small_cnn", "fast_at_eps": 0.0627}
+    result = {"metadata": {"models": {"idfr_adaptive": {"settings": s}, "fast_at": {"settings": fast}}}}
+    fit = {"epochs": 2, "batch_size": 16, "trades_beta": 6.0, "fr_joint": True, "weights": "w"}
+
+    def row(defence, n, acc, **extra):
+        return {"defence": defence, "n": n, "images": f"test 0-{n - 1}", "torchattacks": "3.5.1", "command": "c",
+                "torchattacks APGD-CE+DLR 8/255": acc, "torchattacks APGD-CE+DLR 16/255": acc - 10, **extra}
+
+    theirs = {**fast, "weights": "f"}
+    rows = [row("adaptive ID+FR", 200, 78.5, adaptive_fit=fit), row("Fast AT", 200, 82.0, fast_at=theirs),
+            row("adaptive ID+FR", 1000, 83.0, adaptive_fit=fit), row("Fast AT", 1000, 81.0, fast_at=theirs),
+            row("adaptive ID+FR", 5000, 99.0, adaptive_fit=fit)]  # only ours at n = 5000: not a comparison
+    (tmp_path / "torchattacks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    goals.second_evaluator(str(tmp_path / "results.json"), result)
+    out = capsys.readouterr().out
+    assert "n = 1000" in out and "| 83.0 | Fast AT 81.0 | yes |" in out and "99.0" not in out
