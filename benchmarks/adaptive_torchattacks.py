@@ -2,8 +2,8 @@
 A second evaluator, not ours: torchattacks' APGD (CE and DLR losses, 100 steps, 1 restart) on the adaptive ID+FR of
 an adaptive benchmark exported as a plain ``nn.Module`` (``art_idfr.as_module``), and on that benchmark's Fast AT
 model (the goal's reference, judged the same way), at 8/255 and 16/255 on test images 0-199 (``--images
-firstN``: 0 to N-1), beside ART's AutoAttack in that benchmark (n = 100). Only this cross-check reads the test split; nothing is tuned on it. One JSON line per
-defence to benchmarks/results/<benchmark>/torchattacks.jsonl.
+firstN``: 0 to N-1), beside ART's AutoAttack in that benchmark (n = 100). Only this cross-check reads the test
+split; nothing is tuned on it. One JSON line per defence to benchmarks/results/<benchmark>/torchattacks.jsonl.
 
     python benchmarks/adaptive_torchattacks.py                 # after fashion_mnist_adaptive.py
     python benchmarks/adaptive_torchattacks.py cifar10_adaptive   # after cifar10_adaptive.py
