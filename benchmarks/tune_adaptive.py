@@ -123,13 +123,17 @@ def algorithm1_id(target, data, fit_idx):
     return den
 
 
-def algorithm2_fr(target, den, data, fit_idx):
-    """The benchmark's FR (Algorithm 2, 10 epochs, FGSM+BIM AEs at A1_EPS) on the Algorithm-1 ID; cached."""
-    path = os.path.join(RUN_DIR, "adaptive_a2_fr.pt")
+def algorithm2_fr(target, den, data, fit_idx, widths=None):
+    """
+    The benchmark's FR (Algorithm 2, 10 epochs, FGSM+BIM AEs at A1_EPS) on the Algorithm-1 ID; cached. ``widths``:
+    the FR's three hidden widths (default: the paper's Table 7 bottleneck).
+    """
+    suffix = "" if widths is None else "_w" + "-".join(map(str, widths))
+    path = os.path.join(RUN_DIR, f"adaptive_a2_fr{suffix}.pt")
     if os.path.exists(path):
         return FeatureRestorer.load(path, device_type="cpu")
     attacks = a1_attacks(target)
-    fr = FeatureRestorer(nb_epochs=10, device_type="cpu", seed=0)
+    fr = FeatureRestorer(widths=widths, nb_epochs=10, device_type="cpu", seed=0)
     fr.fit(data.x_train[fit_idx], data.y_train[fit_idx], classifier=target, denoiser=den, attacks=attacks,
            validation_data=(data.x_val[:1000], data.y_val[:1000]))
     fr.save(path)
@@ -188,16 +192,23 @@ def main() -> int:
                    help="Square queries inside AutoAttack (1000; 0 = APGD-CE + APGD-DLR only, a cheaper screen)")
     p.add_argument("--reuse", action="store_true",
                    help="measure the models an earlier run of this --name saved, if fitted with the same settings")
-    p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr")
+    p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths")
     a = p.parse_args()
     limit_threads(a.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("art_idfr").setLevel(logging.INFO)  # one line per adaptive epoch, not ART's chatter
     over = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     fit_n, use_fixed = int(over.pop("fit_n", 6000)), bool(over.pop("fixed", True))
-    fr_mode = over.pop("fr", "none")
+    fr_mode, fr_widths = over.pop("fr", "none"), over.pop("fr_widths", None)
     if fr_mode not in ("none", "frozen", "joint"):
         p.error(f"fr must be none, frozen or joint, got {fr_mode!r}")
+    if fr_widths is not None:
+        try:
+            fr_widths = tuple(int(w) for w in str(fr_widths).split(":"))
+        except ValueError:
+            fr_widths = ()
+        if len(fr_widths) != 3 or min(fr_widths) < 1 or fr_mode == "none":
+            p.error("fr_widths takes three positive widths a:b:c (e.g. 256:256:256) and an FR (fr=frozen or joint)")
     os.makedirs(RUN_DIR, exist_ok=True)
     os.makedirs(OUT_DIR, exist_ok=True)
     cfg, data, target_model, sur_model = setup(a.threads)
@@ -219,7 +230,9 @@ def main() -> int:
         return 0
     over.setdefault("eps", 16 / 255)
     settings = {**over, "fit_n": fit_n, "fixed": use_fixed, "fr": fr_mode}
-    fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx)
+    if fr_widths is not None:
+        settings["fr_widths"] = list(fr_widths)
+    fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx, fr_widths)
     fitted = load_adaptive(a.name, settings, fr) if a.reuse else None
     den, fr, record = fitted or fit_adaptive(a.name, settings, over, target, den_a1, fr, data)
     res = measure({"adaptive ID": defend(target, den, fr)}, x_m, y_m, bb, a.square_iter)  # through the FR if any
