@@ -104,8 +104,6 @@ def second_evaluator(path: str, result: dict) -> None:
             and {k: r.get("adaptive_fit", {}).get(k) for k in recipe} == recipe]
     theirs = [r for r in rows if r["defence"] == "Fast AT" and
               {k: v for k, v in r.get("fast_at", {}).items() if k != "weights"} == fast]
-    if not ours or not theirs:
-        return
     n = max(set(r["n"] for r in ours) & set(r["n"] for r in theirs), default=None)  # the largest sample both have
     if n is None:
         return

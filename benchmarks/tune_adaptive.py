@@ -192,7 +192,8 @@ def main() -> int:
                    help="Square queries inside AutoAttack (1000; 0 = APGD-CE + APGD-DLR only, a cheaper screen)")
     p.add_argument("--reuse", action="store_true",
                    help="measure the models an earlier run of this --name saved, if fitted with the same settings")
-    p.add_argument("overrides", nargs="*", help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths")
+    p.add_argument("overrides", nargs="*",
+                   help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths")
     a = p.parse_args()
     limit_threads(a.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -203,12 +204,8 @@ def main() -> int:
     if fr_mode not in ("none", "frozen", "joint"):
         p.error(f"fr must be none, frozen or joint, got {fr_mode!r}")
     if fr_widths is not None:
-        try:
-            fr_widths = tuple(int(w) for w in str(fr_widths).split(":"))
-        except ValueError:
-            fr_widths = ()
-        if len(fr_widths) != 3 or min(fr_widths) < 1 or fr_mode == "none":
-            p.error("fr_widths takes three positive widths a:b:c (e.g. 256:256:256) and an FR (fr=frozen or joint)")
+        fr_widths = _fr_widths(str(fr_widths), fr_mode) or p.error(
+            "fr_widths takes three positive widths a:b:c (e.g. 256:256:256) and an FR (fr=frozen or joint)")
     os.makedirs(RUN_DIR, exist_ok=True)
     os.makedirs(OUT_DIR, exist_ok=True)
     cfg, data, target_model, sur_model = setup(a.threads)
@@ -239,6 +236,14 @@ def main() -> int:
     _append({"name": a.name, "settings": settings, "val_n": len(y_m), **res, **record,
              "training": den.training_info}, a)
     return 0
+
+
+def _fr_widths(value: str, fr_mode: str):
+    """``fr_widths=a:b:c`` as three positive ints, or None when malformed or there is no FR (``fr=none``)."""
+    parts = value.split(":")
+    if fr_mode == "none" or len(parts) != 3 or not all(w.isdigit() and int(w) > 0 for w in parts):
+        return None
+    return tuple(int(w) for w in parts)
 
 
 def _append(row, a):

@@ -9,12 +9,17 @@ from art_idfr.experiments.cli import _config, build_parser
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
 
-def _demo_args(module: str):
+def _benchmark_module(name: str):
+    """A script of benchmarks/, imported as a module."""
     sys.path.insert(0, BENCHMARKS)
     try:
-        mod = __import__(module)
+        return __import__(name)
     finally:
         sys.path.remove(BENCHMARKS)
+
+
+def _demo_args(module: str):
+    mod = _benchmark_module(module)
     if module == "cifar10_paper":
         return [*mod.COMMON, "--model", "resnet18_cifar", "--surrogate-model", "vgg16_bn_cifar"]
     return mod.ARGS
@@ -46,14 +51,6 @@ def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
         assert getattr(cpu, sub) == getattr(adaptive, sub), sub
     assert (cpu.fit_n, cpu.idfr_eps) == (adaptive.fit_n, adaptive.idfr_eps)
     assert cpu.adaptive != adaptive.adaptive and cpu.adaptive.trades_beta == adaptive.adaptive.trades_beta
-
-
-def _benchmark_module(name: str):
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(BENCHMARKS)
 
 
 def test_second_evaluator_images_flag_rejects_typos():
