@@ -29,7 +29,8 @@ from fashion_mnist_cpu import MODEL_ARGS
 #: APGD-CE+DLR 74.2 / 60.8 at 8 / 16/255, against 86.2 / 70.6 / 54.4 for 12,000 x 3 on the same build) at batch 16,
 #: and (sixth session) the FR trained jointly with the ID instead of kept frozen (88.0 / 77.4 / 64.2, against
 #: 86.4 / 72.0 / 57.2 with the frozen FR), and (eleventh session) two passes instead of one (88.2 / 79.0 / 67.2
-#: against 87.4 / 77.0 / 63.8 for one pass on the same rebuilt harness)
+#: against 87.4 / 77.0 / 63.8 for one pass on the same rebuilt harness); the library's
+#: ``ADAPTIVE_RECIPES["trades_joint"]`` (tests/test_benchmark_args.py keeps the two equal)
 ADAPTIVE_ARGS = [
     "--adaptive-eps", "16/255", "--adaptive-max-iter", "5", "--adaptive-nb-epochs", "2", "--adaptive-fit-n", "60000",
     "--adaptive-learning-rate", "1e-3", "--adaptive-trades-beta", "6", "--adaptive-identity-weight", "0",

@@ -10,7 +10,8 @@ runs/tune_fashion_mnist_idx/), an ID fitted by Algorithm 1 with the benchmark's 
 on 4,000 images, width 0.5, identity weight 10, 4 epochs; cached), then fine-tuned by `AdaptiveDenoiserTrainer`
 with `key=value` overrides of its arguments (plus `fit_n`, `fixed`, and `fr`: `none` (default), `frozen` (an
 Algorithm-2 FR fitted as the benchmark's, 10 epochs on the same 4,000 images; cached) or `joint` (that FR trained
-alongside the ID); `eps` accepts `a/b`). Best epoch on validation images
+alongside the ID); `eps` accepts `a/b`; `init=NAME` starts from the ID (and joint FR) an earlier run NAME saved
+instead of the Algorithm-1 ID: a further one-cycle pass, a warm restart). Best epoch on validation images
 0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy, white-box
 AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
 the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
@@ -140,13 +141,14 @@ def algorithm2_fr(target, den, data, fit_idx, widths=None):
     return fr
 
 
-def fit_adaptive(name, settings, over, target, den_a1, fr, data):
+def fit_adaptive(name, settings, over, target, den_start, fr, data):
     """
-    Fine-tune a copy of the Algorithm-1 ID adaptively (with ``fr=joint`` a copy of the FR alongside); the models and
-    the fit's record are saved under runs/tune_fashion_mnist_idx/adaptive/NAME/ for ``--reuse``.
+    Fine-tune a copy of ``den_start`` (the Algorithm-1 ID, or with ``init=`` an earlier fit's) adaptively (with
+    ``fr=joint`` a copy of the FR alongside); the models and the fit's record are saved under
+    runs/tune_fashion_mnist_idx/adaptive/NAME/ for ``--reuse``.
     """
     idx = stratified_subset_indices(data.y_train, settings["fit_n"], seed=1)
-    den, joint = copy.deepcopy(den_a1), settings["fr"] == "joint"
+    den, joint = copy.deepcopy(den_start), settings["fr"] == "joint"
     fr = copy.deepcopy(fr) if joint else fr
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, train_restorer=joint, verbose=sys.stderr.isatty(),
                                       **over)
@@ -166,6 +168,20 @@ def fit_adaptive(name, settings, over, target, den_a1, fr, data):
     with open(os.path.join(out, "fit.json"), "w") as f:
         json.dump({"settings": settings, **record}, f, default=str)
     return den, fr, record
+
+
+def warm_start(name, fr, fr_mode):
+    """``(ID, FR)`` that run NAME saved, to continue from (``init=NAME``); None if absent or its FR mode differs."""
+    folder = os.path.join(RUN_DIR, "adaptive", name)
+    try:
+        with open(os.path.join(folder, "fit.json")) as f:
+            saved = json.load(f)["settings"]
+    except FileNotFoundError:
+        return None
+    if saved.get("fr", "none") != fr_mode:
+        return None
+    den, fr, _ = load_adaptive_fit(folder, fr, device_type="cpu")
+    return den, fr
 
 
 def load_adaptive(name, settings, fr):
@@ -193,7 +209,7 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true",
                    help="measure the models an earlier run of this --name saved, if fitted with the same settings")
     p.add_argument("overrides", nargs="*",
-                   help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths")
+                   help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths, init")
     a = p.parse_args()
     limit_threads(a.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -201,6 +217,7 @@ def main() -> int:
     over = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     fit_n, use_fixed = int(over.pop("fit_n", 6000)), bool(over.pop("fixed", True))
     fr_mode, fr_widths = over.pop("fr", "none"), over.pop("fr_widths", None)
+    init = over.pop("init", None)
     if fr_mode not in ("none", "frozen", "joint"):
         p.error(f"fr must be none, frozen or joint, got {fr_mode!r}")
     if fr_widths is not None:
@@ -230,8 +247,13 @@ def main() -> int:
     if fr_widths is not None:
         settings["fr_widths"] = list(fr_widths)
     fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx, fr_widths)
+    den_start = den_a1
+    if init is not None:
+        settings["init"] = str(init)
+        den_start, fr = warm_start(str(init), fr, fr_mode) or p.error(
+            f"init={init}: no earlier fit of that name with fr={fr_mode} in {os.path.join(RUN_DIR, 'adaptive')}")
     fitted = load_adaptive(a.name, settings, fr) if a.reuse else None
-    den, fr, record = fitted or fit_adaptive(a.name, settings, over, target, den_a1, fr, data)
+    den, fr, record = fitted or fit_adaptive(a.name, settings, over, target, den_start, fr, data)
     res = measure({"adaptive ID": defend(target, den, fr)}, x_m, y_m, bb, a.square_iter)  # through the FR if any
     _append({"name": a.name, "settings": settings, "val_n": len(y_m), **res, **record,
              "training": den.training_info}, a)

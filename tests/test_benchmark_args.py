@@ -85,3 +85,13 @@ def test_goals_judge_the_second_evaluator_on_the_largest_shared_sample(tmp_path,
     goals.second_evaluator(str(tmp_path / "results.json"), result)
     out = capsys.readouterr().out
     assert "n = 1000" in out and "| 83.0 | Fast AT 81.0 | yes |" in out and "99.0" not in out
+
+
+def test_adaptive_benchmark_runs_the_library_recipe():
+    """fashion_mnist_adaptive's flags are ADAPTIVE_RECIPES["trades_joint"] (defined once; a drift fails here)."""
+    from art_idfr.training.adaptive import ADAPTIVE_RECIPES
+
+    cfg = _config(build_parser().parse_args(["demo", *_demo_args("fashion_mnist_adaptive"), "--out", "unused"]))
+    kw = cfg.adaptive.kwargs()
+    for key, value in ADAPTIVE_RECIPES["trades_joint"].items():
+        assert kw[key] == pytest.approx(value), key

@@ -169,3 +169,45 @@ def test_an_outside_evaluator_sees_what_art_sees(trained_target, paper_id, mnist
     outside = float((defended.predict(x_adv).argmax(1) == y).mean())
     clean = float((defended.predict(x).argmax(1) == y).mean())
     assert outside < clean - 0.3 and abs(outside - pgd_accuracy(defended, x, y, 0.2)) < 0.15
+
+
+def test_from_recipe_applies_the_named_keywords_and_overrides(trained_target, mnist_small):
+    from art_idfr.training.adaptive import ADAPTIVE_RECIPES
+
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
+    fr = FeatureRestorer(nb_epochs=1, device_type="cpu", seed=0)
+    x_train, y_train, _, _ = mnist_small
+    fr.fit(x_train[:64], y_train[:64], classifier=trained_target, denoiser=den,
+           attacks=[FastGradientMethod(trained_target, eps=0.1)])
+    trainer = AdaptiveDenoiserTrainer.from_recipe("trades_joint", trained_target, den, fr, nb_epochs=1)
+    recipe = ADAPTIVE_RECIPES["trades_joint"]
+    assert (trainer.eps, trainer.trades_beta, trainer.batch_size) == (recipe["eps"], 6.0, 16)
+    assert trainer.train_restorer is True and trainer.restorer is fr
+    assert trainer.nb_epochs == 1 and recipe["nb_epochs"] == 2  # the override won; the registry is untouched
+    trainer.fit(x_train[:32], y_train[:32])
+    assert den.training_info["recipe"] == "trades_joint" and fr.training_info["adaptive"]["recipe"] == "trades_joint"
+    plain = AdaptiveDenoiserTrainer.from_recipe("conservative", trained_target, den)
+    direct = AdaptiveDenoiserTrainer(trained_target, den)
+    assert {k: v for k, v in vars(plain).items() if k not in ("recipe", "_head_classifier", "_classifier")} == \
+        {k: v for k, v in vars(direct).items() if k not in ("recipe", "_head_classifier", "_classifier")}
+
+
+def test_from_recipe_rejects_unknown_names_and_a_missing_restorer(trained_target):
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu", seed=0)
+    with pytest.raises(ValueError, match="Valid recipes: conservative, trades_joint"):
+        AdaptiveDenoiserTrainer.from_recipe("trades-joint", trained_target, den)
+    with pytest.raises(ValueError, match="train_restorer=True needs a restorer"):
+        AdaptiveDenoiserTrainer.from_recipe("trades_joint", trained_target, den)
+
+
+def test_a_second_fit_continues_from_the_first(trained_target, mnist_small):
+    """fit again = a warm restart: the ID starts from the weights reached and records the first run as its init."""
+    x_train, y_train, _, _ = mnist_small
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
+    trainer = AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, attack="fgsm_rs", nb_epochs=1)
+    trainer.fit(x_train[:64], y_train[:64])
+    after_first = copy.deepcopy(den.network.state_dict())
+    trainer.fit(x_train[:64], y_train[:64])
+    info = den.training_info
+    assert info["algorithm"] == "adaptive" and info["init"]["algorithm"] == "adaptive"
+    assert any(not torch.equal(after_first[k], v) for k, v in den.network.state_dict().items())

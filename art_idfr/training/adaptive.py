@@ -57,6 +57,20 @@ logger = logging.getLogger(__name__)
 #: an ART attack built on the defended classifier, e.g. ``lambda clf: ProjectedGradientDescent(clf, eps=8/255)``
 AttackFactory = Callable[["PyTorchClassifier"], "EvasionAttack"]
 
+#: Named keyword sets of :class:`AdaptiveDenoiserTrainer`, for :meth:`AdaptiveDenoiserTrainer.from_recipe`:
+#:
+#: * ``"conservative"`` — the constructor's defaults, the first mix: ε 8/255, Algorithm 1's fixed AEs when ``fit``
+#:   gets ``attacks``, the ID's identity term, no TRADES, the ID's batch size and a tenth of its learning rate;
+#: * ``"trades_joint"`` — the best found on Fashion-MNIST's validation split (benchmarks/NOTES.md, "Adaptive tuning"
+#:   sections; the recipe of ``benchmarks/fashion_mnist_adaptive.py``): PGD-5 at 16/255, TRADES β 6, no identity
+#:   term, no fixed AEs, batch 16, Adam 1e-3, two one-cycle epochs, the FR (``restorer``, required) trained along.
+#:   Tuned on [0, 1] grey-scale images; on CIFAR-10 CPU an earlier form of it collapsed (NOTES, "cifar10_adaptive").
+ADAPTIVE_RECIPES: Dict[str, Dict[str, Any]] = {
+    "conservative": {},
+    "trades_joint": {"eps": 16 / 255, "max_iter": 5, "trades_beta": 6.0, "identity_weight": 0.0, "fixed_weight": 0.0,
+                     "learning_rate": 1e-3, "batch_size": 16, "nb_epochs": 2, "train_restorer": True},
+}
+
 
 class AdaptiveDenoiserTrainer(Trainer):
     """
@@ -64,9 +78,10 @@ class AdaptiveDenoiserTrainer(Trainer):
 
     Typical use: fit the ID by Algorithm 1 first (``denoiser.fit(...)``), then fine-tune it here. The defaults are
     the first, conservative mix (Algorithm 1's fixed AEs when ``attacks`` are given, the identity term, no TRADES);
-    on Fashion-MNIST's validation split the best recipe found was ``eps=16/255, trades_beta=6, identity_weight=0,
-    fixed_weight=0, learning_rate=1e-3, batch_size=16, nb_epochs=2, train_restorer=True`` (benchmarks/NOTES.md,
-    "Adaptive training of the ID" and the tuning sections after it; the fixed AEs changed no black-box column there).
+    the best recipe found on Fashion-MNIST's validation split is ``AdaptiveDenoiserTrainer.from_recipe(
+    "trades_joint", classifier, denoiser, restorer)`` (:data:`ADAPTIVE_RECIPES`; benchmarks/NOTES.md, "Adaptive
+    training of the ID" and the tuning sections after it; the fixed AEs changed no black-box column there).
+    Calling :meth:`fit` again continues from the weights reached, with a fresh one-cycle learning-rate schedule.
 
     :param classifier: The undefended target, an ART ``PyTorchClassifier`` (frozen, left unchanged).
     :param denoiser: The ID to train (in place).
@@ -128,6 +143,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         self.nb_epochs = int(nb_epochs)
         self.batch_size = denoiser.batch_size if batch_size is None else int(batch_size)
         self.train_restorer, self.seed, self.verbose = bool(train_restorer), seed, bool(verbose)
+        self.recipe: Optional[str] = None  # the ADAPTIVE_RECIPES name when built by from_recipe
         self._check_params()
         self._head_classifier = defend(classifier, None, restorer) if restorer is not None else classifier
         self._classifier = classifier
@@ -156,6 +172,19 @@ class AdaptiveDenoiserTrainer(Trainer):
             raise ValueError("trades_beta, clean_weight, identity_weight and fixed_weight must be non-negative.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+
+    @classmethod
+    def from_recipe(cls, recipe: str, classifier: "PyTorchClassifier", denoiser: IDFRDenoiser,
+                    restorer: Optional[FeatureRestorer] = None, **overrides: Any) -> "AdaptiveDenoiserTrainer":
+        """
+        A trainer with the keywords ``ADAPTIVE_RECIPES[recipe]``; ``overrides`` (any constructor keyword,
+        e.g. ``nb_epochs=3``, ``verbose=True``) take precedence. The recipe's name is recorded in the checkpoint.
+        """
+        if recipe not in ADAPTIVE_RECIPES:
+            raise ValueError(f"Unknown adaptive recipe {recipe!r}. Valid recipes: {', '.join(ADAPTIVE_RECIPES)}.")
+        trainer = cls(classifier, denoiser, restorer, **{**ADAPTIVE_RECIPES[recipe], **overrides})
+        trainer.recipe = recipe
+        return trainer
 
     # ------------------------------------------------------------------ public API
     def fit(
@@ -206,7 +235,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         """What the checkpoint records about this run."""
         attack = self.attack if isinstance(self.attack, str) else getattr(self.attack, "__name__", "art_attack")
         return {"algorithm": "adaptive", "in_paper": False, "init": self.denoiser.training_info or None,
-                "attack": attack, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
+                "recipe": self.recipe, "attack": attack, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
                 "eps_warmup": self.eps_warmup, "trades_beta": self.trades_beta, "clean_weight": self.clean_weight,
                 "identity_weight": self.identity_weight, "fixed_weight": self.fixed_weight if with_fixed else 0.0,
                 "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "batch_size": self.batch_size,
