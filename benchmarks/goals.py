@@ -98,7 +98,8 @@ def second_evaluator(path: str, result: dict) -> None:
     if s is None or fast is None or not os.path.exists(lines):
         return
     recipe = {"epochs": s["adaptive_nb_epochs"], "batch_size": s["adaptive_batch_size"],
-              "trades_beta": s["adaptive_trades_beta"], "fr_joint": bool(s.get("adaptive_train_restorer"))}
+              "trades_beta": s["adaptive_trades_beta"], "fr_joint": bool(s.get("adaptive_train_restorer")),
+              "restarts": s.get("adaptive_restarts") or None}  # warm restarts (absent from older rows: None)
     rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r.get("images", "").startswith("test 0-")]
     ours = [r for r in rows if r["defence"] == "adaptive ID+FR"
             and {k: r.get("adaptive_fit", {}).get(k) for k in recipe} == recipe]

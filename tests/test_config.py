@@ -80,3 +80,11 @@ def test_every_field_has_a_flag_and_old_spellings_stay():
     assert cfg.id.architecture == "light"
     assert (cfg.fr.learning_rate, cfg.id.nb_epochs, cfg.fr.skips, cfg.id.residual_head) == (0.01, 7, False, "bn_relu")
     assert (cfg.fast_at.nb_epochs, cfg.target.width) == (2, 0.75)
+
+
+def test_adaptive_restarts_parse_and_reject_non_positive_epochs():
+    assert EvalConfig.preset("tiny", adaptive_restarts="1,2").adaptive_restarts == (1, 2)
+    assert EvalConfig.preset("tiny").adaptive_restarts == ()
+    for bad in ("0", "1,x", (1.5,)):
+        with pytest.raises(ValueError, match="adaptive_restarts"):
+            EvalConfig.preset("tiny", adaptive_restarts=bad)

@@ -697,3 +697,34 @@ def test_adaptive_fit_saves_and_loads_the_fr_it_ran_through(tmp_path):
     assert load_adaptive_fit(folder, fr, device_type="cpu")[1] is fr
     with pytest.raises(FileNotFoundError, match="not an adaptive fit"):
         load_adaptive_fit(str(tmp_path), fr, device_type="cpu")
+
+
+def test_adaptive_warm_restarts_are_cached_stages(tmp_path):
+    """adaptive_restarts=(1,): the first run is cached in adaptive/stage0 and the restart, starting from its weights,
+    in adaptive/; the record names both, and a rerun with the same settings refits nothing."""
+    from art_idfr.experiments.evaluation import fit_idfr
+    from art_idfr.experiments.evaluation.pipeline import fit_adaptive
+    from art_idfr.experiments.evaluation.resume import weights_digest
+    from art_idfr.experiments.models import make_model
+
+    data = _synthetic(n_train=60, n_test=12)
+    target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
+    cfg = EvalConfig.preset("tiny", width=0.25, fit_n=30, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
+                            idfr_eps=(0.1,), adaptive_max_iter=1, adaptive_nb_epochs=1, adaptive_fit_n=20,
+                            adaptive_fixed_weight=0.0, adaptive_train_restorer=True, adaptive_restarts=(1,),
+                            device="cpu").resolved(1)
+    den, fr, _ = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
+    folder = str(tmp_path / "idfr" / "adaptive")
+    first, first_fr, first_meta = fit_adaptive(cfg.replace(adaptive_restarts=()), data, target, den, fr,
+                                               os.path.join(folder, "stage0"), verbose=False)
+    den_r, fr_r, meta = fit_adaptive(cfg, data, target, den, fr, folder, verbose=False)  # stage 0 reused from disk
+    assert meta["settings"]["adaptive_restarts"] == [1] and [s["nb_epochs"] for s in meta["stages"]] == [1, 1]
+    assert meta["stage_meta"]["settings"]["start"] == weights_digest(first.network)  # it continued from stage 0
+    assert meta["training"]["init"]["algorithm"] == "adaptive"  # the checkpoint's chain says so too
+    assert len(meta["history"]) == len(first_meta["history"]) + len(meta["stage_meta"]["history"])
+    with open(os.path.join(folder, "adaptive.json")) as f:
+        assert json.load(f)["settings"]["adaptive_restarts"] == [1]
+    mtime = os.path.getmtime(os.path.join(folder, "denoiser.pt"))
+    again, _, _ = fit_adaptive(cfg, data, target, den, fr, folder, verbose=False)
+    assert os.path.getmtime(os.path.join(folder, "denoiser.pt")) == mtime  # cached: not refitted
+    assert weights_digest(again.network) == weights_digest(den_r.network)

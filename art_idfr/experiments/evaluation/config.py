@@ -477,6 +477,9 @@ class EvalConfig:
     adaptive: AdaptiveConfig = _sub(AdaptiveConfig)
     adaptive_fit_n: Optional[int] = knob(None, "training images of adaptive training (default: fit_n)", kind="int+",
                                          metavar="N", section="idfr")
+    adaptive_restarts: Tuple[int, ...] = knob((), "warm restarts after the adaptive fit: the epochs of each further "
+                                                  "one-cycle run from the weights reached, e.g. 1 or 1,1 (default: "
+                                                  "none)", kind="int+_list", metavar="LIST", section="idfr")
     # baselines
     fs_bit_depth: Optional[int] = knob(None, "Feature Squeezing bit depth (4 / 5)", kind="int+", section="eval")
     tvm_prob: float = knob(0.3, "TotalVarMin pixel-keeping probability (0.3)", kind="float+", section="eval")
@@ -667,6 +670,10 @@ class EvalConfig:
         for name in ("train_size", "test_size", "fit_n", "image_size"):
             if getattr(self, name) is not None:
                 _require_positive_int(getattr(self, name), name)
+        self.adaptive_restarts = tuple(int(v) if isinstance(v, str) and v.strip().isdigit() else v
+                                       for v in _as_tuple(self.adaptive_restarts, "adaptive_restarts"))
+        for epochs in self.adaptive_restarts:
+            _require_positive_int(epochs, "adaptive_restarts")
         if self.whitebox_n > self.eval_n or self.query_n > self.eval_n:
             raise ValueError(
                 f"whitebox_n ({self.whitebox_n}) and query_n ({self.query_n}) must not exceed eval_n ({self.eval_n}):"

@@ -442,10 +442,35 @@ def fit_adaptive(
     when ``restorer`` is given) + the frozen target, Algorithm 1's FGSM/BIM AEs of the bare target in the mix at
     ``config.adaptive.fixed_weight`` (0: none) —
     on ``config.adaptive_fit_n`` training images (default ``fit_n``), the best epoch chosen on validation images.
-    Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``; with ``reuse`` a fit with the same settings is
-    loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer, metadata)``: the
-    restorer is the one given, or with ``config.adaptive.train_restorer`` a copy trained alongside (``restorer.pt``).
+    Each of ``config.adaptive_restarts`` then continues from the weights reached with a fresh one-cycle run of that
+    many epochs (a warm restart); every run is a cached stage of its own (``out_dir/stage<k>``, the last in
+    ``out_dir``). Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``; with ``reuse`` a fit with the same
+    settings is loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer,
+    metadata)``: the restorer is the one given, or with ``config.adaptive.train_restorer`` a copy trained alongside
+    (``restorer.pt``).
     """
+    epochs = [config.adaptive.nb_epochs, *config.adaptive_restarts]
+    den, fr, metas = denoiser, restorer, []
+    for stage, nb_epochs in enumerate(epochs):
+        last = stage == len(epochs) - 1
+        folder = out_dir if out_dir is None or last else os.path.join(out_dir, f"stage{stage}")
+        den, fr, meta = _adaptive_stage(config, data, target_model, den, fr, folder, reuse, verbose, stage, nb_epochs)
+        metas.append(meta)
+    if len(metas) == 1:
+        return den, fr, metas[0]
+    merged = {**metas[-1], "settings": {**metas[0]["settings"], "adaptive_restarts": list(config.adaptive_restarts)},
+              "history": [h for m in metas for h in m.get("history", [])],
+              "fit_seconds": sum(m.get("fit_seconds", 0.0) for m in metas),
+              "stages": [{"nb_epochs": n, "fit_seconds": m.get("fit_seconds")} for n, m in zip(epochs, metas)],
+              "stage_meta": metas[-1]}  # the last run's own record: its cache key
+    if out_dir is not None and ddp.is_main_process():
+        with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
+            json.dump(json_clean(merged), f, indent=2)
+    return den, fr, merged
+
+
+def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reuse, verbose, stage, nb_epochs):
+    """One one-cycle adaptive run of ``nb_epochs`` from ``denoiser`` (and ``restorer``); stage 0 is the first fit."""
     import copy
 
     from art_idfr.experiments.data import stratified_subset_indices
@@ -453,6 +478,8 @@ def fit_adaptive(
     from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
 
     settings = _adaptive_settings(config, denoiser, restorer)
+    if stage:  # a warm restart: keyed by the weights it starts from (in settings) and its own epochs and seed
+        settings |= {"adaptive_nb_epochs": nb_epochs, "stage": stage}
     if out_dir is not None and reuse:
         cached = _cached_adaptive(out_dir, config, settings, restorer)
         if cached is not None:
@@ -463,11 +490,11 @@ def fit_adaptive(
     target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
     den = copy.deepcopy(denoiser)
     fr = copy.deepcopy(restorer) if config.adaptive.train_restorer else restorer
-    kwargs = config.adaptive.kwargs()
+    kwargs = config.adaptive.kwargs() | {"nb_epochs": nb_epochs}
     kwargs["batch_size"] = kwargs["batch_size"] or config.train.batch_size
-    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed, verbose=verbose, **kwargs)
+    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose, **kwargs)
     val = min(len(data.y_val), 500)
-    with seeded(config.seed + 7000):
+    with seeded(config.seed + 7000 + stage):
         trainer.fit(data.x_train[idx], data.y_train[idx], attacks=_idfr_attacks(config, [target]),
                     validation_data=(data.x_val[:val], data.y_val[:val]))
     meta = {"settings": settings, "fit_n": int(len(idx)), "history": trainer.history,
@@ -502,10 +529,12 @@ def _cached_adaptive(out_dir: str, config: EvalConfig, settings: Dict[str, Any],
         return None
     with open(meta_path) as f:
         meta = json.load(f)
+    meta = meta.get("stage_meta", meta)  # after warm restarts: the last run's own record
     if meta.get("settings") != json_clean(settings):
         return None
     logger.info("reusing the adaptive ID fit in %s", out_dir)
-    return load_adaptive_fit(out_dir, restorer, device_type=config.device_type)
+    den, fr, _ = load_adaptive_fit(out_dir, restorer, device_type=config.device_type)
+    return den, fr, meta
 
 
 def load_adaptive_fit(folder: str, restorer=None, device_type: str = "gpu"):
