@@ -235,7 +235,8 @@ class AdaptiveDenoiserTrainer(Trainer):
         """What the checkpoint records about this run."""
         attack = self.attack if isinstance(self.attack, str) else getattr(self.attack, "__name__", "art_attack")
         return {"algorithm": "adaptive", "in_paper": False, "init": self.denoiser.training_info or None,
-                "recipe": self.recipe, "attack": attack, "eps": self.eps, "eps_step": self.eps_step, "max_iter": self.max_iter,
+                "recipe": self.recipe, "attack": attack, "eps": self.eps, "eps_step": self.eps_step,
+                "max_iter": self.max_iter,
                 "eps_warmup": self.eps_warmup, "trades_beta": self.trades_beta, "clean_weight": self.clean_weight,
                 "identity_weight": self.identity_weight, "fixed_weight": self.fixed_weight if with_fixed else 0.0,
                 "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "batch_size": self.batch_size,
