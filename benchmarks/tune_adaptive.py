@@ -170,27 +170,29 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
     return den, fr, record
 
 
-def warm_start(name, fr, fr_mode):
-    """``(ID, FR)`` that run NAME saved, to continue from (``init=NAME``); None if absent or its FR mode differs."""
-    folder = os.path.join(RUN_DIR, "adaptive", name)
+def saved_fit(name):
+    """The record (``fit.json``) ``fit_adaptive`` saved under NAME, or None."""
     try:
-        with open(os.path.join(folder, "fit.json")) as f:
-            saved = json.load(f)["settings"]
+        with open(os.path.join(RUN_DIR, "adaptive", name, "fit.json")) as f:
+            return json.load(f)
     except FileNotFoundError:
         return None
-    if saved.get("fr", "none") != fr_mode:
+
+
+def warm_start(name, fr, fr_mode):
+    """``(ID, FR)`` that run NAME saved, to continue from (``init=NAME``); None if absent or its FR mode differs."""
+    saved = saved_fit(name)
+    if saved is None or saved["settings"].get("fr", "none") != fr_mode:
         return None
-    den, fr, _ = load_adaptive_fit(folder, fr, device_type="cpu")
+    den, fr, _ = load_adaptive_fit(os.path.join(RUN_DIR, "adaptive", name), fr, device_type="cpu")
     return den, fr
 
 
 def load_adaptive(name, settings, fr):
     """The models ``fit_adaptive`` saved under NAME, if fitted with the same settings (else None: fit again)."""
     out = os.path.join(RUN_DIR, "adaptive", name)
-    try:
-        with open(os.path.join(out, "fit.json")) as f:
-            saved = json.load(f)
-    except FileNotFoundError:
+    saved = saved_fit(name)
+    if saved is None:
         return None
     if saved.pop("settings") != json.loads(json.dumps(settings, default=str)):
         print(f"--reuse: {out} was fitted with other settings; fitting again", file=sys.stderr)

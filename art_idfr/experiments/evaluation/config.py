@@ -670,8 +670,7 @@ class EvalConfig:
         for name in ("train_size", "test_size", "fit_n", "image_size"):
             if getattr(self, name) is not None:
                 _require_positive_int(getattr(self, name), name)
-        self.adaptive_restarts = tuple(int(v) if isinstance(v, str) and v.strip().isdigit() else v
-                                       for v in _as_tuple(self.adaptive_restarts, "adaptive_restarts"))
+        self.adaptive_restarts = _int_tuple(self.adaptive_restarts, "adaptive_restarts")
         for epochs in self.adaptive_restarts:
             _require_positive_int(epochs, "adaptive_restarts")
         if self.whitebox_n > self.eval_n or self.query_n > self.eval_n:
@@ -881,10 +880,14 @@ def _check_id(id_cfg: IDConfig, fr: FRConfig) -> None:
     if fr.embedding_dim is not None:
         _require_positive_int(fr.embedding_dim, "fr_embedding_dim")
     if fr.widths is not None:
-        fr.widths = tuple(int(w) if isinstance(w, str) and w.strip().isdigit() else w
-                          for w in _as_tuple(fr.widths, "fr_widths"))
+        fr.widths = _int_tuple(fr.widths, "fr_widths")
         for w in fr.widths:
             _require_positive_int(w, "fr_widths")
+
+
+def _int_tuple(value: Any, what: str) -> Tuple[Any, ...]:
+    """``_as_tuple`` with digit strings (from a comma list) as ints; anything else is left for the caller to check."""
+    return tuple(int(v) if isinstance(v, str) and v.strip().isdigit() else v for v in _as_tuple(value, what))
 
 
 def _as_tuple(value: Any, what: str) -> Tuple[Any, ...]:
