@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from art_idfr import FeatureRestorer, IDFRDenoiser, as_module, defend
 from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
@@ -135,6 +136,7 @@ def test_best_epoch_keeps_the_id_and_the_jointly_trained_fr_together(trained_tar
     (dict(trades_beta=-1.0), "non-negative"),
     (dict(train_restorer=True), "needs a restorer"),
     (dict(restorer=FeatureRestorer(device_type="cpu")), "must be fitted"),
+    (dict(ema_decay=1.0), "ema_decay must lie in"),
 ])
 def test_bad_settings_get_clear_errors(trained_target, kwargs, message):
     den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu")
@@ -211,3 +213,26 @@ def test_a_second_fit_continues_from_the_first(trained_target, mnist_small):
     info = den.training_info
     assert info["algorithm"] == "adaptive" and info["init"]["algorithm"] == "adaptive"
     assert any(not torch.equal(after_first[k], v) for k, v in den.network.state_dict().items())
+
+
+def test_ema_decay_returns_the_moving_average_of_the_steps(trained_target, mnist_small):
+    """With ema_decay the ID that comes back is the exponential moving average of its weights after each optimizer
+    step (the first step's weights, then lerp by 1 - decay), not the last step's raw weights."""
+    x_train, y_train, _, _ = mnist_small
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
+    steps = []
+    hook = register_optimizer_step_post_hook(
+        lambda opt, args, kwargs: steps.append({k: v.detach().clone() for k, v in den.network.named_parameters()}))
+    try:
+        AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, attack="fgsm_rs", nb_epochs=1, learning_rate=1e-2,
+                                ema_decay=0.5).fit(x_train[:96], y_train[:96])
+    finally:
+        hook.remove()
+    assert len(steps) == 3
+    expected = steps[0]
+    for raw in steps[1:]:
+        expected = {k: 0.5 * v + 0.5 * raw[k] for k, v in expected.items()}
+    got = dict(den.network.named_parameters())
+    assert all(torch.allclose(got[k], v, atol=1e-6) for k, v in expected.items())
+    assert any(not torch.allclose(got[k], v) for k, v in steps[-1].items())
+    assert den.training_info["ema_decay"] == 0.5

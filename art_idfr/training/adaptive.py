@@ -106,6 +106,10 @@ class AdaptiveDenoiserTrainer(Trainer):
         steps: on Fashion-MNIST's validation split, batch 32 or 16 beat 128 by 8-16 points of white-box accuracy at
         the same compute (benchmarks/NOTES.md, "Adaptive tuning, fourth session").
     :param train_restorer: Also train the FR's weights on the same loss (needs ``restorer``).
+    :param ema_decay: Decay of an exponential moving average of the trained weights (ID, and FR with
+        ``train_restorer``; BatchNorm statistics included), updated after every optimizer step (torch's
+        ``AveragedModel``); the averaged weights are the ones validated, kept and returned. 0 = off (the raw
+        weights); e.g. 0.999 averages over about the last thousand steps.
     :param seed: Seed of the batch order, random starts and fixed-AE draws.
     :param verbose: Progress bars.
     """
@@ -128,6 +132,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         nb_epochs: int = 2,
         batch_size: Optional[int] = None,
         train_restorer: bool = False,
+        ema_decay: float = 0.0,
         seed: Optional[int] = 0,
         verbose: bool = False,
     ) -> None:
@@ -143,6 +148,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         self.nb_epochs = int(nb_epochs)
         self.batch_size = denoiser.batch_size if batch_size is None else int(batch_size)
         self.train_restorer, self.seed, self.verbose = bool(train_restorer), seed, bool(verbose)
+        self.ema_decay = float(ema_decay)
         self.recipe: Optional[str] = None  # the ADAPTIVE_RECIPES name when built by from_recipe
         self._check_params()
         self._head_classifier = defend(classifier, None, restorer) if restorer is not None else classifier
@@ -172,6 +178,8 @@ class AdaptiveDenoiserTrainer(Trainer):
             raise ValueError("trades_beta, clean_weight, identity_weight and fixed_weight must be non-negative.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1) (0 = no weight averaging), got {self.ema_decay}.")
 
     @classmethod
     def from_recipe(cls, recipe: str, classifier: "PyTorchClassifier", denoiser: IDFRDenoiser,
@@ -242,7 +250,7 @@ class AdaptiveDenoiserTrainer(Trainer):
                 "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "batch_size": self.batch_size,
                 "n_train": n,
                 "through_restorer": self.restorer is not None, "train_restorer": self.train_restorer,
-                "seconds": round(seconds, 1)}
+                "ema_decay": self.ema_decay, "seconds": round(seconds, 1)}
 
     def _fixed_aes(self, x, y_idx, attacks, x_fixed) -> Optional[torch.Tensor]:
         """Algorithm 1's fixed AEs, (k, n, ...): crafted once on the bare target, plus ``x_fixed``."""
@@ -362,6 +370,7 @@ class _AdaptiveRun:
         trained = [den.network] + ([t.restorer.network] if t.train_restorer else [])
         kept = nn.ModuleList(trained)  # what the best epoch keeps: the ID, and the FR when it is trained with it
         self.ddp_net = ddp.wrap_ddp(den.network)  # distributed: DDP; single process: the U-Net itself
+        self.kept, self.ema = kept, _weight_average(kept, t.ema_decay)  # ema: None without ema_decay
         with contextlib.ExitStack() as stack:
             for module in modules:
                 stack.enter_context(frozen(module))
@@ -374,12 +383,28 @@ class _AdaptiveRun:
                 for module in trained:
                     ddp.sync_module(module)  # distributed: BN running statistics averaged over the ranks
                 if validation_data is not None:
-                    stats.update(self.validate(validation_data))
-                    best.update(stats["val_score"], kept)
+                    with self.averaged_weights(kept):  # the weights that would be kept are the ones scored
+                        stats.update(self.validate(validation_data))
+                        best.update(stats["val_score"], kept)
                 t.history.append(stats)
                 logger.info("adaptive ID epoch %d: %s", epoch + 1, stats)
+        if self.ema is not None:  # no validation: the averaged weights of the last step
+            kept.load_state_dict(self.ema.module.state_dict())
         best.finish(kept)  # the best epoch's weights (ID and trained FR alike), rank 0's copy on every rank, eval mode
-        self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
+        self.ddp_net = self.ema = self.kept = None  # release the DDP wrapper (and its gradient hooks) and the averaged copy
+
+    @contextlib.contextmanager
+    def averaged_weights(self, kept: nn.Module):
+        """Inside: ``kept`` holds the moving average of its weights (``ema_decay``); the raw ones come back after."""
+        if self.ema is None:
+            yield
+            return
+        raw = {k: v.detach().clone() for k, v in kept.state_dict().items()}
+        kept.load_state_dict(self.ema.module.state_dict())
+        try:
+            yield
+        finally:
+            kept.load_state_dict(raw)
 
     def eps_at(self, progress: float) -> float:
         """ε schedule: linear warm-up over the first ``eps_warmup`` of training, then constant."""
@@ -433,6 +458,8 @@ class _AdaptiveRun:
                 ddp.average_gradients(t.restorer.network)
             optimizer.step()
             scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.kept)
             hits = logits.argmax(1).cpu() == yb
             total += len(idx) if own is None else int(own.sum())
             loss_sum += loss.item() * len(idx) / ddp.world_size()  # summed over ranks: the batch loss × its size
@@ -471,6 +498,15 @@ class _AdaptiveRun:
         clean, adv = ddp.all_reduce_sum(clean, adv)
         n = max(len(x_val), 1)
         return validation_score(clean / n, [adv / n])
+
+
+def _weight_average(kept: nn.Module, decay: float) -> Optional[torch.optim.swa_utils.AveragedModel]:
+    """torch's exponential moving average of ``kept``'s parameters and buffers, or None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(kept, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _batch_mean(own: Optional[torch.Tensor], n_global: Optional[int]) -> Callable[[torch.Tensor], torch.Tensor]:
