@@ -392,7 +392,7 @@ class _AdaptiveRun:
         if self.ema is not None:  # no validation: the averaged weights of the last step
             kept.load_state_dict(self.ema.module.state_dict())
         best.finish(kept)  # the best epoch's weights (ID and trained FR alike), rank 0's copy on every rank, eval mode
-        self.ddp_net = self.ema = self.kept = None  # release the DDP wrapper (and its gradient hooks) and the averaged copy
+        self.ddp_net = self.ema = self.kept = None  # release the DDP wrapper (its hooks), the EMA copy
 
     @contextlib.contextmanager
     def averaged_weights(self, kept: nn.Module):
