@@ -52,11 +52,15 @@ class _Tee(io.TextIOBase):
             s.flush()
 
 
-def run(name: str, demo_args: list[str]) -> int:
-    """Run `art-idfr demo <demo_args> --out runs/<name>` and publish its reports under benchmarks/results/<name>."""
+def run(name: str, demo_args: list[str], extra: list[str] | None = None) -> int:
+    """
+    Run `art-idfr demo <demo_args> <extra> --out runs/<name>` and publish its reports under benchmarks/results/<name>.
+    ``extra`` (default: the script's own arguments, e.g. --device cuda, --threads 2) is recorded in the results'
+    command line; the console log's first line is the script's command as typed.
+    """
     from art_idfr.experiments.cli import main
 
-    extra = sys.argv[1:]  # e.g. --device cuda, --threads 2; recorded in the results' command line
+    extra = sys.argv[1:] if extra is None else list(extra)
     run_dir = os.path.join(ROOT, "runs", name)
     out_dir = os.path.join(HERE, "results", name)
     os.makedirs(run_dir, exist_ok=True)

@@ -35,11 +35,22 @@ def test_benchmark_flags_build_a_config(module):
     assert (kw["trades_beta"], kw["identity_weight"], kw["fixed_weight"]) == (6.0, 0.0, 0.0)
     # ... and fashion_mnist_adaptive's later one (fifth session): every training image at batch 16,
     # twice since the eleventh session
-    assert kw["batch_size"] == (16 if module == "fashion_mnist_adaptive" else 32)
+    assert kw["batch_size"] == {"fashion_mnist_adaptive": 16, "cifar10_paper": 64}.get(module, 32)
     if module == "fashion_mnist_adaptive":
         assert (kw["nb_epochs"], cfg.adaptive_fit_n) == (2, 60000)
         # ... with the FR trained jointly (sixth session)
         assert kw["train_restorer"] is True
+    if module == "cifar10_paper":  # the GPU recipe: the FR trained jointly, lr 3e-4 with an eps warm-up
+        assert (kw["train_restorer"], kw["learning_rate"], kw["eps_warmup"]) == (True, 3e-4, 0.3)
+
+
+def test_paper_adaptive_focus_keeps_the_adaptive_comparison():
+    """cifar10_paper --adaptive-focus: the five defences of the adaptive goal, AutoAttack at 8/255 and 16/255."""
+    mod = _benchmark_module("cifar10_paper")
+    args = [*mod.COMMON, *mod.FOCUS, "--model", "resnet18_cifar", "--surrogate-model", "vgg16_bn_cifar"]
+    cfg = _config(build_parser().parse_args(["demo", *args, "--out", "unused"]))
+    assert cfg.defences == ("none", "id", "idfr", "idfr_adaptive", "fast_at")
+    assert cfg.eps == (8 / 255, 16 / 255) and cfg.autoattack_restarts == 1
 
 
 def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
