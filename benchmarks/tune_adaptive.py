@@ -11,7 +11,8 @@ on 4,000 images, width 0.5, identity weight 10, 4 epochs; cached), then fine-tun
 with `key=value` overrides of its arguments (plus `fit_n`, `fixed`, and `fr`: `none` (default), `frozen` (an
 Algorithm-2 FR fitted as the benchmark's, 10 epochs on the same 4,000 images; cached) or `joint` (that FR trained
 alongside the ID); `eps` accepts `a/b`; `init=NAME` starts from the ID (and joint FR) an earlier run NAME saved
-instead of the Algorithm-1 ID: a further one-cycle pass, a warm restart). Best epoch on validation images
+instead of the Algorithm-1 ID: a further one-cycle pass, a warm restart; `id_width=W` starts from an Algorithm-1 ID
+of width W instead of 0.5, fitted and cached with its FR as the benchmark's). Best epoch on validation images
 0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy, white-box
 AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
 the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
@@ -110,13 +111,19 @@ def a1_attacks(target):
     return [make_attack(n, target, e, seed=0) for e in A1_EPS for n in ("fgsm", "bim")]
 
 
-def algorithm1_id(target, data, fit_idx):
-    path = os.path.join(RUN_DIR, "adaptive_a1_id.pt")
+def _width_suffix(id_width: float) -> str:
+    """The cache-file suffix of an Algorithm-1 ID (and its FR) of a width other than the benchmark's 0.5."""
+    return "" if id_width == 0.5 else f"_idw{id_width:g}"
+
+
+def algorithm1_id(target, data, fit_idx, id_width=0.5):
+    """The benchmark's Algorithm-1 ID (``id_width`` wide; the benchmark's is 0.5); cached."""
+    path = os.path.join(RUN_DIR, f"adaptive_a1_id{_width_suffix(id_width)}.pt")
     if os.path.exists(path):
         return IDFRDenoiser.load(path, device_type="cpu")
     x_fit, y_fit = data.x_train[fit_idx], data.y_train[fit_idx]
     attacks = a1_attacks(target)
-    den = IDFRDenoiser(input_shape=data.input_shape, width=0.5, identity_weight=10, gaussian_sigma=0.1,
+    den = IDFRDenoiser(input_shape=data.input_shape, width=id_width, identity_weight=10, gaussian_sigma=0.1,
                        learning_rate=2e-3, nb_epochs=4, device_type="cpu", seed=0)
     den.fit(x_fit, y_fit, classifier=target, attacks=attacks,
             validation_data=(data.x_val[:1000], data.y_val[:1000]))
@@ -124,12 +131,12 @@ def algorithm1_id(target, data, fit_idx):
     return den
 
 
-def algorithm2_fr(target, den, data, fit_idx, widths=None):
+def algorithm2_fr(target, den, data, fit_idx, widths=None, id_width=0.5):
     """
     The benchmark's FR (Algorithm 2, 10 epochs, FGSM+BIM AEs at A1_EPS) on the Algorithm-1 ID; cached. ``widths``:
     the FR's three hidden widths (default: the paper's Table 7 bottleneck).
     """
-    suffix = "" if widths is None else "_w" + "-".join(map(str, widths))
+    suffix = ("" if widths is None else "_w" + "-".join(map(str, widths))) + _width_suffix(id_width)
     path = os.path.join(RUN_DIR, f"adaptive_a2_fr{suffix}.pt")
     if os.path.exists(path):
         return FeatureRestorer.load(path, device_type="cpu")
@@ -211,7 +218,7 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true",
                    help="measure the models an earlier run of this --name saved, if fitted with the same settings")
     p.add_argument("overrides", nargs="*",
-                   help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths, init")
+                   help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths, id_width, init")
     a = p.parse_args()
     limit_threads(a.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -219,7 +226,9 @@ def main() -> int:
     over = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     fit_n, use_fixed = int(over.pop("fit_n", 6000)), bool(over.pop("fixed", True))
     fr_mode, fr_widths = over.pop("fr", "none"), over.pop("fr_widths", None)
-    init = over.pop("init", None)
+    init, id_width = over.pop("init", None), float(over.pop("id_width", 0.5))
+    if not 0 < id_width <= 4:
+        p.error(f"id_width must lie in (0, 4], got {id_width}")
     if fr_mode not in ("none", "frozen", "joint"):
         p.error(f"fr must be none, frozen or joint, got {fr_mode!r}")
     if fr_widths is not None:
@@ -231,7 +240,7 @@ def main() -> int:
     target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
     a1_idx = stratified_subset_indices(data.y_train, 4000, seed=0)
-    den_a1 = algorithm1_id(target, data, a1_idx)
+    den_a1 = algorithm1_id(target, data, a1_idx, id_width)
     x_m, y_m = data.x_val[1000:1500], data.y_val[1000:1500]
     onehot = np.eye(data.num_classes, dtype=np.float32)
     bb = {f"{n} {round(e * 255)}/255": _cached(os.path.join(RUN_DIR, f"adaptive_bb_{n}_{e:.4f}.npz"),
@@ -248,7 +257,9 @@ def main() -> int:
     settings = {**over, "fit_n": fit_n, "fixed": use_fixed, "fr": fr_mode}
     if fr_widths is not None:
         settings["fr_widths"] = list(fr_widths)
-    fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx, fr_widths)
+    if id_width != 0.5:
+        settings["id_width"] = id_width
+    fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx, fr_widths, id_width)
     den_start = den_a1
     if init is not None:
         settings["init"] = str(init)
