@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # ART's APGD (random start) and Square draw from NumPy's global generator
     start = time.time()
     x_all, y_all, x_test, y_test = load_mnist5k(args.seed)
     x_train, y_train, x_val, y_val = x_all[:3500], y_all[:3500], x_all[3500:], y_all[3500:]
