@@ -22,7 +22,7 @@ RESIDUAL_HEADS = ("linear", "bn_relu")
 DEVICE_TYPES = ("gpu", "cpu")
 
 #: inner attacks of adaptive training (:class:`art_idfr.training.AdaptiveDenoiserTrainer`, not in the paper)
-ADAPTIVE_ATTACKS = ("pgd", "fgsm_rs")
+ADAPTIVE_ATTACKS = ("pgd", "fgsm_rs", "n_fgsm")
 
 #: target / surrogate architectures of :func:`art_idfr.experiments.models.make_model`
 MODEL_NAMES = ("small_cnn", "resnet18_cifar", "vgg16_bn_cifar", "resnet50", "inception_v3")

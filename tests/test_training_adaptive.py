@@ -236,3 +236,15 @@ def test_ema_decay_returns_the_moving_average_of_the_steps(trained_target, mnist
     assert all(torch.allclose(got[k], v, atol=1e-6) for k, v in expected.items())
     assert any(not torch.allclose(got[k], v) for k, v in steps[-1].items())
     assert den.training_info["ema_decay"] == 0.5
+
+
+@pytest.mark.parametrize("attack, radius", [("pgd", 1.0), ("fgsm_rs", 1.0), ("n_fgsm", 3.0)])
+def test_inner_attack_budgets(trained_target, attack, radius):
+    """PGD and FGSM-RS stay in the ε-ball; N-FGSM starts in the 2ε-ball and is not projected back: up to 3ε."""
+    from art_idfr.training.adaptive import _AdaptiveRun
+
+    den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu", seed=0)
+    trainer = AdaptiveDenoiserTrainer(trained_target, den, eps=0.05, attack=attack)
+    x, y = torch.full((16, 1, 28, 28), 0.5), torch.arange(16) % 10  # mid-grey: the [0, 1] clip never binds
+    delta = (_AdaptiveRun(trainer, None).inner_attack(x, y, 0.05) - x).abs().max().item()
+    assert (radius - 0.5) * 0.05 < delta <= radius * 0.05 + 1e-6, delta

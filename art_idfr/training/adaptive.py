@@ -6,7 +6,8 @@ defeats (0–6.5% adaptive white-box in every run); this mode trains against tha
 
 Per batch (``x``, ``y``), with ``f`` the frozen target and ``ID`` the denoiser being trained::
 
-    x_adv = argmax_{|δ|∞ ≤ ε} CE(f(FR∘ID(x + δ)), y)          inner attack: PGD (random start), FGSM-RS or ART
+    x_adv = argmax_{|δ|∞ ≤ ε} CE(f(FR∘ID(x + δ)), y)          inner attack: PGD (random start), FGSM-RS, N-FGSM
+                                                               (|δ|∞ ≤ 3ε) or ART
     L = CE(f(ID(x_adv)), y)                                    Eq. 3 of the paper, on online AEs
       + β · KL(f(x) ‖ f(ID(x_adv)))                            optional, TRADES-style, to the target's clean output
       + w_clean · CE(f(ID(x)), y) + λ · mean|ID(x) − x|        clean images: Eq. 3 and the identity term
@@ -89,7 +90,10 @@ class AdaptiveDenoiserTrainer(Trainer):
         (the defended classifier is ID+FR). ``None``: ID only.
     :param eps: L∞ budget of the inner attack (in ``clip_values`` units).
     :param attack: ``"pgd"`` (random start, ``max_iter`` steps of ``eps_step``), ``"fgsm_rs"`` (one step of
-        1.25·ε from a random start, Wong et al. 2020: cheap), or a callable building any ART ``EvasionAttack`` on
+        1.25·ε from a random start, Wong et al. 2020: cheap, but it overfits catastrophically here — the ID learns
+        to defeat the single step and PGD still leaves 0-5%: benchmarks/NOTES.md), ``"n_fgsm"`` (one step of ε from
+        a start drawn in the 2ε-ball, not projected back, so |δ|∞ ≤ 3ε: de Jorge et al. 2022, "Make Some Noise",
+        single-step without that overfitting in their runs), or a callable building any ART ``EvasionAttack`` on
         the defended classifier (run batch by batch through ART; slower, any attack works).
     :param max_iter: Steps of the inner PGD.
     :param eps_step: PGD step size (default 2.5·ε / ``max_iter``, Madry et al.).
@@ -292,18 +296,21 @@ class _AdaptiveRun:
             return self._art_attack(x, y, eps)
         if t.attack == "fgsm_rs":
             return self.pgd(x, y, eps, steps=1, step=1.25 * eps, noise=noise)
+        if t.attack == "n_fgsm":  # de Jorge et al. 2022: noise of radius 2ε, step ε, no projection to the ε-ball
+            return self.pgd(x, y, 3 * eps, steps=1, step=eps, noise=noise, start=2 * eps)
         return self.pgd(x, y, eps, steps=t.max_iter, step=t.eps_step * eps / t.eps, noise=noise)
 
     def pgd(self, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float,
-            noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+            noise: Optional[torch.Tensor] = None, start: Optional[float] = None) -> torch.Tensor:
         """
-        L∞ PGD with a uniform random start in the ε-ball, on the cross-entropy of the defended classifier. ``noise``:
-        the start's ``U[0, 1)`` draws (default: drawn here from the run's generator).
+        L∞ PGD with a uniform random start in the ``start``-ball (default: the ε-ball), projected to the ε-ball, on
+        the cross-entropy of the defended classifier. ``noise``: the start's ``U[0, 1)`` draws (default: drawn here
+        from the run's generator).
         """
         lo, hi = self.den.clip_values if self.den.clip_values is not None else (-math.inf, math.inf)
         if noise is None:
             noise = torch.rand(x.shape, generator=self.generator)
-        x_adv = (x + eps * (noise.to(x.device) * 2 - 1)).clamp(lo, hi)
+        x_adv = (x + (eps if start is None else start) * (noise.to(x.device) * 2 - 1)).clamp(lo, hi)
         for _ in range(steps):
             x_adv.requires_grad_(True)
             loss = F.cross_entropy(self.logits(x_adv), y.to(self.clf.device))

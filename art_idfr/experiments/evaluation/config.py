@@ -375,7 +375,8 @@ class AdaptiveConfig(_SubConfig):
 
     PREFIX, SECTION = "adaptive", "idfr"
     eps: Optional[float] = knob(None, "inner-attack budget (default 16/255 grey-scale, 8/255 colour)", kind="eps")
-    attack: str = knob("pgd", "inner attack: pgd (random start) or fgsm_rs (one step, cheap)",
+    attack: str = knob("pgd", "inner attack: pgd (random start), fgsm_rs (one step; overfits to it) or n_fgsm "
+                       "(one step from a 2-eps noise start, |delta| <= 3 eps; de Jorge et al. 2022)",
                        choices=ADAPTIVE_ATTACKS)
     max_iter: int = knob(5, "inner PGD steps", kind="int+", metavar="N")
     eps_step: Optional[float] = knob(None, "inner PGD step (default 2.5 eps / steps)", kind="float+")
