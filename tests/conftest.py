@@ -72,12 +72,3 @@ def join_gloo(rank: int, world: int, port: int) -> None:
     torch.set_num_threads(1)
     ddp.init_distributed(backend="gloo", timeout_s=60)
 
-
-def leave_gloo() -> None:
-    """In a spawned rank, last: wait for every rank, then leave the Gloo group. Once in CI (2026-12-05) rank 0 aborted
-    ('terminate called without an active exception', SIGABRT) after both ranks had written their results: a rank
-    tore Gloo down while its peer was still in it; the barrier makes both finish before either leaves."""
-    from art_idfr.training import distributed as ddp
-
-    ddp.barrier()
-    torch.distributed.destroy_process_group()

@@ -71,7 +71,8 @@ def _worker(rank, world, port, folder):
 
     from threadpoolctl import threadpool_limits
 
-    from conftest import join_gloo, leave_gloo
+    from art_idfr.training import distributed as ddp
+    from conftest import join_gloo
 
     join_gloo(rank, world, port)  # (one torch thread)
     threadpool_limits(limits=1)
@@ -86,7 +87,7 @@ def _worker(rank, world, port, folder):
            "sanity_again": again.sanity_checks}
     with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
         json.dump(out, f, default=str)
-    leave_gloo()
+    ddp.leave_group()
 
 
 @pytest.fixture(scope="module")

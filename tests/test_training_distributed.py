@@ -16,7 +16,7 @@ import torch
 
 from art_idfr.training import distributed as ddp
 from art_idfr.training.common import BestEpoch
-from conftest import join_gloo, leave_gloo, spawn_ranks
+from conftest import join_gloo, spawn_ranks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "distributed_fit.py")
@@ -190,7 +190,7 @@ def _adaptive_worker(rank, world, port, target_state, fr_file, data, out):
     state = {"history": trainer.history, "den": den.network.state_dict(), "fr": fr.network.state_dict(),
              "last_fr": last_fr, "averaged": (lin.weight.grad.tolist(), lin.bias.grad.tolist())}
     torch.save(state, os.path.join(out, f"rank{rank}.pt"))
-    leave_gloo()
+    ddp.leave_group()
 
 
 def _update_cosine(start, single, dist) -> float:

@@ -387,16 +387,6 @@ def _setup_distributed(args) -> bool:
     return True
 
 
-def _finish_distributed() -> None:
-    """Wait for every rank (within the timeout), then leave the process group."""
-    import torch.distributed as dist
-
-    from art_idfr.training import distributed as ddp
-
-    ddp.barrier()
-    dist.destroy_process_group()
-
-
 def _setup(args) -> None:
     from art_idfr.experiments.evaluation.pipeline import limit_threads
     from art_idfr.training.distributed import is_main_process
@@ -681,7 +671,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         status = int(args.func(args) or 0)
         if distributed:
-            _finish_distributed()
+            from art_idfr.training import distributed as ddp
+
+            ddp.leave_group()
         return status
     except (ValueError, FileNotFoundError) as err:
         sub.error(str(err))  # prints usage + "art-idfr <cmd>: error: ..." and exits with status 2

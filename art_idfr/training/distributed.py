@@ -66,6 +66,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def leave_group() -> None:
+    """
+    Last call of a rank: wait for every rank (within the group's timeout), then leave the process group (no-op when
+    not distributed). Without the barrier a rank can tear Gloo down while its peer is still in it; once, in CI, that
+    aborted the other rank ("terminate called without an active exception") after both had finished their work.
+    """
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def init_distributed(backend: Optional[str] = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Tuple[int, int]:
     """
     Join the process group set up by ``torchrun`` (its ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` environment).
