@@ -53,6 +53,8 @@ def adaptive_fit_record(benchmark: str, den, fr) -> dict:
                              "batch_size": s["adaptive_batch_size"], "trades_beta": s["adaptive_trades_beta"],
                              "fr_joint": bool(s.get("adaptive_train_restorer", False)),
                              **({"restarts": s["adaptive_restarts"]} if s.get("adaptive_restarts") else {}),
+                             **({"curriculum_eps": s["adaptive_curriculum_eps"]}
+                                if s.get("adaptive_curriculum_eps") else {}),
                              "weights": weights_digest(den.network)[:16], "fr_weights": weights_digest(fr.network)[:16]}}
 
 

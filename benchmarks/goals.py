@@ -99,7 +99,8 @@ def second_evaluator(path: str, result: dict) -> None:
         return
     recipe = {"epochs": s["adaptive_nb_epochs"], "batch_size": s["adaptive_batch_size"],
               "trades_beta": s["adaptive_trades_beta"], "fr_joint": bool(s.get("adaptive_train_restorer")),
-              "restarts": s.get("adaptive_restarts") or None}  # warm restarts (absent from older rows: None)
+              "restarts": s.get("adaptive_restarts") or None,  # warm restarts (absent from older rows: None)
+              "curriculum_eps": s.get("adaptive_curriculum_eps") or None}  # their ε curriculum (likewise)
     rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r.get("images", "").startswith("test 0-")]
     ours = [r for r in rows if r["defence"] == "adaptive ID+FR"
             and {k: r.get("adaptive_fit", {}).get(k) for k in recipe} == recipe]

@@ -7,15 +7,15 @@ defence, validation images 0-499) appended as one JSON line to benchmarks/result
     python benchmarks/screen_adaptive.py cifar10_adaptive --name lr1e-4 --adaptive-learning-rate 1e-4 --threads 1
 
 Reuses the benchmark's target and Algorithm-1 ID + FR from runs/<benchmark>/; the first screen on a fresh checkout
-trains and fits them there as the benchmark does (same settings, so the benchmark reuses them too). Nothing else is
-saved but the JSON line.
+trains and fits them there as the benchmark does (same settings, so the benchmark reuses them too). The screen's own
+fit is kept in runs/<benchmark>/screens/<name>/ (every warm-restart stage cached), so a screen cut off between stages
+resumes where it stopped when rerun; only the JSON line is committed.
 """
 import argparse
 import json
 import os
 import platform
 import sys
-import time
 
 import torch
 
@@ -31,10 +31,11 @@ def main(argv) -> int:
     a, flags = p.parse_known_args(argv)
     parsed, cfg, data, model, target_meta, run = cached_setup(a.benchmark, flags)  # a CachedSetup
     den, fr, _ = fit_idfr(cfg, data, model, os.path.join(run, "idfr"), target_meta=target_meta, verbose=False)
-    t0 = time.perf_counter()
-    _, _, meta = fit_adaptive(cfg, data, model, den, fr, out_dir=None, verbose=sys.stderr.isatty())
+    folder = os.path.join(run, "screens", a.name)
+    _, _, meta = fit_adaptive(cfg, data, model, den, fr, out_dir=folder, verbose=sys.stderr.isatty())
     row = {"name": a.name, "benchmark": a.benchmark, "flags": flags, "history": meta["history"],
-           "fit_n": meta["fit_n"], "fit_seconds": round(time.perf_counter() - t0, 1),
+           "fit_n": meta["fit_n"], "fit_seconds": round(meta["fit_seconds"], 1),
+           "stages": meta.get("stages"),
            "validation": "images 0-499 of the benchmark's validation split", "dataset": cfg.dataset,
            "seed": cfg.seed, "torch": torch.__version__,
            "device": f"cpu, {parsed.threads} threads, {os.cpu_count()} cores, {platform.machine()}",

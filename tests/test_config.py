@@ -88,3 +88,17 @@ def test_adaptive_restarts_parse_and_reject_non_positive_epochs():
     for bad in ("0", "1,x", (1.5,)):
         with pytest.raises(ValueError, match="adaptive_restarts"):
             EvalConfig.preset("tiny", adaptive_restarts=bad)
+
+
+def test_adaptive_curriculum_gives_each_run_its_budget_and_needs_one_per_restart():
+    cfg = EvalConfig.preset("tiny", adaptive_restarts="1,1", adaptive_curriculum_eps="2/255,4/255").resolved(3)
+    assert cfg.adaptive_curriculum_eps == (2 / 255, 4 / 255)
+    assert cfg.adaptive_stage_eps() == (2 / 255, 4 / 255, 8 / 255)  # the last run trains at adaptive_eps
+    assert EvalConfig.preset("tiny", adaptive_restarts="1").resolved(1).adaptive_stage_eps() == (16 / 255,) * 2
+    assert EvalConfig.preset("tiny").resolved(1).adaptive_stage_eps() == (16 / 255,)
+    with pytest.raises(ValueError, match="one per restart"):
+        EvalConfig.preset("tiny", adaptive_restarts="1", adaptive_curriculum_eps="2/255,4/255")
+    with pytest.raises(ValueError, match="one per restart"):
+        EvalConfig.preset("tiny", adaptive_curriculum_eps="2/255")  # no restart to hand the next budget to
+    with pytest.raises(ValueError, match="epsilon"):
+        EvalConfig.preset("tiny", adaptive_restarts="1", adaptive_curriculum_eps="0")

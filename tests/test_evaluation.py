@@ -728,3 +728,31 @@ def test_adaptive_warm_restarts_are_cached_stages(tmp_path):
     again, _, _ = fit_adaptive(cfg, data, target, den, fr, folder, verbose=False)
     assert os.path.getmtime(os.path.join(folder, "denoiser.pt")) == mtime  # cached: not refitted
     assert weights_digest(again.network) == weights_digest(den_r.network)
+
+
+def test_adaptive_curriculum_trains_each_stage_at_its_budget(tmp_path):
+    """adaptive_curriculum_eps=(0.05,) with one restart: the first run trains at 0.05 and the restart at adaptive_eps;
+    the checkpoint's chain and the record say so, and the curriculum's first stage is not the plain run's cache."""
+    from art_idfr.experiments.evaluation import fit_idfr
+    from art_idfr.experiments.evaluation.pipeline import fit_adaptive
+    from art_idfr.experiments.models import make_model
+
+    data = _synthetic(n_train=60, n_test=12)
+    target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
+    cfg = EvalConfig.preset("tiny", width=0.25, fit_n=30, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
+                            idfr_eps=(0.1,), adaptive_max_iter=1, adaptive_nb_epochs=1, adaptive_fit_n=20,
+                            adaptive_fixed_weight=0.0, adaptive_restarts=(1,), adaptive_eps=0.2,
+                            adaptive_curriculum_eps="0.05", device="cpu").resolved(1)
+    den, fr, _ = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
+    folder = str(tmp_path / "adaptive")
+    plain = fit_adaptive(cfg.replace(adaptive_restarts=(), adaptive_curriculum_eps=()), data, target, den, fr,
+                         os.path.join(folder, "stage0"), verbose=False)[2]
+    assert plain["training"]["eps"] == 0.2
+    den_c, _, meta = fit_adaptive(cfg, data, target, den, fr, folder, verbose=False)
+    assert [s["eps"] for s in meta["stages"]] == [0.05, 0.2]
+    assert meta["settings"]["adaptive_curriculum_eps"] == [0.05]
+    chain = den_c.training_info
+    assert (chain["algorithm"], chain["eps"]) == ("adaptive", 0.2)
+    assert (chain["init"]["algorithm"], chain["init"]["eps"]) == ("adaptive", 0.05)  # stage 0 was refitted at 0.05
+    with open(os.path.join(folder, "stage0", "adaptive.json")) as f:
+        assert json.load(f)["settings"]["adaptive_eps"] == 0.05

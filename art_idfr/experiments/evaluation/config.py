@@ -481,6 +481,10 @@ class EvalConfig:
     adaptive_restarts: Tuple[int, ...] = knob((), "warm restarts after the adaptive fit: the epochs of each further "
                                                   "one-cycle run from the weights reached, e.g. 1 or 1,1 (default: "
                                                   "none)", kind="int+_list", metavar="LIST", section="idfr")
+    adaptive_curriculum_eps: Tuple[float, ...] = knob(
+        (), "an eps curriculum across the warm restarts: the budgets of the first fit and of every restart but the "
+            "last, which trains at adaptive_eps; one per restart, e.g. 2/255,4/255 with --adaptive-restarts 1,1 "
+            "(default: adaptive_eps throughout)", kind="eps_list", metavar="LIST", section="idfr")
     # baselines
     fs_bit_depth: Optional[int] = knob(None, "Feature Squeezing bit depth (4 / 5)", kind="int+", section="eval")
     tvm_prob: float = knob(0.3, "TotalVarMin pixel-keeping probability (0.3)", kind="float+", section="eval")
@@ -674,11 +678,28 @@ class EvalConfig:
         self.adaptive_restarts = _int_tuple(self.adaptive_restarts, "adaptive_restarts")
         for epochs in self.adaptive_restarts:
             _require_positive_int(epochs, "adaptive_restarts")
+        self._check_curriculum()
         if self.whitebox_n > self.eval_n or self.query_n > self.eval_n:
             raise ValueError(
                 f"whitebox_n ({self.whitebox_n}) and query_n ({self.query_n}) must not exceed eval_n ({self.eval_n}):"
                 " they are subsets of the evaluation images."
             )
+
+    def _check_curriculum(self) -> None:
+        self.adaptive_curriculum_eps = tuple(parse_eps(e) for e in _as_tuple(self.adaptive_curriculum_eps,
+                                                                              "adaptive_curriculum_eps"))
+        if self.adaptive_curriculum_eps and len(self.adaptive_curriculum_eps) != len(self.adaptive_restarts):
+            raise ValueError(
+                f"`adaptive_curriculum_eps` gives {len(self.adaptive_curriculum_eps)} budget(s) for "
+                f"{len(self.adaptive_restarts)} warm restart(s): it needs one per restart (the first fit and every "
+                "restart but the last; the last trains at adaptive_eps), e.g. adaptive_restarts=1,1 with "
+                "adaptive_curriculum_eps=2/255,4/255.")
+
+    def adaptive_stage_eps(self) -> Tuple[Optional[float], ...]:
+        """The inner-attack budget of each adaptive run: the first fit, then every warm restart (the last one's is
+        ``adaptive_eps``; without a curriculum, ``adaptive_eps`` throughout)."""
+        curriculum = self.adaptive_curriculum_eps or (self.adaptive.eps,) * len(self.adaptive_restarts)
+        return (*curriculum, self.adaptive.eps)
 
     def _check_baselines(self) -> None:
         if self.fs_bit_depth is not None and not 1 <= int(self.fs_bit_depth) <= 64:

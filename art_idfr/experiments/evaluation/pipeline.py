@@ -443,25 +443,30 @@ def fit_adaptive(
     ``config.adaptive.fixed_weight`` (0: none) —
     on ``config.adaptive_fit_n`` training images (default ``fit_n``), the best epoch chosen on validation images.
     Each of ``config.adaptive_restarts`` then continues from the weights reached with a fresh one-cycle run of that
-    many epochs (a warm restart); every run is a cached stage of its own (``out_dir/stage<k>``, the last in
+    many epochs (a warm restart), at the budget ``config.adaptive_stage_eps()`` gives it (an ε curriculum with
+    ``config.adaptive_curriculum_eps``; the last run trains at ``config.adaptive.eps``); every run is a cached stage of its own (``out_dir/stage<k>``, the last in
     ``out_dir``). Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``; with ``reuse`` a fit with the same
     settings is loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer,
     metadata)``: the restorer is the one given, or with ``config.adaptive.train_restorer`` a copy trained alongside
     (``restorer.pt``).
     """
     epochs = [config.adaptive.nb_epochs, *config.adaptive_restarts]
+    budgets = config.adaptive_stage_eps()
     den, fr, metas = denoiser, restorer, []
-    for stage, nb_epochs in enumerate(epochs):
+    for stage, (nb_epochs, eps) in enumerate(zip(epochs, budgets)):
         last = stage == len(epochs) - 1
         folder = out_dir if out_dir is None or last else os.path.join(out_dir, f"stage{stage}")
-        den, fr, meta = _adaptive_stage(config, data, target_model, den, fr, folder, reuse, verbose, stage, nb_epochs)
+        den, fr, meta = _adaptive_stage(config, data, target_model, den, fr, folder, reuse, verbose, stage, nb_epochs,
+                                        eps)
         metas.append(meta)
     if len(metas) == 1:
         return den, fr, metas[0]
-    merged = {**metas[-1], "settings": {**metas[0]["settings"], "adaptive_restarts": list(config.adaptive_restarts)},
+    merged = {**metas[-1], "settings": {**metas[0]["settings"], "adaptive_restarts": list(config.adaptive_restarts),
+                                        "adaptive_curriculum_eps": list(config.adaptive_curriculum_eps)},
               "history": [h for m in metas for h in m.get("history", [])],
               "fit_seconds": sum(m.get("fit_seconds", 0.0) for m in metas),
-              "stages": [{"nb_epochs": n, "fit_seconds": m.get("fit_seconds")} for n, m in zip(epochs, metas)],
+              "stages": [{"nb_epochs": n, "eps": e, "fit_seconds": m.get("fit_seconds")}
+                         for n, e, m in zip(epochs, budgets, metas)],
               "stage_meta": metas[-1]}  # the last run's own record: its cache key
     if out_dir is not None and ddp.is_main_process():
         with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
@@ -469,8 +474,9 @@ def fit_adaptive(
     return den, fr, merged
 
 
-def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reuse, verbose, stage, nb_epochs):
-    """One one-cycle adaptive run of ``nb_epochs`` from ``denoiser`` (and ``restorer``); stage 0 is the first fit."""
+def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reuse, verbose, stage, nb_epochs, eps):
+    """One one-cycle adaptive run of ``nb_epochs`` at budget ``eps`` from ``denoiser`` (and ``restorer``); stage 0 is
+    the first fit."""
     import copy
 
     from art_idfr.experiments.data import stratified_subset_indices
@@ -480,6 +486,8 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     settings = _adaptive_settings(config, denoiser, restorer)
     if stage:  # a warm restart: keyed by the weights it starts from (in settings) and its own epochs and seed
         settings |= {"adaptive_nb_epochs": nb_epochs, "stage": stage}
+    if eps != config.adaptive.eps:  # a curriculum stage (an unchanged key otherwise: earlier caches stay valid)
+        settings |= {"adaptive_eps": eps}
     if out_dir is not None and reuse:
         cached = _cached_adaptive(out_dir, config, settings, restorer)
         if cached is not None:
@@ -490,7 +498,7 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
     den = copy.deepcopy(denoiser)
     fr = copy.deepcopy(restorer) if config.adaptive.train_restorer else restorer
-    kwargs = config.adaptive.kwargs() | {"nb_epochs": nb_epochs}
+    kwargs = config.adaptive.kwargs() | {"nb_epochs": nb_epochs, "eps": eps}
     kwargs["batch_size"] = kwargs["batch_size"] or config.train.batch_size
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose, **kwargs)
     val = min(len(data.y_val), 500)
