@@ -754,5 +754,6 @@ def test_adaptive_curriculum_trains_each_stage_at_its_budget(tmp_path):
     chain = den_c.training_info
     assert (chain["algorithm"], chain["eps"]) == ("adaptive", 0.2)
     assert (chain["init"]["algorithm"], chain["init"]["eps"]) == ("adaptive", 0.05)  # stage 0 was refitted at 0.05
+    assert (chain["init"]["keep_start"], chain["keep_start"]) == (False, True)  # only the curriculum stage hands on
     with open(os.path.join(folder, "stage0", "adaptive.json")) as f:
         assert json.load(f)["settings"]["adaptive_eps"] == 0.05

@@ -128,6 +128,24 @@ def test_best_epoch_keeps_the_id_and_the_jointly_trained_fr_together(trained_tar
         assert all(torch.equal(weights[k], v) for k, v in model.network.state_dict().items())
 
 
+def test_keep_start_false_hands_the_trained_weights_on(trained_target, paper_id, mnist_small, monkeypatch):
+    """keep_start=False (a curriculum stage): the start still scores best and is recorded, but the best trained
+    epoch is kept."""
+    from art_idfr.training import adaptive
+
+    x_train, y_train, x_val, y_val = mnist_small
+    den = copy.deepcopy(paper_id)
+    start = {k: v.clone() for k, v in den.network.state_dict().items()}
+    scores = iter([0.9, 0.5, 0.4])
+    monkeypatch.setattr(adaptive._AdaptiveRun, "validate", lambda self, data: {"val_score": next(scores)})
+    trainer = AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, max_iter=1, nb_epochs=2, batch_size=64,
+                                      learning_rate=1e-2, keep_start=False, verbose=False)
+    trainer.fit(x_train[:128], y_train[:128], validation_data=(x_val[:10], y_val[:10]))
+    assert [h.get("val_score") for h in trainer.history] == [0.9, 0.5, 0.4]
+    assert any(not torch.equal(start[k], v) for k, v in den.network.state_dict().items())
+    assert den.training_info["keep_start"] is False
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(eps=0.0), "eps must lie in"),
     (dict(eps=2.0), "eps must lie in"),

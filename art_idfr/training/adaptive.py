@@ -115,6 +115,9 @@ class AdaptiveDenoiserTrainer(Trainer):
         ``AveragedModel``); the averaged weights are the ones validated, kept and returned. 0 = off (the raw
         weights); e.g. 0.999 averages over about the last thousand steps. On Fashion-MNIST's validation split it
         moved no column beyond noise in a warm restart (benchmarks/NOTES.md, "sixteenth session").
+    :param keep_start: Whether the starting weights compete in the best-epoch choice (scored as epoch 0 either way).
+        ``False`` keeps the best *trained* epoch even when the start scores higher: a stage of an ε curriculum hands
+        its training on, though at its small ε trading clean accuracy for robustness need not pay off yet.
     :param seed: Seed of the batch order, random starts and fixed-AE draws.
     :param verbose: Progress bars.
     """
@@ -138,6 +141,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         batch_size: Optional[int] = None,
         train_restorer: bool = False,
         ema_decay: float = 0.0,
+        keep_start: bool = True,
         seed: Optional[int] = 0,
         verbose: bool = False,
     ) -> None:
@@ -153,7 +157,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         self.nb_epochs = int(nb_epochs)
         self.batch_size = denoiser.batch_size if batch_size is None else int(batch_size)
         self.train_restorer, self.seed, self.verbose = bool(train_restorer), seed, bool(verbose)
-        self.ema_decay = float(ema_decay)
+        self.ema_decay, self.keep_start = float(ema_decay), bool(keep_start)
         self.recipe: Optional[str] = None  # the ADAPTIVE_RECIPES name when built by from_recipe
         self._check_params()
         self._head_classifier = defend(classifier, None, restorer) if restorer is not None else classifier
@@ -255,7 +259,7 @@ class AdaptiveDenoiserTrainer(Trainer):
                 "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "batch_size": self.batch_size,
                 "n_train": n,
                 "through_restorer": self.restorer is not None, "train_restorer": self.train_restorer,
-                "ema_decay": self.ema_decay, "seconds": round(seconds, 1)}
+                "ema_decay": self.ema_decay, "keep_start": self.keep_start, "seconds": round(seconds, 1)}
 
     def _fixed_aes(self, x, y_idx, attacks, x_fixed) -> Optional[torch.Tensor]:
         """Algorithm 1's fixed AEs, (k, n, ...): crafted once on the bare target, plus ``x_fixed``."""
@@ -382,10 +386,11 @@ class _AdaptiveRun:
         with contextlib.ExitStack() as stack:
             for module in modules:
                 stack.enter_context(frozen(module))
-            if validation_data is not None:  # the starting point counts (and is recorded as epoch 0)
+            if validation_data is not None:  # the starting point is recorded as epoch 0 (and may be kept)
                 start = {"epoch": 0, **self.validate(validation_data)}
                 t.history.append(start)
-                best.update(start["val_score"], kept)
+                if t.keep_start or not nb_epochs:
+                    best.update(start["val_score"], kept)
             for epoch in range(nb_epochs):
                 stats = self.train_epoch(x_t, y_t, optimizer, scheduler, epoch, nb_epochs)
                 for module in trained:

@@ -484,7 +484,8 @@ class EvalConfig:
     adaptive_curriculum_eps: Tuple[float, ...] = knob(
         (), "an eps curriculum across the warm restarts: the budgets of the first fit and of every restart but the "
             "last, which trains at adaptive_eps; one per restart, e.g. 2/255,4/255 with --adaptive-restarts 1,1 "
-            "(default: adaptive_eps throughout)", kind="eps_list", metavar="LIST", section="idfr")
+            "(default: adaptive_eps throughout); a run at a curriculum budget hands its best trained epoch on, "
+            "never its start", kind="eps_list", metavar="LIST", section="idfr")
     # baselines
     fs_bit_depth: Optional[int] = knob(None, "Feature Squeezing bit depth (4 / 5)", kind="int+", section="eval")
     tvm_prob: float = knob(0.3, "TotalVarMin pixel-keeping probability (0.3)", kind="float+", section="eval")
