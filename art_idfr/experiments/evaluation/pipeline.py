@@ -444,9 +444,10 @@ def fit_adaptive(
     on ``config.adaptive_fit_n`` training images (default ``fit_n``), the best epoch chosen on validation images.
     Each of ``config.adaptive_restarts`` then continues from the weights reached with a fresh one-cycle run of that
     many epochs (a warm restart), at the budget ``config.adaptive_stage_eps()`` gives it (an ε curriculum with
-    ``config.adaptive_curriculum_eps``; the last run trains at ``config.adaptive.eps``); every run is a cached stage of its own (``out_dir/stage<k>``, the last in
-    ``out_dir``). Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``; with ``reuse`` a fit with the same
-    settings is loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer,
+    ``config.adaptive_curriculum_eps``; the last run trains at ``config.adaptive.eps``, and a run at a curriculum
+    budget hands its best trained epoch on, never its start); every run is a cached stage of its own
+    (``out_dir/stage<k>``, the last in ``out_dir``). Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``;
+    with ``reuse`` a fit with the same settings is loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer,
     metadata)``: the restorer is the one given, or with ``config.adaptive.train_restorer`` a copy trained alongside
     (``restorer.pt``).
     """
