@@ -71,4 +71,3 @@ def join_gloo(rank: int, world: int, port: int) -> None:
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     ddp.init_distributed(backend="gloo", timeout_s=60)
-

@@ -699,6 +699,14 @@ def test_adaptive_fit_saves_and_loads_the_fr_it_ran_through(tmp_path):
         load_adaptive_fit(str(tmp_path), fr, device_type="cpu")
 
 
+def _staged_adaptive_config(**overrides) -> EvalConfig:
+    """A tiny resolved config with one warm restart after a one-epoch adaptive fit (grey-scale), plus ``overrides``."""
+    return EvalConfig.preset("tiny", **{
+        "width": 0.25, "fit_n": 30, "id_epochs": 1, "fr_epochs": 1, "idfr_attacks": ("fgsm",), "idfr_eps": (0.1,),
+        "adaptive_max_iter": 1, "adaptive_nb_epochs": 1, "adaptive_fit_n": 20, "adaptive_fixed_weight": 0.0,
+        "adaptive_restarts": (1,), "device": "cpu", **overrides}).resolved(1)
+
+
 def test_adaptive_warm_restarts_are_cached_stages(tmp_path):
     """adaptive_restarts=(1,): the first run is cached in adaptive/stage0 and the restart, starting from its weights,
     in adaptive/; the record names both, and a rerun with the same settings refits nothing."""
@@ -709,10 +717,7 @@ def test_adaptive_warm_restarts_are_cached_stages(tmp_path):
 
     data = _synthetic(n_train=60, n_test=12)
     target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
-    cfg = EvalConfig.preset("tiny", width=0.25, fit_n=30, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
-                            idfr_eps=(0.1,), adaptive_max_iter=1, adaptive_nb_epochs=1, adaptive_fit_n=20,
-                            adaptive_fixed_weight=0.0, adaptive_train_restorer=True, adaptive_restarts=(1,),
-                            device="cpu").resolved(1)
+    cfg = _staged_adaptive_config(adaptive_train_restorer=True)
     den, fr, _ = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
     folder = str(tmp_path / "idfr" / "adaptive")
     first, first_fr, first_meta = fit_adaptive(cfg.replace(adaptive_restarts=()), data, target, den, fr,
@@ -739,10 +744,7 @@ def test_adaptive_curriculum_trains_each_stage_at_its_budget(tmp_path):
 
     data = _synthetic(n_train=60, n_test=12)
     target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
-    cfg = EvalConfig.preset("tiny", width=0.25, fit_n=30, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
-                            idfr_eps=(0.1,), adaptive_max_iter=1, adaptive_nb_epochs=1, adaptive_fit_n=20,
-                            adaptive_fixed_weight=0.0, adaptive_restarts=(1,), adaptive_eps=0.2,
-                            adaptive_curriculum_eps="0.05", device="cpu").resolved(1)
+    cfg = _staged_adaptive_config(adaptive_eps=0.2, adaptive_curriculum_eps="0.05")
     den, fr, _ = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
     folder = str(tmp_path / "adaptive")
     plain = fit_adaptive(cfg.replace(adaptive_restarts=(), adaptive_curriculum_eps=()), data, target, den, fr,

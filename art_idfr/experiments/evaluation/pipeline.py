@@ -485,9 +485,10 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
 
     settings = _adaptive_settings(config, denoiser, restorer)
+    curriculum = eps != config.adaptive.eps  # a curriculum stage: hands its training on, never its start
     if stage:  # a warm restart: keyed by the weights it starts from (in settings) and its own epochs and seed
         settings |= {"adaptive_nb_epochs": nb_epochs, "stage": stage}
-    if eps != config.adaptive.eps:  # a curriculum stage, whose start never is kept (unchanged key otherwise)
+    if curriculum:  # (the key of a stage at adaptive_eps is unchanged: earlier caches stay valid)
         settings |= {"adaptive_eps": eps}
     if out_dir is not None and reuse:
         cached = _cached_adaptive(out_dir, config, settings, restorer)
@@ -502,7 +503,7 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     kwargs = config.adaptive.kwargs() | {"nb_epochs": nb_epochs, "eps": eps}
     kwargs["batch_size"] = kwargs["batch_size"] or config.train.batch_size
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose,
-                                      keep_start=eps == config.adaptive.eps, **kwargs)  # a curriculum stage hands on
+                                      keep_start=not curriculum, **kwargs)
     val = min(len(data.y_val), 500)
     with seeded(config.seed + 7000 + stage):
         trainer.fit(data.x_train[idx], data.y_train[idx], attacks=_idfr_attacks(config, [target]),
