@@ -152,7 +152,8 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
     """
     Fine-tune a copy of ``den_start`` (the Algorithm-1 ID, or with ``init=`` an earlier fit's) adaptively (with
     ``fr=joint`` a copy of the FR alongside); the models and the fit's record are saved under
-    runs/tune_fashion_mnist_idx/adaptive/NAME/ for ``--reuse``.
+    runs/tune_fashion_mnist_idx/adaptive/NAME/ for ``--reuse``. A fit cut off resumes from NAME/resume.pt when the
+    same command runs again.
     """
     idx = stratified_subset_indices(data.y_train, settings["fit_n"], seed=1)
     den, joint = copy.deepcopy(den_start), settings["fr"] == "joint"
@@ -160,12 +161,12 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, train_restorer=joint, verbose=sys.stderr.isatty(),
                                       **over)
     fixed = a1_attacks(target) if settings["fixed"] else []
-    t0 = time.perf_counter()
-    trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
-                validation_data=(data.x_val[:300], data.y_val[:300]))
-    record = {"history": trainer.history, "fit_seconds": round(time.perf_counter() - t0, 1)}
     out = os.path.join(RUN_DIR, "adaptive", name)
     os.makedirs(out, exist_ok=True)
+    t0 = time.perf_counter()
+    trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
+                validation_data=(data.x_val[:300], data.y_val[:300]), checkpoint=os.path.join(out, "resume.pt"))
+    record = {"history": trainer.history, "fit_seconds": round(time.perf_counter() - t0 + trainer.resumed_seconds, 1)}
     den.save(os.path.join(out, "denoiser.pt"))
     fr_file = os.path.join(out, "restorer.pt")  # only a joint fit's FR (load_adaptive_fit reads it when present)
     if joint:

@@ -71,3 +71,15 @@ def join_gloo(rank: int, world: int, port: int) -> None:
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     ddp.init_distributed(backend="gloo", timeout_s=60)
+
+
+def counted(function, calls, cut_after=None):
+    """``function`` (e.g. ``_AdaptiveRun.batch_loss``, for ``monkeypatch.setattr``) appending to ``calls`` on every
+    call, and raising KeyboardInterrupt — a run cut off — once called more than ``cut_after`` times."""
+    def wrapped(self, *args, **kwargs):
+        calls.append(1)
+        if cut_after is not None and len(calls) > cut_after:
+            raise KeyboardInterrupt
+        return function(self, *args, **kwargs)
+
+    return wrapped

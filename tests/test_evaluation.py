@@ -759,3 +759,32 @@ def test_adaptive_curriculum_trains_each_stage_at_its_budget(tmp_path):
     assert (chain["init"]["keep_start"], chain["keep_start"]) == (False, True)  # only the curriculum stage hands on
     with open(os.path.join(folder, "stage0", "adaptive.json")) as f:
         assert json.load(f)["settings"]["adaptive_eps"] == 0.05
+
+
+def test_a_cut_adaptive_fit_resumes_from_its_folder(tmp_path, monkeypatch):
+    """An adaptive fit cut off after its first epoch leaves a resume file in its folder; the rerun does only the
+    second epoch, ends at the weights of an uncut fit, counts both parts' seconds and removes the file."""
+    from art_idfr.experiments.evaluation import fit_idfr
+    from art_idfr.experiments.evaluation.pipeline import ADAPTIVE_RESUME, fit_adaptive
+    from art_idfr.experiments.evaluation.resume import weights_digest
+    from art_idfr.experiments.models import make_model
+    from art_idfr.training import adaptive
+    from conftest import counted
+
+    data = _synthetic(n_train=60, n_test=12)
+    target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
+    cfg = _staged_adaptive_config(adaptive_restarts=(), adaptive_nb_epochs=2)  # one step per epoch
+    den, fr, _ = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
+    uncut = fit_adaptive(cfg, data, target, den, fr, str(tmp_path / "uncut"), verbose=False)[0]
+    steps, loss = [], adaptive._AdaptiveRun.batch_loss
+    monkeypatch.setattr(adaptive._AdaptiveRun, "batch_loss", counted(loss, steps, cut_after=1))
+    folder = str(tmp_path / "adaptive")
+    with pytest.raises(KeyboardInterrupt):
+        fit_adaptive(cfg, data, target, den, fr, folder, verbose=False)
+    assert len([f for f in os.listdir(folder) if f.startswith(ADAPTIVE_RESUME)]) == 1
+    steps.clear()
+    monkeypatch.setattr(adaptive._AdaptiveRun, "batch_loss", counted(loss, steps))
+    resumed, _, meta = fit_adaptive(cfg, data, target, den, fr, folder, verbose=False)
+    assert len(steps) == 1 and meta["resumed_seconds"] > 0
+    assert weights_digest(resumed.network) == weights_digest(uncut.network)
+    assert not [f for f in os.listdir(folder) if f.startswith(ADAPTIVE_RESUME)]

@@ -7,7 +7,8 @@ persistence):
 - :mod:`~art_idfr.training.trainer` — :class:`IDFRTrainer`, both in sequence, ART ``Trainer`` style;
 - :mod:`~art_idfr.training.adaptive` — :class:`AdaptiveDenoiserTrainer`, the ID trained against attacks through
   ID(+FR)+target (not in the paper);
-- :mod:`~art_idfr.training.common` — crafting, batching, best-epoch choice, Gaussian enhancement.
+- :mod:`~art_idfr.training.common` — crafting, batching, best-epoch choice, Gaussian enhancement;
+- :mod:`~art_idfr.training.resume` — the resume file of a long fit (a cut adaptive fit continues where it stopped).
 
 Names are imported on first use (PEP 562), so that the components can use :mod:`~art_idfr.training.common` without
 importing the trainers (which import the components).

@@ -13,7 +13,9 @@ Per batch (``x``, ``y``), with ``f`` the frozen target and ``ID`` the denoiser b
       + w_clean · CE(f(ID(x)), y) + λ · mean|ID(x) − x|        clean images: Eq. 3 and the identity term
       + w_fixed · CE(f(ID(x'_A1)), y)                          optional: Algorithm 1's fixed AEs kept in the mix
 
-Entry: :class:`AdaptiveDenoiserTrainer` (ART ``Trainer`` style: ``fit`` then ``get_classifier``).
+Entry: :class:`AdaptiveDenoiserTrainer` (ART ``Trainer`` style: ``fit`` then ``get_classifier``). A long fit given
+``checkpoint=PATH`` writes its whole state there every few hundred steps and, cut off, resumes from it
+(:mod:`art_idfr.training.resume`).
 
 Under ``torchrun`` (:mod:`art_idfr.training.distributed`, as Algorithms 1 and 2): the fixed AEs are crafted on a
 shard of ``x`` per rank and all-gathered; every rank draws the same global batch, fixed-AE picks and random starts
@@ -48,6 +50,7 @@ from art_idfr.embedding import target_logits
 from art_idfr.restorer import FeatureRestorer
 from art_idfr.training import distributed as ddp
 from art_idfr.training.common import BestEpoch, batches, craft, validation_score
+from art_idfr.training.resume import ResumeFile, digest
 
 if TYPE_CHECKING:  # pragma: no cover
     from art.attacks.attack import EvasionAttack
@@ -163,6 +166,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         self._head_classifier = defend(classifier, None, restorer) if restorer is not None else classifier
         self._classifier = classifier
         self.history: List[Dict[str, float]] = []
+        self.resumed_seconds = 0.0  # fit seconds of the cut-off parts of the last fit, when it resumed a checkpoint
 
     def _check_params(self) -> None:
         if not isinstance(self.denoiser, IDFRDenoiser):
@@ -212,6 +216,8 @@ class AdaptiveDenoiserTrainer(Trainer):
         x_fixed: Optional[np.ndarray] = None,
         validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None,
         nb_epochs: Optional[int] = None,
+        checkpoint: Optional[str] = None,
+        checkpoint_every: int = 200,
         **kwargs,
     ) -> None:
         """
@@ -226,6 +232,12 @@ class AdaptiveDenoiserTrainer(Trainer):
         :param validation_data: ``(x_val, y_val)`` (never the test split): each epoch scores clean accuracy and
             accuracy under the inner attack through the current defence (20 PGD steps); the best epoch is kept.
         :param nb_epochs: Epochs (default: the constructor's).
+        :param checkpoint: Path of a resume file (:mod:`art_idfr.training.resume`): the run's whole state is written
+            there every ``checkpoint_every`` optimizer steps and after every epoch, and when the file exists at the
+            start the run continues from it — in a single process with a built-in inner attack, to the same weights
+            bit for bit as a run never cut off. Only the run that wrote it resumes it (same settings, data and
+            starting weights; otherwise ``ValueError``). Deleted when the fit finishes. ``None``: no resume file.
+        :param checkpoint_every: Optimizer steps between two writes of ``checkpoint``.
         """
         from art_idfr.training.common import warn_unused_kwargs
 
@@ -234,11 +246,19 @@ class AdaptiveDenoiserTrainer(Trainer):
         y_idx = class_indices(y, self.target.nb_classes)
         if len(y_idx) != len(x):
             raise ValueError(f"x has {len(x)} samples but y has {len(y_idx)}.")
+        if int(checkpoint_every) < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 optimizer step, got {checkpoint_every}.")
         fixed = self._fixed_aes(x, y_idx, attacks, x_fixed) if self.fixed_weight > 0 else None  # 0: not crafted
         nb_epochs = self.nb_epochs if nb_epochs is None else int(nb_epochs)
+        x = np.asarray(x, dtype=np.float32)
+        resume = None if checkpoint is None else ResumeFile(
+            checkpoint, self._fingerprint(x, y_idx, fixed, nb_epochs, validation_data))
         started = time.perf_counter()
-        _AdaptiveRun(self, fixed).train(np.asarray(x, dtype=np.float32), y_idx, nb_epochs, validation_data)
-        info = self.training_info(nb_epochs, len(x), fixed is not None, time.perf_counter() - started)
+        run = _AdaptiveRun(self, fixed)
+        run.train(x, y_idx, nb_epochs, validation_data, resume, int(checkpoint_every))
+        self.resumed_seconds = run.seconds_before
+        info = self.training_info(nb_epochs, len(x), fixed is not None,
+                                  time.perf_counter() - started + run.seconds_before)
         self.denoiser.mark_fitted(info)
         if self.train_restorer:
             self.restorer.mark_fitted({**self.restorer.training_info, "adaptive": info})
@@ -260,6 +280,16 @@ class AdaptiveDenoiserTrainer(Trainer):
                 "n_train": n,
                 "through_restorer": self.restorer is not None, "train_restorer": self.train_restorer,
                 "ema_decay": self.ema_decay, "keep_start": self.keep_start, "seconds": round(seconds, 1)}
+
+    def _fingerprint(self, x, y_idx, fixed, nb_epochs: int, validation_data) -> Dict[str, Any]:
+        """What a resume file must match to be this run's: settings, seed, data, fixed AEs, validation data, start."""
+        info = self.training_info(nb_epochs, len(x), fixed is not None, 0.0)
+        info.pop("seconds")
+        trained = [self.denoiser.network] + ([self.restorer.network] if self.train_restorer else [])
+        val = () if validation_data is None else (np.asarray(validation_data[0]), np.asarray(validation_data[1]))
+        return {**info, "seed": self.seed, "world_size": ddp.world_size(), "data": digest(x, y_idx),
+                "fixed_aes": digest(fixed) if fixed is not None else None, "validation": digest(*val),
+                "start_weights": digest(*trained)}
 
     def _fixed_aes(self, x, y_idx, attacks, x_fixed) -> Optional[torch.Tensor]:
         """Algorithm 1's fixed AEs, (k, n, ...): crafted once on the bare target, plus ``x_fixed``."""
@@ -285,6 +315,8 @@ class _AdaptiveRun:
         self.generator = seed_generator(trainer.seed)
         self.to_model = (lambda t: t) if self.den.channels_first else (lambda t: t.permute(0, 2, 3, 1))
         self.to_nchw = (lambda t: t) if self.den.channels_first else (lambda t: t.permute(0, 3, 1, 2))
+        self.resume: Optional[ResumeFile] = None
+        self.seconds_before = 0.0  # fit seconds of the earlier, cut-off parts of a resumed run
 
     # ------------------------------------------------------------------ the defended forward pass
     def logits(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
@@ -369,42 +401,86 @@ class _AdaptiveRun:
         return loss, logits[:n]
 
     # ------------------------------------------------------------------ the epochs
-    def train(self, x: np.ndarray, y_idx: np.ndarray, nb_epochs: int, validation_data) -> None:
+    def train(self, x: np.ndarray, y_idx: np.ndarray, nb_epochs: int, validation_data,
+              resume: Optional[ResumeFile] = None, checkpoint_every: int = 200) -> None:
         t, den = self.t, self.den
         params = list(den.network.parameters()) + (list(t.restorer.network.parameters()) if t.train_restorer else [])
-        optimizer = torch.optim.Adam(params, lr=t.learning_rate)
+        self.optimizer = torch.optim.Adam(params, lr=t.learning_rate)
         steps = max(1, nb_epochs * math.ceil(len(x) / t.batch_size))
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=t.learning_rate, total_steps=steps,
-                                                        pct_start=0.15)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=t.learning_rate,
+                                                             total_steps=steps, pct_start=0.15)
         x_t, y_t = torch.as_tensor(x), torch.as_tensor(y_idx)
-        best = BestEpoch()
+        self.best = BestEpoch()
         modules = [self.bare.model] + ([] if t.train_restorer or t.restorer is None else [t.restorer.network])
         trained = [den.network] + ([t.restorer.network] if t.train_restorer else [])
         kept = nn.ModuleList(trained)  # what the best epoch keeps: the ID, and the FR when it is trained with it
         self.ddp_net = ddp.wrap_ddp(den.network)  # distributed: DDP; single process: the U-Net itself
         self.kept, self.ema = kept, _weight_average(kept, t.ema_decay)  # ema: None without ema_decay
+        self.resume, self.checkpoint_every, self.history_from = resume, checkpoint_every, len(t.history)
+        self.started = time.perf_counter()
         with contextlib.ExitStack() as stack:
             for module in modules:
                 stack.enter_context(frozen(module))
-            if validation_data is not None:  # the starting point is recorded as epoch 0 (and may be kept)
+            at = self.restore_state()  # where a resumed run stopped (None: a fresh run)
+            if at is None and validation_data is not None:  # the start is recorded as epoch 0 (and may be kept)
                 start = {"epoch": 0, **self.validate(validation_data)}
                 t.history.append(start)
                 if t.keep_start or not nb_epochs:
-                    best.update(start["val_score"], kept)
-            for epoch in range(nb_epochs):
-                stats = self.train_epoch(x_t, y_t, optimizer, scheduler, epoch, nb_epochs)
+                    self.best.update(start["val_score"], kept)
+            for epoch in range(at["epoch"] if at else 0, nb_epochs):
+                position = at["position"] if at and epoch == at["epoch"] else None
+                stats = self.train_epoch(x_t, y_t, epoch, nb_epochs, position)
                 for module in trained:
                     ddp.sync_module(module)  # distributed: BN running statistics averaged over the ranks
                 if validation_data is not None:
                     with self.averaged_weights(kept):  # the weights that would be kept are the ones scored
                         stats.update(self.validate(validation_data))
-                        best.update(stats["val_score"], kept)
+                        self.best.update(stats["val_score"], kept)
                 t.history.append(stats)
                 logger.info("adaptive ID epoch %d: %s", epoch + 1, stats)
+                self.save_state(epoch + 1)
         if self.ema is not None:  # no validation: the averaged weights of the last step
             kept.load_state_dict(self.ema.module.state_dict())
-        best.finish(kept)  # the best epoch's weights (ID and trained FR alike), rank 0's copy on every rank, eval mode
+        self.best.finish(kept)  # best epoch's weights (ID and trained FR alike), rank 0's on every rank, eval mode
+        if resume is not None:
+            resume.remove()
         self.ddp_net = self.ema = self.kept = None  # release the DDP wrapper (its hooks), the EMA copy
+
+    def save_state(self, epoch: int, position: Optional[Dict[str, Any]] = None) -> None:
+        """
+        Write the resume file (if any): the state after ``epoch`` whole epochs, plus with ``position`` (the epoch's
+        batch order, steps done, running sums) the steps done inside epoch ``epoch``.
+        """
+        if self.resume is None:
+            return
+        self.resume.save({
+            "epoch": epoch, "position": position, "kept": self.kept.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": self.t.history[self.history_from:],
+            "best": {"score": self.best.score, "state": self.best.state},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "seconds": self.seconds_before + time.perf_counter() - self.started})
+
+    def restore_state(self) -> Optional[Dict[str, Any]]:
+        """Load the resume file's state into this run; where it stopped (``{"epoch", "position"}``), or None."""
+        state = self.resume.load() if self.resume is not None else None
+        if state is None:
+            return None
+        self.kept.load_state_dict(state["kept"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.t.history.extend(state["history"])
+        self.best.score, self.best.state = state["best"]["score"], state["best"]["state"]
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.seconds_before = float(state["seconds"])
+        at = {"epoch": int(state["epoch"]), "position": state["position"]}
+        logger.info("adaptive ID: resuming %s at epoch %d, step %d", self.resume.path, at["epoch"] + 1,
+                    (at["position"] or {}).get("step", 0))
+        return at
 
     @contextlib.contextmanager
     def averaged_weights(self, kept: nn.Module):
@@ -452,25 +528,34 @@ class _AdaptiveRun:
         x_fix = x_fix.to(den.device) if x_fix is not None else None
         return xb.to(den.device), yb, x_fix, noise, own
 
-    def train_epoch(self, x_t, y_t, optimizer, scheduler, epoch: int, nb_epochs: int) -> Dict[str, float]:
+    def train_epoch(self, x_t, y_t, epoch: int, nb_epochs: int, position: Optional[Dict[str, Any]] = None
+                    ) -> Dict[str, float]:
+        """
+        One epoch; ``position`` (from a resume file): its batch order, steps already done and running sums. Every
+        ``checkpoint_every`` steps the run's state goes to the resume file.
+        """
         t, n = self.t, len(x_t)
-        total, loss_sum, correct = 0, 0.0, 0
         nb_batches = math.ceil(n / t.batch_size)
-        progress = progress_bar(batches(n, t.batch_size, shuffle=True, generator=self.generator), total=nb_batches,
-                        desc=f"adaptive ID epoch {epoch + 1}", disable=not t.verbose or not ddp.is_main_process(),
-                        leave=False)
-        for i, idx in enumerate(progress):
+        pos = position or {"order": torch.randperm(n, generator=self.generator), "step": 0, "total": 0,
+                           "loss_sum": 0.0, "correct": 0}
+        order, done = pos["order"], int(pos["step"])
+        total, loss_sum, correct = int(pos["total"]), float(pos["loss_sum"]), int(pos["correct"])
+        progress = progress_bar(range(done, nb_batches), total=nb_batches, initial=done,
+                                desc=f"adaptive ID epoch {epoch + 1}", leave=False,
+                                disable=not t.verbose or not ddp.is_main_process())
+        for i in progress:
+            idx = order[i * t.batch_size : (i + 1) * t.batch_size]
             xb, yb, x_fix, noise, own = self.batch_draws(x_t, y_t, idx)
             self._set_mode(False)
             x_adv = self.inner_attack(xb, yb, self.eps_at((epoch + i / nb_batches) / max(nb_epochs, 1)), noise)
             self._set_mode(True)
             loss, logits = self.batch_loss(xb, yb, x_adv, x_fix, own=own, n_global=len(idx))
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.train_restorer:  # distributed: the FR runs in the target's forward hook, outside DDP
                 ddp.average_gradients(t.restorer.network)
-            optimizer.step()
-            scheduler.step()
+            self.optimizer.step()
+            self.scheduler.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.kept)
             hits = logits.argmax(1).cpu() == yb
@@ -479,6 +564,9 @@ class _AdaptiveRun:
             correct += (hits if own is None else hits & own).sum().item()
             progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", adv_acc=f"{correct / max(total, 1):.3f}",
                                  refresh=False)
+            if (i + 1) % self.checkpoint_every == 0 and i + 1 < nb_batches:
+                self.save_state(epoch, {"order": order, "step": i + 1, "total": total, "loss_sum": loss_sum,
+                                        "correct": correct})
         self._set_mode(False)
         loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1),

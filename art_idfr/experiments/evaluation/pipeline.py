@@ -61,6 +61,8 @@ RESTORER_FILE = "restorer.pt"
 IDFR_META = "idfr.json"
 #: metadata of an adaptive fit (``fit_adaptive``)
 ADAPTIVE_META = "adaptive.json"
+#: an adaptive fit in progress writes its resume file ``<this>-<settings digest>.pt`` into its folder
+ADAPTIVE_RESUME = "adaptive_resume"
 
 
 _THREAD_LIMITS: list = []
@@ -483,6 +485,7 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     from art_idfr.experiments.data import stratified_subset_indices
     from art_idfr.experiments.evaluation.defences import wrap_model
     from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
+    from art_idfr.training.resume import digest
 
     settings = _adaptive_settings(config, denoiser, restorer)
     curriculum = eps != config.adaptive.eps  # a curriculum stage: hands its training on, never its start
@@ -505,11 +508,16 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose,
                                       keep_start=not curriculum, **kwargs)
     val = min(len(data.y_val), 500)
+    key = digest(json.dumps(json_clean(settings), sort_keys=True))[:16]  # another setting: another resume file
+    resume = None if out_dir is None else os.path.join(out_dir, f"{ADAPTIVE_RESUME}-{key}.pt")
+    if resume is not None and not reuse and ddp.is_main_process() and os.path.isfile(resume):
+        os.remove(resume)  # reuse=False: a fresh fit, not the rest of a cut one
     with seeded(config.seed + 7000 + stage):
         trainer.fit(data.x_train[idx], data.y_train[idx], attacks=_idfr_attacks(config, [target]),
-                    validation_data=(data.x_val[:val], data.y_val[:val]))
+                    validation_data=(data.x_val[:val], data.y_val[:val]), checkpoint=resume)
     meta = {"settings": settings, "fit_n": int(len(idx)), "history": trainer.history,
-            "training": den.training_info, "fit_seconds": time.perf_counter() - t0}
+            "training": den.training_info, "fit_seconds": time.perf_counter() - t0 + trainer.resumed_seconds,
+            **({"resumed_seconds": trainer.resumed_seconds} if trainer.resumed_seconds else {})}
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         den.save(os.path.join(out_dir, DENOISER_FILE))  # (distributed: rank 0 writes, every rank calls save)
