@@ -148,10 +148,11 @@ def test_single_process_helpers_are_noops():
 
 
 # ---------------------------------------------------------------------- adaptive training under DDP (spawned ranks)
-def _adaptive_fit(target_state, fr_file, data):
+def _adaptive_fit(target_state, fr_file, data, checkpoint=None):
     """
-    A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation): trainer, ID, FR, and the
-    FR's weights after the last epoch (before the best epoch's weights are put back).
+    A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation; a resume file at
+    ``checkpoint``): trainer, ID, FR, and the FR's weights after the last epoch (before the best epoch's weights are
+    put back).
     """
     from unittest import mock
 
@@ -177,7 +178,8 @@ def _adaptive_fit(target_state, fr_file, data):
         finish(best, kept)
 
     with mock.patch.object(BestEpoch, "finish", keep_last):
-        trainer.fit(x, y, attacks=[FastGradientMethod(clf, eps=0.15, batch_size=32)], validation_data=(x_val, y_val))
+        trainer.fit(x, y, attacks=[FastGradientMethod(clf, eps=0.15, batch_size=32)], validation_data=(x_val, y_val),
+                    checkpoint=checkpoint)
     return trainer, den, fr, last_fr
 
 
@@ -249,3 +251,53 @@ def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_p
     print("adaptive: single", single.history, "2 ranks", r0["history"], "FR update cosine", cosine)
     assert cosine > 0.5, cosine
     assert r0["averaged"] == r1["averaged"] == ([[1.5, 1.5]], [0.0])
+
+
+def _resume_worker(rank, world, port, target_state, fr_file, data, out, tag, cut_after):
+    """A rank of the tiny adaptive fit with a resume file in ``out``; cut after ``cut_after`` steps (None: not cut);
+    saves the rank's weights and history as ``out/<tag><rank>.pt`` when it finishes."""
+    from unittest import mock
+
+    from art_idfr.training import adaptive
+    from conftest import counted
+
+    join_gloo(rank, world, port)
+    cut = counted(adaptive._AdaptiveRun.batch_loss, [], cut_after=cut_after)
+    try:
+        with mock.patch.object(adaptive._AdaptiveRun, "batch_loss", cut):
+            trainer, den, fr, _ = _adaptive_fit(target_state, fr_file, data, checkpoint=os.path.join(out, "resume.pt"))
+        torch.save({"history": trainer.history, "den": den.network.state_dict(), "fr": fr.network.state_dict()},
+                   os.path.join(out, f"{tag}{rank}.pt"))
+    except KeyboardInterrupt:  # the run is cut off on every rank at the same step
+        pass
+    ddp.leave_group()
+
+
+def test_adaptive_two_ranks_resume_a_cut_fit(trained_target, mnist_small, tmp_path, one_thread):
+    """Two Gloo ranks cut after the first epoch (2 of 4 steps; rank 0 wrote the resume file) and started again: both
+    ranks end at the weights and history of an uncut two-rank run, and the file is gone."""
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    x_train, y_train, x_test, y_test = mnist_small
+    data = (x_train[:60], y_train[:60], x_test[:30], y_test[:30])  # batch 30: 2 steps per epoch
+    target_state = {k: v.clone() for k, v in trained_target.model.state_dict().items()}
+    fr_start = FeatureRestorer(nb_epochs=1, batch_size=32, device_type="cpu", seed=0)
+    fr_start.fit(data[0], data[1], classifier=trained_target,
+                 denoiser=IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu", seed=0))
+    fr_file = str(tmp_path / "fr.pt")
+    fr_start.save(fr_file)
+    uncut, cut = tmp_path / "uncut", tmp_path / "cut"
+    for folder in (uncut, cut):
+        folder.mkdir()
+    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(uncut), "uncut", None)
+    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(cut), "cut", 2)
+    assert (cut / "resume.pt").exists() and not list(cut.glob("cut*.pt"))
+    assert torch.load(cut / "resume.pt", weights_only=True)["state"]["epoch"] == 1
+    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(cut), "resumed", None)
+    assert not (cut / "resume.pt").exists()
+    expected = torch.load(uncut / "uncut0.pt", weights_only=True)
+    for rank in range(2):
+        got = torch.load(cut / f"resumed{rank}.pt", weights_only=True)
+        assert got["history"] == expected["history"]
+        for key in ("den", "fr"):
+            assert all(torch.equal(expected[key][k], got[key][k]) for k in expected[key]), (rank, key)

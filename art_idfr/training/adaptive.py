@@ -237,6 +237,8 @@ class AdaptiveDenoiserTrainer(Trainer):
             start the run continues from it — in a single process with a built-in inner attack, to the same weights
             bit for bit as a run never cut off. Only the run that wrote it resumes it (same settings, data and
             starting weights; otherwise ``ValueError``). Deleted when the fit finishes. ``None``: no resume file.
+            Under ``torchrun`` rank 0 writes it and every rank reads it (a shared folder): a run cut at an epoch's
+            end resumes exactly; one cut inside an epoch, with rank 0's BatchNorm running statistics on every rank.
         :param checkpoint_every: Optimizer steps between two writes of ``checkpoint``.
         """
         from art_idfr.training.common import warn_unused_kwargs
