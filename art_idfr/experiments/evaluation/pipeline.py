@@ -485,7 +485,6 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     from art_idfr.experiments.data import stratified_subset_indices
     from art_idfr.experiments.evaluation.defences import wrap_model
     from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
-    from art_idfr.training.resume import digest
 
     settings = _adaptive_settings(config, denoiser, restorer)
     curriculum = eps != config.adaptive.eps  # a curriculum stage: hands its training on, never its start
@@ -508,10 +507,7 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose,
                                       keep_start=not curriculum, **kwargs)
     val = min(len(data.y_val), 500)
-    key = digest(json.dumps(json_clean(settings), sort_keys=True))[:16]  # another setting: another resume file
-    resume = None if out_dir is None else os.path.join(out_dir, f"{ADAPTIVE_RESUME}-{key}.pt")
-    if resume is not None and not reuse and ddp.is_main_process() and os.path.isfile(resume):
-        os.remove(resume)  # reuse=False: a fresh fit, not the rest of a cut one
+    resume = _adaptive_resume_file(out_dir, settings, reuse)
     with seeded(config.seed + 7000 + stage):
         trainer.fit(data.x_train[idx], data.y_train[idx], attacks=_idfr_attacks(config, [target]),
                     validation_data=(data.x_val[:val], data.y_val[:val]), checkpoint=resume)
@@ -529,6 +525,22 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
             with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
                 json.dump(json_clean(meta), f, indent=2)
     return den, fr, meta
+
+
+def _adaptive_resume_file(out_dir: Optional[str], settings: Dict[str, Any], reuse: bool) -> Optional[str]:
+    """
+    Where an adaptive fit with ``settings`` keeps its resume file in ``out_dir`` (None without a folder): one file per
+    setting, so a cut fit resumes only into the same settings. ``reuse=False`` deletes it: a fresh fit.
+    """
+    from art_idfr.training.resume import digest
+
+    if out_dir is None:
+        return None
+    key = digest(json.dumps(json_clean(settings), sort_keys=True))[:16]
+    path = os.path.join(out_dir, f"{ADAPTIVE_RESUME}-{key}.pt")
+    if not reuse and ddp.is_main_process() and os.path.isfile(path):
+        os.remove(path)
+    return path
 
 
 def _adaptive_settings(config: EvalConfig, denoiser, restorer) -> Dict[str, Any]:
