@@ -148,10 +148,10 @@ def test_single_process_helpers_are_noops():
 
 
 # ---------------------------------------------------------------------- adaptive training under DDP (spawned ranks)
-def _adaptive_fit(target_state, fr_file, data, checkpoint=None):
+def _adaptive_fit(target_state, fr_file, data, checkpoint=None, checkpoint_every=200, batch_size=30):
     """
     A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation; a resume file at
-    ``checkpoint``): trainer, ID, FR, and the FR's weights after the last epoch (before the best epoch's weights are
+    ``checkpoint``, written every ``checkpoint_every`` steps; ``batch_size`` 30: 2 steps on 60 images): trainer, ID, FR, and the FR's weights after the last epoch (before the best epoch's weights are
     put back).
     """
     from unittest import mock
@@ -168,7 +168,7 @@ def _adaptive_fit(target_state, fr_file, data, checkpoint=None):
     x, y, x_val, y_val = data
     den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
     fr = FeatureRestorer.load(fr_file, device_type="cpu")
-    trainer = AdaptiveDenoiserTrainer(clf, den, restorer=fr, eps=0.15, max_iter=2, nb_epochs=2, batch_size=30,
+    trainer = AdaptiveDenoiserTrainer(clf, den, restorer=fr, eps=0.15, max_iter=2, nb_epochs=2, batch_size=batch_size,
                                       learning_rate=2e-3, train_restorer=True, seed=0)
     last_fr = {}
     finish = BestEpoch.finish
@@ -179,7 +179,7 @@ def _adaptive_fit(target_state, fr_file, data, checkpoint=None):
 
     with mock.patch.object(BestEpoch, "finish", keep_last):
         trainer.fit(x, y, attacks=[FastGradientMethod(clf, eps=0.15, batch_size=32)], validation_data=(x_val, y_val),
-                    checkpoint=checkpoint)
+                    checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     return trainer, den, fr, last_fr
 
 
@@ -253,9 +253,11 @@ def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_p
     assert r0["averaged"] == r1["averaged"] == ([[1.5, 1.5]], [0.0])
 
 
-def _resume_worker(rank, world, port, target_state, fr_file, data, out, tag, cut_after):
-    """A rank of the tiny adaptive fit with a resume file in ``out``; cut after ``cut_after`` steps (None: not cut);
-    saves the rank's weights and history as ``out/<tag><rank>.pt`` when it finishes."""
+def _resume_worker(rank, world, port, target_state, fr_file, data, out, tag, cut_after, every, batch):
+    """A rank of the tiny adaptive fit (batches of ``batch``) with a resume file in ``out`` written every ``every``
+    steps; cut after
+    ``cut_after`` steps (None: not cut); saves the rank's weights and history as ``out/<tag><rank>.pt`` when it
+    finishes."""
     from unittest import mock
 
     from art_idfr.training import adaptive
@@ -265,7 +267,8 @@ def _resume_worker(rank, world, port, target_state, fr_file, data, out, tag, cut
     cut = counted(adaptive._AdaptiveRun.batch_loss, [], cut_after=cut_after)
     try:
         with mock.patch.object(adaptive._AdaptiveRun, "batch_loss", cut):
-            trainer, den, fr, _ = _adaptive_fit(target_state, fr_file, data, checkpoint=os.path.join(out, "resume.pt"))
+            trainer, den, fr, _ = _adaptive_fit(target_state, fr_file, data, os.path.join(out, "resume.pt"), every,
+                                                batch)
         torch.save({"history": trainer.history, "den": den.network.state_dict(), "fr": fr.network.state_dict()},
                    os.path.join(out, f"{tag}{rank}.pt"))
     except KeyboardInterrupt:  # the run is cut off on every rank at the same step
@@ -273,9 +276,17 @@ def _resume_worker(rank, world, port, target_state, fr_file, data, out, tag, cut
     ddp.leave_group()
 
 
-def test_adaptive_two_ranks_resume_a_cut_fit(trained_target, mnist_small, tmp_path, one_thread):
-    """Two Gloo ranks cut after the first epoch (2 of 4 steps; rank 0 wrote the resume file) and started again: both
-    ranks end at the weights and history of an uncut two-rank run, and the file is gone."""
+@pytest.mark.parametrize("cut_after, every, batch, saved_at", [(2, 200, 30, (1, None)), (4, 1, 29, (1, 1))])
+def test_adaptive_two_ranks_resume_a_cut_fit(trained_target, mnist_small, tmp_path, one_thread, cut_after, every,
+                                             batch, saved_at):
+    """
+    Two Gloo ranks cut off (after the first epoch: 2 of 4 steps of 30; or inside the second: 4 of 6 steps of 29, 29
+    and 2 images, ranks holding 15 / 14 rows of a batch of 29, a file every step),
+    rank 0 having written the resume file, and started again: the file is gone and both ranks agree. Cut at an
+    epoch's end they end at the weights and history of an uncut two-rank run; cut inside an epoch (every rank then
+    resumes with rank 0's BatchNorm running statistics) the history counts every sample once and the weights stay
+    close.
+    """
     from art_idfr import FeatureRestorer, IDFRDenoiser
 
     x_train, y_train, x_test, y_test = mnist_small
@@ -289,15 +300,23 @@ def test_adaptive_two_ranks_resume_a_cut_fit(trained_target, mnist_small, tmp_pa
     uncut, cut = tmp_path / "uncut", tmp_path / "cut"
     for folder in (uncut, cut):
         folder.mkdir()
-    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(uncut), "uncut", None)
-    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(cut), "cut", 2)
+    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(uncut), "uncut", None, every, batch)
+    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(cut), "cut", cut_after, every, batch)
     assert (cut / "resume.pt").exists() and not list(cut.glob("cut*.pt"))
-    assert torch.load(cut / "resume.pt", weights_only=True)["state"]["epoch"] == 1
-    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(cut), "resumed", None)
+    state = torch.load(cut / "resume.pt", weights_only=True)["state"]
+    assert (state["epoch"], (state["position"] or {}).get("step")) == saved_at
+    spawn_ranks(_resume_worker, 2, target_state, fr_file, data, str(cut), "resumed", None, every, batch)
     assert not (cut / "resume.pt").exists()
     expected = torch.load(uncut / "uncut0.pt", weights_only=True)
-    for rank in range(2):
-        got = torch.load(cut / f"resumed{rank}.pt", weights_only=True)
-        assert got["history"] == expected["history"]
+    got = [torch.load(cut / f"resumed{rank}.pt", weights_only=True) for rank in range(2)]
+    assert got[0]["history"] == got[1]["history"]
+    assert [h.get("n_seen") for h in got[0]["history"]] == [None, 60, 60]
+    for key in ("den", "fr"):
+        assert all(torch.equal(got[0][key][k], got[1][key][k]) for k in got[0][key])
+    if saved_at[1] is None:  # cut at an epoch's end: exactly the uncut run
+        assert got[0]["history"] == expected["history"]
         for key in ("den", "fr"):
-            assert all(torch.equal(expected[key][k], got[key][k]) for k in expected[key]), (rank, key)
+            assert all(torch.equal(expected[key][k], got[0][key][k]) for k in expected[key]), key
+    else:  # cut inside epoch 2: epoch 0-1 as saved, epoch 2 close (its crafting saw rank 0's BN statistics)
+        assert got[0]["history"][:2] == expected["history"][:2]
+        assert got[0]["history"][2]["loss"] == pytest.approx(expected["history"][2]["loss"], rel=0.05)

@@ -542,6 +542,8 @@ class _AdaptiveRun:
                            "loss_sum": 0.0, "correct": 0}
         order, done = pos["order"], int(pos["step"])
         total, loss_sum, correct = int(pos["total"]), float(pos["loss_sum"]), int(pos["correct"])
+        if not ddp.is_main_process():  # resumed: rank 0 carries the sums over all ranks, summed again at the end
+            total, loss_sum, correct = 0, 0.0, 0
         progress = progress_bar(range(done, nb_batches), total=nb_batches, initial=done,
                                 desc=f"adaptive ID epoch {epoch + 1}", leave=False,
                                 disable=not t.verbose or not ddp.is_main_process())
@@ -566,9 +568,9 @@ class _AdaptiveRun:
             correct += (hits if own is None else hits & own).sum().item()
             progress.set_postfix(loss=f"{loss_sum / max(total, 1):.4f}", adv_acc=f"{correct / max(total, 1):.3f}",
                                  refresh=False)
-            if (i + 1) % self.checkpoint_every == 0 and i + 1 < nb_batches:
-                self.save_state(epoch, {"order": order, "step": i + 1, "total": total, "loss_sum": loss_sum,
-                                        "correct": correct})
+            if (i + 1) % self.checkpoint_every == 0 and i + 1 < nb_batches:  # the sums over all ranks are saved
+                sums = dict(zip(("loss_sum", "correct", "total"), ddp.all_reduce_sum(loss_sum, correct, total)))
+                self.save_state(epoch, {"order": order, "step": i + 1, **sums})
         self._set_mode(False)
         loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1),
