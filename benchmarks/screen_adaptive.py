@@ -7,7 +7,9 @@ defence, validation images 0-499) appended as one JSON line to benchmarks/result
     python benchmarks/screen_adaptive.py cifar10_adaptive --name lr1e-4 --adaptive-learning-rate 1e-4 --threads 1
 
 Reuses the benchmark's target and Algorithm-1 ID + FR from runs/<benchmark>/; the first screen on a fresh checkout
-trains and fits them there as the benchmark does (same settings, so the benchmark reuses them too). The screen's own
+trains and fits them there as the benchmark does (same settings, so the benchmark reuses them too). A screen that
+changes the Algorithm-1 start (e.g. `--id-width 1.0`) keeps it apart with `--idfr-dir idfr_w1`, so that the
+benchmark's own start is not refitted over. The screen's own
 fit is kept in runs/<benchmark>/screens/<name>/ (every warm-restart stage cached), so a screen cut off between stages
 resumes where it stopped when rerun; only the JSON line is committed.
 """
@@ -28,9 +30,10 @@ def main(argv) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("benchmark")
     p.add_argument("--name", required=True)
+    p.add_argument("--idfr-dir", default="idfr", help="folder in runs/<benchmark>/ of the Algorithm-1 ID + FR start")
     a, flags = p.parse_known_args(argv)
     parsed, cfg, data, model, target_meta, run = cached_setup(a.benchmark, flags)  # a CachedSetup
-    den, fr, _ = fit_idfr(cfg, data, model, os.path.join(run, "idfr"), target_meta=target_meta, verbose=False)
+    den, fr, _ = fit_idfr(cfg, data, model, os.path.join(run, a.idfr_dir), target_meta=target_meta, verbose=False)
     folder = os.path.join(run, "screens", a.name)
     _, _, meta = fit_adaptive(cfg, data, model, den, fr, out_dir=folder, verbose=sys.stderr.isatty())
     row = {"name": a.name, "benchmark": a.benchmark, "flags": flags, "history": meta["history"],
