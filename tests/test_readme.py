@@ -23,7 +23,8 @@ def shrunk(code: str) -> str:
     return re.sub(r"max_iter=20\b", "max_iter=2", code)
 
 
-def test_readme_api_block_runs_and_returns_a_defended_module():
+def test_readme_api_block_runs_and_returns_a_defended_module(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the block's resume file
     code = shrunk(api_block())
     assert "AdaptiveDenoiserTrainer.from_recipe(" in code and "as_module(defended)" in code  # this test's block
     torch.manual_seed(0)
@@ -37,6 +38,7 @@ def test_readme_api_block_runs_and_returns_a_defended_module():
     info = scope["denoiser"].training_info  # the adaptive fit ran on the README's ID, with the named recipe
     assert info["algorithm"] == "adaptive" and info["recipe"] == "trades_joint"
     assert scope["restorer"].training_info.get("adaptive")  # and trained the FR alongside (train_restorer=True)
+    assert "checkpoint=" in code and not os.listdir(tmp_path)  # its resume file was deleted once the fit ended
     with torch.no_grad():
         out = module(torch.from_numpy(x[32:])).numpy()
     np.testing.assert_allclose(out, defended.predict(x[32:]), rtol=1e-4, atol=1e-5)
