@@ -266,3 +266,35 @@ def test_inner_attack_budgets(trained_target, attack, radius):
     x, y = torch.full((16, 1, 28, 28), 0.5), torch.arange(16) % 10  # mid-grey: the [0, 1] clip never binds
     delta = (_AdaptiveRun(trainer, None).inner_attack(x, y, 0.05) - x).abs().max().item()
     assert (radius - 0.5) * 0.05 < delta <= radius * 0.05 + 1e-6, delta
+
+
+def test_awp_takes_the_gradient_at_perturbed_weights_and_steps_from_the_unperturbed(trained_target, paper_id,
+                                                                                    mnist_small):
+    """awp_gamma (Wu et al. 2020): in a step the loss is taken twice in train mode, first at w, then at w + v with
+    ‖v‖ = γ‖w‖ for every weight matrix / kernel and biases unmoved; the optimizer then steps from w, not w + v."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    x_train, y_train, _, _ = mnist_small
+    den = copy.deepcopy(paper_id)  # trained: every layer has weights and gradients (a fresh ID's last conv is 0)
+    seen, at_step = [], []
+
+    def snapshot(module, args):
+        if module.training:
+            seen.append({k: v.detach().clone() for k, v in module.named_parameters()})
+
+    hooks = [den.network.register_forward_pre_hook(snapshot), register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: at_step.append({k: v.detach().clone() for k, v in den.network.named_parameters()}))]
+    try:
+        AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, attack="fgsm_rs", nb_epochs=1, learning_rate=1e-2,
+                                batch_size=32, awp_gamma=0.05).fit(x_train[:32], y_train[:32])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(seen) == 2 and len(at_step) == 1  # one step: the ascent at w, the loss at w + v
+    w, w_v = seen
+    moved = [k for k in w if not torch.equal(w[k], w_v[k])]
+    assert len(moved) == sum(v.dim() > 1 for v in w.values())  # every weight matrix / kernel, nothing else
+    for k in moved:
+        assert float((w_v[k] - w[k]).norm()) == pytest.approx(0.05 * float(w[k].norm()), rel=1e-4)
+    assert all(torch.equal(w[k], at_step[0][k]) for k in w)  # the step starts from w
+    assert den.training_info["awp_gamma"] == 0.05

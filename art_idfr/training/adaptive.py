@@ -118,6 +118,11 @@ class AdaptiveDenoiserTrainer(Trainer):
         ``AveragedModel``); the averaged weights are the ones validated, kept and returned. 0 = off (the raw
         weights); e.g. 0.999 averages over about the last thousand steps. On Fashion-MNIST's validation split it
         moved no column beyond noise in a warm restart (benchmarks/NOTES.md, "sixteenth session").
+    :param awp_gamma: Adversarial weight perturbation (Wu et al. 2020, "AWP"), 0 = off: each step first moves every
+        weight matrix / kernel of the trained networks by ``awp_gamma`` · its norm along the gradient of the batch's
+        loss (one normalised ascent step per layer), takes the loss's gradient *there*, and steps from the
+        unperturbed weights: the ID is trained toward a flatter robust loss. One more forward/backward per step;
+        5e-3 in the paper.
     :param keep_start: Whether the starting weights compete in the best-epoch choice (scored as epoch 0 either way).
         ``False`` keeps the best *trained* epoch even when the start scores higher: a stage of an ε curriculum hands
         its training on, though at its small ε trading clean accuracy for robustness need not pay off yet.
@@ -144,6 +149,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         batch_size: Optional[int] = None,
         train_restorer: bool = False,
         ema_decay: float = 0.0,
+        awp_gamma: float = 0.0,
         keep_start: bool = True,
         seed: Optional[int] = 0,
         verbose: bool = False,
@@ -160,7 +166,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         self.nb_epochs = int(nb_epochs)
         self.batch_size = denoiser.batch_size if batch_size is None else int(batch_size)
         self.train_restorer, self.seed, self.verbose = bool(train_restorer), seed, bool(verbose)
-        self.ema_decay, self.keep_start = float(ema_decay), bool(keep_start)
+        self.ema_decay, self.awp_gamma, self.keep_start = float(ema_decay), float(awp_gamma), bool(keep_start)
         self.recipe: Optional[str] = None  # the ADAPTIVE_RECIPES name when built by from_recipe
         self._check_params()
         self._head_classifier = defend(classifier, None, restorer) if restorer is not None else classifier
@@ -193,6 +199,8 @@ class AdaptiveDenoiserTrainer(Trainer):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1) (0 = no weight averaging), got {self.ema_decay}.")
+        if not 0 <= self.awp_gamma < 1:
+            raise ValueError(f"awp_gamma must lie in [0, 1) (0 = no weight perturbation), got {self.awp_gamma}.")
 
     @classmethod
     def from_recipe(cls, recipe: str, classifier: "PyTorchClassifier", denoiser: IDFRDenoiser,
@@ -281,7 +289,8 @@ class AdaptiveDenoiserTrainer(Trainer):
                 "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "batch_size": self.batch_size,
                 "n_train": n,
                 "through_restorer": self.restorer is not None, "train_restorer": self.train_restorer,
-                "ema_decay": self.ema_decay, "keep_start": self.keep_start, "seconds": round(seconds, 1)}
+                "ema_decay": self.ema_decay, "awp_gamma": self.awp_gamma, "keep_start": self.keep_start,
+                "seconds": round(seconds, 1)}
 
     def _fingerprint(self, x, y_idx, fixed, nb_epochs: int, validation_data) -> Dict[str, Any]:
         """What a resume file must match to be this run's: settings, seed, data, fixed AEs, validation data, start."""
@@ -553,11 +562,13 @@ class _AdaptiveRun:
             self._set_mode(False)
             x_adv = self.inner_attack(xb, yb, self.eps_at((epoch + i / nb_batches) / max(nb_epochs, 1)), noise)
             self._set_mode(True)
-            loss, logits = self.batch_loss(xb, yb, x_adv, x_fix, own=own, n_global=len(idx))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.train_restorer:  # distributed: the FR runs in the target's forward hook, outside DDP
-                ddp.average_gradients(t.restorer.network)
+            batch = (xb, yb, x_adv, x_fix, own, len(idx))
+            saved = self.perturb_weights(batch) if t.awp_gamma > 0 else []  # AWP: the loss taken at w + v
+            loss, logits = self.batch_loss(*batch[:4], own=own, n_global=len(idx))
+            self.gradients(loss)
+            with torch.no_grad():
+                for param, w in saved:
+                    param.copy_(w)  # ... and the step taken from w
             self.optimizer.step()
             self.scheduler.step()
             if self.ema is not None:
@@ -575,6 +586,31 @@ class _AdaptiveRun:
         loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1),
                 "n_seen": int(total)}
+
+    def gradients(self, loss: torch.Tensor) -> None:
+        """The trained weights' gradients of ``loss`` (distributed: averaged over the ranks, the FR's by hand)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.t.train_restorer:  # distributed: the FR runs in the target's forward hook, outside DDP
+            ddp.average_gradients(self.t.restorer.network)
+
+    def perturb_weights(self, batch) -> List[Tuple[nn.Parameter, torch.Tensor]]:
+        """
+        AWP (Wu et al. 2020): add to each trained weight matrix / kernel ``w`` the step
+        ``v = awp_gamma · ‖w‖ · g / ‖g‖`` along its gradient ``g`` of this batch's loss; returns ``(parameter, w)``
+        pairs, to put ``w`` back after the perturbed weights' gradient (biases and BatchNorm stay unperturbed, as in
+        the paper).
+        """
+        xb, yb, x_adv, x_fix, own, n_global = batch
+        self.gradients(self.batch_loss(xb, yb, x_adv, x_fix, own=own, n_global=n_global)[0])
+        saved = []
+        with torch.no_grad():
+            for group in self.optimizer.param_groups:
+                for param in group["params"]:
+                    if param.dim() > 1 and param.grad is not None and float(param.grad.norm()) > 0:
+                        saved.append((param, param.detach().clone()))
+                        param.add_(self.t.awp_gamma * param.norm() * param.grad / param.grad.norm())
+        return saved
 
     # ------------------------------------------------------------------ best-epoch choice
     def validate(self, validation_data, steps: int = 20) -> Dict[str, float]:
