@@ -559,20 +559,8 @@ class _AdaptiveRun:
         for i in progress:
             idx = order[i * t.batch_size : (i + 1) * t.batch_size]
             xb, yb, x_fix, noise, own = self.batch_draws(x_t, y_t, idx)
-            self._set_mode(False)
-            x_adv = self.inner_attack(xb, yb, self.eps_at((epoch + i / nb_batches) / max(nb_epochs, 1)), noise)
-            self._set_mode(True)
-            batch = (xb, yb, x_adv, x_fix, own, len(idx))
-            saved = self.perturb_weights(batch) if t.awp_gamma > 0 else []  # AWP: the loss taken at w + v
-            loss, logits = self.batch_loss(*batch[:4], own=own, n_global=len(idx))
-            self.gradients(loss)
-            with torch.no_grad():
-                for param, w in saved:
-                    param.copy_(w)  # ... and the step taken from w
-            self.optimizer.step()
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.kept)
+            eps = self.eps_at((epoch + i / nb_batches) / max(nb_epochs, 1))
+            loss, logits = self.train_step(xb, yb, x_fix, noise, own, len(idx), eps)
             hits = logits.argmax(1).cpu() == yb
             total += len(idx) if own is None else int(own.sum())
             loss_sum += loss.item() * len(idx) / ddp.world_size()  # summed over ranks: the batch loss × its size
@@ -586,6 +574,27 @@ class _AdaptiveRun:
         loss_sum, correct, total = ddp.all_reduce_sum(loss_sum, correct, total)
         return {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_adv_acc": correct / max(total, 1),
                 "n_seen": int(total)}
+
+    def train_step(self, xb, yb, x_fix, noise, own, n_global: int, eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """
+        One optimizer step on a batch of :meth:`batch_draws`: the inner attack at ``eps`` (ID and FR in eval mode),
+        with ``awp_gamma`` the weight perturbation, the loss, the update and the EMA; returns the loss and the logits
+        on the online AEs.
+        """
+        self._set_mode(False)
+        batch = (xb, yb, self.inner_attack(xb, yb, eps, noise), x_fix, own, n_global)
+        self._set_mode(True)
+        saved = self.perturb_weights(batch) if self.t.awp_gamma > 0 else []  # AWP: the loss taken at w + v
+        loss, logits = self.batch_loss(*batch[:4], own=own, n_global=n_global)
+        self.gradients(loss)
+        with torch.no_grad():
+            for param, w in saved:
+                param.copy_(w)  # ... and the step taken from w
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.kept)
+        return loss, logits
 
     def gradients(self, loss: torch.Tensor) -> None:
         """The trained weights' gradients of ``loss`` (distributed: averaged over the ranks, the FR's by hand)."""
