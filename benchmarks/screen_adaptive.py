@@ -9,9 +9,9 @@ defence, validation images 0-499) appended as one JSON line to benchmarks/result
 Reuses the benchmark's target and Algorithm-1 ID + FR from runs/<benchmark>/; the first screen on a fresh checkout
 trains and fits them there as the benchmark does (same settings, so the benchmark reuses them too). A screen that
 changes the Algorithm-1 start (e.g. `--id-width 1.0`) keeps it apart with `--idfr-dir idfr_w1`, so that the
-benchmark's own start is not refitted over. The screen's own
-fit is kept in runs/<benchmark>/screens/<name>/ (every warm-restart stage cached), so a screen cut off between stages
-resumes where it stopped when rerun; only the JSON line is committed.
+benchmark's own start is not refitted over. The screen's own fit is kept in runs/<benchmark>/screens/<name>/ (every
+warm-restart stage cached, and a stage in progress in its resume file), so a screen cut off resumes where it stopped
+when rerun; only the JSON line is committed.
 """
 import argparse
 import json

@@ -540,6 +540,7 @@ def _adaptive_resume_file(out_dir: Optional[str], settings: Dict[str, Any], reus
     path = os.path.join(out_dir, f"{ADAPTIVE_RESUME}-{key}.pt")
     if not reuse and ddp.is_main_process() and os.path.isfile(path):
         os.remove(path)
+    ddp.barrier()  # distributed: no rank looks for the file before rank 0 has removed it
     return path
 
 
