@@ -151,8 +151,8 @@ def test_single_process_helpers_are_noops():
 def _adaptive_fit(target_state, fr_file, data, checkpoint=None, checkpoint_every=200, batch_size=30):
     """
     A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation; a resume file at
-    ``checkpoint``, written every ``checkpoint_every`` steps; ``batch_size`` 30: 2 steps on 60 images): trainer, ID, FR, and the FR's weights after the last epoch (before the best epoch's weights are
-    put back).
+    ``checkpoint``, written every ``checkpoint_every`` steps; ``batch_size`` 30: 2 steps on 60 images): trainer,
+    ID, FR, and the FR's weights after the last epoch (before the best epoch's weights are put back).
     """
     from unittest import mock
 
