@@ -54,16 +54,10 @@ def _module_of(obj: Any) -> Optional[nn.Module]:
 
 def weights_digest(obj: Any) -> str:
     """SHA-256 of a model's parameters and buffers (an ``nn.Module``, or an object with ``.network``/``.model``)."""
+    from art_idfr.training.resume import digest
+
     module = _module_of(obj)
-    if module is None:
-        return "none"
-    h = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        h.update(name.encode())
-        t = tensor.detach().cpu().contiguous()
-        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    return "none" if module is None else digest(module)  # the library's digest: the same bytes, the same hash
 
 
 def evaluation_fingerprint(config: Dict[str, Any], device: str, arrays: Dict[str, np.ndarray],
