@@ -25,7 +25,6 @@ import os
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
-import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
