@@ -155,6 +155,9 @@ def test_keep_start_false_hands_the_trained_weights_on(trained_target, paper_id,
     (dict(train_restorer=True), "needs a restorer"),
     (dict(restorer=FeatureRestorer(device_type="cpu")), "must be fitted"),
     (dict(ema_decay=1.0), "ema_decay must lie in"),
+    (dict(trades_reference="clean"), "trades_reference must be one of"),
+    (dict(adversarial_weight=0.0), "needs trades_beta > 0"),
+    (dict(adversarial_weight=-1.0, trades_beta=1.0), "non-negative"),
 ])
 def test_bad_settings_get_clear_errors(trained_target, kwargs, message):
     den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu")
@@ -298,3 +301,67 @@ def test_awp_takes_the_gradient_at_perturbed_weights_and_steps_from_the_unpertur
         assert float((w_v[k] - w[k]).norm()) == pytest.approx(0.05 * float(w[k].norm()), rel=1e-4)
     assert all(torch.equal(w[k], at_step[0][k]) for k in w)  # the step starts from w
     assert den.training_info["awp_gamma"] == 0.05
+
+
+def _defended_trades_run(trained_target, paper_id, **kwargs):
+    from art_idfr.training.adaptive import _AdaptiveRun
+
+    den = copy.deepcopy(paper_id)
+    trainer = AdaptiveDenoiserTrainer(trained_target, den, eps=0.1, max_iter=3, trades_beta=2.0,
+                                      trades_reference="defended", identity_weight=0.0, **kwargs)
+    return _AdaptiveRun(trainer, None), den
+
+
+def test_trades_defended_reference_is_zhang_et_al_loss_with_the_gradient_through_the_clean_branch(
+        trained_target, paper_id, mnist_small):
+    """trades_reference="defended", adversarial_weight=0: L = CE(g(x), y) + β·KL(g(x) ‖ g(x_adv)) with g the
+    defended classifier (TRADES), one BN batch, and the gradient flows through the clean reference too."""
+    import torch.nn.functional as F
+    from art_idfr.embedding import target_logits
+
+    x_train, y_train, _, _ = mnist_small
+    run, den = _defended_trades_run(trained_target, paper_id, adversarial_weight=0.0)
+    xb, yb = torch.as_tensor(x_train[:16]), torch.as_tensor(y_train[:16]).long()
+    x_adv = (xb + 0.1 * torch.sign(torch.randn(xb.shape, generator=torch.Generator().manual_seed(0)))).clamp(0, 1)
+    den.network.train()
+    run.ddp_net = den.network
+
+    def grads(loss):
+        return torch.autograd.grad(loss, list(den.network.parameters()), retain_graph=True)
+
+    got, _ = run.batch_loss(xb, yb, x_adv, None)
+    lg = target_logits(run.clf, den.denoise_nchw(torch.cat([x_adv, xb]), batch_size=32), skip=run.skip)
+
+    def trades(reference):
+        return F.cross_entropy(lg[16:], yb) + 2.0 * F.kl_div(F.log_softmax(lg[:16], 1), reference, reduction="batchmean")
+
+    by_hand, detached = trades(F.softmax(lg[16:], 1)), trades(F.softmax(lg[16:], 1).detach())
+    assert float(got.detach()) == pytest.approx(float(by_hand.detach()), rel=1e-5)
+    g_got, g_hand, g_detached = grads(got), grads(by_hand), grads(detached)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_got, g_hand))
+    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(g_got, g_detached))
+
+
+def test_trades_defended_inner_attack_ascends_the_kl_to_the_defended_clean_prediction(trained_target, paper_id,
+                                                                                     mnist_small):
+    """The inner PGD of TRADES maximises KL(g(x) ‖ g(x')), not the CE: it is PGD on that KL from the same start, and
+    it raises the KL above the random start's."""
+    import torch.nn.functional as F
+
+    x_train, y_train, _, _ = mnist_small
+    run, den = _defended_trades_run(trained_target, paper_id)
+    x, y = torch.as_tensor(x_train[:32]), torch.as_tensor(y_train[:32]).long()
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(1))
+    den.network.eval()
+    x_adv = run.inner_attack(x, y, 0.1, noise)
+    ref = F.softmax(run.logits(x), 1).detach()
+    step = run.t.eps_step
+    assert torch.equal(x_adv, run.pgd(x, y, 0.1, steps=3, step=step, noise=noise, reference=ref))
+    assert not torch.equal(x_adv, run.pgd(x, y, 0.1, steps=3, step=step, noise=noise))  # not the CE's PGD
+
+    def kl(x_):
+        with torch.no_grad():
+            return float(F.kl_div(F.log_softmax(run.logits(x_), 1), ref, reduction="batchmean"))
+
+    start = run.pgd(x, y, 0.1, steps=0, step=step, noise=noise)
+    assert kl(x_adv) > 2 * kl(start), (kl(start), kl(x_adv))

@@ -7,9 +7,11 @@ defeats (0–6.5% adaptive white-box in every run); this mode trains against tha
 Per batch (``x``, ``y``), with ``f`` the frozen target and ``ID`` the denoiser being trained::
 
     x_adv = argmax_{|δ|∞ ≤ ε} CE(f(FR∘ID(x + δ)), y)          inner attack: PGD (random start), FGSM-RS, N-FGSM
-                                                               (|δ|∞ ≤ 3ε) or ART
-    L = CE(f(ID(x_adv)), y)                                    Eq. 3 of the paper, on online AEs
-      + β · KL(f(x) ‖ f(ID(x_adv)))                            optional, TRADES-style, to the target's clean output
+                                                               (|δ|∞ ≤ 3ε) or ART; with trades_reference="defended"
+                                                               KL(f(ID(x)) ‖ f(ID(x + δ))) instead (TRADES)
+    L = w_adv · CE(f(ID(x_adv)), y)                            Eq. 3 of the paper, on online AEs
+      + β · KL(r(x) ‖ f(ID(x_adv)))                            optional, TRADES-style: r = the target's clean output
+                                                               f(x), or the defended one f(ID(x)) (TRADES proper)
       + w_clean · CE(f(ID(x)), y) + λ · mean|ID(x) − x|        clean images: Eq. 3 and the identity term
       + w_fixed · CE(f(ID(x'_A1)), y)                          optional: Algorithm 1's fixed AEs kept in the mix
 
@@ -58,6 +60,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
+#: the references of the TRADES term (:class:`AdaptiveDenoiserTrainer`'s ``trades_reference``)
+TRADES_REFERENCES = ("target", "defended")
+
 #: an ART attack built on the defended classifier, e.g. ``lambda clf: ProjectedGradientDescent(clf, eps=8/255)``
 AttackFactory = Callable[["PyTorchClassifier"], "EvasionAttack"]
 
@@ -101,8 +106,13 @@ class AdaptiveDenoiserTrainer(Trainer):
     :param max_iter: Steps of the inner PGD.
     :param eps_step: PGD step size (default 2.5·ε / ``max_iter``, Madry et al.).
     :param eps_warmup: Fraction of the epochs over which ε rises linearly from 0 to ``eps`` (0 = constant ε).
-    :param trades_beta: β of the TRADES-style KL term between the target's clean prediction and its prediction on
-        ``ID(x_adv)`` (0 = off).
+    :param trades_beta: β of the TRADES-style KL term between a clean reference prediction (``trades_reference``)
+        and the defended prediction on ``x_adv`` (0 = off).
+    :param trades_reference: The KL term's reference: ``"target"`` (default), the frozen target's prediction on the
+        clean image, f(x), a fixed anchor; or ``"defended"``, the defended classifier's own clean prediction
+        f(FR∘ID(x)) with the gradient flowing through it, and the inner PGD then maximises that KL instead of the CE
+        (standard TRADES, Zhang et al. 2019: with ``adversarial_weight=0`` and ``clean_weight=1`` its loss exactly).
+    :param adversarial_weight: Weight of Eq. 3 on the online AEs (1; 0 leaves them to the KL term alone, as TRADES).
     :param clean_weight: Weight of Eq. 3 on the clean images (through the ID).
     :param identity_weight: λ of λ·mean|ID(x) − x| on clean images (default: the denoiser's ``identity_weight``).
     :param fixed_weight: Weight of Eq. 3 on Algorithm 1's fixed AEs when given to :meth:`fit` (0: they are neither
@@ -141,6 +151,8 @@ class AdaptiveDenoiserTrainer(Trainer):
         eps_step: Optional[float] = None,
         eps_warmup: float = 0.0,
         trades_beta: float = 0.0,
+        trades_reference: str = "target",
+        adversarial_weight: float = 1.0,
         clean_weight: float = 1.0,
         identity_weight: Optional[float] = None,
         fixed_weight: float = 1.0,
@@ -160,6 +172,7 @@ class AdaptiveDenoiserTrainer(Trainer):
         self.eps, self.attack, self.max_iter = float(eps), attack, int(max_iter)
         self.eps_step = float(eps_step) if eps_step is not None else 2.5 * self.eps / max(1, self.max_iter)
         self.eps_warmup, self.trades_beta = float(eps_warmup), float(trades_beta)
+        self.trades_reference, self.adversarial_weight = trades_reference, float(adversarial_weight)
         self.clean_weight, self.fixed_weight = float(clean_weight), float(fixed_weight)
         self.identity_weight = denoiser.identity_weight if identity_weight is None else float(identity_weight)
         self.learning_rate = denoiser.learning_rate / 10 if learning_rate is None else float(learning_rate)
@@ -193,8 +206,14 @@ class AdaptiveDenoiserTrainer(Trainer):
                              f"eps_step={self.eps_step}.")
         if self.max_iter < 1 or self.nb_epochs < 0 or self.batch_size < 1 or not 0 <= self.eps_warmup <= 1:
             raise ValueError("max_iter and batch_size must be >= 1, nb_epochs >= 0 and eps_warmup in [0, 1].")
-        if min(self.trades_beta, self.clean_weight, self.identity_weight, self.fixed_weight) < 0:
-            raise ValueError("trades_beta, clean_weight, identity_weight and fixed_weight must be non-negative.")
+        weights = (self.trades_beta, self.adversarial_weight, self.clean_weight, self.identity_weight, self.fixed_weight)
+        if min(weights) < 0:
+            raise ValueError("trades_beta, adversarial_weight, clean_weight, identity_weight and fixed_weight must be "
+                             "non-negative.")
+        if self.trades_reference not in TRADES_REFERENCES:
+            raise ValueError(f"trades_reference must be one of {TRADES_REFERENCES}, got {self.trades_reference!r}.")
+        if self.adversarial_weight == 0 and self.trades_beta == 0:
+            raise ValueError("adversarial_weight=0 needs trades_beta > 0: the online AEs would not enter the loss.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
         if not 0 <= self.ema_decay < 1:
@@ -284,7 +303,9 @@ class AdaptiveDenoiserTrainer(Trainer):
         return {"algorithm": "adaptive", "in_paper": False, "init": self.denoiser.training_info or None,
                 "recipe": self.recipe, "attack": attack, "eps": self.eps, "eps_step": self.eps_step,
                 "max_iter": self.max_iter,
-                "eps_warmup": self.eps_warmup, "trades_beta": self.trades_beta, "clean_weight": self.clean_weight,
+                "eps_warmup": self.eps_warmup, "trades_beta": self.trades_beta,
+                "trades_reference": self.trades_reference, "adversarial_weight": self.adversarial_weight,
+                "clean_weight": self.clean_weight,
                 "identity_weight": self.identity_weight, "fixed_weight": self.fixed_weight if with_fixed else 0.0,
                 "learning_rate": self.learning_rate, "nb_epochs": nb_epochs, "batch_size": self.batch_size,
                 "n_train": n,
@@ -341,18 +362,25 @@ class _AdaptiveRun:
         t = self.t
         if callable(t.attack):
             return self._art_attack(x, y, eps)
+        ref = self.clean_reference(x) if t.trades_beta > 0 and t.trades_reference == "defended" else None
         if t.attack == "fgsm_rs":
-            return self.pgd(x, y, eps, steps=1, step=1.25 * eps, noise=noise)
+            return self.pgd(x, y, eps, steps=1, step=1.25 * eps, noise=noise, reference=ref)
         if t.attack == "n_fgsm":  # de Jorge et al. 2022: noise of radius 2ε, step ε, no projection to the ε-ball
-            return self.pgd(x, y, 3 * eps, steps=1, step=eps, noise=noise, start=2 * eps)
-        return self.pgd(x, y, eps, steps=t.max_iter, step=t.eps_step * eps / t.eps, noise=noise)
+            return self.pgd(x, y, 3 * eps, steps=1, step=eps, noise=noise, start=2 * eps, reference=ref)
+        return self.pgd(x, y, eps, steps=t.max_iter, step=t.eps_step * eps / t.eps, noise=noise, reference=ref)
+
+    def clean_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The defended classifier's class probabilities on the clean batch (TRADES' inner reference), no gradient."""
+        with torch.no_grad():
+            return F.softmax(self.logits(x), dim=1)
 
     def pgd(self, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float,
-            noise: Optional[torch.Tensor] = None, start: Optional[float] = None) -> torch.Tensor:
+            noise: Optional[torch.Tensor] = None, start: Optional[float] = None,
+            reference: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         L∞ PGD with a uniform random start in the ``start``-ball (default: the ε-ball), projected to the ε-ball, on
-        the cross-entropy of the defended classifier. ``noise``: the start's ``U[0, 1)`` draws (default: drawn here
-        from the run's generator).
+        the cross-entropy of the defended classifier, or with ``reference`` (class probabilities) on the KL from it
+        (TRADES). ``noise``: the start's ``U[0, 1)`` draws (default: drawn here from the run's generator).
         """
         lo, hi = self.den.clip_values if self.den.clip_values is not None else (-math.inf, math.inf)
         if noise is None:
@@ -360,7 +388,9 @@ class _AdaptiveRun:
         x_adv = (x + (eps if start is None else start) * (noise.to(x.device) * 2 - 1)).clamp(lo, hi)
         for _ in range(steps):
             x_adv.requires_grad_(True)
-            loss = F.cross_entropy(self.logits(x_adv), y.to(self.clf.device))
+            logits = self.logits(x_adv)
+            loss = (F.cross_entropy(logits, y.to(self.clf.device)) if reference is None else
+                    F.kl_div(F.log_softmax(logits, dim=1), reference, reduction="batchmean"))
             (grad,) = torch.autograd.grad(loss, x_adv)
             x_adv = x_adv.detach() + step * grad.sign()
             x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
@@ -395,13 +425,12 @@ class _AdaptiveRun:
         def ce(lg: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(lg, y_dev) if own is None else mean(F.cross_entropy(lg, y_dev, reduction="none"))
 
-        loss = ce(logits[:n])  # Eq. 3 on the online AEs
+        loss = t.adversarial_weight * ce(logits[:n])  # Eq. 3 on the online AEs
         loss = loss + t.clean_weight * ce(logits[n : 2 * n])  # Eq. 3 on clean images
         if x_fix is not None:
             loss = loss + t.fixed_weight * ce(logits[2 * n :])  # Algorithm 1's fixed AEs
-        if t.trades_beta > 0:  # TRADES-style: the target's clean prediction as the reference
-            with torch.no_grad():
-                p_clean = F.softmax(target_logits(self.bare, xb.to(dev), skip=self.skip), dim=1)
+        if t.trades_beta > 0:  # TRADES-style, to the target's clean prediction or (TRADES) the defended one
+            p_clean = self.trades_target(xb, logits[n : 2 * n])
             log_p = F.log_softmax(logits[:n], dim=1)
             kl = (F.kl_div(log_p, p_clean, reduction="batchmean") if own is None else
                   mean(F.kl_div(log_p, p_clean, reduction="none").sum(1)))
@@ -410,6 +439,13 @@ class _AdaptiveRun:
             diff = (x_star[n : 2 * n] - self.to_nchw(xb).to(self.den.device)).abs()
             loss = loss + t.identity_weight * (diff.mean() if own is None else mean(diff.flatten(1).mean(1)))
         return loss, logits[:n]
+
+    def trades_target(self, xb: torch.Tensor, defended_clean_logits: torch.Tensor) -> torch.Tensor:
+        """The KL term's reference: the frozen target's clean probabilities, or the defended ones (with gradient)."""
+        if self.t.trades_reference == "defended":
+            return F.softmax(defended_clean_logits, dim=1)
+        with torch.no_grad():
+            return F.softmax(target_logits(self.bare, xb.to(self.clf.device), skip=self.skip), dim=1)
 
     # ------------------------------------------------------------------ the epochs
     def train(self, x: np.ndarray, y_idx: np.ndarray, nb_epochs: int, validation_data,
