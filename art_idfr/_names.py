@@ -24,6 +24,9 @@ DEVICE_TYPES = ("gpu", "cpu")
 #: inner attacks of adaptive training (:class:`art_idfr.training.AdaptiveDenoiserTrainer`, not in the paper)
 ADAPTIVE_ATTACKS = ("pgd", "fgsm_rs", "n_fgsm")
 
+#: references of adaptive training's TRADES term: the frozen target's clean prediction, or the defended one (TRADES)
+TRADES_REFERENCES = ("target", "defended")
+
 #: target / surrogate architectures of :func:`art_idfr.experiments.models.make_model`
 MODEL_NAMES = ("small_cnn", "resnet18_cifar", "vgg16_bn_cifar", "resnet50", "inception_v3")
 

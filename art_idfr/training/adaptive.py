@@ -44,7 +44,7 @@ from torch import nn
 from art.defences.trainer.trainer import Trainer
 from art_idfr.progress import progress_bar
 
-from art_idfr._names import ADAPTIVE_ATTACKS
+from art_idfr._names import ADAPTIVE_ATTACKS, TRADES_REFERENCES
 from art_idfr._utils import check_pytorch_classifier, class_indices, frozen, seed_generator
 from art_idfr.defended import clone_classifier, defend
 from art_idfr.denoiser import IDFRDenoiser
@@ -59,9 +59,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from art.estimators.classification import PyTorchClassifier
 
 logger = logging.getLogger(__name__)
-
-#: the references of the TRADES term (:class:`AdaptiveDenoiserTrainer`'s ``trades_reference``)
-TRADES_REFERENCES = ("target", "defended")
 
 #: an ART attack built on the defended classifier, e.g. ``lambda clf: ProjectedGradientDescent(clf, eps=8/255)``
 AttackFactory = Callable[["PyTorchClassifier"], "EvasionAttack"]

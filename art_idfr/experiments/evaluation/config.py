@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple, Union
 
-from art_idfr._names import ADAPTIVE_ATTACKS, ATTACK_NAMES, AUGMENTATIONS
+from art_idfr._names import ADAPTIVE_ATTACKS, ATTACK_NAMES, AUGMENTATIONS, TRADES_REFERENCES
 from art_idfr.experiments.choices import DEVICES, ID_ARCHITECTURES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
 
 __all__ = [
@@ -381,8 +381,13 @@ class AdaptiveConfig(_SubConfig):
     max_iter: int = knob(5, "inner PGD steps", kind="int+", metavar="N")
     eps_step: Optional[float] = knob(None, "inner PGD step (default 2.5 eps / steps)", kind="float+")
     eps_warmup: float = knob(0.0, "fraction of the epochs over which eps rises linearly from 0", kind="float")
-    trades_beta: float = knob(0.0, "beta of the TRADES-style KL term to the target's clean prediction (0 = off)",
+    trades_beta: float = knob(0.0, "beta of the TRADES-style KL term to a clean reference prediction (0 = off)",
                               kind="float")
+    trades_reference: str = knob("target", "the KL term's reference: target (the frozen target's clean prediction) "
+                                 "or defended (the defended classifier's own, and the inner PGD on that KL: TRADES)",
+                                 choices=TRADES_REFERENCES, cache_if_set=True)
+    adversarial_weight: float = knob(1.0, "weight of Eq. 3 on the online AEs (0 with trades_beta > 0: TRADES's loss)",
+                                     kind="float", cache_if_set=True)
     clean_weight: float = knob(1.0, "weight of Eq. 3 on the clean images", kind="float")
     identity_weight: Optional[float] = knob(None, "weight of mean|ID(x) - x| on clean images (default: the ID's)",
                                             kind="float")
