@@ -148,11 +148,12 @@ def test_single_process_helpers_are_noops():
 
 
 # ---------------------------------------------------------------------- adaptive training under DDP (spawned ranks)
-def _adaptive_fit(target_state, fr_file, data, checkpoint=None, checkpoint_every=200, batch_size=30):
+def _adaptive_fit(target_state, fr_file, data, checkpoint=None, checkpoint_every=200, batch_size=30, **trainer_kwargs):
     """
     A tiny adaptive fit (PGD-2 through ID+FR, both trained; fixed FGSM AEs; validation; a resume file at
-    ``checkpoint``, written every ``checkpoint_every`` steps; ``batch_size`` 30: 2 steps on 60 images): trainer,
-    ID, FR, and the FR's weights after the last epoch (before the best epoch's weights are put back).
+    ``checkpoint``, written every ``checkpoint_every`` steps; ``batch_size`` 30: 2 steps on 60 images; further
+    trainer keywords): trainer, ID, FR, and the FR's weights after the last epoch (before the best epoch's weights are
+    put back).
     """
     from unittest import mock
 
@@ -169,7 +170,7 @@ def _adaptive_fit(target_state, fr_file, data, checkpoint=None, checkpoint_every
     den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, batch_size=32, device_type="cpu", seed=0)
     fr = FeatureRestorer.load(fr_file, device_type="cpu")
     trainer = AdaptiveDenoiserTrainer(clf, den, restorer=fr, eps=0.15, max_iter=2, nb_epochs=2, batch_size=batch_size,
-                                      learning_rate=2e-3, train_restorer=True, seed=0)
+                                      learning_rate=2e-3, train_restorer=True, seed=0, **trainer_kwargs)
     last_fr = {}
     finish = BestEpoch.finish
 
@@ -183,9 +184,9 @@ def _adaptive_fit(target_state, fr_file, data, checkpoint=None, checkpoint_every
     return trainer, den, fr, last_fr
 
 
-def _adaptive_worker(rank, world, port, target_state, fr_file, data, out):
+def _adaptive_worker(rank, world, port, target_state, fr_file, data, out, trainer_kwargs):
     join_gloo(rank, world, port)
-    trainer, den, fr, last_fr = _adaptive_fit(target_state, fr_file, data)
+    trainer, den, fr, last_fr = _adaptive_fit(target_state, fr_file, data, **trainer_kwargs)
     lin = torch.nn.Linear(2, 1)  # average_gradients alone: rank r's gradient r + 1 -> the mean 1.5 everywhere
     lin.weight.grad, lin.bias.grad = torch.full((1, 2), rank + 1.0), None
     ddp.average_gradients(lin)
@@ -212,9 +213,12 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_path, one_thread):
+@pytest.mark.parametrize("trainer_kwargs", [{}, {"trades_beta": 2.0, "trades_reference": "defended",
+                                                 "adversarial_weight": 0.0}], ids=["default", "trades_proper"])
+def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_path, one_thread, trainer_kwargs):
     """
-    AdaptiveDenoiserTrainer (ID under DDP, the FR trained alongside with averaged gradients) under 2 Gloo ranks vs
+    AdaptiveDenoiserTrainer (ID under DDP, the FR trained alongside with averaged gradients; the default loss, and
+    TRADES proper: each rank's KL to its own rows' defended clean prediction) under 2 Gloo ranks vs
     one process on the same 60 digits: the same samples per epoch, identical weights and history on both ranks, the
     same validation before training (same random starts), and losses, accuracies and weight updates within tolerance
     of the single-process run (BatchNorm: per-rank batch statistics).
@@ -229,8 +233,8 @@ def test_adaptive_two_ranks_match_one_process(trained_target, mnist_small, tmp_p
     fr_start.fit(data[0], data[1], classifier=trained_target, denoiser=start)  # the FR both runs start from
     fr_file = str(tmp_path / "fr.pt")
     fr_start.save(fr_file)
-    single, den, fr, last_fr = _adaptive_fit(target_state, fr_file, data)
-    spawn_ranks(_adaptive_worker, 2, target_state, fr_file, data, str(tmp_path))
+    single, den, fr, last_fr = _adaptive_fit(target_state, fr_file, data, **trainer_kwargs)
+    spawn_ranks(_adaptive_worker, 2, target_state, fr_file, data, str(tmp_path), trainer_kwargs)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert [h.get("n_seen") for h in single.history] == [None, 60, 60]  # epoch 0: validation of the start
     assert [h.get("n_seen") for h in r0["history"]] == [None, 60, 60]
