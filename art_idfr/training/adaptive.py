@@ -314,6 +314,9 @@ class AdaptiveDenoiserTrainer(Trainer):
         """What a resume file must match to be this run's: settings, seed, data, fixed AEs, validation data, start."""
         info = self.training_info(nb_epochs, len(x), fixed is not None, 0.0)
         info.pop("seconds")
+        for key, default in (("trades_reference", "target"), ("adversarial_weight", 1.0)):  # newer than resume files:
+            if info[key] == default:  # at their defaults they leave a file written before them valid
+                info.pop(key)
         trained = [self.denoiser.network] + ([self.restorer.network] if self.train_restorer else [])
         val = () if validation_data is None else (np.asarray(validation_data[0]), np.asarray(validation_data[1]))
         return {**info, "seed": self.seed, "world_size": ddp.world_size(), "data": digest(x, y_idx),
