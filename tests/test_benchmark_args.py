@@ -106,3 +106,30 @@ def test_adaptive_benchmark_runs_the_library_recipe():
     kw = cfg.adaptive.kwargs()
     for key, value in ADAPTIVE_RECIPES["trades_joint"].items():
         assert kw[key] == pytest.approx(value), key
+
+
+def test_unfrozen_bound_attack_stays_in_the_ball_and_its_losses_match_their_formulas():
+    """benchmarks/unfrozen_bound.py (the frozen-target diagnostic): PGD stays in the ε-ball and [0, 1] and raises the
+    CE; the trainer's terms and MART's are what their docstrings say."""
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    ub = _benchmark_module("unfrozen_bound")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+    x, y = torch.rand(8, 3, 2, 2), torch.randint(0, 3, (8,))
+    x_adv = ub.pgd(model, x, y, 0.1, steps=5, step=0.05, generator=torch.Generator().manual_seed(0))
+    assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6 and 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
+    assert F.cross_entropy(model(x_adv), y) > F.cross_entropy(model(x), y)
+    adv, clean, p0 = torch.randn(8, 3), torch.randn(8, 3), F.softmax(torch.randn(8, 3), dim=1)
+    a = types.SimpleNamespace(adversarial_weight=0.5, trades_beta=2.0)
+    kl = (p0 * (p0.log() - F.log_softmax(adv, dim=1))).sum(1)
+    assert torch.allclose(ub.trades(adv, clean, y, p0, a), 0.5 * F.cross_entropy(adv, y) + 2.0 * kl.mean())
+    confident = F.one_hot(y, 3).float() * 50  # the clean prediction sure of the label: MART's KL weight ≈ 0
+    p_adv = F.softmax(adv, dim=1)
+    worst_other = p_adv.masked_fill(F.one_hot(y, 3).bool(), 0).max(1).values
+    boosted = F.cross_entropy(adv, y) - torch.log(1.0001 - worst_other).mean()
+    assert torch.allclose(ub.mart(adv, confident, y, p0, a), 0.5 * boosted, atol=1e-5)
+    assert ub.mart(adv, -confident, y, p0, a) > ub.mart(adv, confident, y, p0, a)  # misclassified: the KL counts
