@@ -10,8 +10,8 @@ IDFR); never the test split.
 Per batch, with f the target being trained and f0 a frozen copy of it at the start (the adaptive trainer's
 ``trades_reference="target"``): x' = PGD-``max_iter`` with a uniform random start in the ε-ball (step ``eps_step``,
 default 2.5ε/steps as the trainer's ``eps_step=None``), crafted in eval mode, then in train mode
-``w_adv · CE(f(x'), y) + CE(f(x), y) + β · KL(f0(x) ‖ f(x'))``; Adam with the trainer's one-cycle schedule (15 %
-warm-up); ε warm-up over the first ``--eps-warmup`` of the run as the trainer's. Settings:
+``w_adv · CE(f(x'), y) + w_clean · CE(f(x), y) + β · KL(f0(x) ‖ f(x'))``; Adam with the trainer's one-cycle
+schedule (15 % warm-up); ε warm-up over the first ``--eps-warmup`` of the run as the trainer's. Settings:
 
 * ``fashion_mnist``: `tune_adaptive.py`'s cached small-CNN target; 12,000 training images (the screens' subset);
   measured as `tune_adaptive.py` measures a screen (validation images 1000-1499: clean, ART APGD-CE + APGD-DLR at
@@ -99,7 +99,8 @@ def train(model, x, y, a, log):
             adv, clean = logits[: len(xb)], logits[len(xb) :]
             with torch.no_grad():
                 p0 = F.softmax(reference(xb), dim=1)
-            loss = F.cross_entropy(clean, yb) + (mart if a.loss == "mart" else trades)(adv, clean, yb, p0, a)
+            terms = mart if a.loss == "mart" else trades
+            loss = a.clean_weight * F.cross_entropy(clean, yb) + terms(adv, clean, yb, p0, a)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -182,6 +183,7 @@ def main() -> int:
     p.add_argument("--eps-warmup", type=float, default=0.0)
     p.add_argument("--trades-beta", type=float, default=6.0)
     p.add_argument("--adversarial-weight", type=float, default=1.0)
+    p.add_argument("--clean-weight", type=float, default=1.0)
     p.add_argument("--loss", choices=("trades", "mart"), default="trades",
                    help="the terms on the AEs: the adaptive trainer's (trades) or MART's")
     p.add_argument("--learning-rate", type=float, default=1e-3)
@@ -197,7 +199,8 @@ def main() -> int:
     jsonl, measured, history, seconds = (fashion_mnist if a.setting == "fashion_mnist" else cifar10)(a)
     name = a.name or (f"unfrozen_{a.setting}_eps{round(a.eps * 255)}_b{a.batch_size}_lr{a.learning_rate:g}"
                       f"_adv{a.adversarial_weight:g}_{a.fit_n // 1000}k_ep{a.nb_epochs}"
-                      + ("" if a.loss == "trades" else f"_{a.loss}"))
+                      + ("" if a.loss == "trades" else f"_{a.loss}")
+                      + ("" if a.clean_weight == 1 else f"_clean{a.clean_weight:g}"))
     settings = {k: v for k, v in vars(a).items() if k not in ("setting", "name", "threads")}
     row = {"name": name, "trained": "the target itself (no ID, no FR): the frozen-target bound diagnostic",
            "settings": settings, **measured, "history": history, "fit_seconds": round(seconds, 1),
