@@ -150,7 +150,7 @@ def fashion_mnist(a):
           for n, e in ta.BB}  # the screens' cached black-box AEs
     clf = wrap_model(model, data.input_shape, data.num_classes, "cpu")
     res = ta.measure({"target fine-tuned (unfrozen)": clf}, x_m, y_m, bb, square_iter=0)
-    return "tune.jsonl", {"val_n": len(y_m), **res}, history, seconds
+    return "tune.jsonl", {"dataset": cfg.dataset, "val_n": len(y_m), **res}, history, seconds
 
 
 def cifar10(a):
@@ -166,7 +166,8 @@ def cifar10(a):
     print(json.dumps({"epoch": 0, **start}), flush=True)
     t0 = time.perf_counter()
     history = train(model, data.x_train[idx], data.y_train[idx], a, lambda m: validation_pgd20(m, x_v, y_v, a.eps))
-    return "cifar10_adaptive.jsonl", {"validation": "images 0-499 of the benchmark's validation split"}, \
+    return "cifar10_adaptive.jsonl", {"dataset": cfg.dataset,
+                                      "validation": "images 0-499 of the benchmark's validation split"}, \
         [{"epoch": 0, **start}, *history], time.perf_counter() - t0
 
 
