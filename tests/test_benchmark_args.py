@@ -133,3 +133,35 @@ def test_unfrozen_bound_attack_stays_in_the_ball_and_its_losses_match_their_form
     boosted = F.cross_entropy(adv, y) - torch.log(1.0001 - worst_other).mean()
     assert torch.allclose(ub.mart(adv, confident, y, p0, a), 0.5 * boosted, atol=1e-5)
     assert ub.mart(adv, -confident, y, p0, a) > ub.mart(adv, confident, y, p0, a)  # misclassified: the KL counts
+
+
+def test_goals_judge_each_setting_by_its_own_adaptive_goals(capsys):
+    """The issue's goals differ per setting: CIFAR-10 CPU allows 5 clean points and asks for 8/255 only; paper scale
+    asks for absolute numbers; an unknown dataset is refused, not judged by another setting's goals."""
+    goals = _benchmark_module("goals")
+
+    def rec(tm, key, attack, eps, acc):
+        return {"threat_model": tm, "defence_key": key, "attack": attack, "eps": eps / 255, "accuracy": acc / 100}
+
+    records = [rec("black-box", "none", "clean", 0, 70.0), rec("black-box", "idfr_adaptive", "clean", 0, 66.0),
+               rec("black-box", "idfr", "clean", 0, 70.0), rec("black-box", "idfr", "bim", 8, 50.0),
+               rec("black-box", "idfr_adaptive", "bim", 8, 40.0),
+               rec("white-box", "idfr_adaptive", "autoattack", 8, 31.0),
+               rec("white-box", "fast_at", "autoattack", 8, 30.0),
+               rec("white-box", "idfr_adaptive", "autoattack", 16, 5.0),
+               rec("white-box", "fast_at", "autoattack", 16, 13.0)]
+
+    def judged(dataset, command):
+        goals.adaptive_goals({"records": records, "metadata": {"dataset": dataset, "command": command}})
+        return capsys.readouterr().out
+
+    cifar = judged("cifar10_jpeg", "art-idfr demo --preset cpu")
+    assert "`cifar10_cpu` goals" in cifar and "| clean ≥ undefended − 5 | 66.0 | 70.0 − 5 | yes |" in cifar
+    assert "| 31.0 | Fast AT 30.0 | yes |" in cifar and "16/255" not in cifar and "black-box" not in cifar
+    fmnist = judged("fashion_mnist_idx", "art-idfr demo --preset cpu")
+    assert "| clean ≥ undefended − 2 | 66.0 | 70.0 − 2 | NO |" in fmnist and "| 5.0 | Fast AT 13.0 | NO |" in fmnist
+    assert "| black-box BIM 8/255 ≥ ID+FR − 2 | 40.0 | ID+FR 50.0 | NO |" in fmnist
+    paper = judged("cifar10_jpeg", "python benchmarks/cifar10_paper.py --preset paper --device cuda")
+    assert "| clean ≥ 80 | 66.0 | 80 | NO |" in paper and "| white-box AutoAttack 8/255 ≥ 43 | 31.0 | 43 | NO |" in paper
+    with pytest.raises(ValueError, match="No adaptive goals for dataset 'mnist5k'"):
+        judged("mnist5k", "art-idfr demo --preset cpu")
