@@ -11,7 +11,7 @@ Goals (black-box threat model, same target and images):
 - IDFR above every ART baseline (and Fast AT) in every black-box column.
 
 And, when the run has the adaptive ID+FR (``idfr_adaptive``, not in the paper; issue "Adaptive-robust IDFR"), the
-goals of the run's setting (``ADAPTIVE_GOALS``, chosen by the run's dataset and ``--preset``):
+goals of the run's setting (``ADAPTIVE_GOALS``, chosen by the run's dataset and preset):
 - Fashion-MNIST CPU: white-box AutoAttack at 8/255 and 16/255 at least Fast AT's on the same target; clean accuracy
   at least the undefended one minus 2 points; black-box no more than 2 points below today's ID+FR in every column;
 - CIFAR-10 CPU: white-box AutoAttack at 8/255 at least Fast AT's; clean at least the undefended one minus 5 points;
@@ -50,15 +50,15 @@ ADAPTIVE_GOALS = {
 
 
 def goal_setting(metadata: dict) -> str:
-    """The ``ADAPTIVE_GOALS`` key of a run: ``paper`` for ``--preset paper``, else its dataset's CPU setting."""
-    command, dataset = metadata.get("command", ""), metadata.get("dataset", "")
-    if "--preset paper" in command:
+    """The ``ADAPTIVE_GOALS`` key of a run: ``paper`` for the paper preset, else its dataset's CPU setting."""
+    if metadata.get("preset") == "paper":
         return "paper"
+    dataset = metadata.get("dataset", "")
     for prefix, setting in (("fashion_mnist", "fashion_mnist_cpu"), ("cifar10", "cifar10_cpu")):
         if dataset.startswith(prefix):
             return setting
-    raise ValueError(f"No adaptive goals for dataset {dataset!r} (command {command!r}); the issue sets goals for "
-                     f"{', '.join(ADAPTIVE_GOALS)}.")
+    raise ValueError(f"No adaptive goals for dataset {dataset!r} (preset {metadata.get('preset')!r}); the issue "
+                     f"sets goals for {', '.join(ADAPTIVE_GOALS)}.")
 
 
 def main(path: str) -> None:
@@ -129,29 +129,27 @@ def _clean_rows(acc: dict, goals: AdaptiveGoals) -> list:
 
 
 def _whitebox_rows(acc: dict, goals: AdaptiveGoals) -> list:
+    fast_at = [(e, "Fast AT", acc.get(("white-box", "fast_at", "autoattack", e))) for e in goals.fast_at_eps]
+    floors = [(e, f"{floor:g}", floor) for e, floor in (goals.autoattack_floor or {}).items()]
     rows = []
-    for e in goals.fast_at_eps:
+    for e, name, bar in fast_at + floors:
         a = acc.get(("white-box", "idfr_adaptive", "autoattack", e))
-        f = acc.get(("white-box", "fast_at", "autoattack", e))
-        if a is None or f is None:
-            rows.append(f"| white-box AutoAttack {e}/255 ≥ Fast AT | – | – | not measured |")
-        else:
-            rows.append(f"| white-box AutoAttack {e}/255 ≥ Fast AT | {a:.1f} | Fast AT {f:.1f} | {_met(a >= f)} |")
-    for e, floor in (goals.autoattack_floor or {}).items():
-        a = acc.get(("white-box", "idfr_adaptive", "autoattack", e))
-        rows.append(f"| white-box AutoAttack {e}/255 ≥ {floor:g} | "
-                    + (f"{a:.1f} | {floor:g} | {_met(a >= floor)} |" if a is not None else "– | – | not measured |"))
+        reference = f"Fast AT {bar:.1f}" if name == "Fast AT" and bar is not None else name
+        cells = "– | – | not measured" if a is None or bar is None else f"{a:.1f} | {reference} | {_met(a >= bar)}"
+        rows.append(f"| white-box AutoAttack {e}/255 ≥ {name} | {cells} |")
     return rows
 
 
 def _blackbox_rows(acc: dict, goals: AdaptiveGoals) -> list:
     if goals.blackbox_within is None:
         return []
-    w = goals.blackbox_within
-    return [f"| black-box {attack.upper()} {e:g}/255 ≥ ID+FR − {w:g} | {a:.1f} | ID+FR "
-            f"{acc[('black-box', 'idfr', attack, e)]:.1f} | {_met(a >= acc[('black-box', 'idfr', attack, e)] - w)} |"
-            for (tm, key, attack, e), a in sorted(acc.items())
-            if tm == "black-box" and key == "idfr_adaptive" and attack != "clean"]
+    w, rows = goals.blackbox_within, []
+    for (tm, key, attack, e), a in sorted(acc.items()):
+        if tm == "black-box" and key == "idfr_adaptive" and attack != "clean":
+            ref = acc[("black-box", "idfr", attack, e)]
+            rows.append(f"| black-box {attack.upper()} {e:g}/255 ≥ ID+FR − {w:g} | {a:.1f} | ID+FR {ref:.1f} | "
+                        f"{_met(a >= ref - w)} |")
+    return rows
 
 
 def second_evaluator(path: str, result: dict) -> None:

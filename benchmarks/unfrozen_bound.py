@@ -43,7 +43,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 
-def pgd(model, x, y, eps, steps, step, generator, reference=None):
+def pgd(model, x, y, eps, steps, step, generator):
     """L∞ PGD with a uniform random start in the ε-ball on CE (model in eval mode while crafting), images in [0, 1]."""
     x_adv = (x + eps * (torch.rand(x.shape, generator=generator) * 2 - 1)).clamp(0, 1)
     for _ in range(steps):

@@ -151,17 +151,17 @@ def test_goals_judge_each_setting_by_its_own_adaptive_goals(capsys):
                rec("white-box", "idfr_adaptive", "autoattack", 16, 5.0),
                rec("white-box", "fast_at", "autoattack", 16, 13.0)]
 
-    def judged(dataset, command):
-        goals.adaptive_goals({"records": records, "metadata": {"dataset": dataset, "command": command}})
+    def judged(dataset, preset):
+        goals.adaptive_goals({"records": records, "metadata": {"dataset": dataset, "preset": preset}})
         return capsys.readouterr().out
 
-    cifar = judged("cifar10_jpeg", "art-idfr demo --preset cpu")
+    cifar = judged("cifar10_jpeg", "cpu")
     assert "`cifar10_cpu` goals" in cifar and "| clean ≥ undefended − 5 | 66.0 | 70.0 − 5 | yes |" in cifar
     assert "| 31.0 | Fast AT 30.0 | yes |" in cifar and "16/255" not in cifar and "black-box" not in cifar
-    fmnist = judged("fashion_mnist_idx", "art-idfr demo --preset cpu")
+    fmnist = judged("fashion_mnist_idx", "cpu")
     assert "| clean ≥ undefended − 2 | 66.0 | 70.0 − 2 | NO |" in fmnist and "| 5.0 | Fast AT 13.0 | NO |" in fmnist
     assert "| black-box BIM 8/255 ≥ ID+FR − 2 | 40.0 | ID+FR 50.0 | NO |" in fmnist
-    paper = judged("cifar10_jpeg", "python benchmarks/cifar10_paper.py --preset paper --device cuda")
+    paper = judged("cifar10_jpeg", "paper")
     assert "| clean ≥ 80 | 66.0 | 80 | NO |" in paper and "| white-box AutoAttack 8/255 ≥ 43 | 31.0 | 43 | NO |" in paper
     with pytest.raises(ValueError, match="No adaptive goals for dataset 'mnist5k'"):
-        judged("mnist5k", "art-idfr demo --preset cpu")
+        judged("mnist5k", "cpu")
