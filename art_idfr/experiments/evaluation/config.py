@@ -15,18 +15,58 @@ Example::
 Every field has a value in every preset; ``None`` in a handful of fields (``eps``, ``idfr_eps``,
 ``fs_bit_depth``, ``fast_at.eps``, ``surrogate.model`` / ``surrogate.width``) means "choose from the dataset" (grey-scale / colour), resolved by
 :meth:`EvalConfig.resolved` once the image shape is known.
+
+The pieces live in sibling modules, all re-exported here: the names of defences, threat models and attacks and the
+budget parser (:mod:`~art_idfr.experiments.evaluation.names`), :func:`knob` and the sub-configs
+(:mod:`~art_idfr.experiments.evaluation.knobs`), the checks of :meth:`EvalConfig.validate`
+(:mod:`~art_idfr.experiments.evaluation.validation`) and :data:`PRESETS`
+(:mod:`~art_idfr.experiments.evaluation.presets`). This module holds :class:`EvalConfig` itself and its flat names.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
-from art_idfr._names import ADAPTIVE_ATTACKS, ATTACK_NAMES, AUGMENTATIONS, TRADES_REFERENCES
-from art_idfr.experiments.choices import DEVICES, ID_ARCHITECTURES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
+from art_idfr._names import ATTACK_NAMES
+from art_idfr.experiments.choices import DEVICES
+from art_idfr.experiments.evaluation.knobs import (
+    SUB_CONFIGS,
+    AdaptiveConfig,
+    FastATConfig,
+    FRConfig,
+    IDConfig,
+    SourceConfig,
+    SurrogateConfig,
+    TargetConfig,
+    TrainConfig,
+    knob,
+)
+from art_idfr.experiments.evaluation.names import (
+    ATTACKS,
+    DEFENCE_ALIASES,
+    DEFENCES,
+    QUERY_ATTACK,
+    THREAT_MODELS,
+    canonical_attack,
+    canonical_defence,
+    canonical_threat_model,
+    eps_label,
+    parse_eps,
+)
+from art_idfr.experiments.evaluation.presets import PRESETS
+from art_idfr.experiments.evaluation.validation import (
+    _as_tuple,
+    _check_id,
+    _check_model_widths,
+    _check_sources,
+    _check_training,
+    _check_weights,
+    _int_tuple,
+    _model_name,
+    _require_positive_int,
+    _unique,
+)
 
 __all__ = [
     "EvalConfig",
@@ -51,359 +91,6 @@ __all__ = [
     "canonical_threat_model",
     "canonical_attack",
 ]
-
-#: Canonical defence keys, in table order.
-DEFENCES: Tuple[str, ...] = (
-    "none",
-    "id",
-    "idfr",
-    "idfr_adaptive",
-    "feature_squeezing",
-    "jpeg25",
-    "jpeg50",
-    "jpeg75",
-    "tvm",
-    "spatial_smoothing",
-    "fast_at",
-)
-#: Accepted spellings of each defence (case-insensitive).
-DEFENCE_ALIASES: Dict[str, str] = {
-    "none": "none",
-    "no_defence": "none",
-    "no-defence": "none",
-    "undefended": "none",
-    "id": "id",
-    "idfr": "idfr",
-    "id+fr": "idfr",
-    "id_fr": "idfr",
-    "idfr_adaptive": "idfr_adaptive",
-    "adaptive": "idfr_adaptive",
-    "idfr-adaptive": "idfr_adaptive",
-    "fs": "feature_squeezing",
-    "feature_squeezing": "feature_squeezing",
-    "featuresqueezing": "feature_squeezing",
-    "tvm": "tvm",
-    "totalvarmin": "tvm",
-    "total_var_min": "tvm",
-    "ss": "spatial_smoothing",
-    "spatial_smoothing": "spatial_smoothing",
-    "spatialsmoothing": "spatial_smoothing",
-    "median": "spatial_smoothing",
-    "fast_at": "fast_at",
-    "fastat": "fast_at",
-    "fast-at": "fast_at",
-    "fbf": "fast_at",
-}
-#: The four threat models, in report order.
-THREAT_MODELS: Tuple[str, ...] = ("black-box", "gray-box", "white-box", "query")
-#: Gradient / transfer attacks of the tables (black-box, gray-box, white-box).
-ATTACKS: Tuple[str, ...] = ("fgsm", "cw", "bim", "pgd", "autoattack")
-#: The score-based attack of the ``query`` threat model.
-QUERY_ATTACK = "square"
-
-_THREAT_ALIASES = {
-    "black-box": "black-box",
-    "blackbox": "black-box",
-    "black_box": "black-box",
-    "black": "black-box",
-    "transfer": "black-box",
-    "gray-box": "gray-box",
-    "graybox": "gray-box",
-    "gray_box": "gray-box",
-    "grey-box": "gray-box",
-    "greybox": "gray-box",
-    "gray": "gray-box",
-    "grey": "gray-box",
-    "white-box": "white-box",
-    "whitebox": "white-box",
-    "white_box": "white-box",
-    "white": "white-box",
-    "adaptive": "white-box",
-    "query": "query",
-    "score": "query",
-    "square": "query",
-}
-
-
-def _pick(value: str, aliases: Dict[str, str], valid: Tuple[str, ...], what: str) -> str:
-    key = str(value).strip().lower()
-    if key not in aliases:
-        raise ValueError(f"Unknown {what} {value!r}. Valid {what}s: {', '.join(valid)}.")
-    return aliases[key]
-
-
-def canonical_defence(name: str) -> str:
-    """
-    Canonical key of a defence name (``"ID+FR"`` -> ``"idfr"``, ``"jpeg-90"`` -> ``"jpeg90"``); ``ValueError``
-    listing the valid names. ``jpeg<q>`` accepts any JPEG quality ``q`` in 1..100.
-    """
-    m = re.fullmatch(r"jpeg[-_ ]?(?:q=?)?(\d+)", str(name).strip().lower())
-    if m:
-        q = int(m.group(1))
-        if not 1 <= q <= 100:
-            raise ValueError(f"JPEG quality must be in 1..100, got {name!r}.")
-        return f"jpeg{q}"
-    return _pick(name, DEFENCE_ALIASES, DEFENCES, "defence")
-
-
-def canonical_threat_model(name: str) -> str:
-    """Canonical threat-model name (``"whitebox"`` -> ``"white-box"``); ``ValueError`` listing the valid names."""
-    return _pick(name, _THREAT_ALIASES, THREAT_MODELS, "threat model")
-
-
-def canonical_attack(name: str) -> str:
-    """
-    Canonical attack name for the tables (``fgsm``, ``cw``, ``bim``, ``pgd``, ``autoattack``); ``ValueError``
-    otherwise. (ART's ``CarliniLInfMethod``, ``cw-art`` in :func:`art_idfr.experiments.attacks.make_attack`, has no eps bound,
-    so it has no column at an eps here; ``benchmarks/cw_speed.py`` compares it with ``cw``.)
-    """
-    aliases = {"cw-linf": "cw", "cw_inf": "cw", "i-fgsm": "bim", "aa": "autoattack", "auto-attack": "autoattack",
-               "auto_attack": "autoattack"}
-    return _pick(name, {a: a for a in ATTACKS} | aliases, ATTACKS, "attack")
-
-
-def parse_eps(value: Any) -> float:
-    """
-    One L-infinity budget from a number or a string such as ``"8/255"``, ``"0.3"`` or ``"8/255."``.
-
-    :raises ValueError: unparsable, or outside ``(0, 1]`` (pixel scale ``[0, 1]``).
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"epsilon must be a number in (0, 1], got {value!r}.")
-    if isinstance(value, str):
-        text = value.strip()
-        m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)\s*", text)
-        try:
-            eps = float(m.group(1)) / float(m.group(2)) if m else float(text)
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"cannot parse epsilon {value!r}; use a number such as 0.03 or a fraction such as 8/255.")
-    else:
-        try:
-            eps = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"epsilon must be a number in (0, 1], got {value!r}.") from None
-    if not math.isfinite(eps) or not 0.0 < eps <= 1.0:
-        raise ValueError(
-            f"epsilon {value!r} = {eps:g} is outside (0, 1]: budgets are L-inf distances on pixels scaled to [0, 1] "
-            "(write 8/255, not 8)."
-        )
-    return eps
-
-
-def eps_label(eps: float) -> str:
-    """``8/255`` for multiples of 1/255, otherwise the shortest decimal (``0.3``); ``clean`` for 0."""
-    if eps == 0:
-        return "clean"
-    k = eps * 255.0
-    if abs(k - round(k)) < 1e-6 and round(k) >= 1:
-        return f"{int(round(k))}/255"
-    frac = Fraction(eps).limit_denominator(1000)
-    if abs(float(frac) - eps) < 1e-9 and frac.denominator in (1, 2, 4, 5, 10, 20, 25, 50, 100):
-        return f"{float(frac):g}"
-    return f"{eps:.4g}"
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# field metadata
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def knob(default: Any = dataclasses.MISSING, help: str = "", *, flat: Optional[str] = None, kind: Optional[str] = None,
-         choices: Optional[Tuple[str, ...]] = None, metavar: Optional[str] = None, cli: bool = True,
-         section: Optional[str] = None, cache_if_set: bool = False, **kwargs: Any):
-    """
-    A config field with the metadata the command line and the caches read:
-
-    :param help: ``--help`` text of its flag.
-    :param flat: its flat name (override keyword, read-only attribute of :class:`EvalConfig`, ``dest`` and legacy
-        flag ``--flat-name``), when not ``<group>_<field>``.
-    :param kind: argument type of its flag (a key of ``art_idfr.experiments.cli.ARG_TYPES``).
-    :param choices: valid values (an argparse ``choices`` list).
-    :param cli: ``False``: no generated flag (the common options ``--seed``, ``--dataset``, ... are written by hand).
-    :param section: which ``--help`` group (and subcommands) the flag belongs to; default: its sub-config's.
-    :param cache_if_set: recorded in the IDFR cache key only when not at its default (added after caches existed).
-    """
-    md = {"help": help, "flat": flat, "kind": kind, "choices": choices, "metavar": metavar, "cli": cli,
-          "section": section, "cache_if_set": cache_if_set}
-    return field(default=default, metadata=md, **kwargs)
-
-
-class _SubConfig:
-    """Shared helpers of the nested configs (each is a dataclass whose fields are keyword names of what it feeds)."""
-
-    #: prefix of the flat names and flags of the fields (``id`` -> ``id_width``, ``--id-width``)
-    PREFIX = ""
-    #: ``--help`` group / subcommand section of the generated flags
-    SECTION = ""
-
-    def kwargs(self) -> Dict[str, Any]:
-        """The fields as keyword arguments of the constructor / function this sub-config feeds."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    @classmethod
-    def flat_name(cls, f: dataclasses.Field) -> str:
-        return f.metadata.get("flat") or (f"{cls.PREFIX}_{f.name}" if cls.PREFIX else f.name)
-
-
-@dataclass
-class TrainConfig(_SubConfig):
-    """Keyword arguments of :func:`art_idfr.experiments.models.train_model` for the target, surrogate and AE sources."""
-
-    SECTION = "data"
-    batch_size: int = knob(128, "training batch size (target, surrogate, ID)", kind="int+", metavar="B")
-    lr: Optional[float] = knob(None, "target / surrogate learning rate (default: the optimizer's)", kind="float+")
-    optimizer: str = knob("sgd", "target / surrogate optimizer", choices=OPTIMIZERS)
-    augment: bool = knob(True, "random crop / flip of the target and surrogate training batches", kind="bool")
-
-
-@dataclass
-class TargetConfig(_SubConfig):
-    """The target network: ``make_model(model, width=width)`` trained ``epochs`` epochs."""
-
-    PREFIX, SECTION = "target", "data"
-    model: str = knob("small_cnn", "target architecture", flat="model", cli=False)  # the common --model
-    width: float = knob(0.5, "target width multiplier", flat="width", kind="float+", metavar="W")
-    epochs: int = knob(4, "target training epochs (0 with --weights: the weights as they are)", kind="int0",
-                       metavar="E")
-    weights: Optional[str] = knob(None, "start the target from this weights file: a torchvision state_dict of the "
-                                        "architecture (e.g. resnet50, inception_v3) or a model.pt; read with "
-                                        "torch.load(weights_only=True), nothing downloaded", flat="weights",
-                                  kind="str", metavar="PATH")
-
-
-@dataclass
-class SurrogateConfig(_SubConfig):
-    """
-    The independently trained source model of the black-box AEs (``None`` model / width: the target's); seed
-    ``seed + seed_offset``.
-    """
-
-    PREFIX, SECTION = "surrogate", "surrogate"
-    model: Optional[str] = knob(None, "surrogate architecture (default: the target's)", kind="model")
-    width: Optional[float] = knob(None, "surrogate width (default: the target's)", kind="float+", metavar="W")
-    epochs: int = knob(3, "surrogate epochs (0 with --surrogate-weights: the weights as they are)", kind="int0",
-                       metavar="E")
-    seed_offset: int = knob(1000, "surrogate seed = seed + this (must differ from 0)", kind="int+", metavar="N")
-    weights: Optional[str] = knob(None, "start the surrogate from this weights file (as --weights; default: "
-                                        "trained from scratch)", kind="str", metavar="PATH")
-
-
-@dataclass
-class SourceConfig(_SubConfig):
-    """
-    Optional extra, independently trained models on which the IDFR training attacks also craft AEs (several AE
-    sources, as in ensemble adversarial training; not in the paper). ``model``: ``None`` = target only; one name or
-    several (a list or a comma-separated string; normalised to a tuple). ``width``: one for all or one per model
-    (``None``: the target's). Source ``i`` (from 0) gets the seed ``seed + seed_offset + 1000 * i``, never the
-    surrogate's.
-    """
-
-    PREFIX, SECTION = "idfr_source", "source"
-    model: Union[None, str, Tuple[str, ...]] = knob(
-        None, "also craft the IDFR training AEs on these extra, independently trained models, comma-separated "
-              "(seeds + 3000, + 4000, ...; never the black-box surrogate; default: the target only, as in the paper)",
-        kind="model_list", metavar="LIST")
-    width: Union[None, float, Tuple[float, ...]] = knob(
-        None, "width of the extra AE sources: one for all or one per model (default: the target's)",
-        kind="float+_list", metavar="LIST")
-    epochs: int = knob(3, "training epochs of the extra AE sources", kind="int+", metavar="E")
-    seed_offset: int = knob(3000, "seed of extra AE source i = seed + this + 1000 * i", kind="int+", metavar="N")
-
-
-@dataclass
-class IDConfig(_SubConfig):
-    """Keyword arguments of :class:`art_idfr.IDFRDenoiser` (the input denoiser), by the constructor's names."""
-
-    PREFIX, SECTION = "id", "idfr"
-    width: float = knob(0.5, "U-Net width multiplier of the ID", kind="float+", metavar="W")
-    residual_head: str = knob("linear", "last U-Net layer: linear (zero-initialised, starts as the identity) or "
-                                        "bn_relu", choices=RESIDUAL_HEADS, cache_if_set=True)
-    architecture: str = knob("table6", "ID network: table6 (the paper's U-Net); light (the same U-Net at half "
-                                       "resolution on a space-to-depth copy, ~0.26x the MACs) or slim (Table 6 with "
-                                       "a slim decoder, 0.42x): lighter IDs for large inputs, not in the paper",
-                             choices=ID_ARCHITECTURES, cache_if_set=True)
-    loss: str = knob("ce", "ID training loss (Eq. 3 = ce)", choices=ID_LOSSES)
-    gaussian_sigma: float = knob(0.1, "sigma of the Gaussian-enhanced copies", flat="id_sigma", kind="float")
-    gaussian_rounds: int = knob(1, "Gaussian-enhanced copies per clean image", kind="int+", metavar="N",
-                                cache_if_set=True)
-    clean_weight: float = knob(1.0, "loss weight of clean training images relative to AEs (1 = the paper)",
-                               kind="float+", metavar="W")
-    identity_weight: float = knob(0.0, "weight of the identity term mean|ID(x) - x| on clean training images "
-                                       "(0 = the paper)", kind="float", metavar="L")
-    learning_rate: float = knob(2e-3, "ID learning rate", flat="id_lr", kind="float+")
-    nb_epochs: int = knob(3, "ID training epochs", flat="id_epochs", kind="int+", metavar="E")
-    regenerate_every: int = knob(0, "regenerate the training AEs every N epochs (0 = never)", kind="int0",
-                                 metavar="N", cache_if_set=True)
-    augment: str = knob("none", "augmentation of the ID's training batches (none = the paper; crop_flip for "
-                                "CIFAR-like images)", choices=AUGMENTATIONS, cache_if_set=True)
-
-
-@dataclass
-class FRConfig(_SubConfig):
-    """Keyword arguments of :class:`art_idfr.FeatureRestorer` (the feature restorer), by the constructor's names."""
-
-    PREFIX, SECTION = "fr", "idfr"
-    embedding_dim: Optional[int] = knob(None, "embedding size (default: found from the target)", kind="int+",
-                                        metavar="D", cache_if_set=True)
-    widths: Optional[Tuple[int, ...]] = knob(None, "hidden widths of the FR MLP, comma-separated (default: Table 7's "
-                                                   "fractions of the embedding size)", kind="int+_list",
-                                             metavar="LIST", cache_if_set=True)
-    skips: bool = knob(True, "skip connections in the FR", kind="bool", cache_if_set=True)
-    batch_norm: bool = knob(True, "batch normalisation in the FR", kind="bool", cache_if_set=True)
-    residual: bool = knob(True, "FR outputs embedding + correction", kind="bool", cache_if_set=True)
-    layer: Optional[str] = knob(None, "name of the target's embedding layer (default: found automatically)",
-                                kind="str", metavar="NAME", cache_if_set=True)
-    learning_rate: float = knob(1e-3, "FR learning rate", flat="fr_lr", kind="float+")
-    nb_epochs: int = knob(2, "FR training epochs", flat="fr_epochs", kind="int+", metavar="E")
-
-
-@dataclass
-class FastATConfig(_SubConfig):
-    """The Fast AT baseline: ART's ``AdversarialTrainerFBFPyTorch(eps=eps).fit(nb_epochs=nb_epochs)``."""
-
-    PREFIX, SECTION = "fast_at", "eval"
-    nb_epochs: int = knob(3, "Fast AT epochs", flat="fast_at_epochs", kind="int+", metavar="E")
-    eps: Optional[float] = knob(None, "Fast AT training budget (0.3 grey-scale, 8/255 colour)", kind="eps")
-
-
-@dataclass
-class AdaptiveConfig(_SubConfig):
-    """
-    Adaptive training of the ID (not in the paper): :class:`art_idfr.training.AdaptiveDenoiserTrainer` keywords; it
-    fine-tunes a copy of the Algorithm-1 ID against attacks through ID(+FR)+target (the ``idfr_adaptive`` defence).
-    """
-
-    PREFIX, SECTION = "adaptive", "idfr"
-    eps: Optional[float] = knob(None, "inner-attack budget (default 16/255 grey-scale, 8/255 colour)", kind="eps")
-    attack: str = knob("pgd", "inner attack: pgd (random start), fgsm_rs (one step; overfits to it) or n_fgsm "
-                       "(one step from a 2-eps noise start, |delta| <= 3 eps; de Jorge et al. 2022)",
-                       choices=ADAPTIVE_ATTACKS)
-    max_iter: int = knob(5, "inner PGD steps", kind="int+", metavar="N")
-    eps_step: Optional[float] = knob(None, "inner PGD step (default 2.5 eps / steps)", kind="float+")
-    eps_warmup: float = knob(0.0, "fraction of the epochs over which eps rises linearly from 0", kind="float")
-    trades_beta: float = knob(0.0, "beta of the TRADES-style KL term to a clean reference prediction (0 = off)",
-                              kind="float")
-    trades_reference: str = knob("target", "the KL term's reference: target (the frozen target's clean prediction) "
-                                 "or defended (the defended classifier's own, and the inner PGD on that KL: TRADES)",
-                                 choices=TRADES_REFERENCES, cache_if_set=True)
-    adversarial_weight: float = knob(1.0, "weight of Eq. 3 on the online AEs (0 with trades_beta > 0: TRADES's loss)",
-                                     kind="float", cache_if_set=True)
-    clean_weight: float = knob(1.0, "weight of Eq. 3 on the clean images", kind="float")
-    identity_weight: Optional[float] = knob(None, "weight of mean|ID(x) - x| on clean images (default: the ID's)",
-                                            kind="float")
-    fixed_weight: float = knob(1.0, "weight of Eq. 3 on Algorithm 1's fixed AEs of the bare target", kind="float")
-    learning_rate: Optional[float] = knob(None, "Adam learning rate (default: the ID's / 10)", kind="float+")
-    nb_epochs: int = knob(2, "adaptive training epochs", kind="int+", metavar="E")
-    batch_size: Optional[int] = knob(None, "adaptive training batch size (default: --batch-size); smaller batches "
-                                           "mean more steps for the same compute", kind="int+", metavar="B",
-                                     cache_if_set=True)
-    train_restorer: bool = knob(False, "also train the FR on the same loss", kind="bool")
-
-
-#: The nested sub-configs of :class:`EvalConfig`: attribute -> class.
-SUB_CONFIGS: Dict[str, type] = {"train": TrainConfig, "target": TargetConfig, "surrogate": SurrogateConfig,
-                                "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig,
-                                "adaptive": AdaptiveConfig}
 
 
 def _sub(cls: type):
@@ -805,180 +492,3 @@ def _lists(value: Any) -> Any:
         return {k: _lists(v) for k, v in value.items()}
     return list(value) if isinstance(value, tuple) else value
 
-
-# ----------------------------------------------------------------------------------------------------------------------
-# checks of the sub-configs
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _model_name(value: Any, what: str) -> str:
-    from art_idfr._names import MODEL_NAMES
-
-    if str(value).lower() not in MODEL_NAMES:
-        raise ValueError(f"Unknown model {value!r} ({what}). Valid names: {', '.join(MODEL_NAMES)}.")
-    return str(value).lower()
-
-
-def _check_model_widths(cfg: EvalConfig) -> None:
-    for name in ("width", "id_width", "id_lr", "fr_lr"):
-        if not float(getattr(cfg, name)) > 0:
-            raise ValueError(f"`{name}` must be positive, got {getattr(cfg, name)!r}.")
-    if cfg.surrogate.width is not None and not float(cfg.surrogate.width) > 0:
-        raise ValueError(f"`surrogate_width` must be positive, got {cfg.surrogate.width!r}.")
-    fixed_width = ("resnet50", "inception_v3")  # torchvision's architectures, no width multiplier
-    for role, model, width, flag in (
-        ("model", cfg.target.model, cfg.target.width, "--width"),
-        ("surrogate_model", cfg.surrogate.model,
-         cfg.surrogate.width if cfg.surrogate.width is not None else cfg.target.width, "--surrogate-width"),
-    ):
-        if model in fixed_width and float(width) != 1.0:
-            raise ValueError(
-                f"{role} {model!r} is torchvision's architecture at its fixed width, but its width is {width:g} "
-                "(the cpu preset scales the small models to width 0.5): set width 1 "
-                f"(CLI: {flag} 1)."
-            )
-
-
-def _check_weights(cfg: EvalConfig) -> None:
-    """Target / surrogate epochs (0 = the weights file as it is, no training) and their weights files."""
-    import os
-
-    for role, sub, flag in (("target", cfg.target, "--weights"), ("surrogate", cfg.surrogate, "--surrogate-weights")):
-        if isinstance(sub.epochs, bool) or not isinstance(sub.epochs, int) or sub.epochs < 0:
-            raise ValueError(f"`{role}_epochs` must be a non-negative int, got {sub.epochs!r}.")
-        if sub.weights is not None:
-            sub.weights = os.fspath(sub.weights)
-            if not os.path.isfile(sub.weights):
-                raise ValueError(f"{role} weights file {sub.weights!r} ({flag}) not found.")
-        elif sub.epochs == 0:
-            raise ValueError(f"`{role}_epochs` 0 means the {role}'s weights as they are: give the weights file "
-                             f"({flag} PATH), or train it for at least one epoch.")
-
-
-def _check_sources(cfg: EvalConfig) -> None:
-    """Widths (one for all or one per model, normalised to a tuple) and seeds of the extra AE sources."""
-    src = cfg.idfr_source
-    if src.width is not None:
-        widths = src.width
-        widths = (widths,) if isinstance(widths, (int, float)) else _as_tuple(widths, "idfr_source_width")
-        try:
-            widths = tuple(float(w) for w in widths)
-        except (TypeError, ValueError):
-            raise ValueError(f"`idfr_source_width` must be positive numbers, got {src.width!r}.") from None
-        n_src = len(src.model or ())
-        if not widths or not all(w > 0 for w in widths) or (len(widths) > 1 and len(widths) != n_src):
-            raise ValueError(f"`idfr_source_width` must be one positive width, or one per idfr_source_model "
-                             f"({n_src}), got {src.width!r}.")
-        src.width = widths
-    for i in range(len(src.model or ())):
-        offset = src.seed_offset + 1000 * i
-        if offset in (0, cfg.surrogate.seed_offset):
-            raise ValueError(
-                f"extra AE source {i} would get seed offset {offset} (`idfr_source_seed_offset` "
-                f"{src.seed_offset} + 1000 * {i}), which must differ from 0 (the target) and from "
-                f"`surrogate_seed_offset` ({cfg.surrogate.seed_offset}): the ID must never train on AEs of the "
-                "black-box surrogate.")
-
-
-def _check_training(train: TrainConfig) -> None:
-    if train.lr is not None and not float(train.lr) > 0:
-        raise ValueError(f"`lr` must be positive, got {train.lr!r}.")
-    if train.optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {train.optimizer!r}. Valid: {', '.join(OPTIMIZERS)}.")
-
-
-def _check_id(id_cfg: IDConfig, fr: FRConfig) -> None:
-    if id_cfg.gaussian_sigma < 0:
-        raise ValueError(f"`id_sigma` must be >= 0, got {id_cfg.gaussian_sigma}.")
-    if id_cfg.identity_weight < 0 or not id_cfg.clean_weight > 0:
-        raise ValueError("`id_identity_weight` must be >= 0 and `id_clean_weight` > 0, got "
-                         f"{id_cfg.identity_weight} and {id_cfg.clean_weight}.")
-    if id_cfg.loss not in ID_LOSSES:
-        raise ValueError(f"Unknown id_loss {id_cfg.loss!r}. Valid: {', '.join(ID_LOSSES)}.")
-    if id_cfg.augment not in AUGMENTATIONS:
-        raise ValueError(f"Unknown id_augment {id_cfg.augment!r}. Valid: {', '.join(AUGMENTATIONS)}.")
-    if id_cfg.residual_head not in RESIDUAL_HEADS:
-        raise ValueError(f"Unknown id_residual_head {id_cfg.residual_head!r}. Valid: {', '.join(RESIDUAL_HEADS)}.")
-    if id_cfg.architecture not in ID_ARCHITECTURES:
-        raise ValueError(f"Unknown id_architecture {id_cfg.architecture!r}. Valid: {', '.join(ID_ARCHITECTURES)}.")
-    _require_positive_int(id_cfg.gaussian_rounds, "id_gaussian_rounds")
-    if isinstance(id_cfg.regenerate_every, bool) or not isinstance(id_cfg.regenerate_every, int) \
-            or id_cfg.regenerate_every < 0:
-        raise ValueError(f"`id_regenerate_every` must be a non-negative int, got {id_cfg.regenerate_every!r}.")
-    if fr.embedding_dim is not None:
-        _require_positive_int(fr.embedding_dim, "fr_embedding_dim")
-    if fr.widths is not None:
-        fr.widths = _int_tuple(fr.widths, "fr_widths")
-        for w in fr.widths:
-            _require_positive_int(w, "fr_widths")
-
-
-def _int_tuple(value: Any, what: str) -> Tuple[Any, ...]:
-    """``_as_tuple`` with digit strings (from a comma list) as ints; anything else is left for the caller to check."""
-    return tuple(int(v) if isinstance(v, str) and v.strip().isdigit() else v for v in _as_tuple(value, what))
-
-
-def _as_tuple(value: Any, what: str) -> Tuple[Any, ...]:
-    if isinstance(value, str):
-        return tuple(v for v in (p.strip() for p in value.split(",")) if v)
-    try:
-        return tuple(value)
-    except TypeError:
-        raise ValueError(f"`{what}` must be a list or a comma-separated string, got {value!r}.") from None
-
-
-def _unique(items) -> Tuple[Any, ...]:
-    out = []
-    for item in items:
-        if item not in out:
-            out.append(item)
-    return tuple(out)
-
-
-def _require_positive_int(value: Any, name: str) -> None:
-    """``ValueError`` unless ``value`` (the config field ``name``) is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-
-
-#: Preset values (every other field keeps its dataclass default, which is the ``cpu`` preset).
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "cpu": {},
-    "paper": {
-        "dataset": "cifar10",
-        "val_n": 2000,
-        "target": {"model": "resnet18_cifar", "width": 1.0, "epochs": 60},
-        "surrogate": {"model": "vgg16_bn_cifar", "epochs": 40},
-        "id": {"width": 1.0, "nb_epochs": 100, "learning_rate": 1e-3, "gaussian_sigma": 0.05},
-        "fr": {"nb_epochs": 80},
-        "fit_n": None,
-        "fast_at": {"nb_epochs": 15},
-        "eps": (4 / 255, 8 / 255, 16 / 255),
-        "eval_n": 10000,
-        "whitebox_n": 1000,
-        "query_n": 500,
-        "query_iter": 1000,
-        "attack_batch_size": 256,
-    },
-    "tiny": {
-        "train_size": 2000,
-        "test_size": 100,
-        "val_n": 100,
-        "target": {"width": 0.25, "epochs": 3},
-        "surrogate": {"epochs": 2},
-        "id": {"width": 0.25, "nb_epochs": 1},
-        "fr": {"nb_epochs": 1},
-        "fit_n": 100,
-        "idfr_attacks": ("fgsm",),
-        "fast_at": {"nb_epochs": 1},
-        "adaptive": {"nb_epochs": 1, "max_iter": 2},
-        "sanity_square_iter": 20,
-        "autoattack_square_iter": 20,
-        "tvm_max_iter": 2,
-        "eval_n": 40,
-        "whitebox_n": 16,
-        "query_n": 8,
-        "query_iter": 5,
-        "attack_iter": 3,
-    },
-}

@@ -1,0 +1,227 @@
+"""
+The pieces of :class:`~art_idfr.experiments.evaluation.config.EvalConfig`: :func:`knob` (a dataclass field with the
+metadata the command line and the caches read: ``--help`` text, flat name, argument kind, section, ...) and the
+nested sub-configs (``TrainConfig``, ``TargetConfig``, ``SurrogateConfig``, ``SourceConfig``, ``IDConfig``,
+``FRConfig``, ``FastATConfig``, ``AdaptiveConfig``), each a dataclass whose field names are the keyword names of
+the library constructor / training function it feeds, collected in :data:`SUB_CONFIGS`.
+:mod:`~art_idfr.experiments.evaluation.config` re-exports every name.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple, Union
+
+from art_idfr._names import ADAPTIVE_ATTACKS, AUGMENTATIONS, TRADES_REFERENCES
+from art_idfr.experiments.choices import ID_ARCHITECTURES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
+
+__all__ = [
+    "knob",
+    "TrainConfig",
+    "TargetConfig",
+    "SurrogateConfig",
+    "SourceConfig",
+    "IDConfig",
+    "FRConfig",
+    "FastATConfig",
+    "AdaptiveConfig",
+    "SUB_CONFIGS",
+]
+
+
+def knob(default: Any = dataclasses.MISSING, help: str = "", *, flat: Optional[str] = None, kind: Optional[str] = None,
+         choices: Optional[Tuple[str, ...]] = None, metavar: Optional[str] = None, cli: bool = True,
+         section: Optional[str] = None, cache_if_set: bool = False, **kwargs: Any):
+    """
+    A config field with the metadata the command line and the caches read:
+
+    :param help: ``--help`` text of its flag.
+    :param flat: its flat name (override keyword, read-only attribute of :class:`EvalConfig`, ``dest`` and legacy
+        flag ``--flat-name``), when not ``<group>_<field>``.
+    :param kind: argument type of its flag (a key of ``art_idfr.experiments.cli.ARG_TYPES``).
+    :param choices: valid values (an argparse ``choices`` list).
+    :param cli: ``False``: no generated flag (the common options ``--seed``, ``--dataset``, ... are written by hand).
+    :param section: which ``--help`` group (and subcommands) the flag belongs to; default: its sub-config's.
+    :param cache_if_set: recorded in the IDFR cache key only when not at its default (added after caches existed).
+    """
+    md = {"help": help, "flat": flat, "kind": kind, "choices": choices, "metavar": metavar, "cli": cli,
+          "section": section, "cache_if_set": cache_if_set}
+    return field(default=default, metadata=md, **kwargs)
+
+
+class _SubConfig:
+    """Shared helpers of the nested configs (each is a dataclass whose fields are keyword names of what it feeds)."""
+
+    #: prefix of the flat names and flags of the fields (``id`` -> ``id_width``, ``--id-width``)
+    PREFIX = ""
+    #: ``--help`` group / subcommand section of the generated flags
+    SECTION = ""
+
+    def kwargs(self) -> Dict[str, Any]:
+        """The fields as keyword arguments of the constructor / function this sub-config feeds."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def flat_name(cls, f: dataclasses.Field) -> str:
+        return f.metadata.get("flat") or (f"{cls.PREFIX}_{f.name}" if cls.PREFIX else f.name)
+
+
+@dataclass
+class TrainConfig(_SubConfig):
+    """Keyword arguments of :func:`art_idfr.experiments.models.train_model` for the target, surrogate and AE sources."""
+
+    SECTION = "data"
+    batch_size: int = knob(128, "training batch size (target, surrogate, ID)", kind="int+", metavar="B")
+    lr: Optional[float] = knob(None, "target / surrogate learning rate (default: the optimizer's)", kind="float+")
+    optimizer: str = knob("sgd", "target / surrogate optimizer", choices=OPTIMIZERS)
+    augment: bool = knob(True, "random crop / flip of the target and surrogate training batches", kind="bool")
+
+
+@dataclass
+class TargetConfig(_SubConfig):
+    """The target network: ``make_model(model, width=width)`` trained ``epochs`` epochs."""
+
+    PREFIX, SECTION = "target", "data"
+    model: str = knob("small_cnn", "target architecture", flat="model", cli=False)  # the common --model
+    width: float = knob(0.5, "target width multiplier", flat="width", kind="float+", metavar="W")
+    epochs: int = knob(4, "target training epochs (0 with --weights: the weights as they are)", kind="int0",
+                       metavar="E")
+    weights: Optional[str] = knob(None, "start the target from this weights file: a torchvision state_dict of the "
+                                        "architecture (e.g. resnet50, inception_v3) or a model.pt; read with "
+                                        "torch.load(weights_only=True), nothing downloaded", flat="weights",
+                                  kind="str", metavar="PATH")
+
+
+@dataclass
+class SurrogateConfig(_SubConfig):
+    """
+    The independently trained source model of the black-box AEs (``None`` model / width: the target's); seed
+    ``seed + seed_offset``.
+    """
+
+    PREFIX, SECTION = "surrogate", "surrogate"
+    model: Optional[str] = knob(None, "surrogate architecture (default: the target's)", kind="model")
+    width: Optional[float] = knob(None, "surrogate width (default: the target's)", kind="float+", metavar="W")
+    epochs: int = knob(3, "surrogate epochs (0 with --surrogate-weights: the weights as they are)", kind="int0",
+                       metavar="E")
+    seed_offset: int = knob(1000, "surrogate seed = seed + this (must differ from 0)", kind="int+", metavar="N")
+    weights: Optional[str] = knob(None, "start the surrogate from this weights file (as --weights; default: "
+                                        "trained from scratch)", kind="str", metavar="PATH")
+
+
+@dataclass
+class SourceConfig(_SubConfig):
+    """
+    Optional extra, independently trained models on which the IDFR training attacks also craft AEs (several AE
+    sources, as in ensemble adversarial training; not in the paper). ``model``: ``None`` = target only; one name or
+    several (a list or a comma-separated string; normalised to a tuple). ``width``: one for all or one per model
+    (``None``: the target's). Source ``i`` (from 0) gets the seed ``seed + seed_offset + 1000 * i``, never the
+    surrogate's.
+    """
+
+    PREFIX, SECTION = "idfr_source", "source"
+    model: Union[None, str, Tuple[str, ...]] = knob(
+        None, "also craft the IDFR training AEs on these extra, independently trained models, comma-separated "
+              "(seeds + 3000, + 4000, ...; never the black-box surrogate; default: the target only, as in the paper)",
+        kind="model_list", metavar="LIST")
+    width: Union[None, float, Tuple[float, ...]] = knob(
+        None, "width of the extra AE sources: one for all or one per model (default: the target's)",
+        kind="float+_list", metavar="LIST")
+    epochs: int = knob(3, "training epochs of the extra AE sources", kind="int+", metavar="E")
+    seed_offset: int = knob(3000, "seed of extra AE source i = seed + this + 1000 * i", kind="int+", metavar="N")
+
+
+@dataclass
+class IDConfig(_SubConfig):
+    """Keyword arguments of :class:`art_idfr.IDFRDenoiser` (the input denoiser), by the constructor's names."""
+
+    PREFIX, SECTION = "id", "idfr"
+    width: float = knob(0.5, "U-Net width multiplier of the ID", kind="float+", metavar="W")
+    residual_head: str = knob("linear", "last U-Net layer: linear (zero-initialised, starts as the identity) or "
+                                        "bn_relu", choices=RESIDUAL_HEADS, cache_if_set=True)
+    architecture: str = knob("table6", "ID network: table6 (the paper's U-Net); light (the same U-Net at half "
+                                       "resolution on a space-to-depth copy, ~0.26x the MACs) or slim (Table 6 with "
+                                       "a slim decoder, 0.42x): lighter IDs for large inputs, not in the paper",
+                             choices=ID_ARCHITECTURES, cache_if_set=True)
+    loss: str = knob("ce", "ID training loss (Eq. 3 = ce)", choices=ID_LOSSES)
+    gaussian_sigma: float = knob(0.1, "sigma of the Gaussian-enhanced copies", flat="id_sigma", kind="float")
+    gaussian_rounds: int = knob(1, "Gaussian-enhanced copies per clean image", kind="int+", metavar="N",
+                                cache_if_set=True)
+    clean_weight: float = knob(1.0, "loss weight of clean training images relative to AEs (1 = the paper)",
+                               kind="float+", metavar="W")
+    identity_weight: float = knob(0.0, "weight of the identity term mean|ID(x) - x| on clean training images "
+                                       "(0 = the paper)", kind="float", metavar="L")
+    learning_rate: float = knob(2e-3, "ID learning rate", flat="id_lr", kind="float+")
+    nb_epochs: int = knob(3, "ID training epochs", flat="id_epochs", kind="int+", metavar="E")
+    regenerate_every: int = knob(0, "regenerate the training AEs every N epochs (0 = never)", kind="int0",
+                                 metavar="N", cache_if_set=True)
+    augment: str = knob("none", "augmentation of the ID's training batches (none = the paper; crop_flip for "
+                                "CIFAR-like images)", choices=AUGMENTATIONS, cache_if_set=True)
+
+
+@dataclass
+class FRConfig(_SubConfig):
+    """Keyword arguments of :class:`art_idfr.FeatureRestorer` (the feature restorer), by the constructor's names."""
+
+    PREFIX, SECTION = "fr", "idfr"
+    embedding_dim: Optional[int] = knob(None, "embedding size (default: found from the target)", kind="int+",
+                                        metavar="D", cache_if_set=True)
+    widths: Optional[Tuple[int, ...]] = knob(None, "hidden widths of the FR MLP, comma-separated (default: Table 7's "
+                                                   "fractions of the embedding size)", kind="int+_list",
+                                             metavar="LIST", cache_if_set=True)
+    skips: bool = knob(True, "skip connections in the FR", kind="bool", cache_if_set=True)
+    batch_norm: bool = knob(True, "batch normalisation in the FR", kind="bool", cache_if_set=True)
+    residual: bool = knob(True, "FR outputs embedding + correction", kind="bool", cache_if_set=True)
+    layer: Optional[str] = knob(None, "name of the target's embedding layer (default: found automatically)",
+                                kind="str", metavar="NAME", cache_if_set=True)
+    learning_rate: float = knob(1e-3, "FR learning rate", flat="fr_lr", kind="float+")
+    nb_epochs: int = knob(2, "FR training epochs", flat="fr_epochs", kind="int+", metavar="E")
+
+
+@dataclass
+class FastATConfig(_SubConfig):
+    """The Fast AT baseline: ART's ``AdversarialTrainerFBFPyTorch(eps=eps).fit(nb_epochs=nb_epochs)``."""
+
+    PREFIX, SECTION = "fast_at", "eval"
+    nb_epochs: int = knob(3, "Fast AT epochs", flat="fast_at_epochs", kind="int+", metavar="E")
+    eps: Optional[float] = knob(None, "Fast AT training budget (0.3 grey-scale, 8/255 colour)", kind="eps")
+
+
+@dataclass
+class AdaptiveConfig(_SubConfig):
+    """
+    Adaptive training of the ID (not in the paper): :class:`art_idfr.training.AdaptiveDenoiserTrainer` keywords; it
+    fine-tunes a copy of the Algorithm-1 ID against attacks through ID(+FR)+target (the ``idfr_adaptive`` defence).
+    """
+
+    PREFIX, SECTION = "adaptive", "idfr"
+    eps: Optional[float] = knob(None, "inner-attack budget (default 16/255 grey-scale, 8/255 colour)", kind="eps")
+    attack: str = knob("pgd", "inner attack: pgd (random start), fgsm_rs (one step; overfits to it) or n_fgsm "
+                       "(one step from a 2-eps noise start, |delta| <= 3 eps; de Jorge et al. 2022)",
+                       choices=ADAPTIVE_ATTACKS)
+    max_iter: int = knob(5, "inner PGD steps", kind="int+", metavar="N")
+    eps_step: Optional[float] = knob(None, "inner PGD step (default 2.5 eps / steps)", kind="float+")
+    eps_warmup: float = knob(0.0, "fraction of the epochs over which eps rises linearly from 0", kind="float")
+    trades_beta: float = knob(0.0, "beta of the TRADES-style KL term to a clean reference prediction (0 = off)",
+                              kind="float")
+    trades_reference: str = knob("target", "the KL term's reference: target (the frozen target's clean prediction) "
+                                 "or defended (the defended classifier's own, and the inner PGD on that KL: TRADES)",
+                                 choices=TRADES_REFERENCES, cache_if_set=True)
+    adversarial_weight: float = knob(1.0, "weight of Eq. 3 on the online AEs (0 with trades_beta > 0: TRADES's loss)",
+                                     kind="float", cache_if_set=True)
+    clean_weight: float = knob(1.0, "weight of Eq. 3 on the clean images", kind="float")
+    identity_weight: Optional[float] = knob(None, "weight of mean|ID(x) - x| on clean images (default: the ID's)",
+                                            kind="float")
+    fixed_weight: float = knob(1.0, "weight of Eq. 3 on Algorithm 1's fixed AEs of the bare target", kind="float")
+    learning_rate: Optional[float] = knob(None, "Adam learning rate (default: the ID's / 10)", kind="float+")
+    nb_epochs: int = knob(2, "adaptive training epochs", kind="int+", metavar="E")
+    batch_size: Optional[int] = knob(None, "adaptive training batch size (default: --batch-size); smaller batches "
+                                           "mean more steps for the same compute", kind="int+", metavar="B",
+                                     cache_if_set=True)
+    train_restorer: bool = knob(False, "also train the FR on the same loss", kind="bool")
+
+
+#: The nested sub-configs of :class:`EvalConfig`: attribute -> class.
+SUB_CONFIGS: Dict[str, type] = {"train": TrainConfig, "target": TargetConfig, "surrogate": SurrogateConfig,
+                                "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig,
+                                "adaptive": AdaptiveConfig}
