@@ -1,0 +1,193 @@
+"""
+The ``idfr_adaptive`` defence's fit (not in the paper): :func:`fit_adaptive` fine-tunes a copy of the Algorithm-1
+ID with :class:`art_idfr.training.AdaptiveDenoiserTrainer`, in stages (the first fit, then each warm restart), each
+cached under its settings and resumable from its resume file; :func:`load_adaptive_fit` reads the folder back
+(``denoiser.pt``, ``adaptive.json``, ``restorer.pt`` when the FR was trained too).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, Optional
+
+from torch import nn
+
+from art_idfr._utils import json_clean, seeded
+from art_idfr.experiments.evaluation.config import EvalConfig
+from art_idfr.experiments.evaluation.pipeline.idfr import DENOISER_FILE, RESTORER_FILE, _idfr_attacks, _knob_settings
+from art_idfr.experiments.evaluation.pipeline.prepare import PreparedData
+from art_idfr.training import distributed as ddp
+
+logger = logging.getLogger(__name__)
+
+#: metadata of an adaptive fit (``fit_adaptive``)
+ADAPTIVE_META = "adaptive.json"
+#: an adaptive fit in progress writes its resume file ``<this>-<settings digest>.pt`` into its folder
+ADAPTIVE_RESUME = "adaptive_resume"
+
+
+def fit_adaptive(
+    config: EvalConfig,
+    data: PreparedData,
+    target_model: nn.Module,
+    denoiser,
+    restorer=None,
+    out_dir: Optional[str] = None,
+    reuse: bool = True,
+    verbose: bool = True,
+):
+    """
+    The ``idfr_adaptive`` defence (not in the paper): a copy of the Algorithm-1 ``denoiser`` fine-tuned by
+    :class:`art_idfr.training.AdaptiveDenoiserTrainer` with ``config.adaptive`` — online AEs through the ID (+ the FR,
+    when ``restorer`` is given) + the frozen target, Algorithm 1's FGSM/BIM AEs of the bare target in the mix at
+    ``config.adaptive.fixed_weight`` (0: none) —
+    on ``config.adaptive_fit_n`` training images (default ``fit_n``), the best epoch chosen on validation images.
+    Each of ``config.adaptive_restarts`` then continues from the weights reached with a fresh one-cycle run of that
+    many epochs (a warm restart), at the budget ``config.adaptive_stage_eps()`` gives it (an ε curriculum with
+    ``config.adaptive_curriculum_eps``; the last run trains at ``config.adaptive.eps``, and a run at a curriculum
+    budget hands its best trained epoch on, never its start); every run is a cached stage of its own
+    (``out_dir/stage<k>``, the last in ``out_dir``). Saves ``denoiser.pt`` + ``adaptive.json`` into ``out_dir``;
+    with ``reuse`` a fit with the same settings is loaded instead. ``config`` must be :meth:`EvalConfig.resolved`. Returns ``(denoiser, restorer,
+    metadata)``: the restorer is the one given, or with ``config.adaptive.train_restorer`` a copy trained alongside
+    (``restorer.pt``).
+    """
+    epochs = [config.adaptive.nb_epochs, *config.adaptive_restarts]
+    budgets = config.adaptive_stage_eps()
+    den, fr, metas = denoiser, restorer, []
+    for stage, (nb_epochs, eps) in enumerate(zip(epochs, budgets)):
+        last = stage == len(epochs) - 1
+        folder = out_dir if out_dir is None or last else os.path.join(out_dir, f"stage{stage}")
+        den, fr, meta = _adaptive_stage(config, data, target_model, den, fr, folder, reuse, verbose, stage, nb_epochs,
+                                        eps)
+        metas.append(meta)
+    if len(metas) == 1:
+        return den, fr, metas[0]
+    merged = {**metas[-1], "settings": {**metas[0]["settings"], "adaptive_restarts": list(config.adaptive_restarts),
+                                        "adaptive_curriculum_eps": list(config.adaptive_curriculum_eps)},
+              "history": [h for m in metas for h in m.get("history", [])],
+              "fit_seconds": sum(m.get("fit_seconds", 0.0) for m in metas),
+              "stages": [{"nb_epochs": n, "eps": e, "fit_seconds": m.get("fit_seconds")}
+                         for n, e, m in zip(epochs, budgets, metas)],
+              "stage_meta": metas[-1]}  # the last run's own record: its cache key
+    if out_dir is not None and ddp.is_main_process():
+        with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
+            json.dump(json_clean(merged), f, indent=2)
+    return den, fr, merged
+
+
+def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reuse, verbose, stage, nb_epochs, eps):
+    """One one-cycle adaptive run of ``nb_epochs`` at budget ``eps`` from ``denoiser`` (and ``restorer``); stage 0 is
+    the first fit."""
+    import copy
+
+    from art_idfr.experiments.data import stratified_subset_indices
+    from art_idfr.experiments.evaluation.defences import wrap_model
+    from art_idfr.training.adaptive import AdaptiveDenoiserTrainer
+
+    settings = _adaptive_settings(config, denoiser, restorer)
+    curriculum = eps != config.adaptive.eps  # a curriculum stage: hands its training on, never its start
+    if stage:  # a warm restart: keyed by the weights it starts from (in settings) and its own epochs and seed
+        settings |= {"adaptive_nb_epochs": nb_epochs, "stage": stage}
+    if curriculum:  # (the key of a stage at adaptive_eps is unchanged: earlier caches stay valid)
+        settings |= {"adaptive_eps": eps}
+    if out_dir is not None and reuse:
+        cached = _cached_adaptive(out_dir, config, settings, restorer)
+        if cached is not None:
+            return cached
+    t0 = time.perf_counter()
+    n = config.adaptive_fit_n or config.fit_n or len(data.y_train)
+    idx = stratified_subset_indices(data.y_train, min(n, len(data.y_train)), seed=config.seed + 1)
+    target = wrap_model(target_model, data.input_shape, data.num_classes, config.device_type)
+    den = copy.deepcopy(denoiser)
+    fr = copy.deepcopy(restorer) if config.adaptive.train_restorer else restorer
+    kwargs = config.adaptive.kwargs() | {"nb_epochs": nb_epochs, "eps": eps}
+    kwargs["batch_size"] = kwargs["batch_size"] or config.train.batch_size
+    trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose,
+                                      keep_start=not curriculum, **kwargs)
+    val = min(len(data.y_val), 500)
+    resume = _adaptive_resume_file(out_dir, settings, reuse)
+    with seeded(config.seed + 7000 + stage):
+        trainer.fit(data.x_train[idx], data.y_train[idx], attacks=_idfr_attacks(config, [target]),
+                    validation_data=(data.x_val[:val], data.y_val[:val]), checkpoint=resume)
+    meta = {"settings": settings, "fit_n": int(len(idx)), "history": trainer.history,
+            "training": den.training_info, "fit_seconds": time.perf_counter() - t0 + trainer.resumed_seconds,
+            **({"resumed_seconds": trainer.resumed_seconds} if trainer.resumed_seconds else {})}
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        den.save(os.path.join(out_dir, DENOISER_FILE))  # (distributed: rank 0 writes, every rank calls save)
+        if fr is not restorer:
+            fr.save(os.path.join(out_dir, RESTORER_FILE))
+        elif ddp.is_main_process() and os.path.isfile(os.path.join(out_dir, RESTORER_FILE)):
+            os.remove(os.path.join(out_dir, RESTORER_FILE))  # an earlier joint fit's FR is not this fit's
+        if ddp.is_main_process():
+            with open(os.path.join(out_dir, ADAPTIVE_META), "w") as f:
+                json.dump(json_clean(meta), f, indent=2)
+    return den, fr, meta
+
+
+def _adaptive_resume_file(out_dir: Optional[str], settings: Dict[str, Any], reuse: bool) -> Optional[str]:
+    """
+    Where an adaptive fit with ``settings`` keeps its resume file in ``out_dir`` (None without a folder): one file per
+    setting, so a cut fit resumes only into the same settings. ``reuse=False`` deletes it: a fresh fit.
+    """
+    from art_idfr.training.resume import digest
+
+    if out_dir is None:
+        return None
+    key = digest(json.dumps(json_clean(settings), sort_keys=True))[:16]
+    path = os.path.join(out_dir, f"{ADAPTIVE_RESUME}-{key}.pt")
+    if not reuse and ddp.is_main_process() and os.path.isfile(path):
+        os.remove(path)
+    ddp.barrier()  # distributed: no rank looks for the file before rank 0 has removed it
+    return path
+
+
+def _adaptive_settings(config: EvalConfig, denoiser, restorer) -> Dict[str, Any]:
+    """The cache key of an adaptive fit: its knobs, data, and the weights it starts from."""
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    return {**_knob_settings(config.adaptive), "adaptive_fit_n": config.adaptive_fit_n, "fit_n": config.fit_n,
+            "idfr_attacks": list(config.idfr_attacks), "idfr_eps": list(config.idfr_eps or []),
+            "seed": config.seed, "batch_size": config.train.batch_size, "start": weights_digest(denoiser.network),
+            "restorer": weights_digest(restorer.network) if restorer is not None else None}
+
+
+def _cached_adaptive(out_dir: str, config: EvalConfig, settings: Dict[str, Any], restorer):
+    """The adaptive fit saved in ``out_dir`` if it has the same settings, else ``None``."""
+    path, meta_path = os.path.join(out_dir, DENOISER_FILE), os.path.join(out_dir, ADAPTIVE_META)
+    if not (os.path.isfile(path) and os.path.isfile(meta_path)):
+        return None
+    with open(meta_path) as f:
+        meta = json.load(f)
+    meta = meta.get("stage_meta", meta)  # after warm restarts: the last run's own record
+    if meta.get("settings") != json_clean(settings):
+        return None
+    logger.info("reusing the adaptive ID fit in %s", out_dir)
+    den, fr, _ = load_adaptive_fit(out_dir, restorer, device_type=config.device_type)
+    return den, fr, meta
+
+
+def load_adaptive_fit(folder: str, restorer=None, device_type: str = "gpu"):
+    """
+    ``(denoiser, restorer, metadata)`` of the adaptive fit that :func:`fit_adaptive` saved in ``folder``: the FR is
+    the folder's ``restorer.pt`` when the FR was trained jointly (only then is it written), else the ``restorer``
+    given (the Algorithm-2 FR the fit ran through, or ``None``).
+    """
+    from art_idfr import FeatureRestorer, IDFRDenoiser
+
+    den_file, fr_file = os.path.join(folder, DENOISER_FILE), os.path.join(folder, RESTORER_FILE)
+    if not os.path.isfile(den_file):
+        raise FileNotFoundError(f"{den_file} not found: {folder!r} is not an adaptive fit (`art-idfr fit --adaptive`).")
+    den = IDFRDenoiser.load(den_file, device_type=device_type)
+    den.verbose = False
+    if os.path.isfile(fr_file):
+        restorer = FeatureRestorer.load(fr_file, device_type=device_type)
+        restorer.verbose = False
+    meta: Dict[str, Any] = {}
+    if os.path.isfile(os.path.join(folder, ADAPTIVE_META)):
+        with open(os.path.join(folder, ADAPTIVE_META)) as f:
+            meta = json.load(f)
+    return den, restorer, meta
+
