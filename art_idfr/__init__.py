@@ -2,7 +2,7 @@
 art-idfr: the IDFR adversarial defence (input denoising + feature restoring) as a plug-in for IBM's Adversarial
 Robustness Toolbox.
 
-The library (this namespace: ``denoiser``, ``unet``, ``restorer``, ``embedding``, ``defended``, ``training``,
+The library (this namespace: ``denoiser``, ``unet``, ``restorer``, ``inner``, ``embedding``, ``defended``, ``training``,
 ``checkpoint``) never imports the experiment side (``art_idfr.experiments``: data, model zoo, attacks, evaluation,
 CLI). Its names are imported on first use (PEP 562), so ``import art_idfr.experiments.cli`` (and
 ``art-idfr --help``) does not load torch and ART; ``from art_idfr import IDFRDenoiser`` works as usual.
@@ -17,7 +17,9 @@ _EXPORTS = {
     "UNetDenoiser": "art_idfr.unet",
     "FeatureRestorer": "art_idfr.restorer",
     "RestorerMLP": "art_idfr.restorer",
+    "InnerRestorer": "art_idfr.inner",
     "attach_feature_restorer": "art_idfr.defended",
+    "attach_inner_restorer": "art_idfr.defended",
     "defend": "art_idfr.defended",
     "as_module": "art_idfr.defended",
     "DefendedModule": "art_idfr.defended",
@@ -32,7 +34,9 @@ __all__ = [
     "UNetDenoiser",
     "FeatureRestorer",
     "RestorerMLP",
+    "InnerRestorer",
     "attach_feature_restorer",
+    "attach_inner_restorer",
     "defend",
     "as_module",
     "DefendedModule",
@@ -44,7 +48,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real imports
-    from art_idfr.defended import DefendedModule, as_module, attach_feature_restorer, clone_classifier, defend
+    from art_idfr.defended import (DefendedModule, as_module, attach_feature_restorer, attach_inner_restorer,
+                                   clone_classifier, defend)
+    from art_idfr.inner import InnerRestorer
     from art_idfr.denoiser import IDFRDenoiser
     from art_idfr.embedding import find_embedding_layer
     from art_idfr.restorer import FeatureRestorer, RestorerMLP

@@ -32,3 +32,6 @@ MODEL_NAMES = ("small_cnn", "resnet18_cifar", "vgg16_bn_cifar", "resnet50", "inc
 
 #: attacks of :func:`art_idfr.experiments.attacks.make_attack`
 ATTACK_NAMES = ("fgsm", "bim", "pgd", "cw", "cw-art", "autoattack", "square")
+
+#: kinds of restorers inside the target (art_idfr.inner.InnerRestorer): low-rank weight deltas, residual adapters
+INNER_KINDS = ("lora", "adapter")

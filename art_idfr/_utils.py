@@ -6,6 +6,7 @@ Nothing here imports the experiment side of the package (data, models, attacks, 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 from typing import Any, Iterator, Optional, Tuple
@@ -204,3 +205,29 @@ def json_clean(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:  # numpy/torch scalars
         return json_clean(value.item())
     return json.loads(json.dumps(value))  # anything else must already be plain JSON (raises TypeError if not)
+
+
+def digest(*items: Any) -> str:
+    """SHA-256 of arrays, tensors, modules (their state dicts) and strings, in order: a cheap identity of run inputs."""
+    h = hashlib.sha256()
+    for item in items:
+        if isinstance(item, nn.Module):
+            for name, tensor in item.state_dict().items():
+                h.update(name.encode())
+                h.update(_bytes(tensor))
+        elif isinstance(item, (np.ndarray, torch.Tensor)):
+            h.update(_bytes(item))
+        else:
+            h.update(str(item).encode())
+    return h.hexdigest()
+
+
+def _bytes(value) -> bytes:
+    t = torch.as_tensor(value).detach().cpu().contiguous()
+    return str(t.dtype).encode() + str(tuple(t.shape)).encode() + (
+        t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def model_digest(model: nn.Module) -> str:
+    """:func:`digest` of a model's parameters and buffers (its ``state_dict``): which exact weights it holds."""
+    return digest(model)

@@ -1,6 +1,7 @@
 """
-Defended classifiers: the FR hooked into a model (:class:`RestoredModel`, :func:`attach_feature_restorer`), the ID
-prepended to a classifier's preprocessing defences (:func:`defend`), one way to copy an ART ``PyTorchClassifier``
+Defended classifiers: the FR hooked into a model (:class:`RestoredModel`, :func:`attach_feature_restorer`), restorers
+inside the target (:class:`InnerRestoredModel`), the ID prepended to a classifier's preprocessing defences
+(:func:`defend`), one way to copy an ART ``PyTorchClassifier``
 with changes (:func:`clone_classifier`), and any defended classifier as a plain ``torch.nn.Module``
 (:class:`DefendedModule`, :func:`as_module`) for evaluators outside ART (torchattacks, AutoAttack, RobustBench).
 """
@@ -15,6 +16,7 @@ from torch import nn
 from art_idfr._utils import check_finite, check_image_batch, check_pytorch_classifier, check_range, device_of, frozen
 from art_idfr.denoiser import IDFRDenoiser
 from art_idfr.embedding import find_embedding_layer, target_logits
+from art_idfr.inner import InnerRestorer
 from art_idfr.restorer import FeatureRestorer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,14 +49,18 @@ def defend(
     classifier: "PyTorchClassifier",
     denoiser: Optional[IDFRDenoiser] = None,
     restorer: Optional[FeatureRestorer] = None,
+    inner: Optional[InnerRestorer] = None,
 ) -> "PyTorchClassifier":
     """
-    A new ``PyTorchClassifier`` defended by the ID (prepended to the classifier's own preprocessing defences) and/or
-    the FR (hooked into the penultimate layer). The classifier passed in is left unchanged.
+    A new ``PyTorchClassifier`` defended by the ID (prepended to the classifier's own preprocessing defences), the
+    restorers inside the target (``inner``, not in the paper) and/or the FR (hooked into the penultimate layer).
+    The classifier passed in, and its model object, are left unchanged.
 
     :param classifier: The undefended target.
     :param denoiser: A fitted :class:`IDFRDenoiser`, or ``None``.
     :param restorer: A fitted :class:`FeatureRestorer`, or ``None``.
+    :param inner: An :class:`~art_idfr.inner.InnerRestorer` built for this target's model (``build(model)`` or
+        ``load``), or ``None``.
     """
     check_pytorch_classifier(classifier)
     defended = classifier
@@ -65,9 +71,27 @@ def defend(
             raise ValueError("IDFRDenoiser is not fitted: call fit(...) or IDFRDenoiser.load(...) first.")
         own = [d for d in (classifier.preprocessing_defences or []) if not isinstance(d, IDFRDenoiser)]
         defended = clone_classifier(classifier, preprocessing_defences=[denoiser, *own])
+    if inner is not None:
+        defended = attach_inner_restorer(defended, inner)
     if restorer is not None:
         defended = attach_feature_restorer(defended, restorer)
     return defended
+
+
+def attach_inner_restorer(classifier: "PyTorchClassifier", inner: InnerRestorer) -> "PyTorchClassifier":
+    """
+    A new ART ``PyTorchClassifier`` whose model runs with ``inner``'s parts in its layers
+    (:class:`InnerRestoredModel`); everything else as ``classifier``, which is left unchanged.
+
+    :raises ValueError: ``inner`` is not built, or was built for another model (layers or weights differ).
+    """
+    check_pytorch_classifier(classifier)
+    if not isinstance(inner, InnerRestorer):
+        raise TypeError(f"inner must be an InnerRestorer, got {type(inner).__name__}.")
+    inner.check_model(classifier.model)
+    inner.network.to(device_of(classifier.model) if any(True for _ in classifier.model.parameters())
+                     else classifier.device)
+    return clone_classifier(classifier, model=InnerRestoredModel(classifier.model, inner))
 
 
 class DefendedModule(nn.Module):
@@ -129,6 +153,23 @@ class RestoredModel(nn.Module):
             return self.restorer_network(h.to(device_of(self.restorer_network))).to(h.device)
 
         with self._point.intercept(restore):
+            return self.model(x)
+
+
+class InnerRestoredModel(nn.Module):
+    """
+    ``model`` with an :class:`~art_idfr.inner.InnerRestorer`'s parts in its layers, by forward hooks that exist only
+    during this module's forward pass: the wrapped model object (and its tensors) stay unchanged everywhere else.
+    """
+
+    def __init__(self, model: nn.Module, inner: InnerRestorer) -> None:
+        super().__init__()
+        self.model = model
+        self.inner_network = inner.network  # registered so .to()/.train()/.eval()/parameters() reach the parts
+        self._inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self._inner.intercept(self.model):
             return self.model(x)
 
 

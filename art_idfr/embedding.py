@@ -87,12 +87,15 @@ def find_embedding_layer(model: nn.Module, layer: Optional[str] = None) -> Embed
 
     :param model: The target network (``classifier.model`` of an ART ``PyTorchClassifier``).
     :param layer: ``None`` → the input of the last ``nn.Linear`` (torchvision ResNet ``fc``, VGG ``classifier.6``,
-        Inception ``fc``, the last Linear of an ``nn.Sequential``); otherwise the name (as in
+        Inception ``fc``, the last Linear of an ``nn.Sequential``), not counting those inside art-idfr's own
+        restorers (modules with ``is_restorer_part``) when the model is already wrapped with them; otherwise the name (as in
         ``model.named_modules()``) of the module whose *output* is the embedding.
     """
     modules = dict(model.named_modules())
     if layer is None:
-        linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
+        parts = [name for name, m in modules.items() if getattr(m, "is_restorer_part", False)]
+        linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)
+                   and not any(name.startswith(p + ".") for p in parts)]  # not inside a restorer of ours
         if not linears:
             raise ValueError(
                 "the model has no nn.Linear layer to hook; pass layer=<module name> (one of "

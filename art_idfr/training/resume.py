@@ -11,38 +11,14 @@ starting weights); a file written by another run is refused with the differences
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Dict, Optional
 
-import numpy as np
 import torch
-from torch import nn
 
-from art_idfr._utils import json_clean
+from art_idfr._utils import digest, json_clean  # noqa: F401  (digest: re-exported, its old home)
 
 FORMAT = "art-idfr-resume/1"
-
-
-def digest(*items: Any) -> str:
-    """SHA-256 of arrays, tensors, modules (their state dicts) and strings, in order: a cheap identity of run inputs."""
-    h = hashlib.sha256()
-    for item in items:
-        if isinstance(item, nn.Module):
-            for name, tensor in item.state_dict().items():
-                h.update(name.encode())
-                h.update(_bytes(tensor))
-        elif isinstance(item, (np.ndarray, torch.Tensor)):
-            h.update(_bytes(item))
-        else:
-            h.update(str(item).encode())
-    return h.hexdigest()
-
-
-def _bytes(value) -> bytes:
-    t = torch.as_tensor(value).detach().cpu().contiguous()
-    return str(t.dtype).encode() + str(tuple(t.shape)).encode() + (
-        t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
 class ResumeFile:

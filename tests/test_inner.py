@@ -1,0 +1,173 @@
+"""Restorers inside the frozen target (art_idfr.inner): identity start, hooks only in the defended pass, ART and
+plain-module composition, persistence, and clear errors for bad input."""
+import numpy as np
+import pytest
+import torch
+from art.attacks.evasion import ProjectedGradientDescent
+from torch import nn
+
+from art_idfr import InnerRestorer, as_module, attach_inner_restorer, defend
+from art_idfr.inner import default_layers
+from conftest import make_classifier, tiny_cnn
+
+
+def _resnet():
+    from art_idfr.experiments.models import CifarResNet
+
+    torch.manual_seed(0)
+    return CifarResNet(3, 10, width=0.125).eval()
+
+
+def _perturb(inner: InnerRestorer, scale: float = 0.05) -> None:
+    """Move every part away from its identity start (as training would)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in inner.network.parameters():
+            p.normal_(0, scale)
+
+
+@pytest.mark.parametrize("kind", ["lora", "adapter"])
+def test_identity_at_start_and_the_bare_model_unchanged_after(kind):
+    model = _resnet()
+    clf = make_classifier(model, input_shape=(3, 16, 16))
+    inner = InnerRestorer((3, 16, 16), kind=kind, rank=2, device_type="cpu").build(model)
+    x = np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)
+    bare = clf.predict(x)
+    defended = defend(clf, inner=inner)
+    np.testing.assert_array_equal(defended.predict(x), bare)  # zero-initialised: exactly the undefended model
+    _perturb(inner)
+    assert np.abs(defended.predict(x) - bare).max() > 1e-3  # the parts act ...
+    np.testing.assert_array_equal(clf.predict(x), bare)  # ... only inside the defended forward pass
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_default_places_per_architecture():
+    model = _resnet()
+    lora = default_layers(model, "lora")
+    assert lora[0] == "conv1" and lora[-1] == "fc" and "layer2.0.downsample.0" in lora
+    assert default_layers(model, "adapter") == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    assert default_layers(tiny_cnn(), "adapter") == ["2", "5"]  # VGG-style: after every max-pool
+    with pytest.raises(ValueError, match="no default place"):
+        default_layers(nn.Sequential(nn.Flatten(), nn.ReLU()), "adapter")
+
+
+def test_full_rank_delta_expresses_any_weight_change():
+    """At full rank B·A can be any matrix: set it to a chosen ΔW and the layer computes (W + ΔW)·x exactly."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    inner = InnerRestorer((2, 4, 4), rank=100, device_type="cpu").build(model)
+    part = inner.network["0"]
+    assert part.a.out_channels == 3  # capped at the full rank min(out, in·k·k)
+    delta = torch.randn(3, 2, 3, 3)
+    with torch.no_grad():  # B·A = ΔW: A = ΔW (3 output channels), B = I
+        part.a.weight.copy_(delta)
+        part.b.weight.copy_(torch.eye(3).reshape(3, 3, 1, 1))
+    x = torch.rand(2, 2, 4, 4)
+    changed = nn.Conv2d(2, 3, 3, padding=1)
+    with torch.no_grad():
+        changed.weight.copy_(model[0].weight + delta)
+        changed.bias.copy_(model[0].bias)
+    with inner.intercept(model):
+        got = model[0](x)
+    torch.testing.assert_close(got, changed(x), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_convolution_gets_a_delta_kernel():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Flatten(), nn.Linear(64, 3))
+    inner = InnerRestorer((4, 4, 4), layers=["0"], rank=2, device_type="cpu").build(model)
+    _perturb(inner)
+    x = torch.rand(2, 4, 4, 4)
+    with inner.intercept(model):
+        out = model(x)
+    assert out.shape == (2, 3) and inner.macs() > 0
+
+
+def test_works_inside_art_and_as_a_plain_module_with_gradients():
+    model = _resnet()
+    clf = make_classifier(model, input_shape=(3, 16, 16))
+    inner = InnerRestorer((3, 16, 16), rank=2, device_type="cpu").build(model)
+    _perturb(inner, 0.02)
+    defended = defend(clf, inner=inner)
+    x = np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)
+    y = defended.predict(x).argmax(1)
+    adv = ProjectedGradientDescent(defended, eps=8 / 255, eps_step=2 / 255, max_iter=2, verbose=False).generate(x)
+    assert np.abs(adv - x).max() <= 8 / 255 + 1e-6 and np.abs(adv - x).max() > 0
+    module = as_module(defended)
+    names = {n for n, _ in module.named_parameters()}
+    assert any("inner_network" in n for n in names)  # .to()/parameters() reach the parts
+    xt = torch.tensor(x, requires_grad=True)
+    loss = nn.functional.cross_entropy(module(xt), torch.as_tensor(y))
+    loss.backward()
+    assert xt.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in inner.network.parameters())  # trainable through the frozen target
+
+
+def test_composes_with_the_feature_restorer_hook():
+    """The FR still hooks the target's own last Linear, not a Linear inside a low-rank delta."""
+    from art_idfr import FeatureRestorer
+
+    torch.manual_seed(0)
+    model = tiny_cnn(channels=1, size=8, hidden=16).eval()
+    clf = make_classifier(model, input_shape=(1, 8, 8))
+    inner = InnerRestorer((1, 8, 8), rank=2, device_type="cpu").build(model)
+    fr = FeatureRestorer(device_type="cpu")
+    fr.build(16)
+    fr.mark_fitted({"algorithm": "test"})
+    defended = defend(clf, restorer=fr, inner=inner)
+    out = defended.predict(np.zeros((2, 1, 8, 8), dtype=np.float32))
+    assert out.shape == (2, 10)
+
+
+def test_save_load_round_trip_and_model_checks(tmp_path):
+    model = _resnet()
+    inner = InnerRestorer((3, 16, 16), kind="adapter", width=0.5, device_type="cpu").build(model)
+    _perturb(inner)
+    inner.mark_fitted({"algorithm": "test"})
+    path = str(tmp_path / "inner.pt")
+    inner.save(path)
+    back = InnerRestorer.load(path)
+    assert back.is_fitted and back.points == inner.points and back.training_info == {"algorithm": "test"}
+    clf = make_classifier(model, input_shape=(3, 16, 16))
+    x = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+    np.testing.assert_array_equal(defend(clf, inner=back).predict(x), defend(clf, inner=inner).predict(x))
+    other = _resnet()
+    with torch.no_grad():
+        other.fc.bias.add_(1.0)  # same architecture, other weights
+    with pytest.raises(ValueError, match="fitted for another model"):
+        attach_inner_restorer(make_classifier(other, input_shape=(3, 16, 16)), back)
+    from art_idfr.experiments.models import CifarResNet
+
+    wider = CifarResNet(3, 10, width=0.25)
+    with pytest.raises(ValueError, match="built for another model"):
+        InnerRestorer((3, 16, 16), rank=2, device_type="cpu").build(_resnet()).check_model(wider)
+
+
+def test_bad_input_gets_clear_errors(tmp_path):
+    model = _resnet()
+    with pytest.raises(ValueError, match="no module named"):
+        InnerRestorer((3, 16, 16), layers=["layer9"], device_type="cpu").build(model)
+    with pytest.raises(ValueError, match="nn.Conv2d or nn.Linear"):
+        InnerRestorer((3, 16, 16), layers=["layer1"], device_type="cpu").build(model)
+    with pytest.raises(ValueError, match="kind must be"):
+        InnerRestorer((3, 16, 16), kind="prompt")
+    with pytest.raises(ValueError, match="rank must be"):
+        InnerRestorer((3, 16, 16), rank=0)
+    with pytest.raises(ValueError, match="not built"):
+        attach_inner_restorer(make_classifier(model, input_shape=(3, 16, 16)),
+                              InnerRestorer((3, 16, 16), device_type="cpu"))
+    with pytest.raises(ValueError, match="not run by the model"):
+        InnerRestorer((3, 16, 16), layers=["maxpool"], kind="adapter", device_type="cpu").build(_Branchy())
+    bogus = tmp_path / "x.pt"
+    torch.save({"format": "something else"}, bogus)
+    with pytest.raises(ValueError, match="not an art-idfr checkpoint"):
+        InnerRestorer.load(str(bogus))
+
+
+class _Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.maxpool, self.fc = nn.Conv2d(3, 2, 1), nn.MaxPool2d(2), nn.Linear(2 * 16 * 16, 2)
+
+    def forward(self, x):
+        return self.fc(self.used(x).flatten(1))
