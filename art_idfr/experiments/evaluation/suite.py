@@ -23,18 +23,21 @@ all-gathered in order, so every rank holds the single-process records (exactly f
 PGD, within tolerance for Square and AutoAttack: see :mod:`~art_idfr.experiments.evaluation.sharding`); only rank 0
 reads and writes the resume checkpoint.
 The record keys and display names live in :mod:`~art_idfr.experiments.evaluation.labels`, the result class in
-:mod:`~art_idfr.experiments.evaluation.result` (both re-exported here).
+:mod:`~art_idfr.experiments.evaluation.result` (both re-exported here), the sanity checks in
+:mod:`~art_idfr.experiments.evaluation.sanity` (:func:`compare_whitebox` re-exported here), and the methods that
+checkpoint threat models and reuse attack cells in :mod:`~art_idfr.experiments.evaluation.reuse`.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import logging
 import os
 import platform
 import shlex
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,6 +52,8 @@ from art_idfr.experiments.evaluation.pipeline import PreparedData, seeded
 from art_idfr.experiments.evaluation import sharding
 from art_idfr.experiments.evaluation.seeds import cell_seed as _cell_seed
 from art_idfr.experiments.evaluation.result import EvaluationResult
+from art_idfr.experiments.evaluation.reuse import ReuseMixin, _version
+from art_idfr.experiments.evaluation.sanity import _sanity_checks, compare_whitebox
 
 logger = logging.getLogger(__name__)
 
@@ -92,24 +97,10 @@ def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def evaluate(
-    config: EvalConfig,
-    data: PreparedData,
-    target_model: nn.Module,
-    surrogate_model: Optional[nn.Module] = None,
-    denoiser=None,
-    restorer=None,
-    fast_at_model: Optional[nn.Module] = None,
-    model_info: Optional[Dict[str, Any]] = None,
-    command: Optional[str] = None,
-    verbose: bool = True,
-    checkpoint_dir: Optional[str] = None,
-    adaptive_denoiser=None,
-    adaptive_restorer=None,
-    reuse_cells: bool = True,
-) -> EvaluationResult:
+def evaluate(*args: Any, **kwargs: Any) -> EvaluationResult:
     """
-    Run the evaluation suite (builds an :class:`Evaluation` and runs it).
+    Run the evaluation suite (builds an :class:`Evaluation` and runs it); the parameters are those of
+    :class:`Evaluation`, whose signature this function carries:
 
     :param config: The run's configuration (resolved here for the data's channel count).
     :param data: :func:`~art_idfr.experiments.evaluation.pipeline.prepare_data` output; the test split is evaluated.
@@ -132,18 +123,16 @@ def evaluate(
     :param reuse_cells: ``False``: measure every cell again (still storing them).
     :return: The :class:`EvaluationResult`.
     """
-    return Evaluation(config, data, target_model, surrogate_model, denoiser=denoiser, restorer=restorer,
-                      fast_at_model=fast_at_model, model_info=model_info, command=command, verbose=verbose,
-                      checkpoint_dir=checkpoint_dir, adaptive_denoiser=adaptive_denoiser,
-                      adaptive_restorer=adaptive_restorer, reuse_cells=reuse_cells).run()
+    return Evaluation(*args, **kwargs).run()
 
 
-class Evaluation:
+class Evaluation(ReuseMixin):
     """
     One run of the evaluation suite (see :func:`evaluate` for the parameters).
 
     Holds what every threat model shares: the evaluation images and their white-box / query subsets, the defended
-    classifiers, the records and per-image hits found so far, the timings and the resume checkpoint. :meth:`run`
+    classifiers, the records and per-image hits found so far, the timings and the resume checkpoint (its methods,
+    and the cell cache's, come from :class:`~art_idfr.experiments.evaluation.reuse.ReuseMixin`). :meth:`run`
     measures the clean accuracy, then runs one method per threat model (:meth:`black_box`, :meth:`gray_box`,
     :meth:`white_box`, :meth:`query`; each a no-op unless configured) and the sanity checks, always in that order.
     """
@@ -218,66 +207,6 @@ class Evaluation:
         self.images = {"black-box": np.arange(len(self.y_eval)), "gray-box": np.arange(len(self.y_eval)),
                        "white-box": self.wb_idx, "query": self.q_idx}
 
-    def _open_checkpoint(self):
-        """The :class:`~art_idfr.experiments.evaluation.resume.EvalCheckpoint` of this run's fingerprint."""
-        import art
-
-        from art_idfr.experiments.evaluation.resume import EvalCheckpoint, evaluation_fingerprint
-
-        fingerprint = evaluation_fingerprint(
-            self.cfg.to_dict(), self.device_text,
-            {"x_eval": self.x_eval, "y_eval": self.y_eval, "wb_idx": self.wb_idx, "q_idx": self.q_idx},
-            dict(self.models),
-            {"torch": torch.__version__, "art": art.__version__, "art_idfr": _version(), **sharding.processes()})
-        return EvalCheckpoint(self.checkpoint_dir, fingerprint)
-
-    def _open_cell_cache(self, reuse: bool) -> None:
-        """The :class:`~art_idfr.experiments.evaluation.cells.CellCache` in ``checkpoint_dir/eval_cells`` (rank 0)."""
-        import art
-
-        from art_idfr.experiments.evaluation import cells
-
-        self.reuse_cells = bool(reuse) and self.checkpoint_dir is not None  # the same on every rank
-        self.reused_cells: Dict[str, int] = {}
-        self._fingerprints: Dict[str, Optional[str]] = {}
-        self.cells = None
-        if self.checkpoint_dir is None:  # no output folder: nothing stored, nothing reused
-            return
-        self.image_digests = {tm: cells.images_digest(self.x_eval[idx], self.y_eval[idx])
-                              for tm, idx in self.images.items() if tm in ("white-box", "query")}
-        if sharding.is_main_process():
-            context = cells.run_context(self.cfg.to_dict(), self.data.dataset.name, self.device_text, {
-                "torch": torch.__version__, "art": art.__version__, "art_idfr": _version(),
-                "numpy": np.__version__, **sharding.processes()})
-            self.cells = cells.CellCache(os.path.join(self.checkpoint_dir, cells.FOLDER), context)
-
-    def measure_cell(self, dc: DefendedClassifier, cell: Dict[str, Any], images: str,
-                     compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """
-        Per-image hits of one attack cell on ``dc``: ``cell`` names it (``kind``: threat model or ``masking``,
-        attack, eps, seed, settings), ``images`` is the threat model whose images it attacks. Taken from the cell
-        cache when an earlier run measured exactly this cell, else ``compute()``-d (on every rank) and stored.
-        """
-        from art_idfr.experiments.evaluation.cells import defence_fingerprint
-
-        if self.checkpoint_dir is None:
-            return compute()
-        if dc.key not in self._fingerprints:
-            self._fingerprints[dc.key] = defence_fingerprint(dc)
-        if self._fingerprints[dc.key] is None:
-            return compute()
-        full = {**cell, "defence": self._fingerprints[dc.key], "images": self.image_digests[images]}
-        if self.reuse_cells:
-            n = len(self.images[images])
-            found = sharding.from_main(self.cells.get(full, n) if self.cells is not None else None)
-            if found is not None:
-                self.reused_cells[cell["kind"]] = self.reused_cells.get(cell["kind"], 0) + 1
-                return found
-        hits = compute()
-        if self.cells is not None:
-            self.cells.put(full, hits, f"{cell['kind']}: {dc.label}, {cell['attack']} {eps_label(cell['eps'])}")
-        return hits
-
     def metadata(self) -> Dict[str, Any]:
         """The run's metadata (timings and resumed threat models as far as known now)."""
         import art
@@ -318,37 +247,6 @@ class Evaluation:
                if self.resumed else {}),
             **({"reused_cells": dict(self.reused_cells)} if self.reused_cells else {}),
         }
-
-    # ---- checkpointing -----------------------------------------------------------------------------------------------
-
-    def _resume(self, tm: str) -> bool:
-        """Take ``tm`` from the checkpoint if an earlier run finished it."""
-        found = self.ckpt.restore(tm) if self.ckpt is not None and self.ckpt.has(tm) else None
-        found = sharding.from_main(found)  # distributed: rank 0's checkpoint decides for every rank
-        if found is None:
-            return False
-        recs, outcomes, seconds, when = found
-        self.records.extend(recs)
-        self.per_sample.update(outcomes)
-        self.timings[tm] = seconds
-        self.resumed[tm] = when
-        self.finished.append(tm)
-        logger.info("%s: taken from the evaluation checkpoint (finished %s)", tm, when)
-        return True
-
-    def _done(self, tm: str, seconds: float) -> None:
-        """``tm`` is finished: checkpoint it and rewrite the partial reports."""
-        self.timings[tm] = seconds
-        self.finished.append(tm)
-        if self.ckpt is None:
-            return
-        self.ckpt.save(tm, self.records, self.per_sample, seconds)
-        from art_idfr.experiments.evaluation.reports import write_partial_reports
-
-        partial = EvaluationResult([r for r in self.records if r["threat_model"] in self.finished],
-                                   {**self.metadata(), "partial": True, "finished_threat_models": list(self.finished)},
-                                   {"passed": None, "checks": {}}, self.cfg)
-        write_partial_reports(partial, self.checkpoint_dir)
 
     # ---- one cell ----------------------------------------------------------------------------------------------------
 
@@ -559,147 +457,5 @@ class Evaluation:
         return result
 
 
-def _version() -> str:
-    try:
-        from art_idfr import __version__
-
-        return __version__
-    except Exception:  # pragma: no cover
-        return "unknown"
-
-
-def _sign_test_p(wins: int, losses: int) -> float:
-    """One-sided exact sign (McNemar) test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2) (SciPy's binomtest)."""
-    from scipy.stats import binomtest
-
-    return 1.0 if wins + losses == 0 else float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
-
-
-def compare_whitebox(per_sample, wb_idx, other: str, defences: Dict[str, Tuple[str, str]], failing: bool = True,
-                     alpha: float = 0.05) -> Tuple[Dict[str, Any], List[str]]:
-    """
-    Sanity check 3: for every defence / attack / eps, is the adaptive white-box accuracy above the ``other`` threat
-    model's accuracy on the same images? Every such cell is listed as a violation. Because both are measured on the
-    same images, each violation also gets a paired one-sided sign test on the images where the two disagree
-    (``wins``: right under white-box, wrong under ``other``; ``losses``: the reverse); a violation with p < ``alpha``
-    is ``significant``. Status: PASS (no violation), WARN (violations, none significant, or ``failing=False``),
-    FAIL (``failing`` and at least one significant violation).
-
-    ``per_sample`` maps ``(threat_model, defence_key, attack, eps)`` to a boolean hit vector (white-box vectors are
-    over the white-box images; the others over all evaluation images, indexed by ``wb_idx``); ``defences`` maps
-    each defence key to its ``(label, gradient description)``. Returns the check's record and the warning lines,
-    in ``defences``' order, then attack, then eps (the same for a run resumed from its checkpoint).
-    """
-    comparisons, violations, warnings = [], [], []
-    order = {key: i for i, key in enumerate(defences)}
-    cells = [(cell[1:], hits) for cell, hits in per_sample.items() if cell[0] == "white-box"]
-    for (key, attack, eps), hits in sorted(cells, key=lambda c: (order[c[0][0]], c[0][1], c[0][2])):
-        ref = per_sample.get((other, key, attack, eps))
-        if attack == "clean" or ref is None:
-            continue
-        hits, ref = np.asarray(hits, dtype=bool), np.asarray(ref, dtype=bool)[wb_idx]
-        a_wb, a_ref = float(hits.mean()), float(ref.mean())
-        label, gradient = defences[key]
-        wins, losses = int((hits & ~ref).sum()), int((~hits & ref).sum())
-        p = _sign_test_p(wins, losses)
-        item = {"defence": label, "defence_key": key, "attack": attack, "eps": eps, "eps_label": eps_label(eps),
-                "versus": other, "white_box_accuracy": a_wb, "other_accuracy": a_ref, "n": int(len(hits)),
-                "gradient": gradient, "wins": wins, "losses": losses, "p_value": p, "significant": p < alpha}
-        comparisons.append(item)
-        if a_wb > a_ref:
-            violations.append(item)
-            warnings.append(
-                f"sanity flag: white-box {ATTACK_LABELS[attack]} {eps_label(eps)} on {label} leaves "
-                f"{100 * a_wb:.1f}% > {other} {100 * a_ref:.1f}% on the same {len(hits)} images "
-                f"({wins} vs {losses} images the two disagree on, one-sided sign test p = {p:.2g}"
-                f"{'' if p < alpha else ', within sampling noise'}; gradient: {gradient}): the adaptive attack is "
-                "weaker than a transfer attack.")
-    n_significant = sum(v["significant"] for v in violations)
-    status = ("SKIPPED" if not comparisons else "PASS" if not violations
-              else "FAIL" if failing and n_significant else "WARN")
-    check = {
-        "description": f"for every defence/attack/eps, the adaptive white-box accuracy must not exceed the {other} "
-                       "accuracy on the same images; each violation is flagged, and it fails where a paired "
-                       f"one-sided sign test puts the excess beyond sampling noise (p < {alpha:g})"
-                       + ("" if failing else " (informational: WARN, not FAIL)"),
-        "status": status,
-        "alpha": alpha,
-        "n_comparisons": len(comparisons),
-        "n_violations": len(violations),
-        "n_significant": n_significant,
-        "violations": violations,
-    }
-    return check, warnings
-
-
-def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sample, verbose) -> Dict[str, Any]:
-    """
-    The three checks run with every evaluation. Returns ``{"passed", "checks", "warnings"}``; each check has a
-    ``status`` (PASS / FAIL / SKIPPED), a description and its numbers.
-    """
-    warnings: List[str] = []
-    x_wb, oh_wb = x_eval[wb_idx], onehot[wb_idx]
-    checks: Dict[str, Any] = {
-        "undefended_whitebox_large_eps": _check_large_eps(cfg, target, x_wb, y_eval[wb_idx], oh_wb, warnings),
-        "defended_gradient": _check_gradients(defended, x_wb, oh_wb, warnings),
-    }
-    # 3. white-box accuracy must not exceed the black-box accuracy on the same images (each violation flagged;
-    #    FAIL only where the excess is beyond sampling noise, by a paired sign test on the images the two disagree
-    #    on); the same comparison against gray-box is reported as warnings only (single-step FGSM is not monotone)
-    labels = {k: (d.label, d.gradient) for k, d in defended.items()}
-    for other, name, failing in (("black-box", "whitebox_not_above_blackbox", True),
-                                 ("gray-box", "whitebox_not_above_graybox", False)):
-        checks[name], flags = compare_whitebox(per_sample, wb_idx, other, labels, failing=failing)
-        warnings.extend(flags)
-    return {"passed": all(c["status"] != "FAIL" for c in checks.values()), "checks": checks, "warnings": warnings}
-
-
-def _check_large_eps(cfg, target, x_wb, y_wb, oh_wb, warnings: List[str]) -> Dict[str, Any]:
-    """Check 1: undefended white-box BIM at a very large eps must drive the accuracy to ~0."""
-    from art_idfr.experiments.attacks import make_attack
-
-    iters = max(cfg.attack_iter, 20)
-    step = max(cfg.eps_step, cfg.sanity_eps / 8)
-    seed = _cell_seed(cfg.seed, "sanity", "bim", cfg.sanity_eps)
-    atk = make_attack("bim", target, cfg.sanity_eps, max_iter=iters, eps_step=step, batch_size=cfg.attack_batch_size,
-                      seed=seed, verbose=False)
-    part = sharding.shard(len(y_wb))  # distributed: this rank's images (BIM is deterministic), hits gathered
-    with seeded(seed):
-        x_adv = sharding.generate(atk, x_wb[part], oh_wb[part])
-    acc = float(sharding.gather_hits(sharding.predicted_hits(target, x_adv, y_wb[part], cfg.attack_batch_size)).mean())
-    ok = acc < 0.05
-    if not ok:
-        warnings.append(f"sanity check failed: undefended white-box BIM eps={cfg.sanity_eps:g} leaves "
-                        f"{100 * acc:.1f}% accuracy (expected < 5%).")
-    return {
-        "description": f"white-box BIM at eps={eps_label(cfg.sanity_eps)} ({iters} steps of {step:.4g}) on the "
-                       "undefended target must reach accuracy < 5% (otherwise the attack or the gradients are broken)",
-        "attack": "bim", "eps": cfg.sanity_eps, "n": int(len(y_wb)), "accuracy": acc, "threshold": 0.05,
-        "status": "PASS" if ok else "FAIL",
-    }
-
-
-def _check_gradients(defended, x_wb, oh_wb, warnings: List[str]) -> Dict[str, Any]:
-    """Check 2: the loss gradient through each defended ID / ID+FR classifier must be finite and non-zero."""
-    grads: Dict[str, Any] = {}
-    for key in ("idfr", "id", "idfr_adaptive"):
-        if key not in defended:
-            continue
-        n = min(16, len(x_wb))
-        g = defended[key].classifier.loss_gradient(x_wb[:n], oh_wb[:n])
-        finite = bool(np.isfinite(g).all())
-        nonzero = float((np.abs(g).reshape(n, -1).max(axis=1) > 0).mean()) if finite else 0.0
-        grads[key] = {"n": n, "finite": finite, "fraction_nonzero_samples": nonzero,
-                      "mean_abs": float(np.abs(g).mean()) if finite else None,
-                      "max_abs": float(np.abs(g).max()) if finite else None,
-                      "status": "PASS" if finite and nonzero == 1.0 else "FAIL"}
-        if grads[key]["status"] == "FAIL":
-            warnings.append(f"sanity check failed: loss gradient through {defended[key].label} is "
-                            f"{'not finite' if not finite else 'zero for some samples'}.")
-    return {
-        "description": "loss_gradient of the defended ID+FR (and ID) classifier on white-box images: finite and "
-                       "non-zero for every sample (no gradient masking by construction)",
-        "status": ("SKIPPED" if not grads else "PASS" if all(v["status"] == "PASS" for v in grads.values())
-                   else "FAIL"),
-        "per_defence": grads,
-    }
+#: ``evaluate`` takes what ``Evaluation`` takes: one signature, written once (on ``Evaluation.__init__``)
+evaluate.__signature__ = inspect.signature(Evaluation).replace(return_annotation="EvaluationResult")

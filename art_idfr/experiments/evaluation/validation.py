@@ -3,7 +3,7 @@ The checks :meth:`EvalConfig.validate <art_idfr.experiments.evaluation.config.Ev
 sub-configs and across them (model names and widths, weights files, extra AE sources, training and ID / FR knobs),
 and the small normalising helpers it shares with them (comma lists to tuples, duplicates dropped, positive ints).
 Each raises ``ValueError`` naming the field and, where there is a list, the valid values. (``cfg`` is the
-``EvalConfig`` being validated, annotated ``Any``: importing ``EvalConfig`` here would make an import cycle.)
+``EvalConfig`` being validated, named in a string annotation and not imported: that would be an import cycle.)
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _model_name(value: Any, what: str) -> str:
     return str(value).lower()
 
 
-def _check_model_widths(cfg: Any) -> None:
+def _check_model_widths(cfg: "EvalConfig") -> None:
     for name in ("width", "id_width", "id_lr", "fr_lr"):
         if not float(getattr(cfg, name)) > 0:
             raise ValueError(f"`{name}` must be positive, got {getattr(cfg, name)!r}.")
@@ -42,7 +42,7 @@ def _check_model_widths(cfg: Any) -> None:
             )
 
 
-def _check_weights(cfg: Any) -> None:
+def _check_weights(cfg: "EvalConfig") -> None:
     """Target / surrogate epochs (0 = the weights file as it is, no training) and their weights files."""
     import os
 
@@ -58,7 +58,7 @@ def _check_weights(cfg: Any) -> None:
                              f"({flag} PATH), or train it for at least one epoch.")
 
 
-def _check_sources(cfg: Any) -> None:
+def _check_sources(cfg: "EvalConfig") -> None:
     """Widths (one for all or one per model, normalised to a tuple) and seeds of the extra AE sources."""
     src = cfg.idfr_source
     if src.width is not None:
