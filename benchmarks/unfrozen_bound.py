@@ -6,6 +6,13 @@ IDFR); never the test split.
 
     python benchmarks/unfrozen_bound.py fashion_mnist --nb-epochs 3                 # vs t6_b16_12k_ep3_frjoint_b20
     python benchmarks/unfrozen_bound.py cifar10 --eps 8/255 --learning-rate 1e-3 --adversarial-weight 0
+    python benchmarks/unfrozen_bound.py cifar10 --adversarial-weight 0 --eps-warmup 0.3 --trained lora --rank 4
+
+``--trained target`` (default) trains every weight of the target (the bound); ``--trained lora|adapter`` keeps the
+target's tensors and BatchNorm statistics frozen and trains only an :class:`art_idfr.InnerRestorer` of that kind
+inside it (rank ``--rank`` / width ``--width``, default places), with the same recipe, images and steps: the
+curve of robustness against added parameters whose end is the bound (issue 41). ``--bf16``: the PGD and the update
+under bfloat16 autocast.
 
 Per batch, with f the target being trained and f0 a frozen copy of it at the start (the adaptive trainer's
 ``trades_reference="target"``): x' = PGD-``max_iter`` with a uniform random start in the ε-ball (step ``eps_step``,
@@ -53,6 +60,46 @@ def pgd(model, x, y, eps, steps, step, generator):
     return x_adv.detach()
 
 
+def autocast(a):
+    """bfloat16 autocast on the CPU with ``--bf16``, else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(getattr(a, "bf16", False)))
+
+
+class FrozenTargetWithInner(torch.nn.Module):
+    """The frozen target with an InnerRestorer's parts in it; ``train()`` reaches the parts only (BN stays eval)."""
+
+    def __init__(self, model, inner):
+        super().__init__()
+        from art_idfr.defended import InnerRestoredModel
+
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.wrapped = InnerRestoredModel(model.eval(), inner)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.wrapped.model.eval()
+        return self
+
+    def forward(self, x):
+        return self.wrapped(x)
+
+
+def trainable(model, a):
+    """What ``--trained`` trains: the target itself, or an InnerRestorer inside the frozen target."""
+    if a.trained == "target":
+        return model, {"trained_parameters": sum(p.numel() for p in model.parameters())}
+    from art_idfr import InnerRestorer
+
+    inner = InnerRestorer(tuple(a.input_shape), kind=a.trained, rank=a.rank, width=a.width,
+                          device_type="cpu").build(model)
+    n_target = sum(p.numel() for p in model.parameters())
+    return FrozenTargetWithInner(model, inner), {
+        "trained_parameters": inner.num_parameters(), "target_parameters": n_target,
+        "added_fraction": round(inner.num_parameters() / n_target, 4), "added_macs": inner.macs(),
+        "inner": inner.get_config()}
+
+
 def trades(adv, clean, y, p0, a):
     """The adaptive trainer's terms on the AEs: w_adv · CE(f(x'), y) + β · KL(f0(x) ‖ f(x'))."""
     return (a.adversarial_weight * F.cross_entropy(adv, y)
@@ -79,7 +126,7 @@ def train(model, x, y, a, log):
     for p in reference.parameters():
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(a.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=a.learning_rate)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=a.learning_rate)
     nb = math.ceil(len(x) / a.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.learning_rate, total_steps=a.nb_epochs * nb,
                                                 pct_start=0.15)
@@ -93,12 +140,14 @@ def train(model, x, y, a, log):
             progress = (epoch + i / nb) / a.nb_epochs
             eps = a.eps if progress >= a.eps_warmup else a.eps * max(progress / a.eps_warmup, 1e-3)
             model.eval()
-            x_adv = pgd(model, xb, yb, eps, a.max_iter, step_frac * eps, gen)
+            with autocast(a):
+                x_adv = pgd(model, xb, yb, eps, a.max_iter, step_frac * eps, gen)
             model.train()
-            logits = model(torch.cat([x_adv, xb]))
+            with autocast(a):
+                logits = model(torch.cat([x_adv, xb])).float()
             adv, clean = logits[: len(xb)], logits[len(xb) :]
-            with torch.no_grad():
-                p0 = F.softmax(reference(xb), dim=1)
+            with torch.no_grad(), autocast(a):
+                p0 = F.softmax(reference(xb).float(), dim=1)
             terms = mart if a.loss == "mart" else trades
             loss = a.clean_weight * F.cross_entropy(clean, yb) + terms(adv, clean, yb, p0, a)
             opt.zero_grad(set_to_none=True)
@@ -137,7 +186,8 @@ def fashion_mnist(a):
 
     cfg, data, target_model, sur_model = ta.setup(a.threads)
     idx = stratified_subset_indices(data.y_train, a.fit_n, seed=1)  # tune_adaptive.fit_adaptive's subset
-    model = copy.deepcopy(target_model)
+    a.input_shape = data.input_shape
+    model, sizes = trainable(copy.deepcopy(target_model).eval(), a)
     x_v, y_v = data.x_val[:300], data.y_val[:300]
     t0 = time.perf_counter()
     history = train(model, data.x_train[idx], data.y_train[idx], a, lambda m: validation_pgd20(m, x_v, y_v, a.eps))
@@ -150,7 +200,7 @@ def fashion_mnist(a):
           for n, e in ta.BB}  # the screens' cached black-box AEs
     clf = wrap_model(model, data.input_shape, data.num_classes, "cpu")
     res = ta.measure({"target fine-tuned (unfrozen)": clf}, x_m, y_m, bb, square_iter=0)
-    return "tune.jsonl", {"dataset": cfg.dataset, "val_n": len(y_m), **res}, history, seconds
+    return "tune.jsonl", {"dataset": cfg.dataset, "val_n": len(y_m), **sizes, **res}, history, seconds
 
 
 def cifar10(a):
@@ -160,13 +210,14 @@ def cifar10(a):
 
     _, cfg, data, model, _, _ = cached_setup("cifar10_adaptive", ["--threads", str(a.threads)])
     idx = stratified_subset_indices(data.y_train, a.fit_n, seed=cfg.seed + 1)  # pipeline.fit_adaptive's subset
-    model = copy.deepcopy(model)
+    a.input_shape = data.input_shape
+    model, sizes = trainable(copy.deepcopy(model).eval(), a)
     x_v, y_v = data.x_val[:500], data.y_val[:500]
     start = validation_pgd20(model.eval(), x_v, y_v, a.eps)
     print(json.dumps({"epoch": 0, **start}), flush=True)
     t0 = time.perf_counter()
     history = train(model, data.x_train[idx], data.y_train[idx], a, lambda m: validation_pgd20(m, x_v, y_v, a.eps))
-    return "cifar10_adaptive.jsonl", {"dataset": cfg.dataset,
+    return "cifar10_adaptive.jsonl", {"dataset": cfg.dataset, **sizes,
                                       "validation": "images 0-499 of the benchmark's validation split"}, \
         [{"epoch": 0, **start}, *history], time.perf_counter() - t0
 
@@ -193,17 +244,25 @@ def main() -> int:
     p.add_argument("--fit-n", type=int, default=12000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--trained", choices=("target", "lora", "adapter"), default="target",
+                   help="what trains: the target itself (the bound) or an InnerRestorer in the frozen target")
+    p.add_argument("--rank", type=int, default=4, help="--trained lora: rank of every delta")
+    p.add_argument("--width", type=float, default=0.25, help="--trained adapter: bottleneck width (fraction)")
+    p.add_argument("--bf16", action="store_true", help="PGD and update under bfloat16 autocast")
     a = p.parse_args()
     a.eps = a.eps if a.eps is not None else (16 / 255 if a.setting == "fashion_mnist" else 8 / 255)
     limit_threads(a.threads)
     torch.manual_seed(a.seed)
     jsonl, measured, history, seconds = (fashion_mnist if a.setting == "fashion_mnist" else cifar10)(a)
-    name = a.name or (f"unfrozen_{a.setting}_eps{round(a.eps * 255)}_b{a.batch_size}_lr{a.learning_rate:g}"
+    kind = "" if a.trained == "target" else (f"_lora{a.rank}" if a.trained == "lora" else f"_adapter{a.width:g}")
+    name = a.name or (f"{'unfrozen' if a.trained == 'target' else 'inner'}{kind}_{a.setting}_eps{round(a.eps * 255)}_b{a.batch_size}_lr{a.learning_rate:g}"
                       f"_adv{a.adversarial_weight:g}_{a.fit_n // 1000}k_ep{a.nb_epochs}"
                       + ("" if a.loss == "trades" else f"_{a.loss}")
-                      + ("" if a.clean_weight == 1 else f"_clean{a.clean_weight:g}"))
-    settings = {k: v for k, v in vars(a).items() if k not in ("setting", "name", "threads")}
-    row = {"name": name, "trained": "the target itself (no ID, no FR): the frozen-target bound diagnostic",
+                      + ("" if a.clean_weight == 1 else f"_clean{a.clean_weight:g}") + ("_bf16" if a.bf16 else ""))
+    settings = {k: v for k, v in vars(a).items() if k not in ("setting", "name", "threads", "input_shape")}
+    what = ("the target itself (no ID, no FR): the frozen-target bound diagnostic" if a.trained == "target" else
+            f"an InnerRestorer ({a.trained}) inside the frozen target, nothing else (issue 41's curve)")
+    row = {"name": name, "trained": what,
            "settings": settings, **measured, "history": history, "fit_seconds": round(seconds, 1),
            "seed": a.seed, "torch": torch.__version__,
            "device": f"cpu, {a.threads} thread(s), {os.cpu_count()} cores, {platform.machine()}",
