@@ -19,6 +19,7 @@ from torch import nn
 from art_idfr import checkpoint
 from art_idfr._names import AUGMENTATIONS, ID_ARCHITECTURES, ID_LOSSES, RESIDUAL_HEADS
 from art_idfr._utils import check_device_type, check_image_batch
+from art_idfr.training import algorithm1
 from art_idfr.training.common import gaussian_enhance, warn_unused_kwargs
 from art_idfr.unet import TABLE6_CHANNELS, UNetDenoiser, make_unet  # noqa: F401  (re-exported)
 
@@ -343,10 +344,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
             their AEs of ``x_val`` (``val_adv_acc``); the epoch with the best mean of the two (``val_score``) is kept.
             A third element, a list of arrays of precomputed AEs of ``x_val``, is used as well.
         """
-        from art_idfr.training.algorithm1 import fit_denoiser
-
         warn_unused_kwargs(kwargs, "IDFRDenoiser.fit")
-        fit_denoiser(self, x, y, classifier, attacks, nb_epochs, batch_size, x_adv, y_adv, validation_data)
+        algorithm1.fit_denoiser(self, x, y, classifier, attacks, nb_epochs, batch_size, x_adv, y_adv, validation_data)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str) -> None:

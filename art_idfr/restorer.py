@@ -19,6 +19,7 @@ from torch import nn
 from art_idfr import checkpoint
 from art_idfr._utils import check_device_type, check_finite, resolve_device
 from art_idfr.denoiser import IDFRDenoiser
+from art_idfr.training import algorithm2
 from art_idfr.training.common import warn_unused_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -272,14 +273,12 @@ class FeatureRestorer:
             each epoch; the weights of the epoch with the best mean of the two (``val_score``) are kept. A third
             element, a list of arrays of precomputed AEs of ``x_val``, is used as well.
         """
-        from art_idfr.training.algorithm2 import fit_restorer
-
         warn_unused_kwargs(kwargs, "FeatureRestorer.fit")
         if denoiser is not None and not isinstance(denoiser, IDFRDenoiser):
             raise TypeError(f"denoiser must be an IDFRDenoiser, got {type(denoiser).__name__}.")
         self.layer = layer if layer is not None else self.layer
-        fit_restorer(self, x, y, classifier, denoiser, attacks, nb_epochs, batch_size, x_adv, y_adv, gaussian_copies,
-                     validation_data)
+        algorithm2.fit_restorer(self, x, y, classifier, denoiser, attacks, nb_epochs, batch_size, x_adv, y_adv,
+                                gaussian_copies, validation_data)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str) -> None:

@@ -4,6 +4,8 @@ and their Gaussian-enhanced copies, minimising Eq. 3 (cross-entropy of the froze
 
 Entry: :func:`fit_denoiser` (what ``IDFRDenoiser.fit`` runs). The options beyond the paper (feature loss, clean
 weight, identity term, augmentation, AE regeneration, best-epoch choice on validation data) are labelled where used.
+This module never imports :mod:`art_idfr.denoiser` (which imports it): it works on the ``IDFRDenoiser`` passed in,
+through its attributes and methods (``check_input``, ``denoise_nchw``, ``gaussian_enhance``, ``mark_fitted``, ...).
 
 | Paper: "Adversarial Defense via Input Denoising and Feature Restoring" (IDFR), Sec. 3.2, Algorithm 1, Eq. 3.
 """
@@ -26,8 +28,6 @@ from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 if TYPE_CHECKING:  # pragma: no cover
     from art.attacks.attack import EvasionAttack
     from art.estimators.classification import PyTorchClassifier
-
-    from art_idfr.denoiser import IDFRDenoiser
 
 logger = logging.getLogger(__name__)
 

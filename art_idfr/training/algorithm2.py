@@ -2,7 +2,9 @@
 Algorithm 2 of the paper: train the hidden lossy feature restorer (FR) on convex combinations (Eq. 4) of penultimate
 embeddings of correctly and wrongly classified denoised samples of the same label, minimising Eq. 6.
 
-Entry: :func:`fit_restorer` (what ``FeatureRestorer.fit`` runs).
+Entry: :func:`fit_restorer` (what ``FeatureRestorer.fit`` runs). This module never imports :mod:`art_idfr.restorer`
+(which imports it) nor :mod:`art_idfr.denoiser`: it works on the ``FeatureRestorer`` and ``IDFRDenoiser`` passed in,
+through their attributes and methods (``build``, ``mark_fitted``, ``denoise``, ``gaussian_enhance``, ...).
 
 | Paper: "Adversarial Defense via Input Denoising and Feature Restoring" (IDFR), Sec. 3.3, Algorithm 2, Eq. 4-6.
 """
@@ -32,9 +34,6 @@ from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 if TYPE_CHECKING:  # pragma: no cover
     from art.attacks.attack import EvasionAttack
     from art.estimators.classification import PyTorchClassifier
-
-    from art_idfr.denoiser import IDFRDenoiser
-    from art_idfr.restorer import FeatureRestorer
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,10 @@
 Report writers of the evaluation suite: JSON (metadata + config + sanity checks + one record per defence x threat
 model x attack x eps), CSV (one row per record), Markdown (the paper's table layout, one table per threat model)
 and a PNG plot of accuracy vs eps (one panel per threat model and attack, one line per defence).
+
+The writers take any object with an ``EvaluationResult``'s fields (``records``, ``metadata``, ``sanity_checks``,
+``to_dict()``); this module never imports :mod:`~art_idfr.experiments.evaluation.result`, which imports it
+(``EvaluationResult.markdown`` and ``.write`` call the writers here).
 """
 from __future__ import annotations
 
@@ -9,14 +13,11 @@ import csv
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from art_idfr.experiments.evaluation.config import THREAT_MODELS, eps_label
 from art_idfr.experiments.evaluation.labels import ATTACK_LABELS, RECORD_FIELDS, THREAT_DESCRIPTIONS
 from art_idfr._utils import json_clean
-
-if TYPE_CHECKING:  # pragma: no cover
-    from art_idfr.experiments.evaluation.result import EvaluationResult
 
 __all__ = [
     "write_reports",

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
+from art_idfr.experiments.evaluation import reports
 from art_idfr.experiments.evaluation.config import EvalConfig
 
 __all__ = ["EvaluationResult"]
@@ -33,15 +34,11 @@ class EvaluationResult:
 
     def markdown(self) -> str:
         """Markdown tables in the paper's layout, one per threat model, and the sanity checks."""
-        from art_idfr.experiments.evaluation.reports import markdown_report
-
-        return markdown_report(self)
+        return reports.markdown_report(self)
 
     def write(self, out_dir: str) -> Dict[str, str]:
         """Write ``results.json``, ``results.csv``, ``results.md`` and ``accuracy_vs_eps.png``; return the paths."""
-        from art_idfr.experiments.evaluation.reports import write_reports
-
-        return write_reports(self, out_dir)
+        return reports.write_reports(self, out_dir)
 
     def accuracy(self, threat_model: str, defence: str, attack: str = "clean", eps: float = 0.0) -> float:
         """Look up one accuracy (``defence`` by key or label; ``eps`` compared to 1e-9)."""
