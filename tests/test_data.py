@@ -204,7 +204,7 @@ def test_imagefolder_image_size_is_torchvisions_resize_and_center_crop(tmp_path)
 def test_imagefolder_image_size_draws_subsets_before_decoding(tmp_path, monkeypatch):
     """With image_size the stratified subsets are drawn from the file list (the same draw as on decoded arrays) and
     only the kept images are decoded, from a directory or a tarball; the cache is keyed by size and subset."""
-    import art_idfr.experiments.data as data
+    import art_idfr.experiments.data.folders as data  # where the ImageFolder helpers live
 
     _write_sized_tree(tmp_path / "tree", np.random.default_rng(8), [(24, 30)] * 10, held="test", n_test=4)
     with tarfile.open(tmp_path / "tree.tar", "w") as tf:
@@ -233,7 +233,7 @@ def test_imagefolder_image_size_draws_subsets_before_decoding(tmp_path, monkeypa
 
 
 def test_imagefolder_image_size_errors(tmp_path, monkeypatch):
-    import art_idfr.experiments.data as data
+    import art_idfr.experiments.data.folders as data  # where the ImageFolder helpers live
 
     _write_sized_tree(tmp_path / "tree", np.random.default_rng(9), [(24, 30)] * 4)
     root = str(tmp_path / "tree")
