@@ -17,7 +17,7 @@ from art_idfr.experiments.models import (
     recalibrate_batchnorm,
     train_model,
 )
-from art_idfr.experiments.models import _augment
+from art_idfr.experiments.models.training import _augment
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -297,6 +297,7 @@ def test_train_model_errors():
 
 def test_torch_device_and_the_run_device_of_predictions():
     from art_idfr.experiments import models
+    from art_idfr.experiments.models.predict import _run_device
 
     assert models.torch_device("cpu") == torch.device("cpu")
     assert models.torch_device(torch.device("cpu")) == torch.device("cpu")
@@ -304,6 +305,6 @@ def test_torch_device_and_the_run_device_of_predictions():
     with pytest.raises(ValueError, match="Invalid device"):
         models.torch_device("tpu")
     model = make_model("small_cnn", num_classes=2, input_shape=(1, 28, 28), width=0.125, seed=0)
-    assert models._run_device(model, "auto") == torch.device("cpu")  # "auto": where the model's weights are
+    assert _run_device(model, "auto") == torch.device("cpu")  # "auto": where the model's weights are
     x, _ = _separable(n=4)
     np.testing.assert_array_equal(predict_logits(model, x), predict_logits(model, x, device="cpu"))
