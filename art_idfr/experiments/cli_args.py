@@ -164,4 +164,3 @@ def _add_knobs(p: argparse.ArgumentParser, section: str, group=None) -> None:
     g = group if group is not None else p.add_argument_group(SECTION_TITLES[section])
     for flags, kwargs in config_flags(section):
         g.add_argument(*flags, **kwargs)
-

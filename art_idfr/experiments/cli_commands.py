@@ -259,4 +259,3 @@ def _cmd_demo(args) -> int:
         _echo(args, _adaptive_summary(adaptive[2]))
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, idfr_meta=idfr_meta, retrain=args.retrain,
                            t_start=t0, adaptive=adaptive)
-

@@ -491,4 +491,3 @@ def _lists(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _lists(v) for k, v in value.items()}
     return list(value) if isinstance(value, tuple) else value
-

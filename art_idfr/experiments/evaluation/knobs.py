@@ -38,7 +38,7 @@ def knob(default: Any = dataclasses.MISSING, help: str = "", *, flat: Optional[s
     :param help: ``--help`` text of its flag.
     :param flat: its flat name (override keyword, read-only attribute of :class:`EvalConfig`, ``dest`` and legacy
         flag ``--flat-name``), when not ``<group>_<field>``.
-    :param kind: argument type of its flag (a key of ``art_idfr.experiments.cli.ARG_TYPES``).
+    :param kind: argument type of its flag (a key of ``art_idfr.experiments.cli_args._arg_types()``).
     :param choices: valid values (an argparse ``choices`` list).
     :param cli: ``False``: no generated flag (the common options ``--seed``, ``--dataset``, ... are written by hand).
     :param section: which ``--help`` group (and subcommands) the flag belongs to; default: its sub-config's.

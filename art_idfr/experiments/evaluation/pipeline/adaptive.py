@@ -190,4 +190,3 @@ def load_adaptive_fit(folder: str, restorer=None, device_type: str = "gpu"):
         with open(os.path.join(folder, ADAPTIVE_META)) as f:
             meta = json.load(f)
     return den, restorer, meta
-

@@ -127,5 +127,3 @@ def _train_fast_at(config: EvalConfig, data: PreparedData, out_dir: Optional[str
     if out_dir is not None:
         save_model_dir(model, meta, out_dir)
     return model, meta
-
-

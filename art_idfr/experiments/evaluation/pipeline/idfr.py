@@ -205,4 +205,3 @@ def load_idfr(path: str, device_type: str = "gpu"):
         with open(os.path.join(path, IDFR_META)) as f:
             meta = json.load(f)
     return denoiser, restorer, meta
-

@@ -205,4 +205,3 @@ def load_model_dir(path: str, device: str = "auto") -> Tuple[nn.Module, Dict[str
         raise ValueError(f"{weights}: weights do not match {meta['model']} (width {meta['width']}): {err}") from err
     model.to(torch_device(device)).eval()
     return model, meta
-
