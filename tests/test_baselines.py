@@ -1,0 +1,248 @@
+"""The paper's purification baselines (art_idfr.experiments.baselines): ComDefend, NRP, ADP, SOAP — tiny 8x8 data."""
+import numpy as np
+import pytest
+import torch
+from art.attacks.evasion import ProjectedGradientDescent
+from torch import nn
+
+from art_idfr.experiments.baselines import ADP, NRP, ComDefend, NotFittedError, SOAPModel, soap_classifier
+from conftest import make_classifier, tiny_cnn
+
+SHAPE = (1, 8, 8)
+N = 16
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    # smooth-ish images (a blurred random field) so that the purifiers have structure to learn
+    base = rng.random((N, 1, 4, 4)).astype(np.float32)
+    x = np.kron(base, np.ones((1, 1, 2, 2), dtype=np.float32))
+    y = (x.mean(axis=(1, 2, 3)) > np.median(x.mean(axis=(1, 2, 3)))).astype(np.int64)
+    return x, y
+
+
+def feature_net():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+
+
+def build(name, **kwargs):
+    common = dict(input_shape=SHAPE, device_type="cpu", batch_size=8, learning_rate=1e-2, seed=0)
+    if name == "comdefend":
+        return ComDefend(width=0.25, noise_std=2.0, **(common | {"learning_rate": 3e-3}), **kwargs)
+    if name == "nrp":
+        return NRP(width=4, nb_blocks=1, ssp_steps=1, **common, **kwargs)
+    return ADP(width=8, depth=2, nb_steps=2, sigmas=(0.5, 0.25, 0.1), **common, **kwargs)
+
+
+def fit(defence, x, nb_epochs=3):
+    extra = {"feature_network": feature_net(), "feature_layer": "1"} if isinstance(defence, NRP) else {}
+    defence.fit(x, nb_epochs=nb_epochs, **extra)
+    return defence
+
+
+PREPROCESSORS = ("comdefend", "nrp", "adp")
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return {name: fit(build(name), data[0]) for name in PREPROCESSORS}
+
+
+@pytest.fixture(scope="module")
+def soap(data):
+    torch.manual_seed(0)
+    model = tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8)
+    soap = SOAPModel(model, SHAPE, purify_eps=0.1, purify_steps=3, learning_rate=1e-2, batch_size=8, seed=0)
+    soap.fit(data[0], data[1], nb_epochs=3)
+    return soap
+
+
+def purify(defence, x, seed=None):
+    if seed is not None:
+        defence.reset_noise(seed)
+    return defence(x)[0]
+
+
+# ---------------------------------------------------------------------- preprocessors
+@pytest.mark.parametrize("name", PREPROCESSORS)
+def test_output_shape_dtype_range_and_the_training_loss_falls(name, fitted, data):
+    defence = fitted[name]
+    out = purify(defence, data[0], seed=0 if name == "adp" else None)
+    assert out.shape == data[0].shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0 and np.isfinite(out).all()
+    losses = [h["loss"] for h in defence.history]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert defence.training_info["fit_seconds"] > 0 and defence.training_info["n_train"] == N
+
+
+@pytest.mark.parametrize("name", ["comdefend", "nrp"])
+def test_deterministic_defences_repeat_themselves(name, fitted, data):
+    assert np.array_equal(fitted[name](data[0])[0], fitted[name](data[0])[0])
+
+
+def test_adp_is_random_and_seedable(fitted, data):
+    adp = fitted["adp"]
+    adp.reset_noise()  # noise_seed=None: torch's global RNG
+    first, second = adp(data[0])[0], adp(data[0])[0]
+    assert not np.array_equal(first, second)  # two draws differ
+    assert np.array_equal(purify(adp, data[0], seed=7), purify(adp, data[0], seed=7))  # same seed, same draw
+    a = ADP(SHAPE, noise_seed=3, device_type="cpu", width=8, depth=2, nb_steps=2)
+    b = ADP(SHAPE, noise_seed=3, device_type="cpu", width=8, depth=2, nb_steps=2)
+    a._is_fitted = b._is_fitted = True
+    assert np.array_equal(a(data[0])[0], b(data[0])[0])
+    assert adp.score_sigma == 0.25
+
+
+def test_comdefend_code_is_binary_at_test_time(fitted, data):
+    net = fitted["comdefend"].network
+    x = torch.from_numpy(data[0])
+    code = (torch.sigmoid(net.code_logits(x)) > 0.5).float()
+    assert torch.equal(net(x), net.rec(code))
+
+
+@pytest.mark.parametrize("name", PREPROCESSORS)
+def test_save_load_round_trip(name, fitted, data, tmp_path):
+    defence = fitted[name]
+    path = str(tmp_path / f"{name}.pt")
+    defence.save(path)
+    loaded = type(defence).load(path, device_type="cpu")
+    assert loaded.get_config() == defence.get_config() and loaded.is_fitted
+    assert loaded.history == defence.history
+    seed = 5 if name == "adp" else None
+    assert np.array_equal(purify(loaded, data[0], seed), purify(defence, data[0], seed))
+    other = ADP if name != "adp" else NRP
+    with pytest.raises(ValueError, match="checkpoint"):
+        other.load(path)
+
+
+@pytest.mark.parametrize("name", PREPROCESSORS)
+def test_bad_input_raises_clear_errors(name, fitted, data):
+    defence = fitted[name]
+    x = data[0]
+    with pytest.raises(ValueError, match="per-sample shape"):
+        defence(np.zeros((2, 3, 8, 8), np.float32))  # wrong channels
+    with pytest.raises(ValueError, match="4-D"):
+        defence(x[0])
+    with pytest.raises(ValueError, match="channels-last"):
+        defence(x.transpose(0, 2, 3, 1))
+    nan = x.copy()
+    nan[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        defence(nan)
+    with pytest.raises(ValueError, match="outside clip_values"):
+        defence(x * 255)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        build(name)(x)
+    with pytest.raises(ValueError, match="NaN"):
+        build(name).fit(nan, feature_network=feature_net()) if name == "nrp" else build(name).fit(nan)
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError, match="width"):
+        ComDefend(SHAPE, width=0, device_type="cpu")
+    with pytest.raises(ValueError, match="clip_values"):
+        NRP(SHAPE, clip_values=(1, 0), device_type="cpu")
+    with pytest.raises(ValueError, match="sigmas"):
+        ADP(SHAPE, sigmas=(), device_type="cpu")
+    with pytest.raises(ValueError, match="device_type"):
+        ADP(SHAPE, device_type="tpu")
+    with pytest.raises(ValueError, match="feature_network"):
+        NRP(SHAPE, device_type="cpu").fit(np.zeros((2, *SHAPE), np.float32))
+    with pytest.raises(ValueError, match="feature_layer"):
+        NRP(SHAPE, device_type="cpu").fit(np.zeros((2, *SHAPE), np.float32), feature_network=feature_net(),
+                                          feature_layer="nope")
+    with pytest.raises(ValueError, match="unexpected"):
+        ComDefend(SHAPE, device_type="cpu").fit(np.zeros((2, *SHAPE), np.float32), attacks=[])
+
+
+@pytest.mark.parametrize("name", PREPROCESSORS)
+def test_white_box_gradient_and_pgd_through_an_art_classifier(name, fitted, data):
+    torch.manual_seed(0)
+    defence = fitted[name]
+    clf = make_classifier(tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8), input_shape=SHAPE, nb_classes=2,
+                          preprocessing_defences=[defence])
+    x, y = data[0][:4], np.eye(2, dtype=np.float32)[data[1][:4]]
+    grad = clf.loss_gradient(x, y)
+    assert grad.shape == x.shape and np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    # ART's NumPy entry point (BPDA for ComDefend: straight-through binarisation)
+    est = defence.estimate_gradient(x, np.ones_like(x))
+    assert est.shape == x.shape and np.isfinite(est).all() and np.abs(est).sum() > 0
+    x_adv = ProjectedGradientDescent(clf, eps=0.1, eps_step=0.05, max_iter=2, verbose=False).generate(x, y)
+    assert x_adv.shape == x.shape and np.abs(x_adv - x).max() <= 0.1 + 1e-6
+    assert clf.predict(x_adv).shape == (4, 2)
+
+
+def test_comdefend_gradient_is_straight_through_not_zero(fitted, data):
+    defence = fitted["comdefend"]
+    x = torch.from_numpy(data[0][:2]).requires_grad_(True)
+    defence.forward(x)[0].sum().backward()
+    assert x.grad.abs().sum() > 0  # a plain threshold would give exactly 0
+
+
+# ---------------------------------------------------------------------- SOAP
+def test_soap_fit_predict_and_determinism(soap, data):
+    losses = [h["loss"] for h in soap.history]
+    assert losses[-1] < losses[0], losses
+    assert {"ce", "rotation"} <= set(soap.history[0])
+    clf = soap_classifier(soap, device_type="cpu")
+    p1, p2 = clf.predict(data[0]), clf.predict(data[0])
+    assert p1.shape == (N, 2) and p1.dtype == np.float32 and np.array_equal(p1, p2)
+
+
+def test_soap_purification_lowers_the_rotation_loss_within_the_ball(soap, data):
+    x = torch.from_numpy(data[0])
+    soap.eval()
+    x_pur = soap.purify(x)
+    assert (x_pur - x).abs().max() <= 0.1 + 1e-6 and x_pur.min() >= 0 and x_pur.max() <= 1
+    with torch.no_grad():
+        assert soap.rotation_loss(x_pur) < soap.rotation_loss(x)
+
+
+def test_soap_bpda_gradient_is_finite_and_non_zero(soap, data):
+    clf = soap_classifier(soap, device_type="cpu")
+    x, y = data[0][:4], np.eye(2, dtype=np.float32)[data[1][:4]]
+    grad = clf.loss_gradient(x, y)
+    assert grad.shape == x.shape and np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    x_adv = ProjectedGradientDescent(clf, eps=0.1, eps_step=0.05, max_iter=2, verbose=False).generate(x, y)
+    assert np.abs(x_adv - x).max() <= 0.1 + 1e-6
+    soap.bpda = False
+    try:
+        assert np.abs(clf.loss_gradient(x, y)).sum() == 0  # without BPDA the purification masks the gradient
+    finally:
+        soap.bpda = True
+
+
+def test_soap_save_load_round_trip(soap, data, tmp_path):
+    path = str(tmp_path / "soap.pt")
+    soap.save(path)
+    loaded = SOAPModel.load(path, tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8))
+    assert loaded.get_config() == soap.get_config() and loaded.is_fitted
+    soap.eval()
+    x = torch.from_numpy(data[0])
+    with torch.no_grad():
+        assert torch.equal(loaded(x), soap(x))
+    with pytest.raises(ValueError, match="weights do not match"):
+        SOAPModel.load(path, tiny_cnn(channels=1, size=8, nb_classes=2, hidden=16))
+    with pytest.raises(ValueError, match="checkpoint"):
+        ComDefend.load(path)
+
+
+def test_soap_bad_input_raises(soap, data):
+    soap.eval()
+    nan = torch.from_numpy(data[0]).clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        soap(nan)
+    with pytest.raises(ValueError, match="per-sample shape"):
+        soap(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="outside clip_values"):
+        soap(torch.full((2, *SHAPE), 2.0))
+    with pytest.raises(ValueError, match="square"):
+        SOAPModel(tiny_cnn(channels=1, size=8, nb_classes=2), (1, 8, 12))
+    fresh = SOAPModel(tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8), SHAPE).eval()
+    with pytest.raises(NotFittedError, match="not fitted"):
+        fresh(torch.from_numpy(data[0]))
+    with pytest.raises(ValueError, match="labels"):
+        fresh.fit(data[0], data[1][:3])
