@@ -42,3 +42,41 @@ def test_readme_api_block_runs_and_returns_a_defended_module(tmp_path, monkeypat
     with torch.no_grad():
         out = module(torch.from_numpy(x[32:])).numpy()
     np.testing.assert_allclose(out, defended.predict(x[32:]), rtol=1e-4, atol=1e-5)
+
+
+def readme_text() -> str:
+    with open(README, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_readme_is_short_and_keeps_the_test_command_and_the_map():
+    text = readme_text()
+    lines = text.splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; the rest belongs in docs/guides/"
+    assert "python -m pytest -q" in text  # CI (.ci/run) runs exactly this command
+    assert "art-idfr demo" in text
+    assert any(line.startswith("## Where each piece lives") for line in lines[:80])  # the map, near the top
+    assert "## API" in text and "## Results in short" in text
+
+
+def test_readme_links_point_to_existing_files():
+    root = os.path.dirname(README)
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme_text()):
+        if target.startswith(("http://", "https://", "#")):
+            continue
+        path = target.split("#", 1)[0]
+        assert os.path.exists(os.path.join(root, path)), f"README.md links to a missing file: {target}"
+
+
+def test_readme_headline_numbers_come_from_the_generated_tables():
+    """Every number in the README's results table is a cell of docs/results.md (the committed runs' tables)."""
+    root = os.path.dirname(README)
+    with open(os.path.join(root, "docs", "results.md"), encoding="utf-8") as f:
+        cells = {float(v) for v in re.findall(r"\|\s*(\d+(?:\.\d+)?)\s*(?=\|)", f.read())}
+    section = readme_text().split("## Results in short", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| [")]
+    assert len(rows) >= 4
+    for row in rows:
+        for cell in row.strip("|").split("|")[1:]:  # the first cell names the run
+            for number in re.findall(r"\d+(?:\.\d+)?(?!/)", re.sub(r"\d+/255", "", cell)):
+                assert float(number) in cells, f"{number} in README row {row[:60]!r} is not in docs/results.md"
