@@ -8,7 +8,8 @@ Build (offline, warnings are errors; the command CI's ``tests/test_docs.py`` run
 The API pages are generated from the docstrings (``sphinx.ext.autodoc``), the guides are Markdown (MyST) so that
 they read on GitHub as well. Links from a guide to a repository file outside ``docs/`` (``../../benchmarks/NOTES.md``)
 work on GitHub as written; in the HTML build they become download links to a copy of that file (see
-:func:`_repository_links`). No intersphinx, nothing is fetched.
+``_RepositoryLinks`` below). No intersphinx, nothing is fetched; the pages load no script from elsewhere except
+MathJax, which Sphinx adds to a page only when a docstring writes ``:math:``.
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ release = version = art_idfr.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
     "myst_parser",
 ]
 
@@ -45,7 +45,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
-# MyST: GitHub-style anchors for headings (README and guides link to `page.md#a-heading`), $...$ maths off
+# MyST: GitHub-style anchors for headings (README and guides link to `page.md#a-heading`)
 myst_heading_anchors = 4
 myst_enable_extensions = ["colon_fence"]
 
@@ -54,7 +54,7 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
-autosummary_generate = False  # the API pages list their names by hand (docs/api/*.rst); nothing is written at build time
+autosummary_generate = False  # no stub pages: docs/api/*.rst hold the autodoc directives; nothing is written into docs/
 
 html_theme = "alabaster"
 html_title = f"art-idfr {release}"
