@@ -46,8 +46,7 @@ def _docs_files():
 
 def test_site_builds_clean(site):
     out, proc = site
-    assert proc.returncode == 0, f"sphinx failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "WARNING" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, f"sphinx failed (-W: every warning is an error):\n{proc.stdout}\n{proc.stderr}"
     for page in ("index", "results", "api/library", "api/training", "api/checkpoint", "api/experiments", "api/cli",
                  "guides/getting-started", "guides/threat-models", "guides/adaptive", "guides/distributed",
                  "guides/imagenet", "guides/reproducing", "guides/results", "guides/layout"):
