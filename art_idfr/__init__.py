@@ -9,7 +9,7 @@ CLI). Its names are imported on first use (PEP 562), so ``import art_idfr.experi
 """
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from art_idfr._version import __version__  # noqa: E402
 
 #: public name -> module that defines it
 _EXPORTS = {

@@ -367,11 +367,8 @@ class IDFRDenoiser(PreprocessorPyTorch):
         :param device_type: Override the stored ``device_type`` (``"gpu"`` or ``"cpu"``).
         """
         config, state_dict, extra = checkpoint.load_component(path, "IDFRDenoiser", device_type)
-        try:
-            den = cls(**config)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: stored IDFRDenoiser config is invalid: {err}") from err
-        checkpoint.load_state_dict(den.network, state_dict, path)
+        den = checkpoint.construct(cls, config, path, extra)
+        checkpoint.load_state_dict(den.network, state_dict, path, extra)
         den.network.to(den._device).eval()
         den._is_fitted = bool(extra.get("is_fitted", True))
         den.history = list(extra.get("history", []))

@@ -285,12 +285,12 @@ class InnerRestorer:
     def load(cls, path: str, device_type: Optional[str] = None) -> "InnerRestorer":
         """Load a restorer written by :meth:`save` (never executes code from the file)."""
         config, state_dict, extra = checkpoint.load_component(path, "InnerRestorer", device_type)
+        inner = checkpoint.construct(cls, config, path, extra)
         try:
-            inner = cls(**config)
             inner._make_parts([dict(p) for p in extra["points"]])
         except (TypeError, ValueError, KeyError) as err:
-            raise ValueError(f"{path}: stored InnerRestorer config is invalid: {err}") from err
-        checkpoint.load_state_dict(inner.network, state_dict, path)
+            raise ValueError(f"{path}: stored InnerRestorer layers are invalid: {err!r}") from err
+        checkpoint.load_state_dict(inner.network, state_dict, path, extra)
         inner.network.eval()
         inner.target_digest = extra.get("target_digest")
         inner._is_fitted = bool(extra.get("is_fitted", False))

@@ -295,13 +295,10 @@ class FeatureRestorer:
     def load(cls, path: str, device_type: Optional[str] = None) -> "FeatureRestorer":
         """Load a restorer written by :meth:`save`. Never executes code from the file."""
         config, state_dict, extra = checkpoint.load_component(path, "FeatureRestorer", device_type)
-        try:
-            fr = cls(**config)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: stored FeatureRestorer config is invalid: {err}") from err
+        fr = checkpoint.construct(cls, config, path, extra)
         if fr.network is None:
             raise ValueError(f"{path}: FeatureRestorer checkpoint has no embedding_dim.")
-        checkpoint.load_state_dict(fr.network, state_dict, path)
+        checkpoint.load_state_dict(fr.network, state_dict, path, extra)
         fr.network.to(fr._device).eval()
         fr._is_fitted = bool(extra.get("is_fitted", True))
         fr.history = list(extra.get("history", []))
