@@ -12,7 +12,9 @@ with `key=value` overrides of its arguments (plus `fit_n`, `fixed`, and `fr`: `n
 Algorithm-2 FR fitted as the benchmark's, 10 epochs on the same 4,000 images; cached) or `joint` (that FR trained
 alongside the ID); `eps` accepts `a/b`; `init=NAME` starts from the ID (and joint FR) an earlier run NAME saved
 instead of the Algorithm-1 ID: a further one-cycle pass, a warm restart; `id_width=W` starts from an Algorithm-1 ID
-of width W instead of 0.5, fitted and cached with its FR as the benchmark's). Best epoch on validation images
+of width W instead of 0.5, fitted and cached with its FR as the benchmark's; `inner=lora:R` / `inner=adapter:W` adds
+restorers inside the frozen target (art_idfr.InnerRestorer, rank R / width W, default places) trained along, and
+`id=none` leaves the ID out, `id=frozen` keeps it fixed (issue 41)). Best epoch on validation images
 0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy, white-box
 AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
 the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
@@ -156,10 +158,12 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
     same command runs again.
     """
     idx = stratified_subset_indices(data.y_train, settings["fit_n"], seed=1)
-    den, joint = copy.deepcopy(den_start), settings["fr"] == "joint"
+    id_mode = settings.get("id", "train")
+    den, joint = (None if id_mode == "none" else copy.deepcopy(den_start)), settings["fr"] == "joint"
     fr = copy.deepcopy(fr) if joint else fr
+    inner = inner_restorer(settings.get("inner"), target, data)
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, train_restorer=joint, verbose=sys.stderr.isatty(),
-                                      **over)
+                                      inner=inner, train_denoiser=id_mode == "train", **over)
     fixed = a1_attacks(target) if settings["fixed"] else []
     out = os.path.join(RUN_DIR, "adaptive", name)
     os.makedirs(out, exist_ok=True)
@@ -167,6 +171,11 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
     trainer.fit(data.x_train[idx], data.y_train[idx], attacks=fixed,
                 validation_data=(data.x_val[:300], data.y_val[:300]), checkpoint=os.path.join(out, "resume.pt"))
     record = {"history": trainer.history, "fit_seconds": round(time.perf_counter() - t0 + trainer.resumed_seconds, 1)}
+    if inner is not None:  # measured in this call only (--reuse refits)
+        inner.save(os.path.join(out, "inner.pt"))
+        record["inner"] = {"parameters": inner.num_parameters(), "macs": inner.macs(),
+                           "target_parameters": sum(p.numel() for p in target.model.parameters())}
+        return den, fr, record, inner
     den.save(os.path.join(out, "denoiser.pt"))
     fr_file = os.path.join(out, "restorer.pt")  # only a joint fit's FR (load_adaptive_fit reads it when present)
     if joint:
@@ -175,7 +184,18 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
         os.remove(fr_file)
     with open(os.path.join(out, "fit.json"), "w") as f:
         json.dump({"settings": settings, **record}, f, default=str)
-    return den, fr, record
+    return den, fr, record, None
+
+
+def inner_restorer(spec, target, data):
+    """``inner=lora:R`` / ``adapter:W`` → an InnerRestorer built on the target's model; None without ``inner``."""
+    if spec is None:
+        return None
+    from art_idfr import InnerRestorer
+
+    kind, _, size = str(spec).partition(":")
+    sizes = {"rank": int(size or 4)} if kind == "lora" else {"width": float(size or 0.25)}
+    return InnerRestorer(data.input_shape, kind=kind, device_type="cpu", **sizes).build(target.model)
 
 
 def saved_fit(name):
@@ -228,6 +248,9 @@ def main() -> int:
     fit_n, use_fixed = int(over.pop("fit_n", 6000)), bool(over.pop("fixed", True))
     fr_mode, fr_widths = over.pop("fr", "none"), over.pop("fr_widths", None)
     init, id_width = over.pop("init", None), float(over.pop("id_width", 0.5))
+    inner_spec, id_mode = over.pop("inner", None), over.pop("id", "train")
+    if id_mode not in ("train", "frozen", "none"):
+        p.error(f"id must be train, frozen or none, got {id_mode!r}")
     if not 0 < id_width <= 4:
         p.error(f"id_width must lie in (0, 4], got {id_width}")
     if fr_mode not in ("none", "frozen", "joint"):
@@ -260,17 +283,20 @@ def main() -> int:
         settings["fr_widths"] = list(fr_widths)
     if id_width != 0.5:
         settings["id_width"] = id_width
+    if inner_spec is not None or id_mode != "train":
+        settings |= {"inner": inner_spec, "id": id_mode}
     fr = None if fr_mode == "none" else algorithm2_fr(target, den_a1, data, a1_idx, fr_widths, id_width)
     den_start = den_a1
     if init is not None:
         settings["init"] = str(init)
         den_start, fr = warm_start(str(init), fr, fr_mode) or p.error(
             f"init={init}: no earlier fit of that name with fr={fr_mode} in {os.path.join(RUN_DIR, 'adaptive')}")
-    fitted = load_adaptive(a.name, settings, fr) if a.reuse else None
-    den, fr, record = fitted or fit_adaptive(a.name, settings, over, target, den_start, fr, data)
-    res = measure({"adaptive ID": defend(target, den, fr)}, x_m, y_m, bb, a.square_iter)  # through the FR if any
+    fitted = load_adaptive(a.name, settings, fr) if a.reuse and inner_spec is None else None
+    den, fr, record, inner = (*fitted, None) if fitted else fit_adaptive(a.name, settings, over, target, den_start,
+                                                                         fr, data)
+    res = measure({"adaptive ID": defend(target, den, fr, inner)}, x_m, y_m, bb, a.square_iter)  # through FR, inner
     _append({"name": a.name, "settings": settings, "val_n": len(y_m), **res, **record,
-             "training": den.training_info}, a)
+             "training": (den if den is not None else inner).training_info}, a)
     return 0
 
 
