@@ -1,4 +1,6 @@
 """The paper's purification baselines (art_idfr.experiments.baselines): ComDefend, NRP, ADP, SOAP — tiny 8x8 data."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -246,3 +248,85 @@ def test_soap_bad_input_raises(soap, data):
         fresh(torch.from_numpy(data[0]))
     with pytest.raises(ValueError, match="labels"):
         fresh.fit(data[0], data[1][:3])
+
+
+# ---------------------------------------------------------------------- wired into the evaluation suite (opt-in keys)
+BASELINE_KEYS = ("comdefend", "nrp", "adp", "soap")
+
+
+def _synthetic_run_data(n_train=120, n_test=24, size=12, seed=0):
+    """Three classes of 12x12 grey images (a bright horizontal / vertical / diagonal bar on noise)."""
+    from art_idfr.experiments.data import Dataset
+    from art_idfr.experiments.evaluation.pipeline import PreparedData
+
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = np.arange(n) % 3
+        x = rng.random((n, 1, size, size)).astype(np.float32) * 0.3
+        for i, c in enumerate(y):
+            if c == 0:
+                x[i, 0, 5:7, 2:10] = 0.9
+            elif c == 1:
+                x[i, 0, 2:10, 5:7] = 0.9
+            else:
+                x[i, 0, range(2, 10), range(2, 10)] = 0.9
+        return x, y.astype(np.int64)
+
+    (x_tr, y_tr), (x_te, y_te), (x_val, y_val) = make(n_train), make(n_test), make(12)
+    return PreparedData(Dataset("synthetic", x_tr, y_tr, x_te, y_te, ("h", "v", "d")), x_tr, y_tr, x_val, y_val)
+
+
+def test_baseline_keys_are_opt_in():
+    from art_idfr.experiments.evaluation.config import BASELINE_DEFENCES, DEFENCES, PRESETS, EvalConfig
+
+    assert set(BASELINE_DEFENCES) == set(BASELINE_KEYS) and not set(BASELINE_KEYS) & set(DEFENCES)
+    for name in PRESETS:
+        cfg = EvalConfig.preset(name)
+        assert not set(BASELINE_KEYS) & set(cfg.defences) and not set(BASELINE_KEYS) & set(cfg.autoattack_defences)
+    cfg = EvalConfig.preset("tiny", defences="none,ComDefend,NRP,adp,SOAP-RP", baselines_epochs=2)
+    assert cfg.defences == ("none", *BASELINE_KEYS) and cfg.baselines.nb_epochs == 2
+    with pytest.raises(ValueError, match="baselines_soap_steps"):
+        EvalConfig.preset("tiny", baselines_soap_steps=0)
+
+
+def test_a_tiny_evaluation_with_the_four_baselines_runs(tmp_path):
+    from art_idfr.experiments.evaluation import EvalConfig, evaluate
+    from art_idfr.experiments.evaluation.pipeline import train_baselines
+    from art_idfr.experiments.models import make_model, train_model
+
+    torch.set_num_threads(1)
+    data = _synthetic_run_data()
+    cfg = EvalConfig.preset(
+        "tiny", device="cpu", width=0.25, target_epochs=1, defences=("none", *BASELINE_KEYS),
+        threat_models=("gray-box", "white-box"), attacks=("fgsm", "bim"), eps=(0.1,), attack_iter=2, eval_n=12,
+        whitebox_n=4, query_n=4, eot_samples=2, baselines_epochs=1, baselines_fit_n=30, baselines_soap_epochs=1,
+        baselines_soap_steps=2, batch_size=32,
+    ).resolved(1)
+    target = make_model("small_cnn", 3, (1, 12, 12), width=0.25, seed=0)
+    train_model(target, data.x_train, data.y_train, epochs=2, batch_size=32, device="cpu", seed=0, verbose=False)
+    folder = str(tmp_path / "baselines")
+    fitted = train_baselines(cfg, data, target, folder, verbose=False)
+    assert set(fitted) == set(BASELINE_KEYS)
+    for key, (defence, meta) in fitted.items():
+        assert meta["fit_seconds"] > 0 and meta["inference_passes"] and not meta.get("reused")
+        assert os.path.isfile(os.path.join(folder, key, f"{key}.pt"))
+    assert fitted["nrp"][1]["fit_n"] == 30 and fitted["soap"][1]["fit_n"] == len(data.y_train)
+    again = train_baselines(cfg, data, target, folder, verbose=False)  # cached in the run folder, reused
+    assert all(again[k][1]["reused"] for k in BASELINE_KEYS)
+    x = data.x_test[:4]
+    assert np.array_equal(again["comdefend"][0](x)[0], fitted["comdefend"][0](x)[0])
+
+    result = evaluate(cfg, data, target, baselines={k: d for k, (d, _) in again.items()}, verbose=False,
+                      command="pytest baselines")
+    wb = {r["defence_key"]: r for r in result.records if r["threat_model"] == "white-box" and r["attack"] == "bim"}
+    assert set(wb) == {"none", *BASELINE_KEYS}
+    assert "straight-through" in wb["comdefend"]["gradient"] and "BPDA" in wb["soap"]["gradient"]
+    assert "EOT over 2" in wb["adp"]["gradient"] and wb["adp"]["defence"] == "ADP (EOT 2)"
+    defences = {d["key"]: d for d in result.metadata["defences"]}
+    assert defences["adp"]["randomised"] and "passes" in defences["soap"]["description"]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in result.records)
+    table = result.markdown()
+    assert "| ComDefend |" in table and "| SOAP-RP |" in table  # no † : that marks ART's estimate_gradient only
+    with pytest.raises(ValueError, match="needs its fitted baseline"):
+        evaluate(cfg, data, target, verbose=False)

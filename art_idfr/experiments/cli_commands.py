@@ -146,7 +146,7 @@ def _idfr_summary(den, res, cfg, meta=None) -> str:
 def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restorer, surrogate=None,
                     surrogate_meta=None, fast_at=None, fast_at_meta=None, idfr_meta=None, retrain=False,
                     t_start=None, adaptive=(None, None, None)) -> int:
-    from art_idfr.experiments.evaluation.pipeline import train_fast_at, train_network
+    from art_idfr.experiments.evaluation.pipeline import train_baselines, train_fast_at, train_network
     from art_idfr.experiments.evaluation.suite import evaluate
 
     verbose = not args.quiet
@@ -158,15 +158,21 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
         _echo(args, "training Fast AT (ART AdversarialTrainerFBFPyTorch) ...")
         fast_at, fast_at_meta = train_fast_at(cfg, data, os.path.join(out, "fast_at"), reuse=not retrain,
                                               verbose=verbose)
+    baselines = train_baselines(cfg, data, target, os.path.join(out, "baselines"), reuse=not retrain,
+                                verbose=verbose)  # the opt-in comdefend / nrp / adp / soap named in cfg.defences
     info = {"target": _brief(target_meta), "surrogate": _brief(surrogate_meta), "fast_at": _brief(fast_at_meta),
             "idfr": {k: v for k, v in (idfr_meta or {}).items() if k in ("settings", "fit_n", "fit_seconds")}}
+    if baselines:
+        info["baselines"] = {k: {f: m.get(f) for f in ("settings", "fit_n", "fit_seconds", "inference_passes")}
+                             for k, (_, m) in baselines.items()}
     if adaptive[0] is not None:
         info["idfr_adaptive"] = {k: v for k, v in (adaptive[2] or {}).items()
                                  if k in ("settings", "fit_n", "fit_seconds", "training")}
     _echo(args, "evaluating ...")
     result = evaluate(cfg, data, target, surrogate, denoiser, restorer, fast_at, model_info=info, command=_command(),
                       verbose=verbose, checkpoint_dir=out, adaptive_denoiser=adaptive[0],
-                      adaptive_restorer=adaptive[1], reuse_cells=not args.no_cell_reuse)
+                      adaptive_restorer=adaptive[1], reuse_cells=not args.no_cell_reuse,
+                      baselines={k: d for k, (d, _) in baselines.items()})
     if t_start is not None:
         result.metadata["wall_seconds_total"] = time.perf_counter() - t_start
     from art_idfr.training.distributed import is_main_process

@@ -121,6 +121,11 @@ class ADP(BaselinePreprocessor):
             return self.purify_sigma
         return min(self.sigmas, key=lambda s: abs(math.log(s) - math.log(self.noise_std)))
 
+    @property
+    def inference_passes(self) -> str:
+        """The network passes of one purification."""
+        return f"{self.nb_steps} score-network passes per image and random draw"
+
     def reset_noise(self, seed: Optional[int] = None) -> None:
         """Restart the purification noise: from ``seed``, else from ``noise_seed`` (``None``: torch's global RNG)."""
         seed = self.noise_seed if seed is None else seed

@@ -127,6 +127,11 @@ class ComDefend(BaselinePreprocessor):
         self.code_weight = float(code_weight)
         self._setup()
 
+    @property
+    def inference_passes(self) -> str:
+        """The network passes of one purification."""
+        return "2 network passes per image (ComCNN, then RecCNN on the binary code)"
+
     def _make_network(self) -> nn.Module:
         return ComDefendNetwork(self.nb_channels, self.code_channels, self.width)
 

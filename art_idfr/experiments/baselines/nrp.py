@@ -161,6 +161,11 @@ class NRP(BaselinePreprocessor):
         self.feature_weight = float(feature_weight)
         self._setup()
 
+    @property
+    def inference_passes(self) -> str:
+        """The network passes of one purification."""
+        return "1 purifier pass per image"
+
     def _make_network(self) -> nn.Module:
         return PurifierNetwork(self.nb_channels, self.width, self.nb_blocks)
 

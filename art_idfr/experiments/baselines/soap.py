@@ -114,6 +114,12 @@ class SOAPModel(nn.Module):
             self.model.train(was_training)
         return h.shape[1], logits.shape[1]
 
+    @property
+    def inference_passes(self) -> str:
+        """The network passes of one prediction."""
+        return (f"{self.purify_steps} forward + backward passes of the classifier on the 4 rotated copies "
+                f"(purification), then 1 classifier pass per image")
+
     # ------------------------------------------------------------------ pieces
     def logits_and_embedding(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(model(x), h)`` with ``h`` the flattened embedding the rotation head reads."""

@@ -37,13 +37,14 @@ __all__ = ["CellCache", "defence_fingerprint", "images_digest", "run_context", "
 
 FOLDER = "eval_cells"
 FORMAT = "art-idfr-eval-cell/1"
-#: configuration fields that do not enter a cell: model training (it reaches a cell through the weights digest) and
+#: configuration fields that do not enter a cell: model training (it reaches a cell through the weights digest; the
+#: baselines' test-time settings through their components' ``params``) and
 #: the per-run lists (each cell names its own defence, attack and budget; images are digested)
 NOT_IN_CELLS = frozenset({
     "train", "target", "surrogate", "idfr_source", "id", "fr", "fit_n", "idfr_attacks", "idfr_eps", "adaptive",
     "adaptive_fit_n", "adaptive_curriculum_eps", "fast_at", "train_size", "val_n", "data_root", "download",
     "preset_name", "defences", "threat_models", "attacks", "eps", "autoattack_defences", "eval_n", "whitebox_n",
-    "query_n",
+    "query_n", "baselines",
 })
 
 

@@ -33,6 +33,7 @@ from art_idfr.experiments.choices import DEVICES
 from art_idfr.experiments.evaluation.knobs import (
     SUB_CONFIGS,
     AdaptiveConfig,
+    BaselinesConfig,
     FastATConfig,
     FRConfig,
     IDConfig,
@@ -44,6 +45,7 @@ from art_idfr.experiments.evaluation.knobs import (
 )
 from art_idfr.experiments.evaluation.names import (
     ATTACKS,
+    BASELINE_DEFENCES,
     DEFENCE_ALIASES,
     DEFENCES,
     QUERY_ATTACK,
@@ -77,10 +79,12 @@ __all__ = [
     "IDConfig",
     "FRConfig",
     "FastATConfig",
+    "BaselinesConfig",
     "SUB_CONFIGS",
     "flat_fields",
     "PRESETS",
     "DEFENCES",
+    "BASELINE_DEFENCES",
     "DEFENCE_ALIASES",
     "THREAT_MODELS",
     "ATTACKS",
@@ -111,6 +115,8 @@ class EvalConfig:
     * ``id`` (:class:`IDConfig`: ``IDFRDenoiser`` keywords), ``fr`` (:class:`FRConfig`: ``FeatureRestorer`` keywords),
     * ``idfr_source`` (:class:`SourceConfig`: extra AE sources of the ID / FR training AEs),
     * ``fast_at`` (:class:`FastATConfig`: ``nb_epochs``, ``eps``),
+    * ``baselines`` (:class:`BaselinesConfig`: training scale of the opt-in ``comdefend`` / ``nrp`` / ``adp`` /
+      ``soap`` defences),
     * ``adaptive`` (:class:`AdaptiveConfig`: ``AdaptiveDenoiserTrainer`` keywords; the ``idfr_adaptive`` defence).
 
     Flat names: every sub-config field also has a flat name, ``<group>_<field>`` unless its metadata says otherwise
@@ -185,6 +191,7 @@ class EvalConfig:
     tvm_max_iter: int = knob(10, "TotalVarMin solver iterations", kind="int+", section="eval")
     smoothing_window: int = knob(2, "SpatialSmoothing window (2)", kind="int+", section="eval")
     fast_at: FastATConfig = _sub(FastATConfig)
+    baselines: BaselinesConfig = _sub(BaselinesConfig)
     # evaluation
     defences: Tuple[str, ...] = knob(DEFENCES, f"defences to compare (default all: {','.join(DEFENCES)}; jpeg<q> "
                                                "for any quality)", kind="defence_list", metavar="LIST",

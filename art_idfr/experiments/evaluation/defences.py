@@ -16,7 +16,17 @@ jpeg25/50/75        ART ``JpegCompression(quality, channels_first=True)``       
 tvm                 ART ``TotalVarMin`` (channels-first adapter)                 BPDA (identity) + EOT (randomised)
 spatial_smoothing   ART ``SpatialSmoothing(window, channels_first=True)``        BPDA (identity), ART default
 fast_at             a retrained copy of the target (``AdversarialTrainerFBF``)   exact (a different model)
+comdefend (opt-in)  :class:`~art_idfr.experiments.baselines.ComDefend`           BPDA straight-through on the code's
+                                                                                 binarisation, autograd elsewhere
+nrp (opt-in)        :class:`~art_idfr.experiments.baselines.NRP`                 exact, through the purifier
+adp (opt-in)        :class:`~art_idfr.experiments.baselines.ADP` (randomised)    exact per draw + EOT (eot_samples)
+soap (opt-in)       :class:`~art_idfr.experiments.baselines.SOAPModel` (the      BPDA identity through the
+                    target architecture retrained with a rotation head)          purification, autograd elsewhere
 =================== ============================================================ ===================================
+
+The four opt-in keys are the paper's purification baselines (:mod:`art_idfr.experiments.baselines`), trained by the
+run (:func:`~art_idfr.experiments.evaluation.pipeline.baselines.train_baselines`) and passed in as ``baselines``;
+they are never in a default defence list.
 
 Notes on ART 1.20's NumPy defences (read off their source):
 
@@ -47,6 +57,7 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from art_idfr.experiments.evaluation.config import EvalConfig
+from art_idfr.experiments.evaluation.names import BASELINE_DEFENCES
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +76,12 @@ __all__ = [
 GRADIENT_EXACT = "exact"
 GRADIENT_THROUGH = "exact (autograd through the defence)"
 GRADIENT_BPDA = "BPDA identity (ART estimate_gradient)"
+#: white-box gradients of the opt-in baselines (ADP's: GRADIENT_THROUGH + EOT, see _baseline_defence)
+BASELINE_GRADIENTS = {
+    "comdefend": "BPDA straight-through on ComDefend's binarisation (autograd elsewhere)",
+    "nrp": GRADIENT_THROUGH,
+    "soap": "BPDA identity through SOAP's purification (autograd through the classifier)",
+}
 
 
 def gradient_bpda_eot(samples: int) -> str:
@@ -106,7 +123,10 @@ class EOTPyTorchClassifier(PyTorchClassifier):
         self.eot_samples = eot_samples
 
     def _expectation(self, gradient, *args, **kwargs) -> np.ndarray:
-        return np.mean([gradient(*args, **kwargs) for _ in range(self.eot_samples)], axis=0)
+        draws = [gradient(*args, **kwargs) for _ in range(self.eot_samples)]
+        if isinstance(draws[0], torch.Tensor):  # ART's PyTorch attacks pass tensors (all defences PyTorch: ADP)
+            return torch.stack(draws).mean(dim=0)
+        return np.mean(draws, axis=0)
 
     def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):  # type: ignore[override]
         return self._expectation(super().loss_gradient, x, y, training_mode=training_mode, **kwargs)
@@ -263,6 +283,10 @@ def defence_label(key: str, config: EvalConfig) -> str:
         "tvm": f"TotalVarMin (λ={config.tvm_lamb:g})",
         "spatial_smoothing": f"SpatialSmoothing ({config.smoothing_window}x{config.smoothing_window})",
         "fast_at": f"Fast AT (FBF, eps={_eps_text(config.fast_at_eps)})",
+        "comdefend": "ComDefend",
+        "nrp": "NRP",
+        "adp": f"ADP (EOT {int(config.eot_samples)})",
+        "soap": "SOAP-RP",
     }[key]
 
 
@@ -289,6 +313,7 @@ def build_defences(
     restorer=None,
     fast_at_model: Optional[nn.Module] = None,
     adaptive: Tuple[Any, Any] = (None, None),
+    baselines: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, DefendedClassifier]:
     """
     One :class:`DefendedClassifier` per key of ``config.defences`` (config must be :meth:`EvalConfig.resolved`).
@@ -299,6 +324,9 @@ def build_defences(
     :param fast_at_model: The adversarially trained copy of the target (needed for ``fast_at``).
     :param adaptive: ``(denoiser, restorer)`` of the ``idfr_adaptive`` defence: the adaptively trained ID (not in the
         paper) and the FR behind it (``None``: ID only).
+    :param baselines: ``{key: fitted defence}`` of the opt-in baselines ``comdefend`` / ``nrp`` / ``adp`` (their
+        preprocessors) and ``soap`` (its ``SOAPModel``), from
+        :func:`~art_idfr.experiments.evaluation.pipeline.baselines.train_baselines`.
     :raises ValueError: a requested defence lacks its component.
     """
     from art_idfr.defended import defend
@@ -335,6 +363,8 @@ def build_defences(
             out[key] = DefendedClassifier(key, label, clf, GRADIENT_EXACT,
                                           f"AdversarialTrainerFBFPyTorch, eps={_eps_text(config.fast_at_eps)}, "
                                           f"{config.fast_at_epochs} epochs", components=(fast_at_model,))
+        elif key in BASELINE_DEFENCES:
+            out[key] = _baseline_defence(key, label, config, target, (baselines or {}).get(key))
         else:
             pre, desc, rnd = _numpy_defence(key, config)
             eot = int(config.eot_samples) if rnd else 1
@@ -342,6 +372,31 @@ def build_defences(
             out[key] = DefendedClassifier(key, label, clf, gradient_bpda_eot(eot), desc, randomised=rnd,
                                           components=(target.model, pre))
     return out
+
+
+def _baseline_defence(key: str, label: str, config: EvalConfig, target: PyTorchClassifier,
+                      defence: Any) -> DefendedClassifier:
+    """One of the paper's purification baselines: its ART classifier, white-box gradient and description."""
+    if defence is None:
+        raise ValueError(f"defence {key!r} needs its fitted baseline (pipeline.train_baselines); train it or leave "
+                         "it out.")
+    shape, classes, dev = target.input_shape, target.nb_classes, target.device_type
+    desc = {"comdefend": "ComDefend (Jia et al. 2019): ComCNN -> binary code -> RecCNN, trained on clean images",
+            "nrp": "NRP (Naseer et al. 2020): purifier trained by self-supervised perturbations of the target's "
+                   "embedding (no GAN term)",
+            "adp": "ADP (Yoon et al. 2021): Gaussian noise, then deterministic score steps (DSM score network); "
+                   "randomised, one draw per prediction",
+            "soap": "SOAP-RP (Shi et al. 2021): the target architecture retrained with a rotation head; test-time "
+                    "PGD on the rotation loss, then classification"}[key]
+    desc += f"; {defence.inference_passes}"  # (its fit time is in the run's metadata: it would break the cell cache)
+    if key == "soap":  # an estimator of its own: the retrained network, purifying in eval mode
+        clf = wrap_model(defence, shape, classes, dev)
+        return DefendedClassifier(key, label, clf, BASELINE_GRADIENTS[key], desc, components=(defence,))
+    eot = int(config.eot_samples) if key == "adp" else 1
+    clf = wrap_model(target.model, shape, classes, dev, preprocessing_defences=[defence], eot_samples=eot)
+    gradient = f"{GRADIENT_THROUGH} + EOT over {eot} random draws" if key == "adp" else BASELINE_GRADIENTS[key]
+    return DefendedClassifier(key, label, clf, gradient, desc, randomised=key == "adp",
+                              components=(target.model, defence))
 
 
 def _numpy_defence(key: str, config: EvalConfig):

@@ -25,6 +25,7 @@ __all__ = [
     "FRConfig",
     "FastATConfig",
     "AdaptiveConfig",
+    "BaselinesConfig",
     "SUB_CONFIGS",
 ]
 
@@ -221,7 +222,42 @@ class AdaptiveConfig(_SubConfig):
     train_restorer: bool = knob(False, "also train the FR on the same loss", kind="bool")
 
 
+@dataclass
+class BaselinesConfig(_SubConfig):
+    """
+    Training scale of the paper's purification baselines (the opt-in defences ``comdefend``, ``nrp``, ``adp``,
+    ``soap`` of :mod:`art_idfr.experiments.baselines`; their other settings are the library's CPU preset), read by
+    :func:`~art_idfr.experiments.evaluation.pipeline.baselines.train_baselines`. Checked on construction.
+    """
+
+    PREFIX, SECTION = "baselines", "eval"
+    nb_epochs: int = knob(5, "epochs of the ComDefend / NRP / ADP networks (opt-in defences comdefend, nrp, adp)",
+                          flat="baselines_epochs", kind="int+", metavar="E")
+    fit_n: Optional[int] = knob(None, "training images of the ComDefend / NRP / ADP networks (default: fit_n)",
+                                kind="int+", metavar="N")
+    soap_epochs: Optional[int] = knob(None, "SOAP: epochs retraining the target architecture with its rotation head "
+                                            "on the whole training set (default: the target's epochs)", kind="int+",
+                                      metavar="E")
+    soap_eps: Optional[float] = knob(None, "SOAP: L-inf radius of the test-time purification (default 0.1 grey-scale, "
+                                           "8/255 colour)", kind="eps")
+    soap_steps: int = knob(5, "SOAP: purification steps", kind="int+", metavar="N")
+
+    def __post_init__(self) -> None:
+        from art_idfr.experiments.evaluation.names import parse_eps
+
+        for name in ("nb_epochs", "fit_n", "soap_epochs", "soap_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{self.flat_name(_field(type(self), name))}` must be a positive int, got {value!r}.")
+        if self.soap_eps is not None:
+            self.soap_eps = parse_eps(self.soap_eps)
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
 #: The nested sub-configs of :class:`EvalConfig`: attribute -> class.
 SUB_CONFIGS: Dict[str, type] = {"train": TrainConfig, "target": TargetConfig, "surrogate": SurrogateConfig,
                                 "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig,
-                                "adaptive": AdaptiveConfig}
+                                "adaptive": AdaptiveConfig, "baselines": BaselinesConfig}

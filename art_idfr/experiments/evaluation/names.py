@@ -13,6 +13,7 @@ from typing import Any, Dict, Tuple
 
 __all__ = [
     "DEFENCES",
+    "BASELINE_DEFENCES",
     "DEFENCE_ALIASES",
     "THREAT_MODELS",
     "ATTACKS",
@@ -38,6 +39,9 @@ DEFENCES: Tuple[str, ...] = (
     "spatial_smoothing",
     "fast_at",
 )
+#: The paper's purification baselines (:mod:`art_idfr.experiments.baselines`): valid keys, but opt-in by name, never in
+#: a default defence list (they are trained by the run, :mod:`~art_idfr.experiments.evaluation.pipeline.baselines`).
+BASELINE_DEFENCES: Tuple[str, ...] = ("comdefend", "nrp", "adp", "soap")
 #: Accepted spellings of each defence (case-insensitive).
 DEFENCE_ALIASES: Dict[str, str] = {
     "none": "none",
@@ -65,6 +69,14 @@ DEFENCE_ALIASES: Dict[str, str] = {
     "fastat": "fast_at",
     "fast-at": "fast_at",
     "fbf": "fast_at",
+    "comdefend": "comdefend",
+    "com_defend": "comdefend",
+    "com-defend": "comdefend",
+    "nrp": "nrp",
+    "adp": "adp",
+    "soap": "soap",
+    "soap_rp": "soap",
+    "soap-rp": "soap",
 }
 #: The four threat models, in report order.
 THREAT_MODELS: Tuple[str, ...] = ("black-box", "gray-box", "white-box", "query")
@@ -115,7 +127,7 @@ def canonical_defence(name: str) -> str:
         if not 1 <= q <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {name!r}.")
         return f"jpeg{q}"
-    return _pick(name, DEFENCE_ALIASES, DEFENCES, "defence")
+    return _pick(name, DEFENCE_ALIASES, DEFENCES + BASELINE_DEFENCES, "defence")
 
 
 def canonical_threat_model(name: str) -> str:

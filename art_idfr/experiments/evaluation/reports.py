@@ -161,7 +161,9 @@ def markdown_tables(result: "EvaluationResult") -> str:
             label = next(r["defence"] for r in row if r)
             if key in failed:
                 label += f" {FAILED_MARK}"
-            if tm == "white-box" and any(r and "BPDA" in str(r.get("gradient")) for r in row):
+            # † = NumPy defences (ART's estimate_gradient); the opt-in baselines' own BPDA runs in autograd: no †
+            if tm == "white-box" and any(r and "BPDA" in str(r.get("gradient")) and "autograd" not in
+                                         str(r.get("gradient")) for r in row):
                 label += f" {BPDA_MARK}"
                 bpda_used = True
             out.append(f"| {label} | " + " | ".join(_pct(r["accuracy"]) if r else "–" for r in row) + " |")

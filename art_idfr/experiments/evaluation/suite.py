@@ -121,6 +121,9 @@ def evaluate(*args: Any, **kwargs: Any) -> EvaluationResult:
         on identical images, settings, device and defence weights is taken from there
         (:mod:`~art_idfr.experiments.evaluation.cells`; ``metadata["reused_cells"]`` counts them).
     :param reuse_cells: ``False``: measure every cell again (still storing them).
+    :param baselines: ``{key: fitted defence}`` of the opt-in purification baselines (``comdefend``, ``nrp``, ``adp``,
+        ``soap``) named in ``config.defences``, from
+        :func:`~art_idfr.experiments.evaluation.pipeline.baselines.train_baselines`.
     :return: The :class:`EvaluationResult`.
     """
     return Evaluation(*args, **kwargs).run()
@@ -153,6 +156,7 @@ class Evaluation(ReuseMixin):
         adaptive_denoiser=None,
         adaptive_restorer=None,
         reuse_cells: bool = True,
+        baselines: Optional[Dict[str, Any]] = None,
     ) -> None:
         import art
 
@@ -166,13 +170,15 @@ class Evaluation(ReuseMixin):
                        "restorer": restorer, "fast_at": fast_at_model}
         if adaptive_denoiser is not None:  # (only then: the resume fingerprints of earlier runs stay valid)
             self.models.update(adaptive_denoiser=adaptive_denoiser, adaptive_restorer=adaptive_restorer)
+        self.models.update({f"baseline_{k}": v for k, v in (baselines or {}).items()})  # (only when given, as above)
         self.command = command if command is not None else _command_line()
         self._select_images()
         shape, k = data.input_shape, data.num_classes
         self.target = wrap_model(target_model, shape, k, cfg.device_type)
         self.defended: Dict[str, DefendedClassifier] = build_defences(
             cfg, self.target, denoiser=denoiser, restorer=restorer, fast_at_model=fast_at_model,
-            adaptive=(adaptive_denoiser, adaptive_restorer if adaptive_restorer is not None else restorer))
+            adaptive=(adaptive_denoiser, adaptive_restorer if adaptive_restorer is not None else restorer),
+            baselines=baselines)
         self.device_text = _device_description(self.target)
         #: the fields every record shares
         self.base = {

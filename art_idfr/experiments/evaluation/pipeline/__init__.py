@@ -19,7 +19,8 @@ system), since each reads a cached fit or model itself.
 
 The steps live in the modules of this package, every name re-exported here: :mod:`.prepare` (data, threads),
 :mod:`.networks` (target, surrogate, extra AE sources, model folders), :mod:`.idfr` (the IDFR fit and folder),
-:mod:`.adaptive` (the adaptive ID's fit) and :mod:`.fast_at` (the Fast AT baseline).
+:mod:`.adaptive` (the adaptive ID's fit), :mod:`.fast_at` (the Fast AT baseline) and :mod:`.baselines` (the paper's
+purification baselines, opt-in defences).
 """
 # besides __all__, the file names and the helpers that tests and benchmarks import from here stay importable
 from art_idfr._utils import seeded
@@ -47,6 +48,7 @@ from art_idfr.experiments.evaluation.pipeline.adaptive import (
     load_adaptive_fit,
 )
 from art_idfr.experiments.evaluation.pipeline.fast_at import make_fbf_trainer, train_fast_at
+from art_idfr.experiments.evaluation.pipeline.baselines import train_baselines
 
 __all__ = [
     "PreparedData",
@@ -63,4 +65,5 @@ __all__ = [
     "fit_adaptive",
     "load_adaptive_fit",
     "make_fbf_trainer",
+    "train_baselines",
 ]
