@@ -245,7 +245,11 @@ class IDFRDenoiser(PreprocessorPyTorch):
             if self.clip_values is not None:
                 x_star = x_star.clamp(self.clip_values[0], self.clip_values[1])
             outputs.append(x_star)
-        return torch.cat(outputs, dim=0).contiguous() if outputs else x
+        if not outputs:
+            return x
+        keep = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return torch.cat(outputs, dim=0).contiguous(memory_format=torch.channels_last if keep else
+                                                    torch.contiguous_format)  # a channels-last batch stays one
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """

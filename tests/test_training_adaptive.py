@@ -406,12 +406,13 @@ def test_id_inner_and_fr_train_together_under_bf16(trained_target, paper_id, mni
     starts = [_state(net) for net in (den.network, fr.network, inner.network)]
     target_before = _state(trained_target.model)
     trainer = AdaptiveDenoiserTrainer(trained_target, den, fr, inner=inner, train_restorer=True, eps=0.1,
-                                      max_iter=2, nb_epochs=1, batch_size=32, autocast="bf16")
+                                      max_iter=2, nb_epochs=1, batch_size=32, autocast="bf16", channels_last=True)
     trainer.fit(x_train[:64], y_train[:64])
     for start, net in zip(starts, (den.network, fr.network, inner.network)):  # all three trained
         assert any(not torch.equal(start[k], v) for k, v in net.state_dict().items())
     assert all(torch.equal(target_before[k], v) for k, v in trained_target.model.state_dict().items())
-    assert den.training_info["autocast"] == "bf16" and inner.is_fitted
+    assert den.training_info["autocast"] == "bf16" and den.training_info["channels_last"] and inner.is_fitted
+    assert all(p.is_contiguous() for p in den.network.parameters())  # the ID's layout is back as it was
     out = as_module(trainer.get_classifier())(torch.as_tensor(x_train[:4]))
     assert out.shape == (4, 10)
 

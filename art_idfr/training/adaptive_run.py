@@ -61,7 +61,7 @@ class _AdaptiveRun:
     # ------------------------------------------------------------------ the defended forward pass
     def logits(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """f(FR(ID(x))) for a batch in the classifier's layout; differentiable w.r.t. ``x`` and the ID's weights."""
-        x_star = self.den.denoise_nchw(self.to_nchw(x).to(self.den.device), fused=fused)
+        x_star = self.den.denoise_nchw(self.layout(self.to_nchw(x).to(self.den.device)), fused=fused)
         return target_logits(self.clf, self.to_model(x_star).to(self.clf.device), skip=self.skip)
 
     def inner_attack(self, x: torch.Tensor, y: torch.Tensor, eps: float,
@@ -86,6 +86,10 @@ class _AdaptiveRun:
         """The defended classifier's class probabilities on the clean batch (TRADES' inner reference), no gradient."""
         with torch.no_grad():
             return F.softmax(self.logits(x).float(), dim=1)
+
+    def layout(self, x_nchw: torch.Tensor) -> torch.Tensor:
+        """An NCHW batch in channels-last memory layout with the trainer's ``channels_last``, else as it is."""
+        return x_nchw.contiguous(memory_format=torch.channels_last) if self.t.channels_last else x_nchw
 
     def amp(self):
         """The trainer's ``autocast`` (bfloat16 on the device of the target) around a forward pass, else nothing."""
@@ -134,7 +138,7 @@ class _AdaptiveRun:
         t, n, dev = self.t, len(xb), self.clf.device
         parts = [x_adv, xb] + ([x_fix] if x_fix is not None else [])
         x_all = torch.cat(parts)
-        x_nchw = self.to_nchw(x_all).to(self.den.device)
+        x_nchw = self.layout(self.to_nchw(x_all).to(self.den.device))
         # one pass (one BN batch), train mode; distributed: through the DDP wrapper
         with self.amp():
             x_star = self.den.denoise_nchw(x_nchw, batch_size=len(x_nchw), network=self.ddp_net)
@@ -188,6 +192,9 @@ class _AdaptiveRun:
         self.resume, self.checkpoint_every, self.history_from = resume, checkpoint_every, len(t.history)
         self.started = time.perf_counter()
         with contextlib.ExitStack() as stack:
+            if t.channels_last and t.train_denoiser:  # the ID's weights too (ours; converted back at the end)
+                den.network.to(memory_format=torch.channels_last)
+                stack.callback(lambda: den.network.to(memory_format=torch.contiguous_format))
             for module in modules:
                 stack.enter_context(frozen(module))
             at = self.restore_state()  # where a resumed run stopped (None: a fresh run)
