@@ -42,7 +42,7 @@ FORMAT = "art-idfr-eval-cell/1"
 #: the per-run lists (each cell names its own defence, attack and budget; images are digested)
 NOT_IN_CELLS = frozenset({
     "train", "target", "surrogate", "idfr_source", "id", "fr", "fit_n", "idfr_attacks", "idfr_eps", "adaptive",
-    "adaptive_fit_n", "adaptive_curriculum_eps", "fast_at", "train_size", "val_n", "data_root", "download",
+    "inner", "adaptive_fit_n", "adaptive_curriculum_eps", "fast_at", "train_size", "val_n", "data_root", "download",
     "preset_name", "defences", "threat_models", "attacks", "eps", "autoattack_defences", "eval_n", "whitebox_n",
     "query_n", "baselines",
 })

@@ -37,6 +37,7 @@ from art_idfr.experiments.evaluation.knobs import (
     FastATConfig,
     FRConfig,
     IDConfig,
+    InnerConfig,
     SourceConfig,
     SurrogateConfig,
     TargetConfig,
@@ -48,6 +49,7 @@ from art_idfr.experiments.evaluation.names import (
     BASELINE_DEFENCES,
     DEFENCE_ALIASES,
     DEFENCES,
+    INNER_DEFENCES,
     QUERY_ATTACK,
     THREAT_MODELS,
     canonical_attack,
@@ -79,12 +81,15 @@ __all__ = [
     "IDConfig",
     "FRConfig",
     "FastATConfig",
+    "AdaptiveConfig",
+    "InnerConfig",
     "BaselinesConfig",
     "SUB_CONFIGS",
     "flat_fields",
     "PRESETS",
     "DEFENCES",
     "BASELINE_DEFENCES",
+    "INNER_DEFENCES",
     "DEFENCE_ALIASES",
     "THREAT_MODELS",
     "ATTACKS",
@@ -117,7 +122,10 @@ class EvalConfig:
     * ``fast_at`` (:class:`FastATConfig`: ``nb_epochs``, ``eps``),
     * ``baselines`` (:class:`BaselinesConfig`: training scale of the opt-in ``comdefend`` / ``nrp`` / ``adp`` /
       ``soap`` defences),
-    * ``adaptive`` (:class:`AdaptiveConfig`: ``AdaptiveDenoiserTrainer`` keywords; the ``idfr_adaptive`` defence).
+    * ``adaptive`` (:class:`AdaptiveConfig`: ``AdaptiveDenoiserTrainer`` keywords; the ``idfr_adaptive`` defence,
+      and the recipe of ``idfr_inner``),
+    * ``inner`` (:class:`InnerConfig`: ``InnerRestorer`` keywords; the opt-in ``idfr_inner`` defence, not in the
+      paper).
 
     Flat names: every sub-config field also has a flat name, ``<group>_<field>`` unless its metadata says otherwise
     (``id.nb_epochs`` -> ``id_epochs``, ``id.learning_rate`` -> ``id_lr``, ``id.gaussian_sigma`` -> ``id_sigma``,
@@ -174,6 +182,7 @@ class EvalConfig:
                                                  section="idfr")
     idfr_source: SourceConfig = _sub(SourceConfig)
     adaptive: AdaptiveConfig = _sub(AdaptiveConfig)
+    inner: InnerConfig = _sub(InnerConfig)
     adaptive_fit_n: Optional[int] = knob(None, "training images of adaptive training (default: fit_n)", kind="int+",
                                          metavar="N", section="idfr")
     adaptive_restarts: Tuple[int, ...] = knob((), "warm restarts after the adaptive fit: the epochs of each further "

@@ -2,8 +2,9 @@
 The pieces of :class:`~art_idfr.experiments.evaluation.config.EvalConfig`: :func:`knob` (a dataclass field with the
 metadata the command line and the caches read: ``--help`` text, flat name, argument kind, section, ...) and the
 nested sub-configs (``TrainConfig``, ``TargetConfig``, ``SurrogateConfig``, ``SourceConfig``, ``IDConfig``,
-``FRConfig``, ``FastATConfig``, ``AdaptiveConfig``), each a dataclass whose field names are the keyword names of
-the library constructor / training function it feeds, collected in :data:`SUB_CONFIGS`.
+``FRConfig``, ``FastATConfig``, ``AdaptiveConfig``, ``InnerConfig``, ``BaselinesConfig``), each a dataclass whose
+field names are the keyword names of the library constructor / training function it feeds, collected in
+:data:`SUB_CONFIGS`.
 :mod:`~art_idfr.experiments.evaluation.config` re-exports every name.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
-from art_idfr._names import ADAPTIVE_ATTACKS, AUGMENTATIONS, TRADES_REFERENCES
+from art_idfr._names import ADAPTIVE_ATTACKS, AUGMENTATIONS, INNER_KINDS, TRADES_REFERENCES
 from art_idfr.experiments.choices import ID_ARCHITECTURES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
 
 __all__ = [
@@ -25,9 +26,14 @@ __all__ = [
     "FRConfig",
     "FastATConfig",
     "AdaptiveConfig",
+    "InnerConfig",
     "BaselinesConfig",
     "SUB_CONFIGS",
 ]
+
+
+#: ``adaptive_autocast`` values (``none``: float32, the field's ``None``)
+AUTOCAST_CHOICES = ("none", "bf16")
 
 
 def knob(default: Any = dataclasses.MISSING, help: str = "", *, flat: Optional[str] = None, kind: Optional[str] = None,
@@ -220,6 +226,65 @@ class AdaptiveConfig(_SubConfig):
                                            "mean more steps for the same compute", kind="int+", metavar="B",
                                      cache_if_set=True)
     train_restorer: bool = knob(False, "also train the FR on the same loss", kind="bool")
+    # (added after adaptive caches existed: in a cache key or resume fingerprint only when set)
+    train_denoiser: bool = knob(True, "train the ID (--no-adaptive-train-denoiser: keep the Algorithm-1 ID fixed in "
+                                      "front; then the FR or, for idfr_inner, the inner restorers train)",
+                                kind="bool", cache_if_set=True)
+    autocast: Optional[str] = knob(None, "bf16: the inner attack and the update's forward passes under bfloat16 "
+                                         "autocast (about 1.7-1.9x on CPUs with AVX-512 BF16; validation in float32); "
+                                         "none: float32", choices=AUTOCAST_CHOICES, cache_if_set=True)
+    channels_last: bool = knob(False, "images (and the ID's weights during the fit) in channels-last memory layout "
+                                      "(with bf16 a further 1.1-1.2x on such CPUs)", kind="bool", cache_if_set=True)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.autocast, str) and self.autocast.strip().lower() in ("none", ""):
+            self.autocast = None  # the flag's spelling of float32
+        if self.autocast is not None:
+            if str(self.autocast).strip().lower() not in AUTOCAST_CHOICES:
+                raise ValueError(f"Unknown adaptive_autocast {self.autocast!r}. Valid: {', '.join(AUTOCAST_CHOICES)}.")
+            self.autocast = str(self.autocast).strip().lower()
+
+
+@dataclass
+class InnerConfig(_SubConfig):
+    """
+    Restorers inside the frozen target (not in the paper): :class:`art_idfr.InnerRestorer` keywords (``kind``,
+    ``rank``, ``width``, ``layers``) of the opt-in ``idfr_inner`` defence, built on the target and trained along with
+    the ID (and the FR per ``adaptive_train_restorer``) by the adaptive recipe of ``adaptive``. Checked on
+    construction.
+    """
+
+    PREFIX, SECTION = "inner", "idfr"
+    kind: str = knob("lora", "restorers inside the target for idfr_inner (not in the paper): lora (low-rank weight "
+                             "deltas on every Conv2d / Linear) or adapter (zero-initialised residual bottlenecks after "
+                             "each residual block, else each max-pool)", choices=INNER_KINDS)
+    rank: int = knob(4, "rank of each low-rank delta (--inner-kind lora), capped per layer at its full rank",
+                     kind="int+", metavar="R")
+    width: float = knob(0.25, "adapter bottleneck channels as a fraction of the module's (--inner-kind adapter)",
+                        kind="float+", metavar="W")
+    layers: Optional[Tuple[str, ...]] = knob(None, "module names of the target to act at, comma-separated (default: "
+                                                   "the kind's default places per architecture)", kind="str",
+                                             metavar="LIST")
+
+    def __post_init__(self) -> None:
+        kind = str(self.kind).strip().lower()
+        if kind not in INNER_KINDS:
+            raise ValueError(f"Unknown inner_kind {self.kind!r}. Valid: {', '.join(INNER_KINDS)}.")
+        self.kind = kind
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"`inner_rank` must be a positive int, got {self.rank!r}.")
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
+            raise ValueError(f"`inner_width` must be a positive number, got {self.width!r}.")
+        self.width = float(self.width)
+        if self.layers is not None:
+            names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
+            if not isinstance(names, (list, tuple)):
+                raise ValueError(f"`inner_layers` must be module names (a list or a comma-separated string), got "
+                                 f"{self.layers!r}.")
+            self.layers = tuple(str(n).strip() for n in names if str(n).strip())
+            if not self.layers:
+                raise ValueError("`inner_layers` names no module: give module names, or leave it unset for the "
+                                 "default places.")
 
 
 @dataclass
@@ -260,4 +325,4 @@ def _field(cls: type, name: str) -> dataclasses.Field:
 #: The nested sub-configs of :class:`EvalConfig`: attribute -> class.
 SUB_CONFIGS: Dict[str, type] = {"train": TrainConfig, "target": TargetConfig, "surrogate": SurrogateConfig,
                                 "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig,
-                                "adaptive": AdaptiveConfig, "baselines": BaselinesConfig}
+                                "adaptive": AdaptiveConfig, "inner": InnerConfig, "baselines": BaselinesConfig}

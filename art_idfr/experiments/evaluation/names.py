@@ -14,6 +14,7 @@ from typing import Any, Dict, Tuple
 __all__ = [
     "DEFENCES",
     "BASELINE_DEFENCES",
+    "INNER_DEFENCES",
     "DEFENCE_ALIASES",
     "THREAT_MODELS",
     "ATTACKS",
@@ -39,9 +40,17 @@ DEFENCES: Tuple[str, ...] = (
     "spatial_smoothing",
     "fast_at",
 )
+#: Restorers inside the frozen target (not in the paper): a valid key, opt-in by name like the baselines below,
+#: never in a default defence or AutoAttack list (so presets and committed records do not change); in table order
+#: right after ``idfr_adaptive`` (:data:`VALID_DEFENCES`). Fitted by the run
+#: (:func:`~art_idfr.experiments.evaluation.pipeline.adaptive.fit_inner_adaptive`).
+INNER_DEFENCES: Tuple[str, ...] = ("idfr_inner",)
 #: The paper's purification baselines (:mod:`art_idfr.experiments.baselines`): valid keys, but opt-in by name, never in
 #: a default defence list (they are trained by the run, :mod:`~art_idfr.experiments.evaluation.pipeline.baselines`).
 BASELINE_DEFENCES: Tuple[str, ...] = ("comdefend", "nrp", "adp", "soap")
+#: Every defence key, in table order (the ``Valid defences`` of error messages).
+VALID_DEFENCES: Tuple[str, ...] = (*DEFENCES[:DEFENCES.index("idfr_adaptive") + 1], *INNER_DEFENCES,
+                                   *DEFENCES[DEFENCES.index("idfr_adaptive") + 1:], *BASELINE_DEFENCES)
 #: Accepted spellings of each defence (case-insensitive).
 DEFENCE_ALIASES: Dict[str, str] = {
     "none": "none",
@@ -55,6 +64,10 @@ DEFENCE_ALIASES: Dict[str, str] = {
     "idfr_adaptive": "idfr_adaptive",
     "adaptive": "idfr_adaptive",
     "idfr-adaptive": "idfr_adaptive",
+    "idfr_inner": "idfr_inner",
+    "idfr-inner": "idfr_inner",
+    "inner": "idfr_inner",
+    "id+fr+inner": "idfr_inner",
     "fs": "feature_squeezing",
     "feature_squeezing": "feature_squeezing",
     "featuresqueezing": "feature_squeezing",
@@ -127,7 +140,7 @@ def canonical_defence(name: str) -> str:
         if not 1 <= q <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {name!r}.")
         return f"jpeg{q}"
-    return _pick(name, DEFENCE_ALIASES, DEFENCES + BASELINE_DEFENCES, "defence")
+    return _pick(name, DEFENCE_ALIASES, VALID_DEFENCES, "defence")
 
 
 def canonical_threat_model(name: str) -> str:

@@ -63,7 +63,7 @@ def evaluation_fingerprint(config: Dict[str, Any], device: str, arrays: Dict[str
                            models: Dict[str, Any], versions: Dict[str, str]) -> str:
     """One hash of everything a checkpointed number depends on (see the module docstring)."""
     h = hashlib.sha256()
-    cfg = {k: v for k, v in config.items() if k != "threat_models"}
+    cfg = _without_newer_defaults({k: v for k, v in config.items() if k != "threat_models"})
     h.update(json.dumps({"config": cfg, "device": device, "versions": versions}, sort_keys=True,
                         default=str).encode())
     for name in sorted(arrays):
@@ -72,6 +72,36 @@ def evaluation_fingerprint(config: Dict[str, Any], device: str, arrays: Dict[str
     for name in sorted(models):
         h.update(f"{name}:{weights_digest(models[name])}".encode())
     return h.hexdigest()
+
+
+#: configuration knobs added after evaluation checkpoints existed, by sub-config (``None``: the whole sub-config): at
+#: their defaults they are left out of the fingerprint, so that the checkpoints of earlier runs stay valid
+NEWER_THAN_CHECKPOINTS: Dict[str, Optional[Tuple[str, ...]]] = {
+    "adaptive": ("train_denoiser", "autocast", "channels_last"), "inner": None}
+
+
+def _without_newer_defaults(config: Dict[str, Any]) -> Dict[str, Any]:
+    """``config`` (a ``to_dict()``) without the :data:`NEWER_THAN_CHECKPOINTS` knobs that are at their defaults."""
+    import dataclasses
+
+    from art_idfr.experiments.evaluation.knobs import SUB_CONFIGS
+
+    out = dict(config)
+    for group, names in NEWER_THAN_CHECKPOINTS.items():
+        if not isinstance(out.get(group), dict):
+            continue
+        fields = {f.name: f for f in dataclasses.fields(SUB_CONFIGS[group])}
+        sub = {k: v for k, v in out[group].items()
+               if not ((names is None or k in names) and k in fields and v == _listed(fields[k].default))}
+        if sub:
+            out[group] = sub
+        else:
+            del out[group]
+    return out
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _npz_key(key: Key) -> str:
