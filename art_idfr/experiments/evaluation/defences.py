@@ -11,6 +11,8 @@ none                the bare target                                             
 id                  :func:`art_idfr.defend` (target, ID)                         exact, through the ID (autograd)
 idfr                :func:`art_idfr.defend` (target, ID, FR)                     exact, through ID and FR
 idfr_adaptive       :func:`art_idfr.defend` (adaptive ID, FR; not in paper)      exact, through ID and FR
+idfr_inner (opt-in) :func:`art_idfr.defend` (adaptive ID, FR, ``inner=``          exact, through ID, the inner parts
+                    restorers inside the frozen target; not in paper)            and FR
 feature_squeezing   ART ``FeatureSqueezing(bit_depth)``                          BPDA (identity), ART default
 jpeg25/50/75        ART ``JpegCompression(quality, channels_first=True)``        BPDA (identity), ART default
 tvm                 ART ``TotalVarMin`` (channels-first adapter)                 BPDA (identity) + EOT (randomised)
@@ -24,7 +26,9 @@ soap (opt-in)       :class:`~art_idfr.experiments.baselines.SOAPModel` (the     
                     target architecture retrained with a rotation head)          purification, autograd elsewhere
 =================== ============================================================ ===================================
 
-The four opt-in keys are the paper's purification baselines (:mod:`art_idfr.experiments.baselines`), trained by the
+``idfr_inner`` is opt-in too (never in a default defence list): the adaptive recipe with an
+:class:`art_idfr.InnerRestorer` trained along (:func:`~art_idfr.experiments.evaluation.pipeline.fit_inner_adaptive`),
+passed in as ``inner``. The four other opt-in keys are the paper's purification baselines (:mod:`art_idfr.experiments.baselines`), trained by the
 run (:func:`~art_idfr.experiments.evaluation.pipeline.baselines.train_baselines`) and passed in as ``baselines``;
 they are never in a default defence list.
 
@@ -279,6 +283,7 @@ def defence_label(key: str, config: EvalConfig) -> str:
         "id": "ID",
         "idfr": "ID+FR",
         "idfr_adaptive": "ID+FR adaptive (not in paper)",
+        "idfr_inner": "ID+FR+inner adaptive (not in paper)",
         "feature_squeezing": f"FeatureSqueezing ({config.fs_bit_depth}-bit)",
         "tvm": f"TotalVarMin (λ={config.tvm_lamb:g})",
         "spatial_smoothing": f"SpatialSmoothing ({config.smoothing_window}x{config.smoothing_window})",
@@ -306,6 +311,28 @@ def adaptive_description(restorer) -> str:
     return desc + " + FeatureRestorer hook (Algorithm 2, kept frozen)"
 
 
+def inner_description(denoiser, restorer, inner) -> str:
+    """The report's description of the ``idfr_inner`` defence: its inner restorers (kind, rank / width, parameters)
+    and how the ID and the FR around them were trained."""
+    size = f"rank {inner.rank}" if inner.kind == "lora" else f"width {inner.width:g}"
+    desc = (f"InnerRestorer inside the frozen target ({inner.kind}, {size}, {len(inner.points)} places, "
+            f"{inner.num_parameters():,} parameters), adaptively trained end to end (AdaptiveDenoiserTrainer, not "
+            "in the paper)")
+    if denoiser is not None:
+        trained = denoiser.training_info.get("algorithm") == "adaptive"
+        desc += " + IDFRDenoiser" + (", trained jointly" if trained else " (Algorithm 1, kept frozen)")
+    if restorer is not None:
+        desc += " + FeatureRestorer hook" + (", trained jointly" if "adaptive" in restorer.training_info
+                                             else " (Algorithm 2, kept frozen)")
+    return desc
+
+
+def inner_label(denoiser, restorer) -> str:
+    """Row label of ``idfr_inner`` for the parts it has (``ID+FR+inner adaptive (not in paper)`` with both)."""
+    parts = [p for p, c in (("ID", denoiser), ("FR", restorer)) if c is not None]
+    return "+".join([*parts, "inner"]) + " adaptive (not in paper)"
+
+
 def build_defences(
     config: EvalConfig,
     target: PyTorchClassifier,
@@ -314,6 +341,7 @@ def build_defences(
     fast_at_model: Optional[nn.Module] = None,
     adaptive: Tuple[Any, Any] = (None, None),
     baselines: Optional[Dict[str, Any]] = None,
+    inner: Tuple[Any, Any, Any] = (None, None, None),
 ) -> Dict[str, DefendedClassifier]:
     """
     One :class:`DefendedClassifier` per key of ``config.defences`` (config must be :meth:`EvalConfig.resolved`).
@@ -327,6 +355,10 @@ def build_defences(
     :param baselines: ``{key: fitted defence}`` of the opt-in baselines ``comdefend`` / ``nrp`` / ``adp`` (their
         preprocessors) and ``soap`` (its ``SOAPModel``), from
         :func:`~art_idfr.experiments.evaluation.pipeline.baselines.train_baselines`.
+    :param inner: ``(denoiser, restorer, inner restorers)`` of the opt-in ``idfr_inner`` defence (not in the paper):
+        the :class:`~art_idfr.InnerRestorer` fitted inside this target's model, with the ID in front and the FR
+        behind it (either may be ``None``), from
+        :func:`~art_idfr.experiments.evaluation.pipeline.adaptive.fit_inner_adaptive`.
     :raises ValueError: a requested defence lacks its component.
     """
     from art_idfr.defended import defend
@@ -356,6 +388,15 @@ def build_defences(
             label = label if adaptive[1] is not None else "ID adaptive (not in paper)"
             out[key] = DefendedClassifier(key, label, clf, GRADIENT_THROUGH, adaptive_description(adaptive[1]),
                                           components=(target.model, *(c for c in adaptive if c is not None)))
+        elif key == "idfr_inner":
+            den, fr, parts = inner
+            if parts is None:
+                raise ValueError("defence 'idfr_inner' needs the restorers fitted inside the target (InnerRestorer, "
+                                 "pipeline.fit_inner_adaptive); fit them first or leave the defence out.")
+            clf = defend(target, den, fr, inner=parts)  # ValueError if they were fitted for another target
+            out[key] = DefendedClassifier(key, inner_label(den, fr), clf, GRADIENT_THROUGH,
+                                          inner_description(den, fr, parts),
+                                          components=(target.model, *(c for c in inner if c is not None)))
         elif key == "fast_at":
             if fast_at_model is None:
                 raise ValueError("defence 'fast_at' needs the adversarially trained model; train it or leave it out.")

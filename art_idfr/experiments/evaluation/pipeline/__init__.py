@@ -8,7 +8,9 @@ Folder layouts written here (all weights with ``torch.save(state_dict)``, read b
 * model folder (target, surrogate, Fast AT): ``model.pt`` (state dict), ``model.json`` (architecture, dataset, seed,
   accuracies, training settings), ``checkpoints/epoch_NNNN.pt`` (per-epoch, used to resume).
 * IDFR folder: ``denoiser.pt`` (:meth:`IDFRDenoiser.save`), ``restorer.pt`` (:meth:`FeatureRestorer.save`),
-  ``idfr.json`` (settings, the target it was fitted for, accuracies).
+  ``idfr.json`` (settings, the target it was fitted for, accuracies); its ``adaptive/`` (the ``idfr_adaptive`` fit:
+  ``denoiser.pt``, ``adaptive.json``, ``restorer.pt`` when the FR was trained too) and ``inner_adaptive/`` (the
+  ``idfr_inner`` fit: the same plus ``inner.pt``, :meth:`InnerRestorer.save`).
 
 Under ``torchrun`` (:mod:`art_idfr.training.distributed`): a model trained here (target, surrogate, extra AE
 source, Fast AT) is trained by rank 0 alone, exactly as in a single process, while the other ranks wait (up to the
@@ -19,7 +21,8 @@ system), since each reads a cached fit or model itself.
 
 The steps live in the modules of this package, every name re-exported here: :mod:`.prepare` (data, threads),
 :mod:`.networks` (target, surrogate, extra AE sources, model folders), :mod:`.idfr` (the IDFR fit and folder),
-:mod:`.adaptive` (the adaptive ID's fit), :mod:`.fast_at` (the Fast AT baseline) and :mod:`.baselines` (the paper's
+:mod:`.adaptive` (the adaptive ID's fit, and the opt-in ``idfr_inner`` fit with restorers inside the target),
+:mod:`.fast_at` (the Fast AT baseline) and :mod:`.baselines` (the paper's
 purification baselines, opt-in defences).
 """
 # besides __all__, the file names and the helpers that tests and benchmarks import from here stay importable
@@ -44,8 +47,12 @@ from art_idfr.experiments.evaluation.pipeline.idfr import (
 from art_idfr.experiments.evaluation.pipeline.adaptive import (
     ADAPTIVE_META,
     ADAPTIVE_RESUME,
+    INNER_DIR,
+    INNER_FILE,
     fit_adaptive,
+    fit_inner_adaptive,
     load_adaptive_fit,
+    load_inner_adaptive_fit,
 )
 from art_idfr.experiments.evaluation.pipeline.fast_at import make_fbf_trainer, train_fast_at
 from art_idfr.experiments.evaluation.pipeline.baselines import train_baselines
@@ -64,6 +71,8 @@ __all__ = [
     "train_fast_at",
     "fit_adaptive",
     "load_adaptive_fit",
+    "fit_inner_adaptive",
+    "load_inner_adaptive_fit",
     "make_fbf_trainer",
     "train_baselines",
 ]
