@@ -323,3 +323,76 @@ def test_fit_and_evaluate_under_torchrun(tmp_path, capsys):
     key = ("threat_model", "defence_key", "attack", "eps", "n", "n_correct", "accuracy", "source_accuracy")
     assert [[r[k] for k in key] for r in doc["records"]] == [[r[k] for k in key] for r in single["records"]]
     assert {r["defence_key"] for r in doc["records"]} == {"none", "idfr_adaptive"}
+
+
+# ---- the thread choice and the demo's scale ----------------------------------------------------------------------------
+
+
+def _fake_cpu(monkeypatch, cores: int, busy_cores: float, loadavg: float = 0.0):
+    """``cores`` CPUs of which ``busy_cores`` are kept busy by other processes *now*, and a 1-minute load average of
+    ``loadavg`` (what a job that just ended leaves behind); returns the list of /proc/stat reads made."""
+    from art_idfr.experiments import cli
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(os, "getloadavg", lambda: (loadavg, loadavg, loadavg))
+    monkeypatch.setattr(cli, "IDLE_SAMPLE_S", 0.0)
+    reads = []
+
+    def cpu_times(cpus):  # jiffies: 100 per core between two reads, busy_cores of them busy
+        reads.append(sorted(cpus))
+        k = len(reads) - 1
+        return k * 100.0 * (len(cpus) - busy_cores), k * 100.0 * len(cpus)
+
+    monkeypatch.setattr(cli, "_cpu_times", cpu_times)
+    return reads
+
+
+def test_threads_use_idle_cores_not_the_load_average(monkeypatch):
+    """Right after `pip install` the 1-minute load average still reads ~2 on an idle 2-core machine: the demo must
+    take both cores (the load average made it pick one and run 1,284 s), and one beside a job still running."""
+    from art_idfr.experiments.cli import _default_threads, _thread_choice
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    reads = _fake_cpu(monkeypatch, cores=2, busy_cores=0.0, loadavg=2.0)
+    assert _default_threads() == 2 and reads == [[0, 1], [0, 1]]
+    assert _thread_choice()[1] == "2 cores, 2.0 idle now"
+    _fake_cpu(monkeypatch, cores=2, busy_cores=1.0, loadavg=0.0)  # a job running now on one core
+    assert _default_threads() == 1
+    _fake_cpu(monkeypatch, cores=2, busy_cores=0.3)  # a blip: still both
+    assert _default_threads() == 2
+    _fake_cpu(monkeypatch, cores=4, busy_cores=0.0, loadavg=4.0)
+    assert _default_threads() == 4
+    reads = _fake_cpu(monkeypatch, cores=16, busy_cores=0.0)  # many cores: half of them, at most 4, no sampling
+    assert _default_threads() == 4 and reads == []
+    _fake_cpu(monkeypatch, cores=6, busy_cores=0.0)
+    assert _default_threads() == 3
+
+
+def test_threads_under_torchrun_share_the_cores(monkeypatch):
+    """torchrun's LOCAL_WORLD_SIZE processes split the cores, without sampling (their siblings' start-up is no
+    outside load)."""
+    from art_idfr.experiments.cli import _default_threads
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    reads = _fake_cpu(monkeypatch, cores=2, busy_cores=2.0)
+    assert _default_threads() == 1 and reads == []
+    _fake_cpu(monkeypatch, cores=4, busy_cores=4.0)
+    assert _default_threads() == 2
+    _fake_cpu(monkeypatch, cores=16, busy_cores=0.0)
+    assert _default_threads() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert _default_threads() == 1
+
+
+def test_cpu_times_read_proc_stat(monkeypatch, tmp_path):
+    from art_idfr.experiments import cli
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  50 0 50 300 0 0 0 0 0 0\ncpu0 10 0 10 100 20 0 0 0 0 0\ncpu1 40 0 40 180 0 0 0 0 0 0\n"
+                    "intr 12345\n")
+    monkeypatch.setattr(cli, "PROC_STAT", str(stat))
+    assert cli._cpu_times([0]) == (120.0, 140.0)  # idle + iowait of cpu0 only (the affinity set)
+    assert cli._cpu_times([0, 1]) == (300.0, 400.0)
+    monkeypatch.setattr(cli, "PROC_STAT", str(tmp_path / "missing"))
+    assert cli._cpu_times([0]) is None and cli._idle_cores([0], seconds=0) is None
+

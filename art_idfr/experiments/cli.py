@@ -34,7 +34,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from art_idfr.experiments.cli_args import (
     PROG,
@@ -85,9 +85,9 @@ def _common_parent() -> argparse.ArgumentParser:
     g.add_argument("--download", action="store_true", default=None,
                    help="let torchvision download mnist / fashion_mnist / cifar10 / cifar100 / svhn")
     g.add_argument("--threads", type=_parse_positive_int, default=None,
-                   help="CPU threads for torch (NumPy/SciPy BLAS always get 1; default: on <= 3 cores, the idle "
-                        "ones by the 1-minute load average, else min(4, cores // 2); oversubscribed cores make small "
-                        "workloads tens of times slower)")
+                   help="CPU threads for torch (NumPy/SciPy BLAS always get 1; default: on <= 4 cores, the ones idle "
+                        "now (/proc/stat over 0.3 s, so a job that just ended does not count), else min(4, cores // "
+                        "2); oversubscribed cores make small workloads tens of times slower)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--dist-timeout", type=_positive_float, default=1800.0, metavar="SECONDS",
                    help="under torchrun: the longest any process waits at a collective or barrier, including for "
@@ -209,24 +209,83 @@ def _add_demo_parser(sub, common) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _default_threads() -> int:
+#: most torch threads a run picks by itself (the small networks of the CPU presets gain little beyond)
+THREAD_CAP = 4
+#: seconds over which :func:`_idle_cores` samples ``/proc/stat``
+IDLE_SAMPLE_S = 0.3
+
+
+#: the kernel's CPU time counters (read by :func:`_cpu_times`)
+PROC_STAT = "/proc/stat"
+
+
+def _cpu_times(cpus) -> Optional[Tuple[float, float]]:
+    """``(idle, total)`` jiffies summed over the CPUs ``cpus`` (``/proc/stat``'s ``cpuN`` lines; idle + iowait count
+    as idle); ``None`` without a readable ``/proc/stat`` (not Linux)."""
+    idle = total = 0.0
+    try:
+        with open(PROC_STAT) as f:
+            for line in f:
+                name, _, rest = line.partition(" ")
+                if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
+                    continue
+                values = [float(v) for v in rest.split()[:8]]  # user nice system idle iowait irq softirq steal
+                idle += values[3] + values[4]
+                total += sum(values)
+    except (OSError, ValueError, IndexError):
+        return None
+    return (idle, total) if total > 0 else None
+
+
+def _idle_cores(cpus, seconds: Optional[float] = None) -> Optional[float]:
     """
-    torch threads when ``--threads`` is not given: on up to 3 cores, as many as are idle by the 1-minute load
-    average (2 on an idle 2-core laptop, 1 beside another job: oversubscribed cores make small workloads tens of
-    times slower); on more cores, half of them, at most 4.
+    How many of the CPUs ``cpus`` are idle *now*: their idle share of ``/proc/stat`` over ``seconds`` (default
+    :data:`IDLE_SAMPLE_S`; this process
+    sleeps meanwhile, so only other processes count) times their number. Unlike the 1-minute load average it is not
+    raised by a job that just ended (a ``pip install`` before the first ``art-idfr demo``). ``None`` where there is
+    no ``/proc/stat``.
+    """
+    import time
+
+    first = _cpu_times(cpus)
+    if first is None:
+        return None
+    time.sleep(IDLE_SAMPLE_S if seconds is None else seconds)
+    second = _cpu_times(cpus)
+    if second is None or second[1] <= first[1]:
+        return None
+    return len(cpus) * (second[0] - first[0]) / (second[1] - first[1])
+
+
+def _thread_choice() -> Tuple[int, str]:
+    """
+    torch threads when ``--threads`` is not given, and the reason in words: on up to 4 cores, the cores idle right
+    now (:func:`_idle_cores`, rounded; 2 on an idle 2-core machine, 1 beside a job that keeps one core busy:
+    oversubscribed cores make small workloads tens of times slower); on more cores, half of them, at most
+    :data:`THREAD_CAP`. Under torchrun the processes of this machine (``LOCAL_WORLD_SIZE``) share them, and each
+    takes its share of the cores without sampling (its siblings' start-up is no outside load).
     """
     try:
-        cores = len(os.sched_getaffinity(0))
+        cpus = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
+        cpus = list(range(os.cpu_count() or 1))
+    cores = len(cpus)
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: processes sharing this machine
-    if cores > 3:
-        return max(1, min(4, cores // 2) // local)
-    try:
-        idle = cores - os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - no load average (Windows)
-        return 1
-    return max(1, min(cores, int(idle + 0.5)) // local)
+    if cores > THREAD_CAP:
+        n = max(1, min(THREAD_CAP, cores // 2) // local)
+        return n, f"{cores} cores: half of them, at most {THREAD_CAP}" + (f", / {local} processes" if local > 1 else "")
+    if local > 1:
+        return max(1, cores // local), f"{cores} cores / {local} processes"
+    idle = _idle_cores(cpus)
+    if idle is None:  # pragma: no cover - no /proc/stat
+        return cores, f"{cores} cores"
+    n = max(1, min(cores, int(idle + 0.5)))
+    return n, f"{cores} cores, {idle:.1f} idle now"
+
+
+def _default_threads() -> int:
+    """torch threads when ``--threads`` is not given (:func:`_thread_choice`)."""
+    return _thread_choice()[0]
 
 
 def _setup_distributed(args) -> bool:
@@ -253,7 +312,12 @@ def _setup(args) -> None:
     from art_idfr.experiments.evaluation.pipeline import limit_threads
     from art_idfr.training.distributed import is_main_process
 
-    limit_threads(args.threads or _default_threads())
+    if args.threads:
+        threads, args.threads_note = args.threads, f"{args.threads} (--threads)"
+    else:
+        threads, why = _thread_choice()
+        args.threads_note = f"{threads} ({why}; --threads N to choose)"  # printed by demo
+    limit_threads(threads)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level if is_main_process() else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
