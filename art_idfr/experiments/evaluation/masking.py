@@ -48,11 +48,26 @@ def check_eps(cfg) -> float:
     return adaptive if any(abs(adaptive - e) < 1e-9 for e in eps) else max(eps)
 
 
-def gradient_masking_checks(suite) -> Tuple[Dict[str, Any], List[str]]:
-    """The three checks for every checked defence of ``suite`` (an ``Evaluation`` whose white-box table ran)."""
+#: attack runs of the checks per defence (Square; PGD at a large eps; PGD short and long), for progress bars
+RUNS_PER_DEFENCE = 4
+
+
+def checked_defences(suite) -> List[str]:
+    """The keys of the defences of ``suite`` that the checks attack (none without a white-box table)."""
+    if "white-box" not in suite.cfg.threat_models:
+        return []
+    return [k for k in CHECKED_DEFENCES if k in suite.defended]
+
+
+def gradient_masking_checks(suite, bar=None) -> Tuple[Dict[str, Any], List[str]]:
+    """
+    The three checks for every checked defence of ``suite`` (an ``Evaluation`` whose white-box table ran); ``bar``
+    (a progress bar, optional) advances by one per attack run, :data:`RUNS_PER_DEFENCE` per defence, its postfix
+    naming the check.
+    """
     cfg = suite.cfg
-    keys = [k for k in CHECKED_DEFENCES if k in suite.defended]
-    if "white-box" not in cfg.threat_models or not keys:
+    keys = checked_defences(suite)
+    if not keys:
         return {}, []
     x, y, oh = suite.x_eval[suite.wb_idx], suite.y_eval[suite.wb_idx], suite.onehot[suite.wb_idx]
     eps = check_eps(cfg)
@@ -61,9 +76,17 @@ def gradient_masking_checks(suite) -> Tuple[Dict[str, Any], List[str]]:
     warnings: List[str] = []
     for key in keys:
         dc = suite.defended[key]
-        for name, item in (("gradient_free_not_stronger", _square_vs_gradient(suite, dc, x, y, oh, eps)),
-                           ("large_eps_to_zero", _large_eps(suite, dc, x, y, oh)),
-                           ("more_steps_not_better", _more_steps(suite, dc, x, y, oh, eps))):
+        for name, run, runs, what in (
+                ("gradient_free_not_stronger", lambda: _square_vs_gradient(suite, dc, x, y, oh, eps), 1,
+                 f"Square {cfg.sanity_square_iter} queries"),
+                ("large_eps_to_zero", lambda: _large_eps(suite, dc, x, y, oh), 1, f"PGD {eps_label(cfg.sanity_eps)}"),
+                ("more_steps_not_better", lambda: _more_steps(suite, dc, x, y, oh, eps), 2,
+                 f"PGD-{cfg.attack_iter} vs PGD-{5 * cfg.attack_iter}x2")):
+            if bar is not None:
+                bar.set_postfix_str(f"{dc.label}: {what}", refresh=False)
+            item = run()
+            if bar is not None:
+                bar.update(runs)
             if item is None:
                 continue
             checks[name]["per_defence"][key] = item

@@ -83,17 +83,29 @@ def compare_whitebox(per_sample, wb_idx, other: str, defences: Dict[str, Tuple[s
     return check, warnings
 
 
-def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sample, verbose) -> Dict[str, Any]:
+#: steps of :func:`_sanity_checks` on a progress bar (the large-eps BIM, the gradients)
+SANITY_STEPS = 2
+
+
+def _sanity_checks(cfg, target, defended, x_eval, y_eval, onehot, wb_idx, per_sample, verbose,
+                   bar=None) -> Dict[str, Any]:
     """
     The three checks run with every evaluation. Returns ``{"passed", "checks", "warnings"}``; each check has a
-    ``status`` (PASS / FAIL / SKIPPED), a description and its numbers.
+    ``status`` (PASS / FAIL / SKIPPED), a description and its numbers. ``bar`` (a progress bar, optional) advances
+    by one for each of checks 1 and 2 (:data:`SANITY_STEPS`).
     """
     warnings: List[str] = []
     x_wb, oh_wb = x_eval[wb_idx], onehot[wb_idx]
+    if bar is not None:
+        bar.set_postfix_str(f"undefended: BIM {eps_label(cfg.sanity_eps)}", refresh=False)
     checks: Dict[str, Any] = {
-        "undefended_whitebox_large_eps": _check_large_eps(cfg, target, x_wb, y_eval[wb_idx], oh_wb, warnings),
-        "defended_gradient": _check_gradients(defended, x_wb, oh_wb, warnings),
-    }
+        "undefended_whitebox_large_eps": _check_large_eps(cfg, target, x_wb, y_eval[wb_idx], oh_wb, warnings)}
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix_str("gradients through ID / ID+FR", refresh=False)
+    checks["defended_gradient"] = _check_gradients(defended, x_wb, oh_wb, warnings)
+    if bar is not None:
+        bar.update(1)
     # 3. white-box accuracy must not exceed the black-box accuracy on the same images (each violation flagged;
     #    FAIL only where the excess is beyond sampling noise, by a paired sign test on the images the two disagree
     #    on); the same comparison against gray-box is reported as warnings only (single-step FGSM is not monotone)

@@ -440,11 +440,19 @@ class Evaluation(ReuseMixin):
         (:func:`~art_idfr.experiments.evaluation.masking.gradient_masking_checks`) on this run's images; defences
         failing a gradient-masking check are listed under ``"failed_defences"``.
         """
-        from art_idfr.experiments.evaluation.masking import failed_defences, gradient_masking_checks
+        from art_idfr.experiments.evaluation.masking import (
+            RUNS_PER_DEFENCE,
+            checked_defences,
+            failed_defences,
+            gradient_masking_checks,
+        )
+        from art_idfr.experiments.evaluation.sanity import SANITY_STEPS
 
-        sanity = _sanity_checks(self.cfg, self.target, self.defended, self.x_eval, self.y_eval, self.onehot,
-                                self.wb_idx, self.per_sample, self.verbose)
-        checks, warnings = gradient_masking_checks(self)
+        total = SANITY_STEPS + RUNS_PER_DEFENCE * len(checked_defences(self))
+        with progress_bar(total=total, desc="sanity + gradient-masking checks", disable=not self.verbose) as bar:
+            sanity = _sanity_checks(self.cfg, self.target, self.defended, self.x_eval, self.y_eval, self.onehot,
+                                    self.wb_idx, self.per_sample, self.verbose, bar=bar)
+            checks, warnings = gradient_masking_checks(self, bar=bar)
         sanity["checks"].update(checks)
         sanity["warnings"].extend(warnings)
         sanity["failed_defences"] = failed_defences(checks)
