@@ -396,3 +396,34 @@ def test_cpu_times_read_proc_stat(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "PROC_STAT", str(tmp_path / "missing"))
     assert cli._cpu_times([0]) is None and cli._idle_cores([0], seconds=0) is None
 
+
+def test_demo_defaults_to_the_demo_scale_and_full_restores_cpu():
+    """`art-idfr demo` runs the small demo preset (the same threat models, checks and adaptive row, fewer images,
+    queries and epochs); --full (= --preset cpu) the larger cpu run; the other subcommands keep cpu."""
+    from art_idfr.experiments.cli import _config
+    from art_idfr.experiments.cli_commands import _scale_line
+    from art_idfr.experiments.evaluation.config import EvalConfig
+
+    parse = build_parser().parse_args
+    demo, full, cpu = EvalConfig.preset("demo"), EvalConfig.preset("cpu"), EvalConfig()
+    assert _config(parse(["demo"])).to_dict() == demo.to_dict()
+    assert _config(parse(["demo", "--full"])).to_dict() == _config(parse(["demo", "--preset", "cpu"])).to_dict() \
+        == full.to_dict()
+    assert {k: v for k, v in full.to_dict().items() if k != "preset_name"} == \
+        {k: v for k, v in cpu.to_dict().items() if k != "preset_name"}  # cpu: every dataclass default
+    assert parse(["fit", "--target", "t"]).preset == "cpu" and parse(["evaluate", "--target", "t"]).preset == "cpu"
+    assert _config(parse(["demo", "--eval-n", "300"])).eval_n == 300  # flags still override the demo's scale
+    # smaller ...
+    for name in ("eval_n", "whitebox_n", "query_n", "sanity_square_iter", "fit_n", "val_n", "adaptive_fit_n"):
+        assert (getattr(demo, name) or 10**9) < (getattr(full, name) or 10**9), name
+    assert demo.id.nb_epochs < full.id.nb_epochs and demo.adaptive.nb_epochs < full.adaptive.nb_epochs
+    # ... with the same threat models, attacks, budgets, attack strength and the adaptive row
+    for name in ("threat_models", "attacks", "eps", "attack_iter", "eps_step", "query_iter", "eot_samples",
+                 "sanity_eps", "target", "surrogate", "fast_at", "train"):
+        assert getattr(demo, name) == getattr(full, name), name
+    assert "idfr_adaptive" in demo.defences and set(demo.defences) < set(full.defences)
+    # the demo says what it runs and what --full runs
+    line = _scale_line(demo.resolved(1))
+    assert f"n = {demo.eval_n} evaluation images" in line and f"Square {demo.sanity_square_iter} queries" in line
+    assert "`art-idfr demo --full` runs the larger cpu preset" in line and f"n = {full.eval_n}" in line
+    assert "--full" not in _scale_line(full.resolved(1))

@@ -152,12 +152,17 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
     verbose = not args.quiet
     if "black-box" in cfg.threat_models and surrogate is None:
         _echo(args, "training the black-box surrogate ...")
+        t = time.perf_counter()
         surrogate, surrogate_meta = train_network(cfg, data, os.path.join(out, "surrogate"), role="surrogate",
                                                   resume=not retrain, verbose=verbose)
+        _echo(args, f"surrogate: test accuracy {100 * surrogate_meta['test_accuracy']:.2f}%{_took(t)}")
     if "fast_at" in cfg.defences and fast_at is None:
         _echo(args, "training Fast AT (ART AdversarialTrainerFBFPyTorch) ...")
+        t = time.perf_counter()
         fast_at, fast_at_meta = train_fast_at(cfg, data, os.path.join(out, "fast_at"), reuse=not retrain,
                                               verbose=verbose)
+        acc = fast_at_meta.get("test_accuracy")
+        _echo(args, f"Fast AT: test accuracy {100 * acc:.2f}%{_took(t)}" if acc is not None else f"Fast AT{_took(t)}")
     baselines = train_baselines(cfg, data, target, os.path.join(out, "baselines"), reuse=not retrain,
                                 verbose=verbose)  # the opt-in comdefend / nrp / adp / soap named in cfg.defences
     info = {"target": _brief(target_meta), "surrogate": _brief(surrogate_meta), "fast_at": _brief(fast_at_meta),
@@ -238,30 +243,68 @@ def _load_adaptive(args, cfg, restorer):
     return load_adaptive_fit(folder, restorer, device_type=cfg.device_type), cfg
 
 
+def _took(t0: float) -> str:
+    return f"  ({time.perf_counter() - t0:.0f} s)"
+
+
+def _scale(cfg) -> str:
+    """The scale knobs of a run in words (images, queries, epochs)."""
+    return (f"n = {cfg.eval_n} evaluation images ({cfg.whitebox_n} white-box, {cfg.query_n} query: Square "
+            f"{cfg.query_iter} queries), masking checks with Square {cfg.sanity_square_iter:,} queries; epochs: target "
+            f"{cfg.target.epochs}, surrogate {cfg.surrogate.epochs}, ID {cfg.id.nb_epochs} and FR {cfg.fr.nb_epochs} "
+            f"on {cfg.fit_n or 'all'} images, adaptive ID {cfg.adaptive.nb_epochs} on "
+            f"{cfg.adaptive_fit_n or cfg.fit_n or 'all'}, Fast AT {cfg.fast_at.nb_epochs}")
+
+
+def _scale_line(cfg) -> str:
+    """The demo's statement of its scale; at the demo preset, with what ``--full`` (the cpu preset) runs instead."""
+    from art_idfr.experiments.evaluation.config import EvalConfig
+
+    line = f"scale (preset {cfg.preset_name}): {_scale(cfg)}"
+    if cfg.preset_name == "demo":
+        full = EvalConfig.preset("cpu")
+        left_out = [d for d in full.defences if d not in cfg.defences]
+        if left_out:
+            from art_idfr.experiments.evaluation.defences import defence_label
+
+            line += ("; left out: " + ", ".join(defence_label(d, cfg) for d in left_out)
+                     + " (per-image SciPy solves under white-box BPDA + EOT: minutes on their own)")
+        line += f"\n`art-idfr demo --full` runs the larger cpu preset: {_scale(full)}, every defence"
+    return line
+
+
 def _cmd_demo(args) -> int:
     from art_idfr.experiments.evaluation.pipeline import fit_adaptive, fit_idfr, prepare_data, train_network
 
     t0 = time.perf_counter()
     cfg = _config(args)
-    out = args.out or os.path.join("runs", "demo")
+    # another preset trains other models (e.g. on another train / validation split): its own folder, so that the
+    # checkpoints of one never meet the settings of the other
+    out = args.out or os.path.join("runs", "demo" if cfg.preset_name == "demo" else f"demo_{cfg.preset_name}")
     verbose = not args.quiet
     data = prepare_data(cfg, verbose=verbose)
     cfg = cfg.resolved(data.input_shape[0])
-    _echo(args, f"art-idfr demo: {data.dataset.describe()}; preset {cfg.preset_name}; out {out}")
+    _echo(args, f"art-idfr demo: {data.dataset.describe()}; preset {cfg.preset_name}; out {out}; torch threads "
+                f"{getattr(args, 'threads_note', args.threads)}")
+    _echo(args, _scale_line(cfg))
     _echo(args, "training the target ...")
+    t = time.perf_counter()
     target, meta = train_network(cfg, data, os.path.join(out, "target"), resume=not args.retrain, verbose=verbose)
-    _echo(args, f"target {meta['model']} (width {meta['width']:g}): test accuracy {100 * meta['test_accuracy']:.2f}%")
+    _echo(args, f"target {meta['model']} (width {meta['width']:g}): test accuracy {100 * meta['test_accuracy']:.2f}%"
+                f"{_took(t)}")
     den = res = idfr_meta = None
     adaptive = (None, None, None)
     if set(cfg.defences) & {"id", "idfr", "idfr_adaptive"}:
         _echo(args, "fitting IDFR (ID, then FR) ...")
+        t = time.perf_counter()
         den, res, idfr_meta = fit_idfr(cfg, data, target, os.path.join(out, "idfr"), target_meta=meta,
                                        reuse=not args.retrain, verbose=verbose)
-        _echo(args, _idfr_summary(den, res, cfg, idfr_meta))
+        _echo(args, _idfr_summary(den, res, cfg, idfr_meta) + _took(t))
     if "idfr_adaptive" in cfg.defences:
         _echo(args, "fitting the adaptive ID (not in the paper) ...")
+        t = time.perf_counter()
         adaptive = fit_adaptive(cfg, data, target, den, res, os.path.join(out, "idfr", "adaptive"),
                                 reuse=not args.retrain, verbose=verbose)
-        _echo(args, _adaptive_summary(adaptive[2]))
+        _echo(args, _adaptive_summary(adaptive[2]) + _took(t))
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, idfr_meta=idfr_meta, retrain=args.retrain,
                            t_start=t0, adaptive=adaptive)

@@ -1,12 +1,35 @@
 """
 The named presets of :meth:`EvalConfig.preset <art_idfr.experiments.evaluation.config.EvalConfig.preset>`: ``cpu``
-(the README demo, every dataclass default), ``paper`` (the paper's protocol at full scale, a GPU job) and ``tiny``
-(smoke tests), each a dictionary of the values that differ from the defaults (top-level fields and sub-config
-dictionaries). :mod:`~art_idfr.experiments.evaluation.config` re-exports :data:`PRESETS`.
+(every dataclass default: ``art-idfr demo --full`` and the CPU benchmarks), ``paper`` (the paper's protocol at full
+scale, a GPU job), ``tiny`` (smoke tests) and ``demo`` (the default of ``art-idfr demo``: the ``cpu`` run at a
+smaller scale, a few minutes on 2 CPU cores), each a dictionary of the values that differ from the defaults
+(top-level fields and sub-config dictionaries). :mod:`~art_idfr.experiments.evaluation.config` re-exports
+:data:`PRESETS`.
 """
 from __future__ import annotations
 
 from typing import Any, Dict
+
+from art_idfr.experiments.evaluation.names import DEFENCES
+
+#: The ``demo`` preset: what differs from ``cpu`` (printed by ``art-idfr demo``, see ``cli_commands._scale_line``):
+#: fewer images (validation, ID / FR / adaptive training, evaluation, white-box, query), one or two epochs less for the
+#: ID, FR and adaptive ID, Square with 100 queries in the gradient-masking check; the same models, threat models,
+#: attacks, budgets, attack steps and checks. TotalVarMin is left out: its per-image SciPy solves under BPDA + EOT 4
+#: took ~330 s of one core in the white-box table alone at n = 20 (benchmarks/results/demo_time).
+DEMO: Dict[str, Any] = {
+    "val_n": 200,
+    "fit_n": 600,
+    "id": {"nb_epochs": 2},
+    "fr": {"nb_epochs": 1},
+    "adaptive": {"nb_epochs": 1},
+    "adaptive_fit_n": 300,
+    "defences": tuple(d for d in DEFENCES if d != "tvm"),
+    "eval_n": 200,
+    "whitebox_n": 20,
+    "query_n": 20,
+    "sanity_square_iter": 100,
+}
 
 #: Preset values (every other field keeps its dataclass default, which is the ``cpu`` preset).
 PRESETS: Dict[str, Dict[str, Any]] = {
@@ -48,4 +71,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "query_iter": 5,
         "attack_iter": 3,
     },
+    # `art-idfr demo` without --full: the cpu run (same data, models, defences, threat models, attacks, budgets and
+    # checks) at a smaller scale, so that a first run takes minutes on 2 CPU cores (benchmarks/results/demo_time)
+    "demo": DEMO,
 }
