@@ -163,6 +163,9 @@ def _add_fit_parser(sub, common) -> None:
     p.add_argument("--adaptive", action="store_true",
                    help="also fine-tune the ID adaptively (the idfr_adaptive defence, not in the paper; "
                         "--adaptive-* knobs) into OUT/adaptive")
+    p.add_argument("--inner", action="store_true",
+                   help="also fit restorers inside the frozen target with the adaptive recipe (the opt-in idfr_inner "
+                        "defence, not in the paper; --inner-* and --adaptive-* knobs) into OUT/inner_adaptive")
     _fit_knobs(p)
     p.set_defaults(func=_cmd_fit)
 
@@ -174,8 +177,8 @@ def _add_evaluate_parser(sub, common) -> None:
                                    "A missing surrogate (black-box) or Fast AT model is trained into OUT.")
     p.add_argument("--target", metavar="DIR", required=True, help="target model folder (train-target)")
     p.add_argument("--idfr", metavar="DIR", default=None,
-                   help="IDFR folder (fit); needed for the id / idfr defences, and its adaptive/ subfolder (fit "
-                        "--adaptive) for idfr_adaptive")
+                   help="IDFR folder (fit); needed for the id / idfr defences, its adaptive/ subfolder (fit "
+                        "--adaptive) for idfr_adaptive and its inner_adaptive/ (fit --inner) for idfr_inner")
     p.add_argument("--surrogate", metavar="DIR", default=None,
                    help="surrogate model folder (train-target --role surrogate); default: train one into OUT/surrogate")
     p.add_argument("--fast-at", metavar="DIR", default=None,

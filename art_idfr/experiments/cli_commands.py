@@ -114,16 +114,37 @@ def _cmd_fit(args) -> int:
         _, _, ameta = fit_adaptive(cfg, data, model, den, res, os.path.join(out, "adaptive"), reuse=not args.refit,
                                    verbose=not args.quiet)
         _echo(args, _adaptive_summary(ameta))
+    if getattr(args, "inner", False):
+        from art_idfr.experiments.evaluation.pipeline import INNER_DIR, fit_inner_adaptive
+
+        imeta = fit_inner_adaptive(cfg, data, model, den, res, os.path.join(out, INNER_DIR), reuse=not args.refit,
+                                   verbose=not args.quiet)[3]
+        _echo(args, _inner_summary(imeta))
     return 0
 
 
 def _adaptive_summary(meta: Dict[str, Any]) -> str:
+    return (f"adaptive ID (not in the paper) fitted on {meta.get('fit_n')} images in {meta.get('fit_seconds', 0):.0f} s"
+            f"{_best_epoch(meta)}")
+
+
+def _best_epoch(meta: Dict[str, Any]) -> str:
+    """``; best epoch ...`` of an adaptive fit's record (empty without validation scores)."""
     hist = [h for h in meta.get("history", []) if "val_score" in h]
     best = max(hist, key=lambda h: h["val_score"]) if hist else None
-    kept = (f"; best epoch {best['epoch']}: val clean {100 * best['val_acc']:.2f}%, val PGD-20 "
+    return (f"; best epoch {best['epoch']}: val clean {100 * best['val_acc']:.2f}%, val PGD-20 "
             f"{100 * best['val_adv_acc']:.2f}%" if best else "")
-    return (f"adaptive ID (not in the paper) fitted on {meta.get('fit_n')} images in {meta.get('fit_seconds', 0):.0f} s"
-            f"{kept}")
+
+
+def _inner_summary(meta: Dict[str, Any]) -> str:
+    """The ``idfr_inner`` fit in a line: the restorers inside the target, their size, and the adaptive fit."""
+    size = meta.get("inner") or {}
+    what = f"rank {size.get('rank')}" if size.get("kind") == "lora" else f"width {size.get('width')}"
+    share = size.get("fraction_of_target") or 0.0
+    return (f"ID+FR+inner (not in the paper): inner restorers {size.get('kind')} ({what}) at {size.get('layers')} "
+            f"places, {size.get('parameters', 0):,} parameters ({100 * share:.2f}% of the target's), "
+            f"{size.get('macs', 0):,} MACs per image; fitted on {meta.get('fit_n')} images in "
+            f"{meta.get('fit_seconds', 0):.0f} s{_best_epoch(meta)}")
 
 
 def _idfr_summary(den, res, cfg, meta=None) -> str:
@@ -145,7 +166,7 @@ def _idfr_summary(den, res, cfg, meta=None) -> str:
 
 def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restorer, surrogate=None,
                     surrogate_meta=None, fast_at=None, fast_at_meta=None, idfr_meta=None, retrain=False,
-                    t_start=None, adaptive=(None, None, None)) -> int:
+                    t_start=None, adaptive=(None, None, None), inner=(None, None, None, None)) -> int:
     from art_idfr.experiments.evaluation.pipeline import train_baselines, train_fast_at, train_network
     from art_idfr.experiments.evaluation.suite import evaluate
 
@@ -173,11 +194,15 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
     if adaptive[0] is not None:
         info["idfr_adaptive"] = {k: v for k, v in (adaptive[2] or {}).items()
                                  if k in ("settings", "fit_n", "fit_seconds", "training")}
+    if inner[2] is not None:
+        info["idfr_inner"] = {k: v for k, v in (inner[3] or {}).items()
+                              if k in ("settings", "fit_n", "fit_seconds", "training", "inner")}
     _echo(args, "evaluating ...")
     result = evaluate(cfg, data, target, surrogate, denoiser, restorer, fast_at, model_info=info, command=_command(),
                       verbose=verbose, checkpoint_dir=out, adaptive_denoiser=adaptive[0],
                       adaptive_restorer=adaptive[1], reuse_cells=not args.no_cell_reuse,
-                      baselines={k: d for k, (d, _) in baselines.items()})
+                      baselines={k: d for k, (d, _) in baselines.items()}, inner_denoiser=inner[0],
+                      inner_restorer=inner[1], inner=inner[2])
     if t_start is not None:
         result.metadata["wall_seconds_total"] = time.perf_counter() - t_start
     from art_idfr.training.distributed import is_main_process
@@ -213,17 +238,18 @@ def _cmd_evaluate(args) -> int:
     idfr_meta = None
     if args.idfr:
         den, res, idfr_meta = load_idfr(args.idfr, device_type=cfg.device_type)
-    elif set(cfg.defences) & {"id", "idfr"}:
-        raise ValueError("the id / idfr defences need --idfr DIR (from `art-idfr fit`), or leave them out with "
-                         "--defences.")
+    elif set(cfg.defences) & {"id", "idfr", "idfr_inner"}:
+        raise ValueError("the id / idfr / idfr_inner defences need --idfr DIR (from `art-idfr fit`), or leave them out "
+                         "with --defences.")
     adaptive, cfg = _load_adaptive(args, cfg, res)
+    inner = _load_inner(args, cfg, target, res)
     surrogate = sur_meta = fast = fast_meta = None
     if args.surrogate:
         surrogate, sur_meta = load_model_dir(args.surrogate, device=cfg.device)
     if args.fast_at:
         fast, fast_meta = load_model_dir(args.fast_at, device=cfg.device)
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, surrogate, sur_meta, fast, fast_meta,
-                           idfr_meta, t_start=t0, adaptive=adaptive)
+                           idfr_meta, t_start=t0, adaptive=adaptive, inner=inner)
 
 
 def _load_adaptive(args, cfg, restorer):
@@ -241,6 +267,21 @@ def _load_adaptive(args, cfg, restorer):
         _echo(args, "no adaptive fit in the IDFR folder (art-idfr fit --adaptive): idfr_adaptive left out")
         return (None, None, None), cfg.replace(defences=tuple(d for d in cfg.defences if d != "idfr_adaptive"))
     return load_adaptive_fit(folder, restorer, device_type=cfg.device_type), cfg
+
+
+def _load_inner(args, cfg, target, restorer):
+    """The opt-in ``idfr_inner`` defence's (denoiser, restorer, inner restorers, metadata) from ``--idfr
+    DIR/inner_adaptive`` when asked for (it is never in a default list, so a missing fit is an error)."""
+    from art_idfr.experiments.evaluation.pipeline import INNER_DIR, INNER_FILE, load_inner_adaptive_fit
+
+    if "idfr_inner" not in cfg.defences:
+        return None, None, None, None
+    folder = os.path.join(args.idfr, INNER_DIR)
+    if not os.path.isfile(os.path.join(folder, INNER_FILE)):
+        raise ValueError(f"the idfr_inner defence needs a fit of the restorers inside the target in "
+                         f"<idfr folder>/{INNER_DIR} ({folder} has none): `art-idfr fit --inner` writes it, as does "
+                         "`art-idfr demo` with idfr_inner in --defences.")
+    return load_inner_adaptive_fit(folder, target, restorer, device_type=cfg.device_type)
 
 
 def _took(t0: float) -> str:
@@ -293,8 +334,8 @@ def _cmd_demo(args) -> int:
     _echo(args, f"target {meta['model']} (width {meta['width']:g}): test accuracy {100 * meta['test_accuracy']:.2f}%"
                 f"{_took(t)}")
     den = res = idfr_meta = None
-    adaptive = (None, None, None)
-    if set(cfg.defences) & {"id", "idfr", "idfr_adaptive"}:
+    adaptive, inner = (None, None, None), (None, None, None, None)
+    if set(cfg.defences) & {"id", "idfr", "idfr_adaptive", "idfr_inner"}:
         _echo(args, "fitting IDFR (ID, then FR) ...")
         t = time.perf_counter()
         den, res, idfr_meta = fit_idfr(cfg, data, target, os.path.join(out, "idfr"), target_meta=meta,
@@ -306,5 +347,13 @@ def _cmd_demo(args) -> int:
         adaptive = fit_adaptive(cfg, data, target, den, res, os.path.join(out, "idfr", "adaptive"),
                                 reuse=not args.retrain, verbose=verbose)
         _echo(args, _adaptive_summary(adaptive[2]) + _took(t))
+    if "idfr_inner" in cfg.defences:
+        from art_idfr.experiments.evaluation.pipeline import INNER_DIR, fit_inner_adaptive
+
+        _echo(args, "fitting restorers inside the target with the adaptive ID+FR (idfr_inner, not in the paper) ...")
+        t = time.perf_counter()
+        inner = fit_inner_adaptive(cfg, data, target, den, res, os.path.join(out, "idfr", INNER_DIR),
+                                   reuse=not args.retrain, verbose=verbose)
+        _echo(args, _inner_summary(inner[3]) + _took(t))
     return _run_evaluation(args, cfg, data, target, meta, out, den, res, idfr_meta=idfr_meta, retrain=args.retrain,
-                           t_start=t0, adaptive=adaptive)
+                           t_start=t0, adaptive=adaptive, inner=inner)

@@ -1,7 +1,7 @@
 """
 Gradient-masking checks beside every adaptive white-box number (Athalye et al. 2018; Carlini et al. 2019, "On
 evaluating adversarial robustness"). For each defence attacked with exact gradients (ID, ID+FR, adaptive ID+FR,
-Fast AT, none), on the white-box images:
+ID+FR+inner adaptive, Fast AT, none), on the white-box images:
 
 1. ``gradient_free_not_stronger`` — a gradient-free attack (Square, ``sanity_square_iter`` queries) must not beat
    the gradient attacks of the white-box table (per image: broken by any of them) beyond sampling noise;
@@ -29,7 +29,7 @@ from art_idfr.experiments.evaluation.seeds import cell_seed
 #: gradient attacks of the white-box table whose per-image results the Square check compares with
 GRADIENT_ATTACKS = ("fgsm", "cw", "bim", "pgd", "autoattack")
 #: defences with exact gradients that the checks cover (NumPy baselines use BPDA, a known-weak estimate)
-CHECKED_DEFENCES = ("none", "id", "idfr", "idfr_adaptive", "fast_at")
+CHECKED_DEFENCES = ("none", "id", "idfr", "idfr_adaptive", "idfr_inner", "fast_at")
 ALPHA = 0.05
 
 

@@ -145,7 +145,7 @@ def _check_large_eps(cfg, target, x_wb, y_wb, oh_wb, warnings: List[str]) -> Dic
 def _check_gradients(defended, x_wb, oh_wb, warnings: List[str]) -> Dict[str, Any]:
     """Check 2: the loss gradient through each defended ID / ID+FR classifier must be finite and non-zero."""
     grads: Dict[str, Any] = {}
-    for key in ("idfr", "id", "idfr_adaptive"):
+    for key in ("idfr", "id", "idfr_adaptive", "idfr_inner"):
         if key not in defended:
             continue
         n = min(16, len(x_wb))

@@ -110,6 +110,10 @@ def evaluate(*args: Any, **kwargs: Any) -> EvaluationResult:
     :param fast_at_model: The Fast-AT network (for ``fast_at``).
     :param adaptive_denoiser: The adaptively trained ID (for ``idfr_adaptive``, not in the paper), with
         ``adaptive_restorer`` (default ``restorer``) behind it.
+    :param inner: The :class:`~art_idfr.InnerRestorer` fitted inside ``target_model`` (for the opt-in
+        ``idfr_inner``, not in the paper), with ``inner_denoiser`` in front (``None``: none) and ``inner_restorer``
+        (default ``restorer``) behind it, from
+        :func:`~art_idfr.experiments.evaluation.pipeline.adaptive.fit_inner_adaptive`.
     :param model_info: Free-form metadata about the models (stored under ``metadata["models"]``).
     :param command: Command line to record (default: ``sys.argv``).
     :param verbose: Progress bars.
@@ -157,6 +161,9 @@ class Evaluation(ReuseMixin):
         adaptive_restorer=None,
         reuse_cells: bool = True,
         baselines: Optional[Dict[str, Any]] = None,
+        inner_denoiser=None,
+        inner_restorer=None,
+        inner=None,
     ) -> None:
         import art
 
@@ -171,6 +178,9 @@ class Evaluation(ReuseMixin):
         if adaptive_denoiser is not None:  # (only then: the resume fingerprints of earlier runs stay valid)
             self.models.update(adaptive_denoiser=adaptive_denoiser, adaptive_restorer=adaptive_restorer)
         self.models.update({f"baseline_{k}": v for k, v in (baselines or {}).items()})  # (only when given, as above)
+        inner_restorer = inner_restorer if inner_restorer is not None else restorer
+        if inner is not None:  # (only when given, as above)
+            self.models.update(inner_denoiser=inner_denoiser, inner_restorer=inner_restorer, inner=inner)
         self.command = command if command is not None else _command_line()
         self._select_images()
         shape, k = data.input_shape, data.num_classes
@@ -178,7 +188,7 @@ class Evaluation(ReuseMixin):
         self.defended: Dict[str, DefendedClassifier] = build_defences(
             cfg, self.target, denoiser=denoiser, restorer=restorer, fast_at_model=fast_at_model,
             adaptive=(adaptive_denoiser, adaptive_restorer if adaptive_restorer is not None else restorer),
-            baselines=baselines)
+            baselines=baselines, inner=(inner_denoiser, inner_restorer, inner))
         self.device_text = _device_description(self.target)
         #: the fields every record shares
         self.base = {
