@@ -2,7 +2,8 @@
 Shared runner of the dataset benchmarks: run `art-idfr demo` with the benchmark's settings into `runs/<name>`
 (models and checkpoints, git-ignored), print everything, and copy the report files it wrote (results.json, .csv, .md,
 accuracy_vs_eps.png) plus the complete console log and, when there is one, the adaptive fit's record
-(adaptive_fit.json) into the committed folder `benchmarks/results/<name>/`.
+(adaptive_fit.json; inner_adaptive_fit.json for an idfr_inner fit) into the committed folder
+`benchmarks/results/<name>/`.
 The report files are exactly what the command wrote; nothing is edited afterwards.
 """
 from __future__ import annotations
@@ -22,8 +23,11 @@ REPORT_FILES = ("results.json", "results.csv", "results.md", "accuracy_vs_eps.pn
 #: the adaptive fit's record (settings, per-epoch validation history, fit time), published beside the reports; the
 #: command that produced it is the first line of the console.log copied with it
 ADAPTIVE_FIT = (os.path.join("idfr", "adaptive", "adaptive.json"), "adaptive_fit.json")
+#: the same record of the opt-in idfr_inner fit (restorers inside the target; its parameters, MACs, fraction of the
+#: target's parameters), when the run had one
+INNER_FIT = (os.path.join("idfr", "inner_adaptive", "adaptive.json"), "inner_adaptive_fit.json")
 #: (file in runs/<name>, name in benchmarks/results/<name>) of everything published
-PUBLISHED = tuple((f, f) for f in REPORT_FILES + ("console.log",)) + (ADAPTIVE_FIT,)
+PUBLISHED = tuple((f, f) for f in REPORT_FILES + ("console.log",)) + (ADAPTIVE_FIT, INNER_FIT)
 
 
 class CachedSetup(NamedTuple):

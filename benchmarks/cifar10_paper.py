@@ -7,13 +7,16 @@ CIFAR-10 (JPEG q75 copy) at paper scale on one GPU (issue: results that stand).
     python benchmarks/cifar10_paper.py --device cuda --adaptive-focus      # issue 15's paper-scale goal, not yet run
 
 --adaptive-focus (issue 15: AutoAttack 8/255 >= 43% at clean >= 80% on a frozen ResNet-18) keeps the five defences
-that goal compares (none, ID, ID+FR, adaptive ID+FR, Fast AT) at 8/255 and 16/255 and gives the adaptive fit most of
-one call: PGD-5 at 8/255 through ID+FR+target on 48,000 training images x 2 one-cycle epochs at batch 64 (1,500
+that goal compares (none, ID, ID+FR, adaptive ID+FR, Fast AT), plus the opt-in ID+FR+inner adaptive (`idfr_inner`,
+issue 41: LoRA deltas of rank 4 on every Conv2d / Linear of the frozen target, trained along with the ID and FR by the
+same recipe; AutoAttack through it too), at 8/255 and 16/255 and gives the adaptive fits most of the lease: PGD-5 at 8/255 through ID+FR+target on 48,000 training images x 2 one-cycle epochs at batch 64 (1,500
 Adam steps; the CPU screens stopped at 750 steps of batch 16), lr 3e-4 with eps rising over the first 30% (lr 1e-3
 collapsed the ID's clean accuracy on CIFAR-10 CPU), TRADES beta 6, no identity term, the FR trained jointly
 (benchmarks/NOTES.md, "CIFAR-10 adaptive screens" and the Fashion-MNIST tuning sections). Estimated from the
 committed speed_gpu timing (0.17 s per 1,000 ID training samples) at about 1.5 ms per image-step: ~150 s of fit;
-about 450 s for the whole run. Checked on a CPU at a tiny scale only: `bash benchmarks/device_paper.sh 575
+about 450 s for the whole run without idfr_inner, whose fit (a second one of about that size) and extra column may
+push it past one call of 600 s: the same command again on the still-warm machine reuses the finished fits and the
+evaluation checkpoint. Checked on a CPU at a tiny scale only: `bash benchmarks/device_paper.sh 575
 --adaptive-focus` is the command prepared for the next lease.
 
 The paper's protocol with its hyper-parameters scaled to the device time one session is lent (15 minutes of an
@@ -74,23 +77,34 @@ ADAPTIVE = [
 ]
 COMMON += ADAPTIVE
 #: --adaptive-focus: the five defences the adaptive goal compares (the ART baselines are in the earlier runs'
-#: reports), at the two budgets the CPU benchmarks report, so that the adaptive fit gets most of one call
-FOCUS = ["--defences", "none,id,idfr,idfr_adaptive,fast_at", "--eps", "8/255,16/255", "--autoattack-restarts", "1"]
+#: reports) and the opt-in idfr_inner (issue 41; InnerConfig's defaults: LoRA rank 4), AutoAttack through all six, at
+#: the two budgets the CPU benchmarks report, so that the adaptive fits get most of the lease
+FOCUS_DEFENCES = "none,id,idfr,idfr_adaptive,idfr_inner,fast_at"
+FOCUS = ["--defences", FOCUS_DEFENCES, "--autoattack-defences", FOCUS_DEFENCES, "--eps", "8/255,16/255",
+         "--autoattack-restarts", "1"]
 TARGETS = {"resnet18_cifar": "vgg16_bn_cifar", "vgg16_bn_cifar": "resnet18_cifar"}
 
-if __name__ == "__main__":
+def plan(argv):
+    """``[(results name, art-idfr demo arguments, extra arguments), ...]``: the runs this script's ``argv`` asks for
+    (the arguments it does not know, e.g. ``--device cuda``, go to every ``art-idfr demo`` as ``extra``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=tuple(TARGETS), default="resnet18_cifar")
     parser.add_argument("--full", action="store_true", help="both targets")
     parser.add_argument("--adaptive-focus", action="store_true",
-                        help="only none, ID, ID+FR, adaptive ID+FR and Fast AT at 8/255 and 16/255, into "
-                             "cifar10_paper_adaptive_<model>")
-    args, rest = parser.parse_known_args()
-    status = 0
+                        help="only none, ID, ID+FR, adaptive ID+FR, ID+FR+inner adaptive and Fast AT at 8/255 "
+                             "and 16/255, into cifar10_paper_adaptive_<model>")
+    args, rest = parser.parse_known_args(argv)
+    runs = []
     for model, surrogate in TARGETS.items():
         if args.full or args.only == model:
             name = f"cifar10_paper_{'adaptive_' if args.adaptive_focus else ''}{model}"
             focus = FOCUS if args.adaptive_focus else []
-            # the rest of the arguments (e.g. --device cuda) goes to art-idfr demo
-            status |= run(name, [*COMMON, *focus, "--model", model, "--surrogate-model", surrogate], extra=rest)
+            runs.append((name, [*COMMON, *focus, "--model", model, "--surrogate-model", surrogate], rest))
+    return runs
+
+
+if __name__ == "__main__":
+    status = 0
+    for name, demo_args, extra in plan(sys.argv[1:]):
+        status |= run(name, demo_args, extra=extra)
     sys.exit(status)

@@ -7,15 +7,17 @@
 # command run again on the still-warm machine reuses the trained models in runs/ and resumes the evaluation.
 #   usage: [SMOKE=0] bash benchmarks/device_paper.sh [deadline in seconds from the start, default 570] [cifar10_paper.py args]
 #   e.g.   SMOKE=0 bash benchmarks/device_paper.sh 585 --only vgg16_bn_cifar --idfr-eps 4/255,8/255,16/255
-#          SMOKE=0 bash benchmarks/device_paper.sh 570 --adaptive-focus   (issue 15: the adaptive goal, five defences)
+#          SMOKE=0 bash benchmarks/device_paper.sh 570 --adaptive-focus   (issue 15: the adaptive goal, five defences + idfr_inner)
 set -u
 t0=$(date +%s)
 DEADLINE=${1:-570}; shift || true
 MODEL=resnet18_cifar; prev=""; RUN=cifar10_paper
 for a in "$@"; do [ "$prev" = "--only" ] && MODEL=$a; [ "$a" = "--adaptive-focus" ] && RUN=cifar10_paper_adaptive; prev=$a; done
 SURROGATE=vgg16_bn_cifar; [ "$MODEL" = vgg16_bn_cifar ] && SURROGATE=resnet18_cifar
-# the adaptive run's smoke: the adaptive path (FR trained jointly), AutoAttack and the masking checks on the GPU
-SMOKE_FOCUS=""; [ $RUN = cifar10_paper_adaptive ] && SMOKE_FOCUS="--defences none,idfr,idfr_adaptive,fast_at \
+# the adaptive run's smoke: the adaptive paths (FR trained jointly; idfr_inner's restorers inside the target),
+# AutoAttack and the masking checks on the GPU
+SMOKE_FOCUS=""; [ $RUN = cifar10_paper_adaptive ] && SMOKE_FOCUS="--defences none,idfr,idfr_adaptive,idfr_inner,fast_at \
+  --autoattack-defences none,idfr,idfr_adaptive,idfr_inner,fast_at \
   --threat-models white-box --attacks bim,autoattack --eps 8/255 --adaptive-train-restorer --adaptive-eps-warmup 0.3 \
   --adaptive-batch-size 64 --autoattack-restarts 1 --autoattack-square-iter 20"
 case " $* " in *" --idfr-source-model "*) SMOKE_SOURCE="--idfr-source-model small_cnn --idfr-source-epochs 1";; *) SMOKE_SOURCE="";; esac
@@ -41,6 +43,7 @@ echo "benchmark exit status $status after $(( $(date +%s) - start )) s"
 # at most 8 files come back: the reports when the run finished, else the finished threat models (results.partial.*)
 R=runs/${RUN}_$MODEL
 cp $R/console.log $R/idfr/adaptive/adaptive.json "$OUT/" 2>/dev/null
+cp $R/idfr/inner_adaptive/adaptive.json "$OUT/inner_adaptive.json" 2>/dev/null
 cp benchmarks/results/${RUN}_$MODEL/results.* benchmarks/results/${RUN}_$MODEL/*.png "$OUT/" 2>/dev/null \
   || cp $R/results.partial.* "$OUT/" 2>/dev/null
 tr '\r' '\n' < "$OUT/stderr.log" | grep -a -v "^\s*$" | tail -c 200000 > "$OUT/stderr_tail.log"; rm -f "$OUT/stderr.log"

@@ -1,4 +1,5 @@
 """The committed benchmark scripts' flag lists parse into valid configurations (a typo fails here, not hours into a run)."""
+import dataclasses
 import os
 import sys
 
@@ -45,12 +46,54 @@ def test_benchmark_flags_build_a_config(module):
 
 
 def test_paper_adaptive_focus_keeps_the_adaptive_comparison():
-    """cifar10_paper --adaptive-focus: the five defences of the adaptive goal, AutoAttack at 8/255 and 16/255."""
+    """cifar10_paper --adaptive-focus: the five defences of the adaptive goal and the opt-in idfr_inner (issue 41),
+    AutoAttack through all six at 8/255 and 16/255."""
     mod = _benchmark_module("cifar10_paper")
     args = [*mod.COMMON, *mod.FOCUS, "--model", "resnet18_cifar", "--surrogate-model", "vgg16_bn_cifar"]
     cfg = _config(build_parser().parse_args(["demo", *args, "--out", "unused"]))
-    assert cfg.defences == ("none", "id", "idfr", "idfr_adaptive", "fast_at")
+    assert cfg.defences == ("none", "id", "idfr", "idfr_adaptive", "idfr_inner", "fast_at")
+    assert cfg.autoattack_defences == cfg.defences and "autoattack" in cfg.attacks
+    assert (cfg.inner.kind, cfg.inner.rank) == ("lora", 4)
     assert cfg.eps == (8 / 255, 16 / 255) and cfg.autoattack_restarts == 1
+
+
+def test_paper_script_arguments_plan_its_runs():
+    """cifar10_paper.py's own flags (--only, --full, --adaptive-focus) choose the runs; every other argument (as
+    device_paper.sh passes them) reaches each art-idfr demo, and each run's flags build a valid config (CPU only:
+    nothing runs)."""
+    plan = _benchmark_module("cifar10_paper").plan
+    runs = plan(["--adaptive-focus", "--data-root", "cifar10-jpeg.tar.gz", "--threads", "8"])
+    assert [r[0] for r in runs] == ["cifar10_paper_adaptive_resnet18_cifar"]
+    name, demo_args, extra = runs[0]
+    assert extra == ["--data-root", "cifar10-jpeg.tar.gz", "--threads", "8"]
+    args = build_parser().parse_args(["demo", *demo_args, *extra, "--out", "unused"])
+    cfg = _config(args)
+    assert args.threads == 8 and cfg.data_root == "cifar10-jpeg.tar.gz" and cfg.target.model == "resnet18_cifar"
+    assert "idfr_inner" in cfg.defences and cfg.surrogate.model == "vgg16_bn_cifar"
+    assert [r[0] for r in plan(["--full"])] == ["cifar10_paper_resnet18_cifar", "cifar10_paper_vgg16_bn_cifar"]
+    only = plan(["--only", "vgg16_bn_cifar", "--idfr-eps", "4/255,8/255,16/255"])
+    assert [r[0] for r in only] == ["cifar10_paper_vgg16_bn_cifar"] and only[0][2] == ["--idfr-eps", "4/255,8/255,16/255"]
+    cfg = _config(build_parser().parse_args(["demo", *only[0][1], *only[0][2], "--out", "unused"]))
+    assert "idfr_inner" not in cfg.defences and cfg.idfr_eps == (4 / 255, 8 / 255, 16 / 255)  # later flags win
+    with pytest.raises(SystemExit):
+        plan(["--only", "resnet50"])
+
+
+@pytest.mark.parametrize("module, base", [("cifar10_inner", "cifar10_adaptive"),
+                                          ("fashion_mnist_inner", "fashion_mnist_adaptive")])
+def test_inner_benchmarks_add_the_inner_row_to_the_adaptive_ones(module, base):
+    """The idfr_inner benchmarks (issue 41, not run yet) are their adaptive benchmark's flags, unchanged, plus the
+    inner row, AutoAttack through it, bf16 + channels-last adaptive fits and LoRA rank 4; nothing else differs."""
+    mod, ref = _benchmark_module(module), _benchmark_module(base)
+    assert mod.ARGS[:len(ref.ARGS)] == ref.ARGS
+    cfg, base_cfg = (_config(build_parser().parse_args(["demo", *m.ARGS, "--out", "unused"])) for m in (mod, ref))
+    assert cfg.defences == ("none", "idfr", "idfr_adaptive", "idfr_inner", "fast_at")
+    assert cfg.autoattack_defences == cfg.defences and "autoattack" in cfg.attacks
+    assert (cfg.adaptive.autocast, cfg.adaptive.channels_last) == ("bf16", True)
+    assert (cfg.inner.kind, cfg.inner.rank, cfg.inner.layers) == ("lora", 4, None)
+    changed = {k for k, v in cfg.to_dict().items() if base_cfg.to_dict()[k] != v}
+    assert changed == {"defences", "autoattack_defences", "adaptive"}
+    assert dataclasses.replace(cfg.adaptive, autocast=None, channels_last=False) == base_cfg.adaptive
 
 
 def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
