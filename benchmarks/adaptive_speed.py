@@ -8,6 +8,10 @@ bfloat16 autocast, and under bfloat16 autocast with channels-last images, at the
 * ``cifar``: the ResNet-18 at width 0.25 of `cifar10_adaptive` (3×32×32), the U-Net at width 0.5, batch 32;
   and the same with rank-4 low-rank deltas on every layer of the target (``cifar+lora4``).
 
+Also the inference time per image of the defended CIFAR-10 model (``--inference``): the bare target, ID+FR (the
+Algorithm-1 defence's architecture), ID+FR with rank-4 deltas in the target, and the deltas alone, eval mode, batches
+of 100, float32.
+
 Untrained networks and generated images (the time of a step does not depend on the weights); the modes alternate,
 each timed ``--repeats`` times after a warm-up step, and the fastest is kept. Accuracy is not measured here: the
 validation screens in benchmarks/NOTES.md say whether bfloat16 keeps it.
@@ -88,6 +92,35 @@ def time_step(trainer, x, y, repeats: int) -> float:
     return min(times[1:])
 
 
+def inference_times(repeats: int) -> dict:
+    """Seconds per image of each defended CIFAR-10 model (module docstring), the fastest of ``repeats`` passes."""
+    from art_idfr import defend
+
+    shape = (3, 32, 32)
+    torch.manual_seed(0)
+    target = wrap_model(make_model("resnet18_cifar", 10, shape, width=0.25).eval(), shape, 10, "cpu")
+    den = IDFRDenoiser(input_shape=shape, width=0.5, device_type="cpu")
+    den.mark_fitted({"algorithm": "speed"})
+    fr = FeatureRestorer(device_type="cpu")
+    fr.build(_embedding_dim(target, shape))
+    fr.mark_fitted({"algorithm": "speed"})
+    inner = InnerRestorer(shape, rank=4, device_type="cpu").build(target.model)
+    models = {"target": target, "ID+FR": defend(target, den, fr), "ID+FR+lora4": defend(target, den, fr, inner=inner),
+              "lora4": defend(target, inner=inner)}
+    x = np.random.default_rng(0).random((100, *shape), dtype=np.float32)
+    out = {}
+    for name, clf in models.items():
+        clf.predict(x, batch_size=100)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            clf.predict(x, batch_size=100)
+            times.append(time.perf_counter() - t0)
+        out[name] = round(min(times) / len(x) * 1000, 3)
+    print(json.dumps({"inference ms/image": out}), flush=True)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -95,6 +128,7 @@ def main() -> int:
     p.add_argument("--settings", default=",".join(SETTINGS))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    inference = inference_times(a.repeats)
     rows = []
     for name in a.settings.split(","):
         times = {mode: time_step(*build(name, kw), a.repeats) for mode, kw in MODES.items()}
@@ -109,7 +143,7 @@ def main() -> int:
             "load_average_at_end": os.getloadavg(), "seed": 0, "data": "generated (uniform images, random labels)",
             "command": "python " + " ".join(shlex.quote(s) for s in ["benchmarks/adaptive_speed.py", *sys.argv[1:]])}
     with open(os.path.join(out, "speed.json"), "w") as f:
-        json.dump({**meta, "rows": rows}, f, indent=2)
+        json.dump({**meta, "rows": rows, "inference_ms_per_image": inference}, f, indent=2)
     with open(os.path.join(out, "speed.md"), "w") as f:
         f.write(f"# Adaptive training step: float32 vs bfloat16 autocast vs + channels-last\n\n"
                 f"Command: `{meta['command']}`; device: {meta['device']}; torch {meta['torch']}; load average at "
@@ -119,6 +153,9 @@ def main() -> int:
         f.write("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n")
         for row in rows:
             f.write("| " + " | ".join(str(row[k]) for k in keys) + " |\n")
+        f.write("\nInference, CIFAR-10 ResNet-18 at width 0.25, float32, batches of 100, ms per image (fastest of "
+                f"{a.repeats}):\n\n| " + " | ".join(inference) + " |\n|" + "---|" * len(inference) + "\n| "
+                + " | ".join(str(v) for v in inference.values()) + " |\n")
     return 0
 
 
