@@ -330,3 +330,14 @@ def test_a_tiny_evaluation_with_the_four_baselines_runs(tmp_path):
     assert "| ComDefend |" in table and "| SOAP-RP |" in table  # no † : that marks ART's estimate_gradient only
     with pytest.raises(ValueError, match="needs its fitted baseline"):
         evaluate(cfg, data, target, verbose=False)
+
+
+def test_the_baselines_knobs_at_their_defaults_leave_earlier_evaluation_checkpoints_valid():
+    """An evaluation checkpoint written before the baselines existed keeps its fingerprint (they were opt-in)."""
+    from art_idfr.experiments.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.resume import _without_newer_defaults
+
+    cfg = EvalConfig.preset("cpu", dataset="fashion_mnist_idx").resolved(1).to_dict()
+    assert "baselines" in cfg and "baselines" not in _without_newer_defaults(cfg)
+    changed = EvalConfig.preset("cpu", dataset="fashion_mnist_idx", baselines_epochs=7).resolved(1).to_dict()
+    assert _without_newer_defaults(changed)["baselines"] == {"nb_epochs": 7}
