@@ -79,11 +79,16 @@ def test_paper_script_arguments_plan_its_runs():
         plan(["--only", "resnet50"])
 
 
-@pytest.mark.parametrize("module, base", [("cifar10_inner", "cifar10_adaptive"),
-                                          ("fashion_mnist_inner", "fashion_mnist_adaptive")])
-def test_inner_benchmarks_add_the_inner_row_to_the_adaptive_ones(module, base):
+#: cifar10_inner also takes the recipe of the CIFAR-10 validation screens of the inner restorers (NOTES)
+_SCREENED = {"adversarial_weight": 0.0, "eps_warmup": 0.3, "batch_size": 16, "nb_epochs": 3}
+
+
+@pytest.mark.parametrize("module, base, recipe, fit_n", [("cifar10_inner", "cifar10_adaptive", _SCREENED, 12000),
+                                                         ("fashion_mnist_inner", "fashion_mnist_adaptive", {}, None)])
+def test_inner_benchmarks_add_the_inner_row_to_the_adaptive_ones(module, base, recipe, fit_n):
     """The idfr_inner benchmarks (issue 41, not run yet) are their adaptive benchmark's flags, unchanged, plus the
-    inner row, AutoAttack through it, bf16 + channels-last adaptive fits and LoRA rank 4; nothing else differs."""
+    inner row, AutoAttack through it, bf16 + channels-last adaptive fits and LoRA rank 4 (cifar10_inner: and the
+    screened recipe); nothing else differs."""
     mod, ref = _benchmark_module(module), _benchmark_module(base)
     assert mod.ARGS[:len(ref.ARGS)] == ref.ARGS
     cfg, base_cfg = (_config(build_parser().parse_args(["demo", *m.ARGS, "--out", "unused"])) for m in (mod, ref))
@@ -92,8 +97,11 @@ def test_inner_benchmarks_add_the_inner_row_to_the_adaptive_ones(module, base):
     assert (cfg.adaptive.autocast, cfg.adaptive.channels_last) == ("bf16", True)
     assert (cfg.inner.kind, cfg.inner.rank, cfg.inner.layers) == ("lora", 4, None)
     changed = {k for k, v in cfg.to_dict().items() if base_cfg.to_dict()[k] != v}
-    assert changed == {"defences", "autoattack_defences", "adaptive"}
-    assert dataclasses.replace(cfg.adaptive, autocast=None, channels_last=False) == base_cfg.adaptive
+    assert changed == {"defences", "autoattack_defences", "adaptive"} | ({"adaptive_fit_n"} if fit_n else set())
+    assert fit_n is None or cfg.adaptive_fit_n == fit_n
+    assert dataclasses.replace(cfg.adaptive, autocast=None, channels_last=False,
+                               **{k: getattr(base_cfg.adaptive, k) for k in recipe}) == base_cfg.adaptive
+    assert all(getattr(cfg.adaptive, k) == v for k, v in recipe.items())
 
 
 def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():
