@@ -3,15 +3,16 @@
 
 Subcommands::
 
-    art-idfr demo                                  # the README run: MNIST-5k, everything, < 10 min on 2 CPU cores
+    art-idfr demo                                  # the README run: MNIST-5k, every threat model and check, demo scale
+    art-idfr demo --full                           # ... at the larger cpu preset (the CPU benchmarks' scale)
     art-idfr train-target --out runs/target        # train a target (or --role surrogate) with per-epoch checkpoints
     art-idfr fit --target runs/target --out runs/idfr
     art-idfr evaluate --target runs/target --idfr runs/idfr --out runs/eval
 
-Common options: ``--preset cpu|paper|tiny``, ``--device auto|cpu|cuda``, ``--out DIR``, ``--seed N``,
-``--dataset NAME``, ``--model NAME``; every other field of :class:`art_idfr.experiments.evaluation.EvalConfig` has a
-flag generated from it (:func:`config_flags`): ``--id-learning-rate`` / ``--id-lr`` for ``cfg.id.learning_rate``,
-``--fr-lr``, ``--fast-at-epochs``, ...
+Common options: ``--preset cpu|paper|tiny|demo`` (``demo``: the default of ``demo``, else ``cpu``),
+``--device auto|cpu|cuda``, ``--out DIR``, ``--seed N``, ``--dataset NAME``, ``--model NAME``; every other field of
+:class:`art_idfr.experiments.evaluation.EvalConfig` has a flag generated from it (:func:`config_flags`):
+``--id-learning-rate`` / ``--id-lr`` for ``cfg.id.learning_rate``, ``--fr-lr``, ``--fast-at-epochs``, ...
 Invalid names and budgets are rejected by argparse (exit status 2) with the list of valid values; data-loading
 problems (missing files, no ``train/``/``test/`` folders) exit with status 2 and the loader's message.
 

@@ -3,7 +3,7 @@ Evaluation suite of art-idfr (experiment side): IDFR next to ART's preprocessing
 test images, under four labelled threat models (black-box transfer, gray-box, adaptive white-box, query), with
 sanity checks and JSON / CSV / Markdown / PNG reports.
 
-Typical use (what ``art-idfr demo`` does)::
+Typical use (what ``art-idfr demo --full`` does; ``art-idfr demo`` runs the ``demo`` preset, a smaller scale)::
 
     from art_idfr.experiments.evaluation import EvalConfig, prepare_data, train_network, fit_idfr, train_fast_at, evaluate
 

@@ -267,14 +267,18 @@ class EvalConfig:
         Overrides take top-level names, flat names (``id_epochs=2``) or sub-config dicts (``id=dict(nb_epochs=2)``,
         merged into the preset's values; a sub-config instance replaces them).
 
-        * ``cpu`` -- the README demo: MNIST-5k (no download), small CNN at width 0.5 (4 epochs), ID width 0.5
-          (3 epochs on 1200 training images), 500 eval images, 100 for white-box, 50 for the query attack (25 Square
-          iterations); 9-10 minutes on one thread of a busy 2-core machine.
+        * ``cpu`` -- ``art-idfr demo --full`` and the CPU benchmarks: MNIST-5k (no download), small CNN at width 0.5
+          (4 epochs), ID width 0.5 (3 epochs on 1200 training images), 500 eval images, 50 for white-box, 50 for the
+          query attack (25 Square iterations), every defence.
         * ``paper`` -- the paper's protocol at full scale: CIFAR-10 (torchvision download; ``cifar10_jpeg`` offline),
           ResNet-18 target, VGG-16-BN surrogate, ID width 1 / 100 epochs, FR 80 epochs, the full test set, 1000
           white-box and 500 query images (a GPU job).
         * ``tiny`` -- smoke tests only (~30 s on one core): 2000 training images, a quarter-width CNN, 1-3 epochs,
           40 / 16 / 8 evaluation images, 3 attack iterations; the numbers mean little.
+        * ``demo`` -- the default of ``art-idfr demo``: the ``cpu`` run at a smaller scale (200 / 20 / 20 evaluation /
+          white-box / query images, fewer ID / FR / adaptive epochs and training images, Square with 100 queries in
+          the gradient-masking check, TotalVarMin left out; :data:`~art_idfr.experiments.evaluation.presets.DEMO`),
+          with every threat model, attack, budget and check; its time is in ``benchmarks/results/demo_time``.
         """
         key = str(name).strip().lower()
         if key not in PRESETS:
