@@ -59,7 +59,7 @@ from art_idfr.experiments.cli_commands import (  # _config: imported from here b
 __all__ = ["main", "build_parser", "config_flags"]
 
 #: how long `art-idfr demo` takes, as measured by benchmarks/demo_time.py (stated in --help)
-DEMO_TIME = "7.7 minutes measured on 2 CPU cores busy with other jobs, 331 s of CPU time"
+DEMO_TIME = "3.4 minutes measured on 2 idle CPU cores right after the test suite"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
