@@ -42,7 +42,10 @@ from art_idfr.experiments.evaluation.knobs import (
     SurrogateConfig,
     TargetConfig,
     TrainConfig,
+    as_lists,
     knob,
+    merge_sub_configs,
+    sub_config_dict,
 )
 from art_idfr.experiments.evaluation.names import (
     ATTACKS,
@@ -283,14 +286,14 @@ class EvalConfig:
         key = str(name).strip().lower()
         if key not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}. Valid presets: {', '.join(PRESETS)}.")
-        values = _merge(_nested(PRESETS[key]), _nested({k: v for k, v in overrides.items() if v is not None}))
+        values = merge_sub_configs(_nested(PRESETS[key]), _nested({k: v for k, v in overrides.items() if v is not None}))
         values["preset_name"] = key
         return cls(**values)
 
     def replace(self, **changes: Any) -> "EvalConfig":
         """A copy with ``changes`` applied (validated); the same keywords as :meth:`preset`'s overrides."""
         current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return type(self)(**_merge(_nested(current), _nested(changes)))
+        return type(self)(**merge_sub_configs(_nested(current), _nested(changes)))
 
     # ------------------------------------------------------------------ derived values
     def resolved(self, channels: int) -> "EvalConfig":
@@ -317,7 +320,7 @@ class EvalConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dictionary of every field, sub-configs as nested dictionaries."""
-        return _lists(dataclasses.asdict(self))
+        return as_lists(dataclasses.asdict(self))
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -473,7 +476,7 @@ def _nested(values: Dict[str, Any]) -> Dict[str, Any]:
     flat: Dict[str, Any] = {}
     for key, value in values.items():
         if key in SUB_CONFIGS:
-            out[key] = _sub_dict(key, value)
+            out[key] = sub_config_dict(key, value)
         elif key in _FLAT and _FLAT[key][0] is None:
             out[key] = value
         elif key in _FLAT:
@@ -484,30 +487,3 @@ def _nested(values: Dict[str, Any]) -> Dict[str, Any]:
         group, f = _FLAT[key]
         out.setdefault(group, {})[f.name] = value
     return out
-
-
-def _sub_dict(group: str, value: Any) -> Dict[str, Any]:
-    cls = SUB_CONFIGS[group]
-    if isinstance(value, cls):
-        return value.kwargs()
-    if not isinstance(value, dict):
-        raise ValueError(f"`{group}` must be a {cls.__name__} or a dict of its fields, got {value!r}.")
-    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise ValueError(f"Unknown {cls.__name__} field(s) {unknown} in `{group}`. Valid: "
-                         f"{', '.join(f.name for f in dataclasses.fields(cls))}.")
-    return dict(value)
-
-
-def _merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
-    """``base`` updated by ``top``, sub-config dicts merged field by field."""
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = {**out.get(key, {}), **value} if key in SUB_CONFIGS else value
-    return out
-
-
-def _lists(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    return list(value) if isinstance(value, tuple) else value

@@ -29,6 +29,9 @@ __all__ = [
     "InnerConfig",
     "BaselinesConfig",
     "SUB_CONFIGS",
+    "sub_config_dict",
+    "merge_sub_configs",
+    "as_lists",
 ]
 
 
@@ -326,3 +329,32 @@ def _field(cls: type, name: str) -> dataclasses.Field:
 SUB_CONFIGS: Dict[str, type] = {"train": TrainConfig, "target": TargetConfig, "surrogate": SurrogateConfig,
                                 "id": IDConfig, "fr": FRConfig, "idfr_source": SourceConfig, "fast_at": FastATConfig,
                                 "adaptive": AdaptiveConfig, "inner": InnerConfig, "baselines": BaselinesConfig}
+
+
+def sub_config_dict(group: str, value: Any) -> Dict[str, Any]:
+    """A sub-config given as an instance or a dict, as a dict of its fields (``ValueError`` for unknown ones)."""
+    cls = SUB_CONFIGS[group]
+    if isinstance(value, cls):
+        return value.kwargs()
+    if not isinstance(value, dict):
+        raise ValueError(f"`{group}` must be a {cls.__name__} or a dict of its fields, got {value!r}.")
+    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} field(s) {unknown} in `{group}`. Valid: "
+                         f"{', '.join(f.name for f in dataclasses.fields(cls))}.")
+    return dict(value)
+
+
+def merge_sub_configs(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
+    """``base`` updated by ``top``, sub-config dicts merged field by field."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = {**out.get(key, {}), **value} if key in SUB_CONFIGS else value
+    return out
+
+
+def as_lists(value: Any) -> Any:
+    """Tuples as lists, through nested dicts (a config as JSON writes it)."""
+    if isinstance(value, dict):
+        return {k: as_lists(v) for k, v in value.items()}
+    return list(value) if isinstance(value, tuple) else value
