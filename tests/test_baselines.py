@@ -8,7 +8,7 @@ from art.attacks.evasion import ProjectedGradientDescent
 from torch import nn
 
 from art_idfr.experiments.baselines import ADP, NRP, ComDefend, NotFittedError, SOAPModel, soap_classifier
-from conftest import make_classifier, tiny_cnn
+from conftest import make_classifier, synthetic_bars, tiny_cnn
 
 SHAPE = (1, 8, 8)
 N = 16
@@ -256,25 +256,7 @@ BASELINE_KEYS = ("comdefend", "nrp", "adp", "soap")
 
 def _synthetic_run_data(n_train=120, n_test=24, size=12, seed=0):
     """Three classes of 12x12 grey images (a bright horizontal / vertical / diagonal bar on noise)."""
-    from art_idfr.experiments.data import Dataset
-    from art_idfr.experiments.evaluation.pipeline import PreparedData
-
-    rng = np.random.default_rng(seed)
-
-    def make(n):
-        y = np.arange(n) % 3
-        x = rng.random((n, 1, size, size)).astype(np.float32) * 0.3
-        for i, c in enumerate(y):
-            if c == 0:
-                x[i, 0, 5:7, 2:10] = 0.9
-            elif c == 1:
-                x[i, 0, 2:10, 5:7] = 0.9
-            else:
-                x[i, 0, range(2, 10), range(2, 10)] = 0.9
-        return x, y.astype(np.int64)
-
-    (x_tr, y_tr), (x_te, y_te), (x_val, y_val) = make(n_train), make(n_test), make(12)
-    return PreparedData(Dataset("synthetic", x_tr, y_tr, x_te, y_te, ("h", "v", "d")), x_tr, y_tr, x_val, y_val)
+    return synthetic_bars(n_train, n_test, 12, seed, size)
 
 
 def test_baseline_keys_are_opt_in():

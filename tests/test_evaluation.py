@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from art_idfr.experiments.data import Dataset
 from art_idfr.experiments.evaluation import (
     DEFENCES,
     RECORD_FIELDS,
@@ -31,6 +30,7 @@ from art_idfr.experiments.evaluation import (
 from art_idfr.experiments.evaluation.defences import ChannelsFirstTotalVarMin, Float32FeatureSqueezing
 from art_idfr.experiments.evaluation.reports import table_columns
 from art_idfr.experiments.evaluation.suite import EvaluationResult, compare_whitebox
+from conftest import synthetic_bars
 
 SHAPE = (1, 12, 12)
 CLASSES = 3
@@ -253,26 +253,7 @@ def test_report_files_well_formed(tmp_path):
 
 def _synthetic(n_train=360, n_test=60, seed=0) -> PreparedData:
     """Three classes of 12x12 images: a bright bar (horizontal, vertical, diagonal) on noise; easy to learn."""
-    rng = np.random.default_rng(seed)
-
-    def make(n):
-        y = np.arange(n) % CLASSES
-        x = rng.random((n, *SHAPE)).astype(np.float32) * 0.3
-        for i, c in enumerate(y):
-            if c == 0:
-                x[i, 0, 5:7, 2:10] = 0.9
-            elif c == 1:
-                x[i, 0, 2:10, 5:7] = 0.9
-            else:
-                for k in range(2, 10):
-                    x[i, 0, k, k] = 0.9
-        return x, y.astype(np.int64)
-
-    x_tr, y_tr = make(n_train)
-    x_te, y_te = make(n_test)
-    x_val, y_val = make(30)
-    ds = Dataset("synthetic", x_tr, y_tr, x_te, y_te, ("h", "v", "d"))
-    return PreparedData(ds, x_tr, y_tr, x_val, y_val)
+    return synthetic_bars(n_train, n_test, 30, seed)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from art_idfr.experiments.evaluation import EvalConfig, PreparedData
+from conftest import synthetic_bars
 
 SHAPE = (1, 12, 12)
 CLASSES = 3
@@ -30,24 +31,7 @@ def _one_thread():
 
 def _synthetic(n_train=60, n_test=12) -> PreparedData:
     """Three classes of 12x12 images: a bright bar (horizontal, vertical, diagonal) on noise."""
-    from art_idfr.experiments.data import Dataset
-
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        y = np.arange(n) % CLASSES
-        x = rng.random((n, *SHAPE)).astype(np.float32) * 0.3
-        for i, c in enumerate(y):
-            if c == 0:
-                x[i, 0, 5:7, 2:10] = 0.9
-            elif c == 1:
-                x[i, 0, 2:10, 5:7] = 0.9
-            else:
-                x[i, 0, range(2, 10), range(2, 10)] = 0.9
-        return x, y.astype(np.int64)
-
-    (x_tr, y_tr), (x_te, y_te), (x_val, y_val) = make(n_train), make(n_test), make(12)
-    return PreparedData(Dataset("synthetic", x_tr, y_tr, x_te, y_te, ("h", "v", "d")), x_tr, y_tr, x_val, y_val)
+    return synthetic_bars(n_train, n_test, 12)
 
 
 def _config(**overrides) -> EvalConfig:
