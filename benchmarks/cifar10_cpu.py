@@ -9,8 +9,12 @@ FGSM/BIM AEs at 4/255, 8/255 and 16/255 of 3k training images, crafted on the ta
 independently trained models (a VGG16-BN and another ResNet-18, both width 0.25, own seeds), the ID trained 8 epochs
 on randomly cropped and flipped batches (both not in the paper, chosen on the validation split); all defences and
 threat models,
-FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000 test images (white-box on 100, query on 50 of them); all defences but
-TotalVarMin (too slow at this size on a CPU: see results/speed). Two torch threads: give it both cores of a 2-core
+FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000 test images (white-box on 100, query on 50 of them); all the paper's
+defences but TotalVarMin (too slow at this size on a CPU: see results/speed), Fast AT and (issue 42) the paper's
+baselines ComDefend, NRP, ADP and SOAP, trained here (`art_idfr.experiments.baselines`; ComDefend / NRP / ADP on the
+ID's 3,000 training images for 5 epochs, SOAP's ResNet-18 with its rotation head on the whole training set). The
+baselines' rows are not run yet: the committed results predate them. The adaptive ID+FR and AutoAttack through the
+defences live in `cifar10_adaptive.py` / `cifar10_inner.py`. Two torch threads: give it both cores of a 2-core
 machine (pass `--threads 1` on a busy one). Reports go to benchmarks/results/cifar10_cpu/.
 """
 import sys
@@ -37,14 +41,9 @@ ARGS = MODEL_ARGS + [
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "1000", "--eval-n", "1000",
     "--whitebox-n", "100", "--query-n", "50", "--query-iter", "50",
     # TotalVarMin is left out here: ~2 min per 1,000 3x32x32 images per cell on one core (see results/speed)
-    "--defences", "none,id,idfr,idfr_adaptive,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at",
-    # issue 15 (not yet run on this benchmark: see NOTES): AutoAttack as a table attack, the adaptive ID+FR at 8/255
-    "--attacks", "fgsm,cw,bim,autoattack", "--autoattack-square-iter", "1000", "--sanity-square-iter", "1000",
-    # the adaptive recipe chosen on Fashion-MNIST's validation split (NOTES, "Adaptive tuning, fourth session"; not
-    # tuned on CIFAR-10): TRADES beta 6, no identity term, no fixed AEs, batch 32, 3 epochs
-    "--adaptive-eps", "8/255", "--adaptive-max-iter", "5", "--adaptive-nb-epochs", "3", "--adaptive-fit-n", "3000",
-    "--adaptive-learning-rate", "1e-3", "--adaptive-trades-beta", "6", "--adaptive-identity-weight", "0",
-    "--adaptive-fixed-weight", "0", "--adaptive-batch-size", "32",
+    "--defences", "none,id,idfr,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at,"
+                  "comdefend,nrp,adp,soap",
+    "--attacks", "fgsm,cw,bim", "--sanity-square-iter", "1000", "--baselines-epochs", "5",
 ]
 
 if __name__ == "__main__":
