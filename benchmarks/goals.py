@@ -18,6 +18,10 @@ goals of the run's setting (``ADAPTIVE_GOALS``, chosen by the run's dataset and 
 - paper scale (GPU): white-box AutoAttack at 8/255 at least 43% at clean accuracy at least 80% (Fast AT's
   RobustBench numbers, reached without retraining the classifier);
 - in every setting, every gradient-masking check passed for it.
+And, when the run has the paper's own baselines (ComDefend, NRP, ADP, SOAP; issue 42): IDFR above each of them in every
+black-box column (the paper's claim, measured whatever it shows), and their white-box rows (BPDA / EOT) consistent
+with the published adaptive evaluations (Croce et al., ICML 2022: ADP and SOAP far below their black-box numbers):
+the white-box BIM accuracy at 8/255 and 16/255 at least ``WHITEBOX_GAP`` points below the black-box one.
 Beside ART's AutoAttack, the same two goals as judged by the second evaluator (``adaptive_torchattacks.py``), when
 ``torchattacks.jsonl`` next to the results holds lines for this run's adaptive recipe and Fast AT settings.
 """
@@ -49,6 +53,14 @@ ADAPTIVE_GOALS = {
 }
 
 
+#: the paper's own baselines (issue 42), in the paper's table order
+PAPER_BASELINES = {"nrp": "NRP", "comdefend": "ComDefend", "adp": "ADP", "soap": "SOAP"}
+#: the randomised / purifying baselines that adaptive attacks broke (Croce et al. 2022), checked white-box vs black-box
+BROKEN_BY_ADAPTIVE = ("adp", "soap")
+#: white-box BIM at least this many points below black-box BIM for "consistent with the adaptive evaluations"
+WHITEBOX_GAP = 10.0
+
+
 def goal_setting(metadata: dict) -> str:
     """The ``ADAPTIVE_GOALS`` key of a run: ``paper`` for the paper preset, else its dataset's CPU setting."""
     if metadata.get("preset") == "paper":
@@ -67,7 +79,7 @@ def main(path: str) -> None:
     acc = {(r["defence_key"], r["attack"], round(r["eps"] * 255, 3)): 100 * r["accuracy"] for r in bb}
     label = {round(r["eps"] * 255, 3): r["eps_label"] for r in bb}
     clean_none, clean_idfr = acc[("none", "clean", 0)], acc[("idfr", "clean", 0)]
-    baselines = sorted({k[0] for k in acc} - {"none", "id", "idfr", "idfr_adaptive"})
+    baselines = sorted({k[0] for k in acc} - {"none", "id", "idfr", "idfr_adaptive", "idfr_inner"})
     meta = result["metadata"]
     print(f"Goals check for `{path}` — {meta['dataset']}, {meta['model']}, black-box, n = {bb[0]['n']}, "
           f"seed {meta['seed']}, device {meta['device']}; results made by `{meta['command']}`. "
@@ -152,6 +164,47 @@ def _blackbox_rows(acc: dict, goals: AdaptiveGoals) -> list:
     return rows
 
 
+def paper_baseline_goals(result: dict) -> None:
+    """IDFR against each of the paper's baselines the run has, black-box column by column, and their white-box check."""
+    acc = {(r["threat_model"], r["defence_key"], r["attack"], round(r["eps"] * 255, 3)): 100 * r["accuracy"]
+           for r in result["records"]}
+    present = [b for b in PAPER_BASELINES if ("black-box", b, "clean", 0) in acc]
+    if not present:
+        return
+    print("\n### The paper's baselines (issue 42): IDFR above each, black-box\n")
+    print("| column | IDFR | " + " | ".join(PAPER_BASELINES[b] for b in present) + " |")
+    print("|---|---:|" + "---:|" * len(present))
+    columns = sorted({(k[2], k[3]) for k in acc if k[0] == "black-box" and k[1] == "idfr"},
+                     key=lambda c: (c[0] != "clean", c[0], c[1]))
+    above = {b: 0 for b in present}
+    for attack, e in columns:
+        ours = acc[("black-box", "idfr", attack, e)]
+        cells = []
+        for b in present:
+            theirs = acc[("black-box", b, attack, e)]
+            above[b] += ours > theirs
+            cells.append(f"{theirs:.1f} {'(below IDFR)' if ours > theirs else '(NOT below IDFR)'}")
+        name = "clean" if attack == "clean" else f"{attack.upper()} {e:g}/255"
+        print(f"| {name} | {ours:.1f} | " + " | ".join(cells) + " |")
+    print("| IDFR above in | | " + " | ".join(f"{above[b]} of {len(columns)}" for b in present) + " |")
+    _whitebox_consistency(acc, present)
+
+
+def _whitebox_consistency(acc: dict, present: list) -> None:
+    rows = [(b, e) for b in present if b in BROKEN_BY_ADAPTIVE for e in (8, 16)
+            if ("white-box", b, "bim", e) in acc and ("black-box", b, "bim", e) in acc]
+    if not rows:
+        return
+    print(f"\nWhite-box (BPDA / EOT, as the tables say) against black-box BIM: consistent with Croce et al. 2022 when "
+          f"at least {WHITEBOX_GAP:g} points lower\n")
+    print("| baseline | eps | black-box BIM | white-box BIM | gap | consistent |")
+    print("|---|---:|---:|---:|---:|---|")
+    for b, e in rows:
+        black, white = acc[("black-box", b, "bim", e)], acc[("white-box", b, "bim", e)]
+        print(f"| {PAPER_BASELINES[b]} | {e}/255 | {black:.1f} | {white:.1f} | {black - white:.1f} | "
+              f"{_met(black - white >= WHITEBOX_GAP)} |")
+
+
 def second_evaluator(path: str, result: dict) -> None:
     """
     The AutoAttack goals as judged by torchattacks: the latest jsonl lines on test images 0 to N-1 matching this
@@ -188,4 +241,5 @@ def second_evaluator(path: str, result: dict) -> None:
 if __name__ == "__main__":
     main(sys.argv[1])
     adaptive_goals(json.load(open(sys.argv[1])))
+    paper_baseline_goals(json.load(open(sys.argv[1])))
     second_evaluator(sys.argv[1], json.load(open(sys.argv[1])))

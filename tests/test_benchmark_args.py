@@ -226,3 +226,27 @@ def test_goals_judge_each_setting_by_its_own_adaptive_goals(capsys):
     assert "| clean ≥ 80 | 66.0 | 80 | NO |" in paper and "| white-box AutoAttack 8/255 ≥ 43 | 31.0 | 43 | NO |" in paper
     with pytest.raises(ValueError, match="No adaptive goals for dataset 'mnist5k'"):
         judged("mnist5k", "cpu")
+
+
+def test_goals_judge_idfr_against_each_paper_baseline_and_their_whitebox_rows(capsys):
+    """Issue 42: IDFR above each of the paper's baselines per black-box column (counted), and ADP / SOAP white-box BIM
+    judged against their black-box BIM (a gap below WHITEBOX_GAP is not consistent with the adaptive evaluations)."""
+    goals = _benchmark_module("goals")
+
+    def rec(tm, key, attack, eps, acc):
+        return {"threat_model": tm, "defence_key": key, "attack": attack, "eps": eps / 255, "accuracy": acc / 100}
+
+    records = [rec("black-box", k, "clean", 0, a) for k, a in (("idfr", 90.0), ("adp", 85.0), ("soap", 92.0))]
+    records += [rec("black-box", k, "bim", e, a) for k, e, a in
+                (("idfr", 8, 80.0), ("adp", 8, 70.0), ("soap", 8, 81.0), ("idfr", 16, 60.0), ("adp", 16, 61.0),
+                 ("soap", 16, 50.0))]
+    records += [rec("white-box", "adp", "bim", 8, 30.0), rec("white-box", "soap", "bim", 8, 75.0)]
+    goals.paper_baseline_goals({"records": records})
+    out = capsys.readouterr().out
+    assert "| clean | 90.0 | 85.0 (below IDFR) | 92.0 (NOT below IDFR) |" in out
+    assert "| BIM 16/255 | 60.0 | 61.0 (NOT below IDFR) | 50.0 (below IDFR) |" in out
+    assert "| IDFR above in | | 2 of 3 | 1 of 3 |" in out
+    assert "| ADP | 8/255 | 70.0 | 30.0 | 40.0 | yes |" in out and "| SOAP | 8/255 | 81.0 | 75.0 | 6.0 | NO |" in out
+    assert "16/255 | 61.0" not in out.split("White-box")[1]  # no white-box record at 16/255: no row
+    goals.paper_baseline_goals({"records": [r for r in records if r["defence_key"] == "idfr"]})
+    assert capsys.readouterr().out == ""  # no baseline in the run: no section
