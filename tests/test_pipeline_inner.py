@@ -58,10 +58,11 @@ def test_knobs_are_the_library_keywords_at_the_library_defaults():
     for cls, fn in ((SUB_CONFIGS["inner"], InnerRestorer.__init__),
                     (SUB_CONFIGS["adaptive"], AdaptiveDenoiserTrainer.__init__)):
         params = inspect.signature(fn).parameters
-        assert {f.name for f in dataclasses.fields(cls)} <= set(params), cls.__name__
+        assert {f.name for f in dataclasses.fields(cls)} - {"alone"} <= set(params), cls.__name__
     params = inspect.signature(InnerRestorer.__init__).parameters
     for f in dataclasses.fields(SUB_CONFIGS["inner"]):
-        assert f.default == params[f.name].default, f.name
+        assert f.name == "alone" or f.default == params[f.name].default, f.name
+    assert "alone" not in SUB_CONFIGS["inner"]().kwargs()  # defend()'s parts, not an InnerRestorer keyword
     params = inspect.signature(AdaptiveDenoiserTrainer.__init__).parameters
     for name in ("train_denoiser", "autocast", "channels_last"):  # new: at the trainer's defaults
         assert SUB_CONFIGS["adaptive"].__dataclass_fields__[name].default == params[name].default, name
@@ -78,7 +79,7 @@ def test_idfr_inner_is_opt_in_and_its_knobs_change_no_existing_key():
         cfg = EvalConfig.preset(name)
         assert "idfr_inner" not in cfg.defences and "idfr_inner" not in cfg.autoattack_defences
         d = cfg.to_dict()
-        assert d["inner"] == {"kind": "lora", "rank": 4, "width": 0.25, "layers": None}
+        assert d["inner"] == {"kind": "lora", "rank": 4, "width": 0.25, "layers": None, "alone": False}
         # the resume fingerprint's view: the new knobs at their defaults are left out (earlier checkpoints stay valid)
         view = _without_newer_defaults(d)
         assert "inner" not in view and not {"train_denoiser", "autocast", "channels_last"} & set(view["adaptive"])
@@ -194,6 +195,22 @@ def test_fit_inner_adaptive_saves_caches_loads_and_never_touches_the_target(tmp_
     assert weights_digest(fixed[0].network) == weights_digest(den.network)
     assert fixed[3]["settings"]["adaptive_train_denoiser"] is False and fixed[3]["training"]["train_inner"]
     assert fixed[3]["training"]["train_denoiser"] is False
+    assert _same(start, _state(target))
+
+    # the inner restorers alone (--inner-alone): no ID, no FR, in the fit, the folder, the loader and the row
+    alone_cfg = cfg.replace(inner_alone=True)
+    den_a, fr_a, inner_a, meta_a = fit_inner_adaptive(alone_cfg, data, target, den, fr, folder, verbose=False)
+    assert den_a is None and fr_a is None and "denoiser.pt" not in os.listdir(folder)  # the earlier fit's ID removed
+    assert meta_a["settings"]["start"] is None and meta_a["settings"]["inner"]["inner_alone"] is True
+    assert meta_a["training"]["train_inner"] and not meta_a["training"]["through_restorer"]
+    loaded = load_inner_adaptive_fit(folder, target, fr, device_type="cpu")
+    assert loaded[:2] == (None, None) and weights_digest(loaded[2].network) == weights_digest(inner_a.network)
+    assert fit_inner_adaptive(alone_cfg, data, target, den, fr, folder, verbose=False)[3]["fit_seconds"] == \
+        meta_a["fit_seconds"]  # cached: read back, not refitted
+    row = build_defences(alone_cfg.replace(defences=("idfr_inner",)), clf, inner=loaded[:3])["idfr_inner"]
+    assert row.label == "inner adaptive (not in paper)" and "IDFRDenoiser" not in row.description
+    assert np.isfinite(row.classifier.loss_gradient(data.x_test[:4], np.eye(CLASSES, dtype=np.float32)[
+        data.y_test[:4]])).all()
     assert _same(start, _state(target))
 
 

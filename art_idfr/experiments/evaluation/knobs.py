@@ -253,8 +253,9 @@ class InnerConfig(_SubConfig):
     """
     Restorers inside the frozen target (not in the paper): :class:`art_idfr.InnerRestorer` keywords (``kind``,
     ``rank``, ``width``, ``layers``) of the opt-in ``idfr_inner`` defence, built on the target and trained along with
-    the ID (and the FR per ``adaptive_train_restorer``) by the adaptive recipe of ``adaptive``. Checked on
-    construction.
+    the ID (and the FR per ``adaptive_train_restorer``) by the adaptive recipe of ``adaptive``; ``alone`` (not an
+    ``InnerRestorer`` keyword: :meth:`kwargs` leaves it out) chooses ``defend(target, None, None, inner=...)``, the
+    restorers without the ID and the FR. Checked on construction.
     """
 
     PREFIX, SECTION = "inner", "idfr"
@@ -268,6 +269,9 @@ class InnerConfig(_SubConfig):
     layers: Optional[Tuple[str, ...]] = knob(None, "module names of the target to act at, comma-separated (default: "
                                                    "the kind's default places per architecture)", kind="str",
                                              metavar="LIST")
+    alone: bool = knob(False, "the restorers inside the target alone: no ID in front and no FR (the rows of the "
+                              "validation curve, benchmarks/NOTES.md); default: with the ID and the FR around them",
+                       kind="bool", cache_if_set=True)
 
     def __post_init__(self) -> None:
         kind = str(self.kind).strip().lower()
@@ -279,6 +283,7 @@ class InnerConfig(_SubConfig):
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"`inner_width` must be a positive number, got {self.width!r}.")
         self.width = float(self.width)
+        self.alone = bool(self.alone)
         if self.layers is not None:
             names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
             if not isinstance(names, (list, tuple)):
@@ -288,6 +293,10 @@ class InnerConfig(_SubConfig):
             if not self.layers:
                 raise ValueError("`inner_layers` names no module: give module names, or leave it unset for the "
                                  "default places.")
+
+    def kwargs(self) -> Dict[str, Any]:
+        """The :class:`art_idfr.InnerRestorer` keywords (every field but ``alone``)."""
+        return {k: v for k, v in super().kwargs().items() if k != "alone"}
 
 
 @dataclass

@@ -91,6 +91,8 @@ def fit_inner_adaptive(
     MACs per image and their fraction of the target's parameters.
     """
     inner = build_inner(config, data, target_model)
+    if config.inner.alone:  # the inner restorers alone: no ID in front, no FR
+        denoiser = restorer = None
     return _fit_stages(config, data, target_model, denoiser, restorer, inner, out_dir, reuse, verbose)
 
 
@@ -168,6 +170,7 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     fr = copy.deepcopy(restorer) if config.adaptive.train_restorer else restorer
     inner = copy.deepcopy(inner)  # the caller's (an earlier stage's) restorers stay as they are
     kwargs = config.adaptive.kwargs() | {"nb_epochs": nb_epochs, "eps": eps}
+    kwargs["train_restorer"] = kwargs.get("train_restorer", False) and fr is not None  # (inner restorers alone: none)
     kwargs["batch_size"] = kwargs["batch_size"] or config.train.batch_size
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose,
                                       keep_start=not curriculum, inner=inner, **kwargs)
@@ -182,7 +185,10 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
             **({"inner": inner_summary(inner, target_model)} if inner is not None else {})}
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
-        den.save(os.path.join(out_dir, DENOISER_FILE))  # (distributed: rank 0 writes, every rank calls save)
+        if den is not None:
+            den.save(os.path.join(out_dir, DENOISER_FILE))  # (distributed: rank 0 writes, every rank calls save)
+        elif ddp.is_main_process() and os.path.isfile(os.path.join(out_dir, DENOISER_FILE)):
+            os.remove(os.path.join(out_dir, DENOISER_FILE))  # inner restorers alone: an earlier fit's ID is not ours
         if inner is not None:
             inner.save(os.path.join(out_dir, INNER_FILE))  # (checkpoint.save: rank 0 writes, every rank calls it)
         if fr is not restorer:
@@ -229,7 +235,8 @@ def _adaptive_settings(config: EvalConfig, denoiser, restorer, inner=None, targe
 
     settings = {**_knob_settings(config.adaptive), "adaptive_fit_n": config.adaptive_fit_n, "fit_n": config.fit_n,
                 "idfr_attacks": list(config.idfr_attacks), "idfr_eps": list(config.idfr_eps or []),
-                "seed": config.seed, "batch_size": config.train.batch_size, "start": weights_digest(denoiser.network),
+                "seed": config.seed, "batch_size": config.train.batch_size,
+                "start": weights_digest(denoiser.network) if denoiser is not None else None,
                 "restorer": weights_digest(restorer.network) if restorer is not None else None}
     if inner is not None:
         settings["inner"] = {**_knob_settings(config.inner), "start": weights_digest(inner.network),
@@ -241,7 +248,7 @@ def _cached_adaptive(out_dir: str, config: EvalConfig, settings: Dict[str, Any],
     """The adaptive fit saved in ``out_dir`` if it has the same settings, else ``None``: ``(denoiser, restorer,
     inner, metadata)``, ``inner`` read from ``inner.pt`` for ``target_model`` when given (an ``idfr_inner`` fit)."""
     path, meta_path = os.path.join(out_dir, DENOISER_FILE), os.path.join(out_dir, ADAPTIVE_META)
-    if not (os.path.isfile(path) and os.path.isfile(meta_path)):
+    if not ((os.path.isfile(path) or settings["start"] is None) and os.path.isfile(meta_path)):
         return None
     if target_model is not None and not os.path.isfile(os.path.join(out_dir, INNER_FILE)):
         return None
@@ -279,7 +286,8 @@ def _load_fit(folder: str, restorer=None, device_type: str = "gpu", target_model
     from art_idfr import FeatureRestorer, IDFRDenoiser
 
     den_file, fr_file = os.path.join(folder, DENOISER_FILE), os.path.join(folder, RESTORER_FILE)
-    if not os.path.isfile(den_file):
+    alone = target_model is not None and os.path.isfile(os.path.join(folder, INNER_FILE))  # may lack an ID
+    if not os.path.isfile(den_file) and not alone:
         what = "an idfr_inner fit" if target_model is not None else "an adaptive fit (`art-idfr fit --adaptive`)"
         raise FileNotFoundError(f"{den_file} not found: {folder!r} is not {what}.")
     inner = None
@@ -292,8 +300,11 @@ def _load_fit(folder: str, restorer=None, device_type: str = "gpu", target_model
                                     "restorers, not an idfr_inner fit.")
         inner = InnerRestorer.load(inner_file, device_type=device_type)
         inner.check_model(target_model)
-    den = IDFRDenoiser.load(den_file, device_type=device_type)
-    den.verbose = False
+    den = IDFRDenoiser.load(den_file, device_type=device_type) if os.path.isfile(den_file) else None
+    if den is not None:
+        den.verbose = False
+    elif not inner.training_info.get("through_restorer", True):  # inner restorers fitted alone: no FR either
+        restorer = None
     if os.path.isfile(fr_file):
         restorer = FeatureRestorer.load(fr_file, device_type=device_type)
         restorer.verbose = False
