@@ -285,3 +285,21 @@ def test_tiny_demo_with_idfr_inner_end_to_end_cached_and_evaluated_again(tmp_pat
     a, b = (torch.load(os.path.join(d, "inner_adaptive", "inner.pt"), weights_only=True)["state_dict"]
             for d in (os.path.join(out, "idfr"), plain))
     assert _same(a, b)
+
+
+def test_tiny_demo_with_the_inner_restorers_alone_fits_no_id(tmp_path, capsys):
+    """`--inner-alone`: the demo fits no Algorithm-1 ID / FR for idfr_inner alone, and the row is the inner parts'."""
+    from art_idfr.experiments.cli import main
+
+    out = str(tmp_path / "demo")
+    args = ["demo", "--preset", "tiny", "--threads", "1", "--out", out, "--defences", "none,idfr_inner",
+            "--threat-models", "white-box", "--attacks", "fgsm", "--eps", "0.3", "--eval-n", "20", "--whitebox-n", "8",
+            "--adaptive-fit-n", "40", "--adaptive-max-iter", "1", "--inner-rank", "2", "--inner-alone"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "fitting IDFR" not in text and "inner alone (not in the paper): inner restorers lora (rank 2)" in text
+    assert "| inner adaptive (not in paper) |" in text
+    folder = os.path.join(out, "idfr", "inner_adaptive")
+    assert sorted(f for f in os.listdir(folder) if f.endswith(".pt")) == ["inner.pt"]
+    doc = json.loads(open(os.path.join(out, "results.json")).read())
+    assert {r["defence_key"] for r in doc["records"]} == {"none", "idfr_inner"}

@@ -141,7 +141,8 @@ def _inner_summary(meta: Dict[str, Any]) -> str:
     size = meta.get("inner") or {}
     what = f"rank {size.get('rank')}" if size.get("kind") == "lora" else f"width {size.get('width')}"
     share = size.get("fraction_of_target") or 0.0
-    return (f"ID+FR+inner (not in the paper): inner restorers {size.get('kind')} ({what}) at {size.get('layers')} "
+    parts = "inner alone" if (meta.get("settings") or {}).get("start", "") is None else "ID+FR+inner"
+    return (f"{parts} (not in the paper): inner restorers {size.get('kind')} ({what}) at {size.get('layers')} "
             f"places, {size.get('parameters', 0):,} parameters ({100 * share:.2f}% of the target's), "
             f"{size.get('macs', 0):,} MACs per image; fitted on {meta.get('fit_n')} images in "
             f"{meta.get('fit_seconds', 0):.0f} s{_best_epoch(meta)}")
@@ -335,7 +336,8 @@ def _cmd_demo(args) -> int:
                 f"{_took(t)}")
     den = res = idfr_meta = None
     adaptive, inner = (None, None, None), (None, None, None, None)
-    if set(cfg.defences) & {"id", "idfr", "idfr_adaptive", "idfr_inner"}:
+    needs_idfr = {"id", "idfr", "idfr_adaptive"} | (set() if cfg.inner.alone else {"idfr_inner"})
+    if set(cfg.defences) & needs_idfr:  # (the inner restorers alone need no Algorithm-1 ID)
         _echo(args, "fitting IDFR (ID, then FR) ...")
         t = time.perf_counter()
         den, res, idfr_meta = fit_idfr(cfg, data, target, os.path.join(out, "idfr"), target_meta=meta,
@@ -350,7 +352,8 @@ def _cmd_demo(args) -> int:
     if "idfr_inner" in cfg.defences:
         from art_idfr.experiments.evaluation.pipeline import INNER_DIR, fit_inner_adaptive
 
-        _echo(args, "fitting restorers inside the target with the adaptive ID+FR (idfr_inner, not in the paper) ...")
+        _echo(args, "fitting restorers inside the target" + ("" if cfg.inner.alone else " with the adaptive ID+FR")
+              + " (idfr_inner, not in the paper) ...")
         t = time.perf_counter()
         inner = fit_inner_adaptive(cfg, data, target, den, res, os.path.join(out, "idfr", INNER_DIR),
                                    reuse=not args.retrain, verbose=verbose)

@@ -344,7 +344,7 @@ def sub_config_dict(group: str, value: Any) -> Dict[str, Any]:
     """A sub-config given as an instance or a dict, as a dict of its fields (``ValueError`` for unknown ones)."""
     cls = SUB_CONFIGS[group]
     if isinstance(value, cls):
-        return value.kwargs()
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(cls)}
     if not isinstance(value, dict):
         raise ValueError(f"`{group}` must be a {cls.__name__} or a dict of its fields, got {value!r}.")
     unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
