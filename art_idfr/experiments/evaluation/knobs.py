@@ -238,6 +238,9 @@ class AdaptiveConfig(_SubConfig):
                                          "none: float32", choices=AUTOCAST_CHOICES, cache_if_set=True)
     channels_last: bool = knob(False, "images (and the ID's weights during the fit) in channels-last memory layout "
                                       "(with bf16 a further 1.1-1.2x on such CPUs)", kind="bool", cache_if_set=True)
+    keep_start: bool = knob(True, "the starting weights compete in the best-epoch choice on validation ((clean + PGD) "
+                                  "/ 2); --no-adaptive-keep-start: the best trained epoch is kept (the start is the "
+                                  "undefended row already)", kind="bool", cache_if_set=True)
 
     def __post_init__(self) -> None:
         if isinstance(self.autocast, str) and self.autocast.strip().lower() in ("none", ""):

@@ -77,7 +77,7 @@ def evaluation_fingerprint(config: Dict[str, Any], device: str, arrays: Dict[str
 #: configuration knobs added after evaluation checkpoints existed, by sub-config (``None``: the whole sub-config): at
 #: their defaults they are left out of the fingerprint, so that the checkpoints of earlier runs stay valid
 NEWER_THAN_CHECKPOINTS: Dict[str, Optional[Tuple[str, ...]]] = {
-    "adaptive": ("train_denoiser", "autocast", "channels_last"), "inner": None, "baselines": None}
+    "adaptive": ("train_denoiser", "autocast", "channels_last", "keep_start"), "inner": None, "baselines": None}
 
 
 def _without_newer_defaults(config: Dict[str, Any]) -> Dict[str, Any]:

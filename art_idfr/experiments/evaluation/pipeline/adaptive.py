@@ -172,8 +172,9 @@ def _adaptive_stage(config, data, target_model, denoiser, restorer, out_dir, reu
     kwargs = config.adaptive.kwargs() | {"nb_epochs": nb_epochs, "eps": eps}
     kwargs["train_restorer"] = kwargs.get("train_restorer", False) and fr is not None  # (inner restorers alone: none)
     kwargs["batch_size"] = kwargs["batch_size"] or config.train.batch_size
+    kwargs["keep_start"] = kwargs.get("keep_start", True) and not curriculum
     trainer = AdaptiveDenoiserTrainer(target, den, restorer=fr, seed=config.seed + stage, verbose=verbose,
-                                      keep_start=not curriculum, inner=inner, **kwargs)
+                                      inner=inner, **kwargs)
     val = min(len(data.y_val), 500)
     resume = _adaptive_resume_file(out_dir, settings, reuse)
     with seeded(config.seed + 7000 + stage):
