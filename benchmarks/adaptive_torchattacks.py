@@ -1,13 +1,15 @@
 """
 A second evaluator, not ours: torchattacks' APGD (CE and DLR losses, 100 steps, 1 restart) on the adaptive ID+FR of
-an adaptive benchmark exported as a plain ``nn.Module`` (``art_idfr.as_module``), and on that benchmark's Fast AT
-model (the goal's reference, judged the same way), at 8/255 and 16/255 on test images 0-199 (``--images
+an adaptive benchmark (or its restorers inside the target, ``--defences inner``: the ``idfr_inner`` fit of
+cifar10_inner / fashion_mnist_inner) exported as a plain ``nn.Module`` (``art_idfr.as_module``), and on that
+benchmark's Fast AT model (the goal's reference, judged the same way), at 8/255 and 16/255 on test images 0-199 (``--images
 firstN``: 0 to N-1), beside ART's AutoAttack in that benchmark (n = 100). Only this cross-check reads the test
 split; nothing is tuned on it. One JSON line per defence to benchmarks/results/<benchmark>/torchattacks.jsonl.
 
     python benchmarks/adaptive_torchattacks.py                 # after fashion_mnist_adaptive.py
     python benchmarks/adaptive_torchattacks.py cifar10_adaptive   # after cifar10_adaptive.py
-    python benchmarks/adaptive_torchattacks.py --defences fast_at   # one of them (adaptive, fast_at)
+    python benchmarks/adaptive_torchattacks.py --defences fast_at   # one of them (adaptive, inner, fast_at)
+    python benchmarks/adaptive_torchattacks.py cifar10_inner --defences inner,fast_at --images whitebox
     python benchmarks/adaptive_torchattacks.py --images whitebox    # the benchmark's own 100 white-box images
     python benchmarks/adaptive_torchattacks.py --images first1000   # test images 0-999 (s.e. ≈ 1.4 points)
 
@@ -24,7 +26,7 @@ import sys
 import numpy as np
 import torch
 
-from _run import ROOT
+from _run import ROOT, cached_setup
 from adaptive_fr_check import load_models
 
 
@@ -96,18 +98,46 @@ def test_images(cfg, data, which: str):
     return eval_idx[wb_idx], f"the benchmark's white-box images (seed {cfg.seed}, n = {len(wb_idx)})"
 
 
+def inner_module(benchmark: str, setup):
+    """The benchmark's ``idfr_inner`` defence (restorers inside the target, with its ID and FR if it has them) as a
+    plain module, with the record of its fit (kind, size, recipe, weights' digest)."""
+    from art_idfr import FeatureRestorer, as_module, defend
+    from art_idfr.experiments.evaluation.defences import wrap_model
+    from art_idfr.experiments.evaluation.pipeline import INNER_DIR, load_inner_adaptive_fit
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    idfr = os.path.join(ROOT, "runs", benchmark, "idfr")
+    fr_file = os.path.join(idfr, "restorer.pt")
+    fr = FeatureRestorer.load(fr_file, device_type="cpu") if os.path.isfile(fr_file) else None
+    den, fr, inner, meta = load_inner_adaptive_fit(os.path.join(idfr, INNER_DIR), setup.model, fr, device_type="cpu")
+    target = wrap_model(setup.model, setup.data.input_shape, setup.data.num_classes, "cpu")
+    s, size = meta.get("stage_meta", meta)["settings"], meta["inner"]
+    record = {"inner_fit": {"images": meta["fit_n"], "epochs": s["adaptive_nb_epochs"],
+                            "batch_size": s["adaptive_batch_size"], "trades_beta": s["adaptive_trades_beta"],
+                            "kind": size["kind"], "rank": size.get("rank"), "width": size.get("width"),
+                            "parameters": size["parameters"], "alone": den is None,
+                            "weights": weights_digest(inner.network)[:16]}}
+    label = "+".join([p for p, c in (("ID", den), ("FR", fr)) if c is not None] + ["inner"]) + " adaptive"
+    return as_module(defend(target, den, fr, inner=inner)), label, record
+
+
 def main(benchmark: str, defences, which: str = "first200") -> int:
     from art_idfr import as_module, defend
 
-    cfg, data, target, den, fr = load_models(benchmark)
+    setup = cached_setup(benchmark)
+    cfg, data = setup.cfg, setup.data
     idx, images = test_images(cfg, data, which)
     x, y = torch.as_tensor(data.x_test[idx]), torch.as_tensor(np.asarray(data.y_test[idx]), dtype=torch.long)
     import torchattacks
 
     for name in defences:
         if name == "adaptive":
+            _, _, target, den, fr = load_models(benchmark)
             row = {"defence": "adaptive ID+FR", **measure(as_module(defend(target, den, fr)), x, y),
                    **adaptive_fit_record(benchmark, den, fr)}
+        elif name == "inner":
+            module, label, record = inner_module(benchmark, setup)
+            row = {"defence": label, **measure(module, x, y), **record}
         else:
             module, record = fast_at_module(benchmark)
             row = {"defence": "Fast AT", **measure(module, x, y), **record}
@@ -126,12 +156,13 @@ if __name__ == "__main__":
     p.add_argument("benchmark", nargs="?", default="fashion_mnist_adaptive")
     p.add_argument("--defences", default="adaptive,fast_at",
                    type=lambda v: [d for d in v.split(",") if d],
-                   help="comma-separated: adaptive (ID+FR adaptive), fast_at (default: both)")
+                   help="comma-separated: adaptive (ID+FR adaptive), inner (idfr_inner), fast_at (default: adaptive, "
+                        "fast_at)")
     p.add_argument("--images", type=image_choice, default="first200",
                    help="firstN: test images 0 to N-1 (default first200), or whitebox: the benchmark's own white-box "
                         "images")
     a = p.parse_args()
-    unknown = sorted(set(a.defences) - {"adaptive", "fast_at"})
+    unknown = sorted(set(a.defences) - {"adaptive", "inner", "fast_at"})
     if unknown or not a.defences:
-        p.error(f"--defences takes adaptive and/or fast_at, got {','.join(a.defences) or 'nothing'}")
+        p.error(f"--defences takes adaptive, inner and/or fast_at, got {','.join(a.defences) or 'nothing'}")
     sys.exit(main(a.benchmark, a.defences, a.images))
