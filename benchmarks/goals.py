@@ -106,30 +106,39 @@ def main(path: str) -> None:
                   f"{'yes' if above else 'NO'} |")
 
 
+#: the rows judged by a setting's adaptive goals: the adaptive ID+FR and the restorers inside the target (issue 41)
+ADAPTIVE_ROWS = {"idfr_adaptive": "adaptive ID+FR", "idfr_inner": "inner restorers"}
+#: issue 41: the restorers inside the target add at most this fraction of the target's parameters
+INNER_MAX_FRACTION = 0.10
+
+
 def adaptive_goals(result: dict) -> None:
-    """The adaptive ID+FR's goals of the run's setting, column by column (nothing when it has no idfr_adaptive row)."""
+    """The goals of the run's setting, column by column, for each adaptive row it has (``ADAPTIVE_ROWS``)."""
     acc = {(r["threat_model"], r["defence_key"], r["attack"], round(r["eps"] * 255, 3)): 100 * r["accuracy"]
            for r in result["records"]}
-    if ("black-box", "idfr_adaptive", "clean", 0) not in acc:
-        return
-    setting = goal_setting(result["metadata"])
-    goals = ADAPTIVE_GOALS[setting]
-    print(f"\n### Adaptive ID+FR (not in the paper): the `{setting}` goals\n")
-    print("| goal | adaptive ID+FR | reference | met |")
-    print("|---|---:|---:|---|")
-    for row in _clean_rows(acc, goals) + _whitebox_rows(acc, goals) + _blackbox_rows(acc, goals):
-        print(row)
-    failed = result.get("sanity_checks", {}).get("failed_defences", {}).get("idfr_adaptive", [])
-    print(f"| gradient-masking checks passed | {'all' if not failed else 'FAILED: ' + ', '.join(failed)} | — | "
-          f"{_met(not failed)} |")
+    for key, name in ADAPTIVE_ROWS.items():
+        if ("black-box", key, "clean", 0) not in acc:
+            continue
+        setting = goal_setting(result["metadata"])
+        goals = ADAPTIVE_GOALS[setting]
+        heading = "Adaptive ID+FR" if key == "idfr_adaptive" else "Restorers inside the target (issue 41)"
+        print(f"\n### {heading} (not in the paper): the `{setting}` goals\n")
+        print(f"| goal | {name} | reference | met |")
+        print("|---|---:|---:|---|")
+        rows = _clean_rows(acc, goals, key) + _whitebox_rows(acc, goals, key) + _blackbox_rows(acc, goals, key)
+        for row in rows + _size_rows(result, key):
+            print(row)
+        failed = result.get("sanity_checks", {}).get("failed_defences", {}).get(key, [])
+        print(f"| gradient-masking checks passed | {'all' if not failed else 'FAILED: ' + ', '.join(failed)} | — | "
+              f"{_met(not failed)} |")
 
 
 def _met(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def _clean_rows(acc: dict, goals: AdaptiveGoals) -> list:
-    clean, none = acc[("black-box", "idfr_adaptive", "clean", 0)], acc[("black-box", "none", "clean", 0)]
+def _clean_rows(acc: dict, goals: AdaptiveGoals, key: str = "idfr_adaptive") -> list:
+    clean, none = acc[("black-box", key, "clean", 0)], acc[("black-box", "none", "clean", 0)]
     rows = []
     if goals.clean_drop is not None:
         rows.append(f"| clean ≥ undefended − {goals.clean_drop:g} | {clean:.1f} | {none:.1f} − {goals.clean_drop:g} | "
@@ -140,28 +149,39 @@ def _clean_rows(acc: dict, goals: AdaptiveGoals) -> list:
     return rows
 
 
-def _whitebox_rows(acc: dict, goals: AdaptiveGoals) -> list:
+def _whitebox_rows(acc: dict, goals: AdaptiveGoals, key: str = "idfr_adaptive") -> list:
     fast_at = [(e, "Fast AT", acc.get(("white-box", "fast_at", "autoattack", e))) for e in goals.fast_at_eps]
     floors = [(e, f"{floor:g}", floor) for e, floor in (goals.autoattack_floor or {}).items()]
     rows = []
     for e, name, bar in fast_at + floors:
-        a = acc.get(("white-box", "idfr_adaptive", "autoattack", e))
+        a = acc.get(("white-box", key, "autoattack", e))
         reference = f"Fast AT {bar:.1f}" if name == "Fast AT" and bar is not None else name
         cells = "– | – | not measured" if a is None or bar is None else f"{a:.1f} | {reference} | {_met(a >= bar)}"
         rows.append(f"| white-box AutoAttack {e}/255 ≥ {name} | {cells} |")
     return rows
 
 
-def _blackbox_rows(acc: dict, goals: AdaptiveGoals) -> list:
+def _blackbox_rows(acc: dict, goals: AdaptiveGoals, key: str = "idfr_adaptive") -> list:
     if goals.blackbox_within is None:
         return []
     w, rows = goals.blackbox_within, []
-    for (tm, key, attack, e), a in sorted(acc.items()):
-        if tm == "black-box" and key == "idfr_adaptive" and attack != "clean":
-            ref = acc[("black-box", "idfr", attack, e)]
-            rows.append(f"| black-box {attack.upper()} {e:g}/255 ≥ ID+FR − {w:g} | {a:.1f} | ID+FR {ref:.1f} | "
-                        f"{_met(a >= ref - w)} |")
+    for (tm, k, attack, e), a in sorted(acc.items()):
+        if tm == "black-box" and k == key and attack != "clean":
+            ref = acc.get(("black-box", "idfr", attack, e))
+            cells = ("– | not measured (no ID+FR row)" if ref is None
+                     else f"ID+FR {ref:.1f} | {_met(a >= ref - w)}")
+            rows.append(f"| black-box {attack.upper()} {e:g}/255 ≥ ID+FR − {w:g} | {a:.1f} | {cells} |")
     return rows
+
+
+def _size_rows(result: dict, key: str) -> list:
+    """Issue 41's size goal for the restorers inside the target: added parameters at most 10% of the target's."""
+    size = result["metadata"].get("models", {}).get(key, {}).get("inner")
+    if key != "idfr_inner" or not size:
+        return []
+    share = size["fraction_of_target"]
+    return [f"| added parameters ≤ {100 * INNER_MAX_FRACTION:g}% of the target's | {100 * share:.1f}% "
+            f"({size['parameters']:,}) | {size['target_parameters']:,} | {_met(share <= INNER_MAX_FRACTION)} |"]
 
 
 def paper_baseline_goals(result: dict) -> None:

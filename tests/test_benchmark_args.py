@@ -285,3 +285,26 @@ def test_paper_numbers_sit_beside_ours_for_cifar10_runs_only(tmp_path):
     assert "| SOAP | 90.3 / 61.0 |" in white and "71.4 / 3.0" in white and "No Defense" not in white
     assert "Table 1, VGG16" in write("cifar10", "vgg16_bn_cifar")
     assert write("fashion_mnist_idx", "small_cnn (width 1)") == "" and write("cifar10_jpeg", "small_cnn") == ""
+
+
+def test_goals_judge_the_inner_row_by_the_same_goals_and_its_size(capsys):
+    """Issue 41: the idfr_inner row gets its setting's adaptive goals (no ID+FR row: the black-box goal says not
+    measured) and the size goal (added parameters <= 10% of the target's), with its own masking checks."""
+    goals = _benchmark_module("goals")
+
+    def rec(tm, key, attack, eps, acc):
+        return {"threat_model": tm, "defence_key": key, "attack": attack, "eps": eps / 255, "accuracy": acc / 100}
+
+    records = [rec("black-box", "none", "clean", 0, 91.0), rec("black-box", "idfr_inner", "clean", 0, 89.5),
+               rec("black-box", "idfr_inner", "bim", 8, 85.0), rec("white-box", "idfr_inner", "autoattack", 8, 80.0),
+               rec("white-box", "fast_at", "autoattack", 8, 79.0)]
+    meta = {"dataset": "fashion_mnist_idx", "preset": "cpu", "models": {"idfr_inner": {"inner": {
+        "fraction_of_target": 0.052, "parameters": 36436, "target_parameters": 701466}}}}
+    goals.adaptive_goals({"records": records, "metadata": meta,
+                          "sanity_checks": {"failed_defences": {"idfr_inner": ["white-box <= black-box"]}}})
+    out = capsys.readouterr().out
+    assert "Restorers inside the target (issue 41)" in out and "Adaptive ID+FR" not in out
+    assert "| clean ≥ undefended − 2 | 89.5 | 91.0 − 2 | yes |" in out and "| 80.0 | Fast AT 79.0 | yes |" in out
+    assert "| black-box BIM 8/255 ≥ ID+FR − 2 | 85.0 | – | not measured (no ID+FR row) |" in out
+    assert "| added parameters ≤ 10% of the target's | 5.2% (36,436) | 701,466 | yes |" in out
+    assert "| gradient-masking checks passed | FAILED: white-box <= black-box | — | NO |" in out
