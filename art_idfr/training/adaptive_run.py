@@ -213,7 +213,7 @@ class _AdaptiveRun:
                         stats.update(self.validate(validation_data))
                         self.best.update(stats["val_score"], kept)
                 t.history.append(stats)
-                logger.info("adaptive ID epoch %d: %s", epoch + 1, stats)
+                logger.info("%s epoch %d: %s", _what(t), epoch + 1, stats)
                 self.save_state(epoch + 1)
         if self.ema is not None:  # no validation: the averaged weights of the last step
             kept.load_state_dict(self.ema.module.state_dict())
@@ -318,7 +318,7 @@ class _AdaptiveRun:
         if not ddp.is_main_process():  # resumed: rank 0 carries the sums over all ranks, summed again at the end
             total, loss_sum, correct = 0, 0.0, 0
         progress = progress_bar(range(done, nb_batches), total=nb_batches, initial=done,
-                                desc=f"adaptive ID epoch {epoch + 1}", leave=False,
+                                desc=f"{_what(t)} epoch {epoch + 1}", leave=False,
                                 disable=not t.verbose or not ddp.is_main_process())
         for i in progress:
             idx = order[i * t.batch_size : (i + 1) * t.batch_size]
@@ -433,3 +433,8 @@ def _batch_mean(own: Optional[torch.Tensor], n_global: Optional[int]) -> Callabl
         return lambda v: v.mean()
     scale = ddp.world_size() / max(int(n_global), 1)
     return lambda v: (v * own.to(v.device, v.dtype)).sum() * scale
+
+
+def _what(trainer) -> str:
+    """What the progress lines call the fit: the adaptive ID's, or (no ID trained) the adaptive fit's."""
+    return "adaptive ID" if trainer.train_denoiser else "adaptive fit"
