@@ -1,21 +1,20 @@
 """
-Restorers inside the frozen target (`idfr_inner`, not in the paper; issue 41) beside the adaptive ID+FR, on
-`fashion_mnist_adaptive`'s models and recipe, in every threat model. Not run yet: no committed results.
+Restorers inside the frozen target alone (`idfr_inner --inner-alone`, not in the paper; issue 41) beside the
+undefended target and Fast AT on `fashion_mnist_cpu`'s models, in every threat model, with AutoAttack through each.
 
-    python benchmarks/fashion_mnist_inner.py     # not run yet; several hours on 2 cores (fashion_mnist_adaptive ~2.5 h)
+    python benchmarks/fashion_mnist_inner.py --threads 1    # after fashion_mnist_cpu.py (its models are reused)
 
-`art-idfr demo` with `fashion_mnist_adaptive.ARGS` unchanged (fashion_mnist_cpu's target, surrogate, ID + FR and Fast
-AT, and its adaptive recipe: PGD-5 at 16/255, TRADES beta 6, every training image twice at batch 16, the FR trained
-jointly, one warm restart), then `EXTRA`: the defences none, ID+FR, adaptive ID+FR, ID+FR+inner adaptive and Fast AT,
-AutoAttack through each of them in the white-box table, both adaptive fits under bfloat16 autocast with channels-last
-images (`--adaptive-autocast bf16 --adaptive-channels-last`: 1.6x faster per step here,
-benchmarks/results/adaptive_speed), and for `idfr_inner` LoRA deltas of rank 4 on every Conv2d / Linear of the frozen
-small CNN (`--inner-kind lora --inner-rank 4`), trained along with the ID and the FR by the same recipe into
-runs/fashion_mnist_inner/idfr/inner_adaptive (the adaptive ID+FR row is therefore the bf16 refit, not
-fashion_mnist_adaptive's float32 one). The models `fashion_mnist_adaptive` (or else `fashion_mnist_cpu`) cached under
-runs/ (target, surrogate, Fast AT, the Algorithm-1 ID + FR; not their adaptive fits) are copied first and reused when
-their recorded settings match. Reports go to benchmarks/results/fashion_mnist_inner/ (with the inner fit's record,
-inner_adaptive_fit.json: its parameters, MACs and fraction of the target's parameters).
+`art-idfr demo` with `fashion_mnist_adaptive.ARGS` (fashion_mnist_cpu's target, surrogate and Fast AT; the adaptive
+recipe chosen on the validation split for the adaptive ID+FR: PGD-5 at 16/255, TRADES beta 6, every training image
+twice at batch 16, one warm restart; its evaluation sizes, budgets and attacks), then `EXTRA`: the defences none,
+inner and Fast AT, AutoAttack through each, and the inner restorers as in cifar10_inner: LoRA deltas on every
+Conv2d / Linear of the frozen small CNN with no ID in front and no FR (`--inner-alone`), at the largest power-of-two
+rank within the issue's 10% parameter budget (rank 8: 7.5% of the target's; rank 16 would be 14.2%; on CIFAR-10's
+ResNet-18 the same rule gives rank 4), bfloat16 autocast with channels-last images, and the best trained epoch kept
+(`--no-adaptive-keep-start`, as cifar10_inner). Chosen before any Fashion-MNIST inner run: no screen of it exists.
+The models `fashion_mnist_cpu` (or `fashion_mnist_adaptive`) cached under runs/ (target, surrogate, Fast AT) are
+copied first and reused when their recorded settings match. Reports go to benchmarks/results/fashion_mnist_inner/
+(with the inner fit's record, inner_adaptive_fit.json: its parameters, MACs and fraction of the target's parameters).
 """
 import os
 import sys
@@ -26,16 +25,15 @@ from fashion_mnist_adaptive import seed_model_cache
 
 #: what this benchmark adds to fashion_mnist_adaptive's flags (later flags override earlier ones)
 EXTRA = [
-    "--defences", "none,idfr,idfr_adaptive,idfr_inner,fast_at",
-    "--autoattack-defences", "none,idfr,idfr_adaptive,idfr_inner,fast_at",
-    "--adaptive-autocast", "bf16", "--adaptive-channels-last",
-    "--inner-kind", "lora", "--inner-rank", "4",
+    "--defences", "none,idfr_inner,fast_at", "--autoattack-defences", "none,idfr_inner,fast_at",
+    "--adaptive-autocast", "bf16", "--adaptive-channels-last", "--no-adaptive-keep-start",
+    "--inner-kind", "lora", "--inner-rank", "8", "--inner-alone",
 ]
 ARGS = ADAPTIVE_ARGS + EXTRA
 
 if __name__ == "__main__":
     dest = os.path.join(ROOT, "runs", "fashion_mnist_inner")
     os.makedirs(dest, exist_ok=True)
-    for source in ("fashion_mnist_adaptive", "fashion_mnist_cpu"):  # the first that has a model wins
+    for source in ("fashion_mnist_cpu", "fashion_mnist_adaptive"):  # the first that has a model wins
         seed_model_cache(os.path.join(ROOT, "runs", source), dest)
     sys.exit(run("fashion_mnist_inner", ARGS))
