@@ -303,3 +303,17 @@ def test_tiny_demo_with_the_inner_restorers_alone_fits_no_id(tmp_path, capsys):
     assert sorted(f for f in os.listdir(folder) if f.endswith(".pt")) == ["inner.pt"]
     doc = json.loads(open(os.path.join(out, "results.json")).read())
     assert {r["defence_key"] for r in doc["records"]} == {"none", "idfr_inner"}
+
+
+def test_fit_summary_names_the_epoch_kept():
+    """With --no-adaptive-keep-start the start (epoch 0) is scored but never kept: the summary line must not name it
+    (the first cifar10_inner run printed 'best epoch 0' while epoch 3's weights were kept)."""
+    from art_idfr.experiments.cli_commands import _best_epoch
+
+    history = [{"epoch": 0, "val_acc": 0.738, "val_score": 0.369, "val_adv_acc": 0.0},
+               {"epoch": 1, "val_acc": 0.516, "val_score": 0.324, "val_adv_acc": 0.132},
+               {"epoch": 2, "val_acc": 0.538, "val_score": 0.359, "val_adv_acc": 0.18}]
+    assert "best epoch 2: val clean 53.80%, val PGD-20 18.00%" in _best_epoch(
+        {"history": history, "training": {"keep_start": False}})
+    assert "best epoch 0" in _best_epoch({"history": history, "training": {"keep_start": True}})
+    assert "best epoch 0" in _best_epoch({"history": history})  # older records: the start competed

@@ -130,7 +130,8 @@ def _adaptive_summary(meta: Dict[str, Any]) -> str:
 
 def _best_epoch(meta: Dict[str, Any]) -> str:
     """``; best epoch ...`` of an adaptive fit's record (empty without validation scores)."""
-    hist = [h for h in meta.get("history", []) if "val_score" in h]
+    start_competes = (meta.get("training") or {}).get("keep_start", True)  # --no-adaptive-keep-start: it does not
+    hist = [h for h in meta.get("history", []) if "val_score" in h and (h.get("epoch") or start_competes)]
     best = max(hist, key=lambda h: h["val_score"]) if hist else None
     return (f"; best epoch {best['epoch']}: val clean {100 * best['val_acc']:.2f}%, val PGD-20 "
             f"{100 * best['val_adv_acc']:.2f}%" if best else "")
