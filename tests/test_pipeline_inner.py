@@ -299,6 +299,7 @@ def test_tiny_demo_with_the_inner_restorers_alone_fits_no_id(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "fitting IDFR" not in text and "inner alone (not in the paper): inner restorers lora (rank 2)" in text
     assert "| inner adaptive (not in paper) |" in text
+    assert "loss gradient through inner adaptive (not in paper): finite=True" in text  # the row's own label
     folder = os.path.join(out, "idfr", "inner_adaptive")
     assert sorted(f for f in os.listdir(folder) if f.endswith(".pt")) == ["inner.pt"]
     doc = json.loads(open(os.path.join(out, "results.json")).read())

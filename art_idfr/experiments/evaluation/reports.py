@@ -202,7 +202,7 @@ def markdown_sanity(result: "EvaluationResult") -> str:
         if c["status"] == "SKIPPED":
             lines.append("- **SKIPPED** gradient through ID+FR (ID / ID+FR not evaluated)")
         for key, g in c.get("per_defence", {}).items():
-            name = {"idfr": "ID+FR", "id": "ID", "idfr_inner": "ID+FR+inner adaptive"}.get(key, "adaptive ID+FR")
+            name = g.get("label") or {"idfr": "ID+FR", "id": "ID"}.get(key, "adaptive ID+FR")  # (older records)
             lines.append(f"- **{g['status']}** loss gradient through {name}: finite="
                          f"{g['finite']}, non-zero for {100 * g['fraction_nonzero_samples']:.0f}% of {g['n']} "
                          f"samples, mean |g| = {g['mean_abs'] if g['mean_abs'] is None else format(g['mean_abs'], '.3g')}")

@@ -152,7 +152,7 @@ def _check_gradients(defended, x_wb, oh_wb, warnings: List[str]) -> Dict[str, An
         g = defended[key].classifier.loss_gradient(x_wb[:n], oh_wb[:n])
         finite = bool(np.isfinite(g).all())
         nonzero = float((np.abs(g).reshape(n, -1).max(axis=1) > 0).mean()) if finite else 0.0
-        grads[key] = {"n": n, "finite": finite, "fraction_nonzero_samples": nonzero,
+        grads[key] = {"label": defended[key].label, "n": n, "finite": finite, "fraction_nonzero_samples": nonzero,
                       "mean_abs": float(np.abs(g).mean()) if finite else None,
                       "max_abs": float(np.abs(g).max()) if finite else None,
                       "status": "PASS" if finite and nonzero == 1.0 else "FAIL"}
