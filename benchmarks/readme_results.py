@@ -20,7 +20,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 LINK = "../"  # docs/results.md -> repository root, for relative links
 #: the runs the README summarises, in the order shown
 DEFAULT_RUNS = ["cifar10_paper_vgg16_bn_cifar", "cifar10_paper_resnet18_cifar", "fashion_mnist_cpu", "cifar10_cpu",
-                "fashion_mnist_adaptive", "cifar10_adaptive", "cifar10_inner"]
+                "fashion_mnist_adaptive", "cifar10_adaptive", "fashion_mnist_inner", "cifar10_inner"]
 
 HEADER = """# art-idfr: full result tables
 
