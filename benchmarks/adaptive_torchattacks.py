@@ -111,8 +111,9 @@ def inner_module(benchmark: str, setup):
     fr = FeatureRestorer.load(fr_file, device_type="cpu") if os.path.isfile(fr_file) else None
     den, fr, inner, meta = load_inner_adaptive_fit(os.path.join(idfr, INNER_DIR), setup.model, fr, device_type="cpu")
     target = wrap_model(setup.model, setup.data.input_shape, setup.data.num_classes, "cpu")
-    s, size = meta.get("stage_meta", meta)["settings"], meta["inner"]
+    s, size = meta["settings"], meta["inner"]  # (after warm restarts: the first fit's epochs, then the restarts)
     record = {"inner_fit": {"images": meta["fit_n"], "epochs": s["adaptive_nb_epochs"],
+                            **({"restarts": s["adaptive_restarts"]} if s.get("adaptive_restarts") else {}),
                             "batch_size": s["adaptive_batch_size"], "trades_beta": s["adaptive_trades_beta"],
                             "kind": size["kind"], "rank": size.get("rank"), "width": size.get("width"),
                             "parameters": size["parameters"], "alone": den is None,
