@@ -102,7 +102,7 @@ def inner_module(benchmark: str, setup):
     """The benchmark's ``idfr_inner`` defence (restorers inside the target, with its ID and FR if it has them) as a
     plain module, with the record of its fit (kind, size, recipe, weights' digest)."""
     from art_idfr import FeatureRestorer, as_module, defend
-    from art_idfr.experiments.evaluation.defences import wrap_model
+    from art_idfr.experiments.evaluation.defences import inner_label, wrap_model
     from art_idfr.experiments.evaluation.pipeline import INNER_DIR, load_inner_adaptive_fit
     from art_idfr.experiments.evaluation.resume import weights_digest
 
@@ -118,7 +118,7 @@ def inner_module(benchmark: str, setup):
                             "kind": size["kind"], "rank": size.get("rank"), "width": size.get("width"),
                             "parameters": size["parameters"], "alone": den is None,
                             "weights": weights_digest(inner.network)[:16]}}
-    label = "+".join([p for p, c in (("ID", den), ("FR", fr)) if c is not None] + ["inner"]) + " adaptive"
+    label = inner_label(den, fr).replace(" (not in paper)", "")  # the report's row label, as before in the jsonl
     return as_module(defend(target, den, fr, inner=inner)), label, record
 
 
