@@ -12,7 +12,8 @@ threat models,
 FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000 test images (white-box on 100, query on 50 of them); all the paper's
 defences but TotalVarMin (too slow at this size on a CPU: see results/speed), Fast AT and (issue 42) the paper's
 baselines ComDefend, NRP, ADP and SOAP, trained here (`art_idfr.experiments.baselines`; ComDefend / NRP / ADP on the
-ID's 3,000 training images for 5 epochs, SOAP's ResNet-18 with its rotation head on the whole training set). The
+ID's 3,000 training images for their CPU-preset epochs, 20 / 5 / 20, chosen on Fashion-MNIST's validation split:
+benchmarks/NOTES.md; SOAP's ResNet-18 with its rotation head on the whole training set). The
 baselines' rows are not run yet: the committed results predate them. The adaptive ID+FR and AutoAttack through the
 defences live in `cifar10_adaptive.py` / `cifar10_inner.py`. Two torch threads: give it both cores of a 2-core
 machine (pass `--threads 1` on a busy one). Reports go to benchmarks/results/cifar10_cpu/.
@@ -43,7 +44,7 @@ ARGS = MODEL_ARGS + [
     # TotalVarMin is left out here: ~2 min per 1,000 3x32x32 images per cell on one core (see results/speed)
     "--defences", "none,id,idfr,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at,"
                   "comdefend,nrp,adp,soap",
-    "--attacks", "fgsm,cw,bim", "--sanity-square-iter", "1000", "--baselines-epochs", "5",
+    "--attacks", "fgsm,cw,bim", "--sanity-square-iter", "1000",
 ]
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ Full Fashion-MNIST (60k train / 10k test from /usr/share/datasets/fashion-mnist)
 independently trained surrogate of another width and seed for the black-box AEs; ID + FR fitted on ART FGSM/BIM AEs
 at 4/255, 8/255 and 32/255; the defences none, ID, ID+FR, FeatureSqueezing, JPEG 25/50/75, TotalVarMin,
 SpatialSmoothing, Fast AT and (issue 42) the paper's baselines ComDefend, NRP, ADP and SOAP, each trained here
-(`art_idfr.experiments.baselines`; ComDefend / NRP / ADP on the ID's 4,000 training images for 5 epochs, SOAP's
-classifier with its rotation head on the whole training set), under the black-box, gray-box, adaptive white-box
+(`art_idfr.experiments.baselines`; ComDefend / NRP / ADP on the ID's 4,000 training images for their CPU-preset
+epochs, 20 / 5 / 20, chosen on the validation split: benchmarks/NOTES.md; SOAP's classifier with its rotation head
+on the whole training set), under the black-box, gray-box, adaptive white-box
 (BPDA where a defence has no gradient, EOT over random draws where it is randomised, as the table says) and query
 threat models, the paper's attacks FGSM/CW/BIM at eps 4/8/16/32 (/255), 2,000 test images (white-box on 200 and
 query on 100 of them), with the gradient-masking checks.
@@ -38,7 +39,6 @@ ARGS = MODEL_ARGS + [
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "2000", "--eval-n", "2000",
     "--whitebox-n", "200", "--query-n", "100", "--query-iter", "50",
     "--defences", DEFENCES, "--attacks", "fgsm,cw,bim", "--sanity-square-iter", "1000",
-    "--baselines-epochs", "5",
 ]
 
 if __name__ == "__main__":

@@ -97,6 +97,30 @@ def test_adp_is_random_and_seedable(fitted, data):
     assert adp.score_sigma == 0.25
 
 
+def test_adp_score_steps_see_the_unclipped_noisy_image():
+    """The score network was trained on unclipped noisy images: only the purified output is clipped."""
+    adp = ADP(SHAPE, noise_seed=0, device_type="cpu", width=8, depth=2, nb_steps=1, step_size=1.0)
+    seen = []
+    adp.network.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach().clone()))
+    adp._is_fitted = True
+    out = adp(np.zeros((4, *SHAPE), dtype=np.float32))[0]
+    assert seen and seen[0].min() < -0.1  # black pixels plus N(0, 0.25^2) noise, not clipped at 0
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_the_cpu_preset_epochs_of_each_baseline_are_its_own_default():
+    from art_idfr.experiments.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.pipeline.baselines import _settings
+
+    data = _synthetic_run_data()
+    target = tiny_cnn(channels=1, size=12, nb_classes=3, hidden=8)
+    cfg = EvalConfig.preset("tiny", defences=("none", *BASELINE_KEYS)).resolved(1)
+    epochs = {k: _settings(k, cfg, data, target)["nb_epochs"] for k in ("comdefend", "nrp", "adp")}
+    assert epochs == {"comdefend": ComDefend(SHAPE).nb_epochs, "nrp": NRP(SHAPE).nb_epochs, "adp": 20}
+    cfg = EvalConfig.preset("tiny", defences=("none", *BASELINE_KEYS), baselines_epochs=3).resolved(1)
+    assert {_settings(k, cfg, data, target)["nb_epochs"] for k in ("comdefend", "nrp", "adp")} == {3}
+
+
 def test_comdefend_code_is_binary_at_test_time(fitted, data):
     net = fitted["comdefend"].network
     x = torch.from_numpy(data[0])

@@ -33,7 +33,8 @@ def test_cpu_benchmarks_are_the_papers_comparison_with_its_baselines(module):
     adaptive rows and AutoAttack live in the *_adaptive / *_inner benchmarks."""
     cfg = _config(build_parser().parse_args(["demo", *_demo_args(module), "--out", "unused"]))
     assert cfg.attacks == ("fgsm", "cw", "bim") and "idfr_adaptive" not in cfg.defences
-    assert cfg.defences[-4:] == ("comdefend", "nrp", "adp", "soap") and cfg.baselines.nb_epochs == 5
+    assert cfg.defences[-4:] == ("comdefend", "nrp", "adp", "soap")
+    assert cfg.baselines.nb_epochs is None  # each baseline's own CPU preset
 
 
 @pytest.mark.parametrize("module", ["fashion_mnist_adaptive", "cifar10_adaptive", "cifar10_paper"])

@@ -5,9 +5,12 @@ Score-based Generative Models", ICML 2021) as an ART ``PreprocessorPyTorch``; ow
 A small noise-conditional score network ``s(x, σ) = net([x, log σ]) / σ`` is trained by denoising score matching on
 clean images over a ladder of noise levels ``sigmas``: ``x~ = x + σ z``, loss ``mean((σ s(x~, σ) + z)^2) / 2``
 (Song & Ermon 2019; σ drawn from the ladder per image). Purification: add Gaussian noise of std ``noise_std``, then
-``nb_steps`` deterministic score-ascent steps ``x <- clip(x + step_size · σ_p² · s(x, σ_p))`` at the level ``σ_p``
-(``purify_sigma``; default the trained level nearest to ``noise_std``). With ``step_size=1`` one step is Tweedie's
-denoiser at ``σ_p``; smaller steps relax towards it.
+``nb_steps`` deterministic score-ascent steps ``x <- x + step_size · σ_p² · s(x, σ_p)`` at the level ``σ_p``
+(``purify_sigma``; default the trained level nearest to ``noise_std``), then clipping to the image range. With
+``step_size=1`` one step is Tweedie's denoiser at ``σ_p`` (the default: chosen on validation, see below); smaller
+steps relax towards it. The noisy image is not clipped before the steps: the score network was trained on unclipped
+noisy images, and clipping biases dark backgrounds (on Fashion-MNIST validation: 63.2% clean with clipping after
+every step, 72.5% without, same network).
 
 **Randomised**: every call draws fresh noise, so two calls on the same input differ. ``noise_seed`` seeds the
 purification's own generator (reproducible sequences of predictions; :meth:`ADP.reset_noise` restarts it). White-box
@@ -20,9 +23,14 @@ score network                    NCSN-style RefineNet (EBM), DSM over a       co
                                  geometric ladder of noise levels             ELU), σ as an input channel, output / σ;
                                                                               ``sigmas=(1, .5, .25, .1, .05)``
 purification noise               N(0, 0.25²) (uniform also studied)           ``noise_std=0.25``
-score steps                      ≤ 10 deterministic steps, adaptive step      ``nb_steps=5`` fixed steps,
-                                 size (secant estimate) + stopping rule;      ``step_size=0.2`` (× σ_p²), no stopping
-                                 score at the smallest noise level            rule; σ_p nearest to ``noise_std``
+score steps                      ≤ 10 deterministic steps, adaptive step      ``nb_steps=1`` full step
+                                 size (secant estimate) + stopping rule;      (``step_size=1`` × σ_p²: Tweedie), no
+                                 score at the smallest noise level            stopping rule; σ_p nearest to
+                                                                              ``noise_std``. Validation (Fashion-MNIST,
+                                                                              20 epochs): 5 × 0.2 71.6% clean,
+                                                                              2 × 0.5 77.7%, 1 × 1.0 84.3%
+training                         —                                            Adam 1e-3, ``nb_epochs=20`` (5: 72.5%
+                                                                              clean at 1 × 1.0)
 projected variant                projection onto a ball around the input      simplified away: no projection, only
                                                                               clipping to the image range
 prediction                       ensemble of 10 purification draws            one draw per call (an evaluator may
@@ -97,9 +105,9 @@ class ADP(BaselinePreprocessor):
 
     def __init__(self, input_shape: Tuple[int, int, int], clip_values: Tuple[float, float] = (0.0, 1.0),
                  width: int = 32, depth: int = 4, sigmas: Sequence[float] = (1.0, 0.5, 0.25, 0.1, 0.05),
-                 noise_std: float = 0.25, nb_steps: int = 5, step_size: float = 0.2,
+                 noise_std: float = 0.25, nb_steps: int = 1, step_size: float = 1.0,
                  purify_sigma: Optional[float] = None, noise_seed: Optional[int] = None, learning_rate: float = 1e-3,
-                 nb_epochs: int = 5, batch_size: int = 128, device_type: str = "gpu", apply_fit: bool = False,
+                 nb_epochs: int = 20, batch_size: int = 128, device_type: str = "gpu", apply_fit: bool = False,
                  apply_predict: bool = True, verbose: bool = False, seed: Optional[int] = 0) -> None:
         super().__init__(input_shape, clip_values, learning_rate, nb_epochs, batch_size, device_type, apply_fit,
                          apply_predict, verbose, seed)
@@ -136,12 +144,12 @@ class ADP(BaselinePreprocessor):
 
     def _purify(self, x: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(tuple(x.shape), generator=self.generator).to(x.device)
-        x_pur = (x + self.noise_std * noise).clamp(0.0, 1.0)
+        x_pur = x + self.noise_std * noise  # not clipped: the score network was trained on unclipped noisy images
         sigma = self.score_sigma
         level = torch.full((x.shape[0],), sigma, device=x.device)
         for _ in range(self.nb_steps):
-            x_pur = (x_pur + self.step_size * sigma ** 2 * self.network(x_pur, level)).clamp(0.0, 1.0)
-        return x_pur
+            x_pur = x_pur + self.step_size * sigma ** 2 * self.network(x_pur, level)
+        return x_pur.clamp(0.0, 1.0)
 
     def fit(self, x: np.ndarray, y: Optional[np.ndarray] = None, nb_epochs: Optional[int] = None,
             batch_size: Optional[int] = None, **kwargs: Any) -> None:

@@ -311,8 +311,9 @@ class BaselinesConfig(_SubConfig):
     """
 
     PREFIX, SECTION = "baselines", "eval"
-    nb_epochs: int = knob(5, "epochs of the ComDefend / NRP / ADP networks (opt-in defences comdefend, nrp, adp)",
-                          flat="baselines_epochs", kind="int+", metavar="E")
+    nb_epochs: Optional[int] = knob(None, "epochs of the ComDefend / NRP / ADP networks (opt-in defences comdefend, "
+                                          "nrp, adp; default: each one's own CPU preset)",
+                                    flat="baselines_epochs", kind="int+", metavar="E")
     fit_n: Optional[int] = knob(None, "training images of the ComDefend / NRP / ADP networks (default: fit_n)",
                                 kind="int+", metavar="N")
     soap_epochs: Optional[int] = knob(None, "SOAP: epochs retraining the target architecture with its rotation head "

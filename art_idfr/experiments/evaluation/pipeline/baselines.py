@@ -7,7 +7,8 @@ training history; inference passes). A cached fit is reused when its settings ma
 fits it and the other ranks receive its weights (:func:`~.networks._trained_on_main`).
 
 * ``comdefend``, ``adp``: trained on clean training images, ``baselines.fit_n`` of them (default ``fit_n``;
-  stratified), for ``baselines.nb_epochs`` epochs.
+  stratified), for ``baselines.nb_epochs`` epochs (default: each defence's own ``nb_epochs`` default, its CPU
+  preset).
 * ``nrp``: the same images and epochs; its feature network is the run's target at its penultimate embedding (the
   paper: an ImageNet VGG-16 at relu3_3), so the cache key holds the target's weights digest.
 * ``soap``: a fresh copy of the target architecture with SOAP-RP's rotation head, trained jointly on the whole
@@ -113,12 +114,22 @@ def _settings(key: str, config: EvalConfig, data: PreparedData, target_model: nn
         return s | {"model": arch.model, "width": float(arch.width), "nb_epochs": b.soap_epochs or arch.epochs,
                     "purify_eps": b.soap_eps if b.soap_eps is not None else (0.1 if grey else 8 / 255),
                     "purify_steps": b.soap_steps}
-    s |= {"nb_epochs": b.nb_epochs, "fit_n": b.fit_n or config.fit_n}
+    s |= {"nb_epochs": b.nb_epochs or _default_epochs(key), "fit_n": b.fit_n or config.fit_n}
     if key == "nrp":
         from art_idfr.training.resume import digest
 
         s["feature_network"] = {"target_embedding": digest(target_model)}
     return s
+
+
+def _default_epochs(key: str) -> int:
+    """The CPU preset's epochs of ComDefend / NRP / ADP: their constructor's default ``nb_epochs``."""
+    import inspect
+
+    from art_idfr.experiments.baselines import ADP, NRP, ComDefend
+
+    cls = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key]
+    return int(inspect.signature(cls).parameters["nb_epochs"].default)
 
 
 def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, verbose: bool):

@@ -1,0 +1,158 @@
+"""
+Screen the paper's purification baselines (ComDefend, NRP, ADP) on a *validation* split — never the test split — the
+record behind the "baseline screens" section of `benchmarks/NOTES.md` (issue 42).
+
+    python benchmarks/screen_baselines.py --baseline adp --name default
+    python benchmarks/screen_baselines.py --baseline adp --name e20 nb_epochs=20 fit_n=20000
+    python benchmarks/screen_baselines.py --baseline adp --name e20_s1 nb_epochs=20 fit_n=20000 step_size=1.0
+    python benchmarks/screen_baselines.py --baseline comdefend --name e20 nb_epochs=20 fit_n=20000
+
+The target and the surrogate are `tune_id.py`'s (small CNN width 1 / 4 epochs; width 0.5 / 3 epochs, other seed;
+trained on the training split minus 3,000 validation images, cached in runs/tune_<dataset>/ and reused). Each call
+fits one variant (`key=value`: constructor arguments of the baseline, plus `fit_n` = its stratified training images
+from the training split; `nb_epochs` is its constructor's) on clean images, or reuses the fit of the same training
+settings from runs/screen_baselines_<dataset>/ (test-time settings such as ADP's `nb_steps` / `step_size` /
+`noise_std` do not retrain), and measures the target through it on validation images 1000-2999: clean accuracy and
+black-box accuracy on FGSM 16/255 and BIM 8/255 crafted on the surrogate (ADP: one random draw per prediction, seeded,
+as the evaluation's black-box table does). One JSON line per call goes to
+benchmarks/results/screen_baselines/<dataset>.jsonl, with the command.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from art_idfr.experiments.attacks import make_attack  # noqa: E402
+from art_idfr.experiments.baselines import ADP, NRP, ComDefend  # noqa: E402
+from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
+from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
+from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline.baselines import TargetEmbedding  # noqa: E402
+
+CLASSES = {"adp": ADP, "comdefend": ComDefend, "nrp": NRP}
+#: settings that act at test time only: a variant differing only in these reuses the fitted network
+TEST_TIME = {"adp": {"nb_steps", "step_size", "noise_std", "purify_sigma", "noise_seed"}, "comdefend": set(),
+             "nrp": set()}
+VAL_ATTACKS = [("fgsm", 16 / 255), ("bim", 8 / 255)]
+
+
+def _parse_value(v: str):
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    if v.startswith("(") or v.startswith("["):
+        return [float(s) for s in v.strip("()[]").split(",") if s]
+    return v
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="fashion_mnist_idx")
+    p.add_argument("--baseline", required=True, choices=sorted(CLASSES))
+    p.add_argument("--name", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (1 when sharing the machine)")
+    p.add_argument("overrides", nargs="*", help="key=value: constructor arguments of the baseline, and fit_n")
+    a = p.parse_args()
+    a.overrides = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
+    return a
+
+
+def _cached_aes(path, make):
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return f["x"]
+    x = make()
+    np.savez_compressed(path, x=x)
+    return x
+
+
+def fitted_baseline(a, data, target_model, run_dir):
+    """``(defence, fit_seconds, reused)``: the variant's fit, from the cache of its training settings or new."""
+    over = dict(a.overrides)
+    fit_n = int(over.pop("fit_n", 4000))
+    cls = CLASSES[a.baseline]
+    train_keys = {k: v for k, v in over.items() if k not in TEST_TIME[a.baseline]}
+    tag = hashlib.sha256(json.dumps([a.baseline, fit_n, a.seed, train_keys], sort_keys=True).encode()).hexdigest()
+    path = os.path.join(run_dir, f"{a.baseline}_{tag[:16]}.pt")
+    meta_path = path[:-3] + ".json"
+    if os.path.exists(path) and os.path.exists(meta_path):
+        defence = cls.load(path, "cpu")
+        defence.set_params(**{k: v for k, v in over.items() if k in TEST_TIME[a.baseline]})
+        with open(meta_path) as f:
+            return defence, json.load(f)["fit_seconds"], True
+    defence = cls(data.input_shape, device_type="cpu", verbose=False, seed=a.seed + 3000, **over)
+    x = data.x_train[stratified_subset_indices(data.y_train, fit_n, seed=a.seed + 3000)]
+    kwargs = {"feature_network": TargetEmbedding(target_model)} if a.baseline == "nrp" else {}
+    t0 = time.perf_counter()
+    defence.fit(x, **kwargs)
+    seconds = time.perf_counter() - t0
+    defence.save(path)
+    with open(meta_path, "w") as f:
+        json.dump({"fit_seconds": seconds, "train_settings": train_keys, "fit_n": fit_n}, f)
+    return defence, seconds, False
+
+
+def main() -> int:
+    a = parse_args()
+    limit_threads(a.threads)
+    cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model="small_cnn", width=1.0, target_epochs=4,
+                            surrogate_model="small_cnn", surrogate_width=0.5, surrogate_epochs=3, seed=a.seed,
+                            device="cpu")  # tune_id.py's default target and surrogate
+    tune_dir = os.path.join(ROOT, "runs", f"tune_{a.dataset}")
+    run_dir, out_dir = os.path.join(ROOT, "runs", f"screen_baselines_{a.dataset}"), os.path.join(
+        HERE, "results", "screen_baselines")
+    for d in (tune_dir, run_dir, out_dir):
+        os.makedirs(d, exist_ok=True)
+    data = prepare_data(cfg, verbose=False)
+    target_model, tmeta = train_network(cfg, data, os.path.join(tune_dir, "target"), role="target", verbose=False)
+    sur_model, _ = train_network(cfg, data, os.path.join(tune_dir, "surrogate"), role="surrogate", verbose=False)
+    surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
+    x_val, y_val = data.x_val[1000:], data.y_val[1000:]
+    onehot = np.eye(data.num_classes, dtype=np.float32)
+    advs = {f"{n} {round(e * 255)}/255": _cached_aes(os.path.join(run_dir, f"val_{n}_{e:.4f}.npz"),
+                                                     lambda: make_attack(n, surrogate, e, seed=a.seed).generate(
+                                                         x_val, onehot[y_val]))
+            for n, e in VAL_ATTACKS}
+    defence, fit_seconds, reused = fitted_baseline(a, data, target_model, run_dir)
+    if hasattr(defence, "reset_noise"):
+        defence.reset_noise(a.seed)
+    bare = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
+    defended = wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[defence])
+    t0 = time.perf_counter()
+    scores = {model: {k: float((clf.predict(v).argmax(1) == y_val).mean() * 100)
+                      for k, v in {"clean": x_val, **advs}.items()}
+              for model, clf in (("undefended", bare), (a.baseline, defended))}
+    row = {"name": a.name, "baseline": a.baseline, "config": defence.get_config(),
+           "fit_n": int(a.overrides.get("fit_n", 4000)), "val_n": int(len(y_val)), **scores,
+           "history": [{k: round(v, 5) for k, v in h.items()} for h in defence.history],
+           "fit_seconds": round(fit_seconds, 1), "fit_reused": reused,
+           "predict_seconds": round(time.perf_counter() - t0, 1), "target_val_acc": tmeta["val_accuracy"],
+           "dataset": a.dataset, "seed": a.seed,
+           "device": f"cpu, {a.threads} thread{'s' * (a.threads > 1)}, {os.cpu_count()} cores, {platform.machine()}",
+           "torch": torch.__version__,
+           "command": "python " + " ".join(shlex.quote(s) for s in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])}
+    with open(os.path.join(out_dir, f"{a.dataset}.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: row[k] for k in ("name", "undefended", a.baseline, "fit_seconds", "fit_reused")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
