@@ -5,6 +5,7 @@ CIFAR-10 (JPEG q75 copy) at paper scale on one GPU (issue: results that stand).
     python benchmarks/cifar10_paper.py --device cuda --only vgg16_bn_cifar # VGG16-BN target (ResNet-18 surrogate)
     python benchmarks/cifar10_paper.py --device cuda --full                # both targets, ~2 x 8 min
     python benchmarks/cifar10_paper.py --device cuda --adaptive-focus      # issue 15's paper-scale goal, not yet run
+    python benchmarks/cifar10_paper.py --device cuda --baselines           # + ComDefend, NRP, ADP, SOAP; not yet run
 
 --adaptive-focus (issue 15: AutoAttack 8/255 >= 43% at clean >= 80% on a frozen ResNet-18) keeps the five defences
 that goal compares (none, ID, ID+FR, adaptive ID+FR, Fast AT), plus the opt-in ID+FR+inner adaptive (`idfr_inner`,
@@ -82,6 +83,15 @@ COMMON += ADAPTIVE
 FOCUS_DEFENCES = "none,id,idfr,idfr_adaptive,idfr_inner,fast_at"
 FOCUS = ["--defences", FOCUS_DEFENCES, "--autoattack-defences", FOCUS_DEFENCES, "--eps", "8/255,16/255",
          "--autoattack-restarts", "1"]
+#: --baselines (issue 42): the paper's Table 1 comparison, IDFR beside its four purification baselines (ComDefend,
+#: NRP, ADP, SOAP-RP; their CPU presets, checked on Fashion-MNIST's validation split), the undefended target and Fast
+#: AT, with the paper's attacks in the four threat models (white-box: BPDA on ComDefend's code and SOAP's purification,
+#: EOT over ADP's draws). ComDefend / NRP / ADP train on the ID's 8k images; SOAP retrains the ResNet-18 with its
+#: rotation head for half the target's epochs (four rotations per image: about twice the target's time). Not run yet
+#: (no device lent since); if it stops, the same command resumes from the cached fits and the evaluation checkpoint.
+BASELINE_DEFENCES = "none,id,idfr,fast_at,comdefend,nrp,adp,soap"
+BASELINES = ["--defences", BASELINE_DEFENCES, "--attacks", "fgsm,cw,bim", "--baselines-fit-n", "8000",
+             "--baselines-soap-epochs", "6"]
 TARGETS = {"resnet18_cifar": "vgg16_bn_cifar", "vgg16_bn_cifar": "resnet18_cifar"}
 
 def plan(argv):
@@ -93,13 +103,20 @@ def plan(argv):
     parser.add_argument("--adaptive-focus", action="store_true",
                         help="only none, ID, ID+FR, adaptive ID+FR, ID+FR+inner adaptive and Fast AT at 8/255 "
                              "and 16/255, into cifar10_paper_adaptive_<model>")
+    parser.add_argument("--baselines", action="store_true",
+                        help="the paper's comparison with ComDefend, NRP, ADP and SOAP (issue 42), into "
+                             "cifar10_paper_baselines_<model>")
     args, rest = parser.parse_known_args(argv)
+    if args.adaptive_focus and args.baselines:
+        parser.error("--adaptive-focus and --baselines are separate runs: pass one of them.")
+    mode, focus = ("", [])
+    if args.adaptive_focus or args.baselines:
+        mode, focus = ("adaptive_", FOCUS) if args.adaptive_focus else ("baselines_", BASELINES)
     runs = []
     for model, surrogate in TARGETS.items():
         if args.full or args.only == model:
-            name = f"cifar10_paper_{'adaptive_' if args.adaptive_focus else ''}{model}"
-            focus = FOCUS if args.adaptive_focus else []
-            runs.append((name, [*COMMON, *focus, "--model", model, "--surrogate-model", surrogate], rest))
+            runs.append((f"cifar10_paper_{mode}{model}",
+                         [*COMMON, *focus, "--model", model, "--surrogate-model", surrogate], rest))
     return runs
 
 

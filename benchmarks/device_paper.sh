@@ -8,11 +8,13 @@
 #   usage: [SMOKE=0] bash benchmarks/device_paper.sh [deadline in seconds from the start, default 570] [cifar10_paper.py args]
 #   e.g.   SMOKE=0 bash benchmarks/device_paper.sh 585 --only vgg16_bn_cifar --idfr-eps 4/255,8/255,16/255
 #          SMOKE=0 bash benchmarks/device_paper.sh 570 --adaptive-focus   (issue 15: the adaptive goal, five defences + idfr_inner)
+#          SMOKE=1 bash benchmarks/device_paper.sh 570 --baselines        (issue 42: + ComDefend, NRP, ADP, SOAP; not run yet)
 set -u
 t0=$(date +%s)
 DEADLINE=${1:-570}; shift || true
 MODEL=resnet18_cifar; prev=""; RUN=cifar10_paper
-for a in "$@"; do [ "$prev" = "--only" ] && MODEL=$a; [ "$a" = "--adaptive-focus" ] && RUN=cifar10_paper_adaptive; prev=$a; done
+for a in "$@"; do [ "$prev" = "--only" ] && MODEL=$a; [ "$a" = "--adaptive-focus" ] && RUN=cifar10_paper_adaptive
+  [ "$a" = "--baselines" ] && RUN=cifar10_paper_baselines; prev=$a; done
 SURROGATE=vgg16_bn_cifar; [ "$MODEL" = vgg16_bn_cifar ] && SURROGATE=resnet18_cifar
 # the adaptive run's smoke: the adaptive paths (FR trained jointly; idfr_inner's restorers inside the target),
 # AutoAttack and the masking checks on the GPU
@@ -20,6 +22,9 @@ SMOKE_FOCUS=""; [ $RUN = cifar10_paper_adaptive ] && SMOKE_FOCUS="--defences non
   --autoattack-defences none,idfr,idfr_adaptive,idfr_inner,fast_at \
   --threat-models white-box --attacks bim,autoattack --eps 8/255 --adaptive-train-restorer --adaptive-eps-warmup 0.3 \
   --adaptive-batch-size 64 --autoattack-restarts 1 --autoattack-square-iter 20"
+# the baselines run's smoke: the four baselines' fits and their white-box gradients (BPDA, EOT) on the GPU
+[ $RUN = cifar10_paper_baselines ] && SMOKE_FOCUS="--defences none,idfr,comdefend,nrp,adp,soap --threat-models white-box \
+  --attacks bim --eps 8/255 --baselines-epochs 1 --baselines-fit-n 256 --baselines-soap-epochs 1"
 case " $* " in *" --idfr-source-model "*) SMOKE_SOURCE="--idfr-source-model small_cnn --idfr-source-epochs 1";; *) SMOKE_SOURCE="";; esac
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \

@@ -68,6 +68,18 @@ def test_paper_adaptive_focus_keeps_the_adaptive_comparison():
     assert cfg.eps == (8 / 255, 16 / 255) and cfg.autoattack_restarts == 1
 
 
+def test_paper_baselines_mode_is_the_papers_table_1_comparison():
+    """cifar10_paper --baselines (issue 42): IDFR beside ComDefend, NRP, ADP and SOAP, the paper's attacks only."""
+    plan = _benchmark_module("cifar10_paper").plan
+    (name, demo_args, extra), = plan(["--baselines", "--device", "cuda"])
+    assert name == "cifar10_paper_baselines_resnet18_cifar" and extra == ["--device", "cuda"]
+    cfg = _config(build_parser().parse_args(["demo", *demo_args, "--out", "unused"]))
+    assert cfg.defences == ("none", "id", "idfr", "fast_at", "comdefend", "nrp", "adp", "soap")
+    assert cfg.attacks == ("fgsm", "cw", "bim") and (cfg.baselines.fit_n, cfg.baselines.soap_epochs) == (8000, 6)
+    with pytest.raises(SystemExit):
+        plan(["--baselines", "--adaptive-focus"])
+
+
 def test_paper_script_arguments_plan_its_runs():
     """cifar10_paper.py's own flags (--only, --full, --adaptive-focus) choose the runs; every other argument (as
     device_paper.sh passes them) reaches each art-idfr demo, and each run's flags build a valid config (CPU only:
