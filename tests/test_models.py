@@ -271,6 +271,11 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):
     for k, v in full.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k
 
+    # a model of another width is refused with a clear error (not torch's size-mismatch dump)
+    wider = make_model("small_cnn", num_classes=2, input_shape=(1, 28, 28), width=0.5, seed=7)
+    shapes = r"another architecture or width .*is \(8, 1, 3, 3\) there, \(16, 1, 3, 3\) here"
+    with pytest.raises(ValueError, match=shapes):
+        train_model(wider, x, y, checkpoint_dir=str(tmp_path / "a"), **kwargs)
     # a different configuration is refused
     with pytest.raises(ValueError, match="different configuration"):
         train_model(again, x, y, checkpoint_dir=str(tmp_path / "a"), lr=0.2, **kwargs)

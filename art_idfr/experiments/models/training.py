@@ -245,6 +245,7 @@ def _resume_training(checkpoint_dir: str, config: Dict[str, Any], model: nn.Modu
                 f"Checkpoint {path} was written with a different configuration {diff} "
                 "(saved, requested); use another checkpoint_dir or resume=False."
             )
+        _check_same_shapes(path, state["model"], model)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
@@ -254,6 +255,18 @@ def _resume_training(checkpoint_dir: str, config: Dict[str, Any], model: nn.Modu
             logger.info("Resuming from %s (epoch %d of %d).", path, start_epoch, config["epochs"])
         return {k: list(v) for k, v in state["history"].items()}, start_epoch
     return history, 0
+
+
+def _check_same_shapes(path: str, saved: Dict[str, torch.Tensor], model: nn.Module) -> None:
+    """A clear error when a training checkpoint holds another architecture or width than ``model``."""
+    own = model.state_dict()
+    names = sorted(set(saved) ^ set(own))
+    shapes = [k for k in saved if k in own and tuple(saved[k].shape) != tuple(own[k].shape)]
+    if names or shapes:
+        what = (f"tensor {names[0]!r} is in only one of them" if names else
+                f"{shapes[0]!r} is {tuple(saved[shapes[0]].shape)} there, {tuple(own[shapes[0]].shape)} here")
+        raise ValueError(f"Checkpoint {path} holds a model of another architecture or width ({what}); use another "
+                         "checkpoint_dir or resume=False.")
 
 
 def _train_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, opt, sched, *, epoch: int, epochs: int,
