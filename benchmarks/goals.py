@@ -212,6 +212,21 @@ def paper_baseline_goals(result: dict) -> None:
         print(f"| {name} | {ours:.1f} | " + " | ".join(cells) + " |")
     print("| IDFR above in | | " + " | ".join(f"{above[b]} of {len(columns)}" for b in present) + " |")
     _whitebox_consistency(acc, present)
+    _baseline_costs(result.get("metadata", {}).get("models", {}).get("baselines", {}))
+
+
+def _baseline_costs(fits: dict) -> None:
+    """Each baseline's training (images, epochs, seconds on the run's device) and its inference passes."""
+    if not fits:
+        return
+    print("\nCost of each baseline (the run's device and threads; fit time of the run that trained it, which may "
+          "be an earlier one with the same settings)\n")
+    print("| baseline | trained on | epochs | fit (s) | inference |")
+    print("|---|---:|---:|---:|---|")
+    for key, meta in fits.items():
+        s = meta.get("settings", {})
+        print(f"| {PAPER_BASELINES.get(key, key)} | {meta.get('fit_n')} images | {s.get('nb_epochs')} | "
+              f"{meta.get('fit_seconds', float('nan')):.0f} | {meta.get('inference_passes')} |")
 
 
 def _whitebox_consistency(acc: dict, present: list) -> None:

@@ -269,6 +269,12 @@ def test_goals_judge_idfr_against_each_paper_baseline_and_their_whitebox_rows(ca
     assert "| IDFR above in | | 2 of 3 | 1 of 3 |" in out
     assert "| ADP | 8/255 | 70.0 | 30.0 | 40.0 | yes |" in out and "| SOAP | 8/255 | 81.0 | 75.0 | 6.0 | NO |" in out
     assert "16/255 | 61.0" not in out.split("White-box")[1]  # no white-box record at 16/255: no row
+    assert "Cost of each baseline" not in out  # no fit metadata: no cost table
+    fits = {"adp": {"settings": {"nb_epochs": 20}, "fit_n": 4000, "fit_seconds": 153.4,
+                    "inference_passes": "1 score-network pass per image and random draw"}}
+    goals.paper_baseline_goals({"records": records, "metadata": {"models": {"baselines": fits}}})
+    out = capsys.readouterr().out
+    assert "| ADP | 4000 images | 20 | 153 | 1 score-network pass per image and random draw |" in out
     goals.paper_baseline_goals({"records": [r for r in records if r["defence_key"] == "idfr"]})
     assert capsys.readouterr().out == ""  # no baseline in the run: no section
 

@@ -132,7 +132,7 @@ class ADP(BaselinePreprocessor):
     @property
     def inference_passes(self) -> str:
         """The network passes of one purification."""
-        return f"{self.nb_steps} score-network passes per image and random draw"
+        return f"{self.nb_steps} score-network pass{'es' * (self.nb_steps != 1)} per image and random draw"
 
     def reset_noise(self, seed: Optional[int] = None) -> None:
         """Restart the purification noise: from ``seed``, else from ``noise_seed`` (``None``: torch's global RNG)."""
