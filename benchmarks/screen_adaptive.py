@@ -32,6 +32,10 @@ def main(argv) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--idfr-dir", default="idfr", help="folder in runs/<benchmark>/ of the Algorithm-1 ID + FR start")
     a, flags = p.parse_known_args(argv)
+    inner = [f for f in flags if f.startswith("--inner")]
+    if inner:  # this screen fits the adaptive ID+FR only: an --inner-* flag would be ignored silently
+        p.error(f"{', '.join(inner)}: this screen fits the adaptive ID+FR only; screen the restorers inside the target "
+                "with benchmarks/tune_adaptive.py (inner=lora:R, id=none for the restorers alone).")
     parsed, cfg, data, model, target_meta, run = cached_setup(a.benchmark, flags)  # a CachedSetup
     den, fr, _ = fit_idfr(cfg, data, model, os.path.join(run, a.idfr_dir), target_meta=target_meta, verbose=False)
     folder = os.path.join(run, "screens", a.name)

@@ -326,3 +326,12 @@ def test_goals_judge_the_inner_row_by_the_same_goals_and_its_size(capsys):
     assert "| black-box BIM 8/255 ≥ ID+FR − 2 | 85.0 | – | not measured (no ID+FR row) |" in out
     assert "| added parameters ≤ 10% of the target's | 5.2% (36,436) | 701,466 | yes |" in out
     assert "| gradient-masking checks passed | FAILED: white-box <= black-box | — | NO |" in out
+
+
+def test_screen_adaptive_refuses_inner_flags_it_would_ignore(capsys):
+    """screen_adaptive.py fits the adaptive ID+FR only: an --inner-* flag is an error naming the script that screens
+    the restorers inside the target, not a silently ignored setting (a 45-minute screen once ran without it)."""
+    screen = _benchmark_module("screen_adaptive")
+    with pytest.raises(SystemExit):
+        screen.main(["fashion_mnist_inner", "--name", "r16", "--inner-rank", "16"])
+    assert "tune_adaptive.py" in capsys.readouterr().err
