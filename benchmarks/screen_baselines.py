@@ -6,15 +6,19 @@ record behind the "baseline screens" section of `benchmarks/NOTES.md` (issue 42)
     python benchmarks/screen_baselines.py --baseline adp --name e20 nb_epochs=20 fit_n=20000
     python benchmarks/screen_baselines.py --baseline adp --name e20_s1 nb_epochs=20 fit_n=20000 step_size=1.0
     python benchmarks/screen_baselines.py --baseline comdefend --name e20 nb_epochs=20 fit_n=20000
+    python benchmarks/screen_baselines.py --cifar10 --baseline adp --name default fit_n=3000
 
 The target and the surrogate are `tune_id.py`'s (small CNN width 1 / 4 epochs; width 0.5 / 3 epochs, other seed;
-trained on the training split minus 3,000 validation images, cached in runs/tune_<dataset>/ and reused). Each call
+trained on the training split minus 3,000 validation images, cached in runs/tune_<dataset>/ and reused); `--cifar10`
+takes `cifar10_cpu`'s instead (ResNet-18 width 0.25 / 4 epochs, small-CNN surrogate width 1 / 3 epochs, 500
+validation images; the target `cifar10_adaptive.py` cached in runs/cifar10_adaptive/target is reused), measured on
+all 500 validation images. Each call
 fits one variant (`key=value`: constructor arguments of the baseline, plus `fit_n` = its stratified training images
 from the training split; `nb_epochs` is its constructor's) on clean images, or reuses the fit of the same training
 settings from runs/screen_baselines_<dataset>/ (test-time settings such as ADP's `nb_steps` / `step_size` /
-`noise_std` do not retrain), and measures the target through it on validation images 1000-2999: clean accuracy and
-black-box accuracy on FGSM 16/255 and BIM 8/255 crafted on the surrogate (ADP: one random draw per prediction, seeded,
-as the evaluation's black-box table does). One JSON line per call goes to
+`noise_std` do not retrain), and measures the target through it on validation images 1000-2999 (Fashion-MNIST):
+clean accuracy and black-box accuracy on FGSM 16/255 and BIM 8/255 crafted on the surrogate (ADP: one random draw
+per prediction, seeded, as the evaluation's black-box table does). One JSON line per call goes to
 benchmarks/results/screen_baselines/<dataset>.jsonl, with the command.
 """
 from __future__ import annotations
@@ -64,6 +68,7 @@ def _parse_value(v: str):
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="fashion_mnist_idx")
+    p.add_argument("--cifar10", action="store_true", help="cifar10_cpu's models on CIFAR-10 JPEG (see above)")
     p.add_argument("--baseline", required=True, choices=sorted(CLASSES))
     p.add_argument("--name", required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -112,19 +117,28 @@ def fitted_baseline(a, data, target_model, run_dir):
 def main() -> int:
     a = parse_args()
     limit_threads(a.threads)
-    cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model="small_cnn", width=1.0, target_epochs=4,
-                            surrogate_model="small_cnn", surrogate_width=0.5, surrogate_epochs=3, seed=a.seed,
-                            device="cpu")  # tune_id.py's default target and surrogate
-    tune_dir = os.path.join(ROOT, "runs", f"tune_{a.dataset}")
+    if a.cifar10:  # cifar10_cpu's target (as cifar10_adaptive.py caches it) and surrogate
+        a.dataset = "cifar10_jpeg"
+        cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=500, test_size=1000, model="resnet18_cifar", width=0.25,
+                                target_epochs=4, surrogate_model="small_cnn", surrogate_width=1.0, surrogate_epochs=3,
+                                seed=a.seed, device="cpu")
+        target_dir, sur_dir, val_from = [os.path.join(ROOT, "runs", "cifar10_adaptive", n) for n in
+                                         ("target", "surrogate")] + [0]
+    else:  # tune_id.py's default target and surrogate
+        cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=3000, model="small_cnn", width=1.0, target_epochs=4,
+                                surrogate_model="small_cnn", surrogate_width=0.5, surrogate_epochs=3, seed=a.seed,
+                                device="cpu")
+        tune_dir = os.path.join(ROOT, "runs", f"tune_{a.dataset}")
+        target_dir, sur_dir, val_from = os.path.join(tune_dir, "target"), os.path.join(tune_dir, "surrogate"), 1000
     run_dir, out_dir = os.path.join(ROOT, "runs", f"screen_baselines_{a.dataset}"), os.path.join(
         HERE, "results", "screen_baselines")
-    for d in (tune_dir, run_dir, out_dir):
+    for d in (target_dir, sur_dir, run_dir, out_dir):
         os.makedirs(d, exist_ok=True)
     data = prepare_data(cfg, verbose=False)
-    target_model, tmeta = train_network(cfg, data, os.path.join(tune_dir, "target"), role="target", verbose=False)
-    sur_model, _ = train_network(cfg, data, os.path.join(tune_dir, "surrogate"), role="surrogate", verbose=False)
+    target_model, tmeta = train_network(cfg, data, target_dir, role="target", verbose=False)
+    sur_model, _ = train_network(cfg, data, sur_dir, role="surrogate", verbose=False)
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
-    x_val, y_val = data.x_val[1000:], data.y_val[1000:]
+    x_val, y_val = data.x_val[val_from:], data.y_val[val_from:]
     onehot = np.eye(data.num_classes, dtype=np.float32)
     advs = {f"{n} {round(e * 255)}/255": _cached_aes(os.path.join(run_dir, f"val_{n}_{e:.4f}.npz"),
                                                      lambda: make_attack(n, surrogate, e, seed=a.seed).generate(
