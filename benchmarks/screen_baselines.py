@@ -46,6 +46,7 @@ from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline.baselines import TargetEmbedding  # noqa: E402
+from tune_id import _cached  # noqa: E402  (the same .npz cache of crafted AEs)
 
 CLASSES = {"adp": ADP, "comdefend": ComDefend, "nrp": NRP}
 #: settings that act at test time only: a variant differing only in these reuses the fitted network
@@ -77,15 +78,6 @@ def parse_args():
     a = p.parse_args()
     a.overrides = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}
     return a
-
-
-def _cached_aes(path, make):
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return f["x"]
-    x = make()
-    np.savez_compressed(path, x=x)
-    return x
 
 
 def fitted_baseline(a, data, target_model, run_dir):
@@ -140,7 +132,7 @@ def main() -> int:
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
     x_val, y_val = data.x_val[val_from:], data.y_val[val_from:]
     onehot = np.eye(data.num_classes, dtype=np.float32)
-    advs = {f"{n} {round(e * 255)}/255": _cached_aes(os.path.join(run_dir, f"val_{n}_{e:.4f}.npz"),
+    advs = {f"{n} {round(e * 255)}/255": _cached(os.path.join(run_dir, f"val_{n}_{e:.4f}.npz"),
                                                      lambda: make_attack(n, surrogate, e, seed=a.seed).generate(
                                                          x_val, onehot[y_val]))
             for n, e in VAL_ATTACKS}
