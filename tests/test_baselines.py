@@ -35,7 +35,7 @@ def build(name, **kwargs):
         return ComDefend(width=0.25, noise_std=2.0, **(common | {"learning_rate": 3e-3}), **kwargs)
     if name == "nrp":
         return NRP(width=4, nb_blocks=1, ssp_steps=1, **common, **kwargs)
-    return ADP(width=8, depth=2, nb_steps=2, sigmas=(0.5, 0.25, 0.1), **common, **kwargs)
+    return ADP(**({"width": 8, "depth": 2, "nb_steps": 2, "sigmas": (0.5, 0.25, 0.1)} | common | kwargs))
 
 
 def fit(defence, x, nb_epochs=3):
@@ -347,3 +347,38 @@ def test_the_baselines_knobs_at_their_defaults_leave_earlier_evaluation_checkpoi
     assert "baselines" in cfg and "baselines" not in _without_newer_defaults(cfg)
     changed = EvalConfig.preset("cpu", dataset="fashion_mnist_idx", baselines_epochs=7).resolved(1).to_dict()
     assert _without_newer_defaults(changed)["baselines"] == {"nb_epochs": 7}
+
+
+def test_adp_unet_score_network_fits_saves_and_loads(data, tmp_path):
+    adp = fit(build("adp", architecture="unet", depth=2), data[0], nb_epochs=2)
+    assert type(adp.network).__name__ == "UNetScoreNetwork"
+    assert adp.history[-1]["loss"] < adp.history[0]["loss"]  # DSM learns something on the blurred field
+    path = str(tmp_path / "adp_unet.pt")
+    adp.save(path)
+    loaded = ADP.load(path, device_type="cpu")
+    assert loaded.architecture == "unet" and type(loaded.network).__name__ == "UNetScoreNetwork"
+    assert np.array_equal(purify(loaded, data[0], 3), purify(adp, data[0], 3))
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        ADP(SHAPE, architecture="refinenet", device_type="cpu")
+
+
+def test_baseline_constructor_arguments_reach_the_fit_and_its_cache_key():
+    from art_idfr.experiments.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.pipeline.baselines import _build, _settings
+
+    data = _synthetic_run_data()
+    target = tiny_cnn(channels=1, size=12, nb_classes=3, hidden=8)
+    cfg = EvalConfig.preset("tiny", defences=("none", "adp", "comdefend"),
+                            baselines_adp="architecture=unet, depth=2,noise_std=0.1",
+                            baselines_comdefend="width=0.5").resolved(1)
+    s = _settings("adp", cfg, data, target)
+    assert s["constructor_args"] == {"architecture": "unet", "depth": 2, "noise_std": 0.1}
+    adp = _build("adp", s, cfg, data, verbose=False)
+    assert (adp.architecture, adp.depth, adp.noise_std) == ("unet", 2, 0.1)
+    assert _build("comdefend", _settings("comdefend", cfg, data, target), cfg, data, False).width == 0.5
+    plain = EvalConfig.preset("tiny", defences=("none", "adp")).resolved(1)
+    assert "constructor_args" not in _settings("adp", plain, data, target)  # old caches stay valid
+    for bad, match in [("noise_std", "key=value"), ("seed=3", "the run sets"), ("widht=3", "no setting 'widht'"),
+                       ("architecture=refinenet", "architecture must be one of")]:
+        with pytest.raises(ValueError, match=match):
+            EvalConfig.preset("tiny", baselines_adp=bad)

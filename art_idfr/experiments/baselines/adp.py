@@ -21,7 +21,8 @@ setting                          paper                                        ou
 ================================ ============================================ ==========================================
 score network                    NCSN-style RefineNet (EBM), DSM over a       conv stack (``width=32``, ``depth=4``,
                                  geometric ladder of noise levels             ELU), σ as an input channel, output / σ;
-                                                                              ``sigmas=(1, .5, .25, .1, .05)``
+                                                                              ``sigmas=(1, .5, .25, .1, .05)``;
+                                                                              ``architecture="unet"``: multi-scale
 purification noise               N(0, 0.25²) (uniform also studied)           ``noise_std=0.25``
 score steps                      ≤ 10 deterministic steps, adaptive step      ``nb_steps=1`` full step
                                  size (secant estimate) + stopping rule;      (``step_size=1`` × σ_p²: Tweedie), no
@@ -45,6 +46,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from art_idfr.experiments.baselines._common import BaselinePreprocessor, check_positive
 from art_idfr.experiments.baselines.training import randn, train_epochs
@@ -68,6 +70,45 @@ class ScoreNetwork(nn.Module):
         return self.net(torch.cat([x - 0.5, cond], dim=1)) / level
 
 
+class UNetScoreNetwork(nn.Module):
+    """
+    A multi-scale score network (the paper's RefineNet is one): ``depth`` resolutions, two conv3x3 + ELU at each, the
+    channels doubling at every stride-2 step from ``width``, bilinear up-sampling with skip connections; σ enters as
+    an input channel and the output is divided by σ, as in :class:`ScoreNetwork`.
+    """
+
+    def __init__(self, nb_channels: int, width: int = 32, depth: int = 3) -> None:
+        super().__init__()
+        chans = [width * 2 ** i for i in range(depth)]
+        self.down = nn.ModuleList()
+        c_in = nb_channels + 1
+        for i, c in enumerate(chans):
+            self.down.append(nn.Sequential(nn.Conv2d(c_in, c, 3, stride=1 if i == 0 else 2, padding=1), nn.ELU(),
+                                           nn.Conv2d(c, c, 3, padding=1), nn.ELU()))
+            c_in = c
+        self.up = nn.ModuleList(nn.Sequential(nn.Conv2d(chans[i] + chans[i + 1], chans[i], 3, padding=1), nn.ELU(),
+                                              nn.Conv2d(chans[i], chans[i], 3, padding=1), nn.ELU())
+                                for i in reversed(range(depth - 1)))
+        self.head = nn.Conv2d(width, nb_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Score of a unit-range batch; ``sigma``: one level per image, shape (N,)."""
+        level = sigma.view(-1, 1, 1, 1).to(x.dtype)
+        h = torch.cat([x - 0.5, torch.log(level).expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+        skips = []
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = block(torch.cat([skip, h], dim=1))
+        return self.head(h) / level
+
+
+#: score networks by name (``ADP(architecture=...)``): (class, default depth)
+SCORE_NETWORKS = {"conv": ScoreNetwork, "unet": UNetScoreNetwork}
+
+
 class ADP(BaselinePreprocessor):
     """
     ADP (Yoon et al., ICML 2021): Gaussian noise, then a fixed number of deterministic score-ascent steps of a score
@@ -81,7 +122,9 @@ class ADP(BaselinePreprocessor):
     :param input_shape: (C, H, W) of one sample (NCHW data only).
     :param clip_values: (min, max) of valid pixel values.
     :param width: Channels of the score network.
-    :param depth: Number of conv layers of the score network (>= 2).
+    :param depth: ``"conv"``: number of conv layers (>= 2); ``"unet"``: number of resolutions (>= 2).
+    :param architecture: Score network: ``"conv"`` (a single-resolution conv stack, :class:`ScoreNetwork`; the CPU
+        preset) or ``"unet"`` (multi-scale, :class:`UNetScoreNetwork`).
     :param sigmas: Noise levels of denoising score matching, in [0, 1] units.
     :param noise_std: Std of the Gaussian noise added before purification, in [0, 1] units (paper: 0.25).
     :param nb_steps: Score-ascent steps (paper: at most 10, adaptive).
@@ -100,11 +143,11 @@ class ADP(BaselinePreprocessor):
     """
 
     KIND = "ADP"
-    params = BaselinePreprocessor.params + ["width", "depth", "sigmas", "noise_std", "nb_steps", "step_size",
+    params = BaselinePreprocessor.params + ["width", "depth", "architecture", "sigmas", "noise_std", "nb_steps", "step_size",
                                             "purify_sigma", "noise_seed"]
 
     def __init__(self, input_shape: Tuple[int, int, int], clip_values: Tuple[float, float] = (0.0, 1.0),
-                 width: int = 32, depth: int = 4, sigmas: Sequence[float] = (1.0, 0.5, 0.25, 0.1, 0.05),
+                 width: int = 32, depth: int = 4, architecture: str = "conv", sigmas: Sequence[float] = (1.0, 0.5, 0.25, 0.1, 0.05),
                  noise_std: float = 0.25, nb_steps: int = 1, step_size: float = 1.0,
                  purify_sigma: Optional[float] = None, noise_seed: Optional[int] = None, learning_rate: float = 1e-3,
                  nb_epochs: int = 20, batch_size: int = 128, device_type: str = "gpu", apply_fit: bool = False,
@@ -113,6 +156,7 @@ class ADP(BaselinePreprocessor):
                          apply_predict, verbose, seed)
         self.width = int(width)
         self.depth = int(depth)
+        self.architecture = architecture
         self.sigmas = [float(s) for s in sigmas]
         self.noise_std = float(noise_std)
         self.nb_steps = int(nb_steps)
@@ -140,7 +184,7 @@ class ADP(BaselinePreprocessor):
         self.generator = None if seed is None else torch.Generator().manual_seed(int(seed))
 
     def _make_network(self) -> nn.Module:
-        return ScoreNetwork(self.nb_channels, self.width, self.depth)
+        return SCORE_NETWORKS[self.architecture](self.nb_channels, self.width, self.depth)
 
     def _purify(self, x: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(tuple(x.shape), generator=self.generator).to(x.device)
@@ -164,6 +208,8 @@ class ADP(BaselinePreprocessor):
     def _check_params(self) -> None:
         super()._check_params()
         check_positive(width=self.width, noise_std=self.noise_std, step_size=self.step_size)
+        if self.architecture not in SCORE_NETWORKS:
+            raise ValueError(f"architecture must be one of {sorted(SCORE_NETWORKS)}, got {self.architecture!r}.")
         if self.depth < 2:
             raise ValueError(f"depth must be >= 2, got {self.depth}.")
         if self.nb_steps < 0:

@@ -322,6 +322,12 @@ class BaselinesConfig(_SubConfig):
     soap_eps: Optional[float] = knob(None, "SOAP: L-inf radius of the test-time purification (default 0.1 grey-scale, "
                                            "8/255 colour)", kind="eps")
     soap_steps: int = knob(5, "SOAP: purification steps", kind="int+", metavar="N")
+    comdefend: Optional[str] = knob(None, "ComDefend constructor arguments, key=value,... (e.g. width=0.5; default: "
+                                          "its CPU preset)", kind="str", metavar="K=V,...")
+    nrp: Optional[str] = knob(None, "NRP constructor arguments, key=value,... (default: its CPU preset)", kind="str",
+                              metavar="K=V,...")
+    adp: Optional[str] = knob(None, "ADP constructor arguments, key=value,... (e.g. architecture=unet,noise_std=0.1; "
+                                    "default: its CPU preset)", kind="str", metavar="K=V,...")
 
     def __post_init__(self) -> None:
         from art_idfr.experiments.evaluation.names import parse_eps
@@ -332,6 +338,53 @@ class BaselinesConfig(_SubConfig):
                 raise ValueError(f"`{self.flat_name(_field(type(self), name))}` must be a positive int, got {value!r}.")
         if self.soap_eps is not None:
             self.soap_eps = parse_eps(self.soap_eps)
+        for name in ("comdefend", "nrp", "adp"):
+            self.constructor_args(name)  # raises on a malformed or unknown argument
+
+    def constructor_args(self, key: str) -> Dict[str, Any]:
+        """
+        The constructor arguments set for baseline ``key`` (``comdefend``, ``nrp``, ``adp``), parsed from its
+        ``key=value,...`` field: numbers become ``int`` / ``float``. Only the defence's own settings may be given;
+        the run sets the epochs, batch size, seed, shapes and device.
+        """
+        import inspect
+
+        from art_idfr.experiments.baselines import ADP, NRP, ComDefend
+
+        text, flag = getattr(self, key), self.flat_name(_field(type(self), key))
+        if text is None or not str(text).strip():
+            return {}
+        cls = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key]
+        allowed = set(inspect.signature(cls).parameters) - set(RUN_SET_BASELINE_ARGS)
+        out: Dict[str, Any] = {}
+        for item in (i.strip() for i in str(text).split(",") if i.strip()):
+            name, sep, value = (part.strip() for part in item.partition("="))
+            if not sep or not name or not value:
+                raise ValueError(f"`{flag}`: expected key=value pairs separated by commas, got {item!r} in {text!r}.")
+            if name not in allowed:
+                raise ValueError(f"`{flag}`: {cls.__name__} has no setting {name!r} a run may change. Valid: "
+                                 f"{', '.join(sorted(allowed))} (the run sets {', '.join(RUN_SET_BASELINE_ARGS)}).")
+            out[name] = _number_or_text(value)
+        try:  # the defence's own checks, now rather than after the run has trained its target
+            cls((1, 8, 8), device_type="cpu", **out)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"`{flag}` {text!r}: {err}") from err
+        return out
+
+
+#: constructor arguments of the baselines that a run sets itself (not through ``--baselines-<key>``)
+RUN_SET_BASELINE_ARGS = ("input_shape", "clip_values", "nb_epochs", "batch_size", "device_type", "apply_fit",
+                         "apply_predict", "verbose", "seed")
+
+
+def _number_or_text(value: str) -> Any:
+    """``"3"`` -> 3, ``"0.1"`` -> 0.1, anything else unchanged."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _field(cls: type, name: str) -> dataclasses.Field:

@@ -15,7 +15,9 @@ fits it and the other ranks receive its weights (:func:`~.networks._trained_on_m
   training set for ``baselines.soap_epochs`` epochs (default the target's); purification radius
   ``baselines.soap_eps`` (default 0.1 grey-scale, 8/255 colour), ``baselines.soap_steps`` steps.
 
-Every other setting is the library's CPU preset (each module's docstring tabulates it beside the paper's).
+Every other setting is the library's CPU preset (each module's docstring tabulates it beside the paper's), unless
+``baselines.comdefend`` / ``nrp`` / ``adp`` (``--baselines-adp architecture=unet,noise_std=0.1``) give constructor
+arguments; they join the cache key.
 """
 from __future__ import annotations
 
@@ -115,6 +117,8 @@ def _settings(key: str, config: EvalConfig, data: PreparedData, target_model: nn
                     "purify_eps": b.soap_eps if b.soap_eps is not None else (0.1 if grey else 8 / 255),
                     "purify_steps": b.soap_steps}
     s |= {"nb_epochs": b.nb_epochs or _default_epochs(key), "fit_n": b.fit_n or config.fit_n}
+    if b.constructor_args(key):
+        s["constructor_args"] = b.constructor_args(key)
     if key == "nrp":
         from art_idfr.training.resume import digest
 
@@ -145,7 +149,7 @@ def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, 
         model.to(torch_device(config.device))
         return SOAPModel(model, shape, purify_eps=s["purify_eps"], purify_steps=s["purify_steps"], **common)
     cls = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key]
-    return cls(shape, device_type=config.device_type, **common)
+    return cls(shape, device_type=config.device_type, **common, **s.get("constructor_args", {}))
 
 
 def _load_or_fit(key, s, config, data, target_model, folder, reuse, verbose):
