@@ -370,12 +370,13 @@ def test_baseline_constructor_arguments_reach_the_fit_and_its_cache_key():
     target = tiny_cnn(channels=1, size=12, nb_classes=3, hidden=8)
     cfg = EvalConfig.preset("tiny", defences=("none", "adp", "comdefend"),
                             baselines_adp="architecture=unet, depth=2,noise_std=0.1",
-                            baselines_comdefend="width=0.5").resolved(1)
+                            baselines_comdefend="width=0.5,batch_size=32").resolved(1)
     s = _settings("adp", cfg, data, target)
     assert s["constructor_args"] == {"architecture": "unet", "depth": 2, "noise_std": 0.1}
     adp = _build("adp", s, cfg, data, verbose=False)
     assert (adp.architecture, adp.depth, adp.noise_std) == ("unet", 2, 0.1)
-    assert _build("comdefend", _settings("comdefend", cfg, data, target), cfg, data, False).width == 0.5
+    comdefend = _build("comdefend", _settings("comdefend", cfg, data, target), cfg, data, False)
+    assert (comdefend.width, comdefend.batch_size) == (0.5, 32)  # the run's batch size, unless given
     plain = EvalConfig.preset("tiny", defences=("none", "adp")).resolved(1)
     assert "constructor_args" not in _settings("adp", plain, data, target)  # old caches stay valid
     for bad, match in [("noise_std", "key=value"), ("seed=3", "the run sets"), ("widht=3", "no setting 'widht'"),

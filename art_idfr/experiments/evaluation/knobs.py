@@ -345,7 +345,7 @@ class BaselinesConfig(_SubConfig):
         """
         The constructor arguments set for baseline ``key`` (``comdefend``, ``nrp``, ``adp``), parsed from its
         ``key=value,...`` field: numbers become ``int`` / ``float``. Only the defence's own settings may be given;
-        the run sets the epochs, batch size, seed, shapes and device.
+        the run sets the epochs, seed, shapes and device (``batch_size`` defaults to the run's).
         """
         import inspect
 
@@ -373,8 +373,8 @@ class BaselinesConfig(_SubConfig):
 
 
 #: constructor arguments of the baselines that a run sets itself (not through ``--baselines-<key>``)
-RUN_SET_BASELINE_ARGS = ("input_shape", "clip_values", "nb_epochs", "batch_size", "device_type", "apply_fit",
-                         "apply_predict", "verbose", "seed")
+RUN_SET_BASELINE_ARGS = ("input_shape", "clip_values", "nb_epochs", "device_type", "apply_fit", "apply_predict",
+                         "verbose", "seed")
 
 
 def _number_or_text(value: str) -> Any:

@@ -149,7 +149,7 @@ def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, 
         model.to(torch_device(config.device))
         return SOAPModel(model, shape, purify_eps=s["purify_eps"], purify_steps=s["purify_steps"], **common)
     cls = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key]
-    return cls(shape, device_type=config.device_type, **common, **s.get("constructor_args", {}))
+    return cls(shape, device_type=config.device_type, **(common | s.get("constructor_args", {})))
 
 
 def _load_or_fit(key, s, config, data, target_model, folder, reuse, verbose):
