@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -66,9 +66,25 @@ class LowRankDelta(nn.Module):
         p = self.point
         if p["type"] == "Linear" or p["groups"] == 1:
             return self.b(self.a(x))
+        return layer._conv_forward(x, self.delta_weight(), None)
+
+    def delta_weight(self) -> torch.Tensor:
+        """``B·A`` as a weight of the layer's own shape (the delta is linear in the input, so it folds into W)."""
+        p, a, b = self.point, self.a.weight, self.b.weight
+        if p["type"] == "Linear":
+            return b @ a
+        if p["groups"] == 1:  # 1x1 conv B after conv A: one kernel, A's stride / padding / dilation
+            return torch.einsum("or,rikl->oikl", b[:, :, 0, 0], a)
         k = p["kernel"]
-        delta = (self.b.weight @ self.a.weight).reshape(p["out"], p["in"] // p["groups"], k[0], k[1])
-        return layer._conv_forward(x, delta, None)
+        return (b @ a).reshape(p["out"], p["in"] // p["groups"], k[0], k[1])
+
+    def folded_forward(self, layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The layer's forward with ``W + B·A`` in one call: one convolution instead of three (the target's W is read,
+        never written)."""
+        weight = layer.weight + self.delta_weight().to(layer.weight.dtype)
+        if self.point["type"] == "Linear":
+            return lambda x: F.linear(x, weight, layer.bias)
+        return lambda x: layer._conv_forward(x, weight, layer.bias)
 
 
 class ResidualAdapter(nn.Module):
@@ -225,16 +241,23 @@ class InnerRestorer:
         """While the block runs, ``model``'s named layers carry the restorer's parts (forward hooks, then removed)."""
         if self.network is None:
             raise ValueError("InnerRestorer is not built: call build(model), or load(...) a saved one.")
-        modules, handles = dict(model.named_modules()), []
+        modules, handles, folded = dict(model.named_modules()), [], []
+        fold = not torch.is_grad_enabled()  # inference: each delta folded into its layer's weight (one conv)
         try:
             for p in self.points:
-                part = self.network[_key(p["name"])]
-                handles.append(modules[p["name"]].register_forward_hook(
+                part, layer = self.network[_key(p["name"])], modules[p["name"]]
+                if fold and isinstance(part, LowRankDelta) and "forward" not in vars(layer):
+                    layer.forward = part.folded_forward(layer)  # an instance attribute, deleted below
+                    folded.append(layer)
+                    continue
+                handles.append(layer.register_forward_hook(
                     lambda m, args, out, part=part: out + part(m, args[0] if part.reads_input else out)))
             yield
         finally:
             for h in handles:
                 h.remove()
+            for layer in folded:
+                del layer.forward
 
     # ------------------------------------------------------------------ sizes
     def num_parameters(self) -> int:

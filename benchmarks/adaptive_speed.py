@@ -10,7 +10,8 @@ bfloat16 autocast, and under bfloat16 autocast with channels-last images, at the
 
 Also the inference time per image of the defended CIFAR-10 model (``--inference``): the bare target, ID+FR (the
 Algorithm-1 defence's architecture), ID+FR with rank-4 deltas in the target, and the deltas alone, eval mode, batches
-of 100, float32.
+of 100, float32 (without gradients each delta is folded into its layer's weight: one convolution per layer).
+``--settings ''`` measures the inference only.
 
 Untrained networks and generated images (the time of a step does not depend on the weights); the modes alternate,
 each timed ``--repeats`` times after a warm-up step, and the fastest is kept. Accuracy is not measured here: the
@@ -125,12 +126,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("--settings", default=",".join(SETTINGS), help="training-step settings ('' = none: inference only)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     inference = inference_times(a.repeats)
     rows = []
-    for name in a.settings.split(","):
+    for name in filter(None, a.settings.split(",")):
         times = {mode: time_step(*build(name, kw), a.repeats) for mode, kw in MODES.items()}
         row = {"setting": name, **{f"{m} s/step": round(t, 3) for m, t in times.items()},
                **{f"{m} speed-up": round(times["float32"] / t, 2) for m, t in times.items() if m != "float32"}}
@@ -149,8 +150,9 @@ def main() -> int:
                 f"Command: `{meta['command']}`; device: {meta['device']}; torch {meta['torch']}; load average at "
                 f"the end {tuple(round(v, 2) for v in meta['load_average_at_end'])} (other jobs were running); "
                 f"{meta['data']}; fastest of {a.repeats} steps after a warm-up.\n\n")
-        keys = list(rows[0])
-        f.write("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n")
+        keys = list(rows[0]) if rows else []
+        if rows:
+            f.write("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n")
         for row in rows:
             f.write("| " + " | ".join(str(row[k]) for k in keys) + " |\n")
         f.write("\nInference, CIFAR-10 ResNet-18 at width 0.25, float32, batches of 100, ms per image (fastest of "

@@ -83,6 +83,41 @@ def test_grouped_convolution_gets_a_delta_kernel():
     assert out.shape == (2, 3) and inner.macs() > 0
 
 
+def test_inference_folds_each_delta_into_its_layer_and_restores_the_layer():
+    """Without gradients each delta runs folded (W + B·A, one call per layer): the same outputs as the hooked pass,
+    and after the pass the layers are the target's own again (no instance forward left, weights bit-identical)."""
+    model = nn.Sequential(_resnet(), nn.Flatten(), nn.Linear(10, 4)).eval()  # convs and a Linear
+    inner = InnerRestorer((3, 32, 32), rank=3, device_type="cpu").build(model)
+    _perturb(inner)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(4, 3, 32, 32)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with inner.intercept(model):
+        hooked = model[2](model[1](model[0](x)))  # grad enabled: the hooks
+        assert not any("forward" in vars(m) for m in layers)
+    with torch.no_grad(), inner.intercept(model):
+        folded = model[2](model[1](model[0](x)))
+        assert all("forward" in vars(m) for m in layers)
+        assert not any(m._forward_hooks for m in layers)
+    torch.testing.assert_close(folded, hooked.detach(), rtol=1e-4, atol=1e-5)
+    assert not any("forward" in vars(m) for m in layers)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        assert not torch.allclose(model[2](model[1](model[0](x))), folded)  # the bare model is the bare model
+
+
+def test_grouped_delta_folds_too():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Flatten(), nn.Linear(64, 3))
+    inner = InnerRestorer((4, 4, 4), layers=["0"], rank=2, device_type="cpu").build(model)
+    _perturb(inner)
+    x = torch.rand(2, 4, 4, 4)
+    with inner.intercept(model):
+        hooked = model(x).detach()
+    with torch.no_grad(), inner.intercept(model):
+        torch.testing.assert_close(model(x), hooked, rtol=1e-5, atol=1e-6)
+
+
 def test_works_inside_art_and_as_a_plain_module_with_gradients():
     model = _resnet()
     clf = make_classifier(model, input_shape=(3, 16, 16))
