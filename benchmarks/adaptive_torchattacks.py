@@ -12,6 +12,11 @@ split; nothing is tuned on it. One JSON line per defence to benchmarks/results/<
     python benchmarks/adaptive_torchattacks.py cifar10_inner --defences inner,fast_at --images whitebox
     python benchmarks/adaptive_torchattacks.py --images whitebox    # the benchmark's own 100 white-box images
     python benchmarks/adaptive_torchattacks.py --images first1000   # test images 0-999 (s.e. ≈ 1.4 points)
+    python benchmarks/adaptive_torchattacks.py fashion_mnist_cpu --defences adp --images whitebox --eot-iter 20
+
+``--defences adp`` judges the paper's ADP baseline of a ``*_cpu`` run (issue 42: Croce et al. 2022 break it with
+APGD + EOT): its score network before the target as a plain module, APGD averaging ``--eot-iter`` gradients of
+random draws per step; each prediction is one random draw, as in the run's tables.
 
 ``--images whitebox`` attacks exactly the images of the benchmark's white-box table (its ``EvalConfig``'s
 stratified subset), so that this evaluator and ART's AutoAttack there are compared on the same images.
@@ -30,13 +35,15 @@ from _run import ROOT, cached_setup
 from adaptive_fr_check import load_models
 
 
-def apgd_accuracy(module, x, y, eps):
-    """Accuracy after APGD-CE then APGD-DLR (an image counts as robust only if both fail)."""
+def apgd_accuracy(module, x, y, eps, eot_iter=1):
+    """Accuracy after APGD-CE then APGD-DLR (an image counts as robust only if both fail); ``eot_iter`` gradients
+    averaged per step (EOT, for a randomised defence)."""
     import torchattacks
 
     robust = torch.ones(len(y), dtype=torch.bool)
     for loss in ("ce", "dlr"):
-        attack = torchattacks.APGD(module, norm="Linf", eps=eps, steps=100, n_restarts=1, loss=loss, seed=0)
+        attack = torchattacks.APGD(module, norm="Linf", eps=eps, steps=100, n_restarts=1, loss=loss, seed=0,
+                                   eot_iter=eot_iter)
         x_adv = attack(x, y)
         with torch.no_grad():
             robust &= module(x_adv).argmax(1) == y
@@ -60,12 +67,40 @@ def adaptive_fit_record(benchmark: str, den, fr) -> dict:
                              "weights": weights_digest(den.network)[:16], "fr_weights": weights_digest(fr.network)[:16]}}
 
 
-def measure(module, x, y) -> dict:
+def measure(module, x, y, eot_iter=1) -> dict:
     """Clean accuracy and APGD-CE+DLR accuracy at 8 and 16/255 of ``module`` on ``x``, ``y`` (in %)."""
     with torch.no_grad():
         clean = round(float((module(x).argmax(1) == y).float().mean() * 100), 1)
-    return {"clean": clean, **{f"torchattacks APGD-CE+DLR {e}/255": apgd_accuracy(module, x, y, e / 255)
+    eot = f" (EOT {eot_iter})" if eot_iter > 1 else ""
+    return {"clean": clean, **{f"torchattacks APGD-CE+DLR{eot} {e}/255": apgd_accuracy(module, x, y, e / 255, eot_iter)
                                for e in (8, 16)}}
+
+
+class PurifiedModel(torch.nn.Module):
+    """A baseline purifier (an ART ``PreprocessorPyTorch``) followed by the target network: a plain module."""
+
+    def __init__(self, purifier, model) -> None:
+        super().__init__()
+        self.purifier, self.model = purifier, model
+
+    def forward(self, x):
+        return self.model(self.purifier.forward(x)[0])
+
+
+def adp_module(benchmark: str, setup):
+    """The benchmark's fitted ADP baseline before its target, as a plain module (random: one draw per call), with the
+    record of its fit."""
+    from art_idfr.experiments.baselines import ADP
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    folder = os.path.join(ROOT, "runs", benchmark, "baselines", "adp")
+    adp = ADP.load(os.path.join(folder, "adp.pt"), device_type="cpu")
+    adp.reset_noise(0)
+    with open(os.path.join(folder, "meta.json")) as f:
+        settings = json.load(f)["settings"]
+    record = {"adp": {**settings, "noise_std": adp.noise_std, "nb_steps": adp.nb_steps,
+                      "weights": weights_digest(adp.network)[:16]}}
+    return PurifiedModel(adp, setup.model.eval()), record
 
 
 def fast_at_module(benchmark: str):
@@ -122,7 +157,7 @@ def inner_module(benchmark: str, setup):
     return as_module(defend(target, den, fr, inner=inner)), label, record
 
 
-def main(benchmark: str, defences, which: str = "first200") -> int:
+def main(benchmark: str, defences, which: str = "first200", eot_iter: int = 20) -> int:
     from art_idfr import as_module, defend
 
     setup = cached_setup(benchmark)
@@ -139,6 +174,10 @@ def main(benchmark: str, defences, which: str = "first200") -> int:
         elif name == "inner":
             module, label, record = inner_module(benchmark, setup)
             row = {"defence": label, **measure(module, x, y), **record}
+        elif name == "adp":
+            module, record = adp_module(benchmark, setup)
+            row = {"defence": f"ADP (EOT {eot_iter}, one draw per prediction)", **measure(module, x, y, eot_iter),
+                   **record}
         else:
             module, record = fast_at_module(benchmark)
             row = {"defence": "Fast AT", **measure(module, x, y), **record}
@@ -157,13 +196,17 @@ if __name__ == "__main__":
     p.add_argument("benchmark", nargs="?", default="fashion_mnist_adaptive")
     p.add_argument("--defences", default="adaptive,fast_at",
                    type=lambda v: [d for d in v.split(",") if d],
-                   help="comma-separated: adaptive (ID+FR adaptive), inner (idfr_inner), fast_at (default: adaptive, "
-                        "fast_at)")
+                   help="comma-separated: adaptive (ID+FR adaptive), inner (idfr_inner), adp (the ADP baseline, "
+                        "APGD with EOT), fast_at (default: adaptive, fast_at)")
     p.add_argument("--images", type=image_choice, default="first200",
                    help="firstN: test images 0 to N-1 (default first200), or whitebox: the benchmark's own white-box "
                         "images")
+    p.add_argument("--eot-iter", type=int, default=20,
+                   help="gradients averaged per APGD step for the randomised ADP (default 20)")
     a = p.parse_args()
-    unknown = sorted(set(a.defences) - {"adaptive", "inner", "fast_at"})
+    unknown = sorted(set(a.defences) - {"adaptive", "inner", "fast_at", "adp"})
     if unknown or not a.defences:
-        p.error(f"--defences takes adaptive, inner and/or fast_at, got {','.join(a.defences) or 'nothing'}")
-    sys.exit(main(a.benchmark, a.defences, a.images))
+        p.error(f"--defences takes adaptive, inner, adp and/or fast_at, got {','.join(a.defences) or 'nothing'}")
+    if a.eot_iter < 1:
+        p.error(f"--eot-iter must be >= 1, got {a.eot_iter}")
+    sys.exit(main(a.benchmark, a.defences, a.images, a.eot_iter))

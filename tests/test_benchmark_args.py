@@ -335,3 +335,26 @@ def test_screen_adaptive_refuses_inner_flags_it_would_ignore(capsys):
     with pytest.raises(SystemExit):
         screen.main(["fashion_mnist_inner", "--name", "r16", "--inner-rank", "16"])
     assert "tune_adaptive.py" in capsys.readouterr().err
+
+
+def test_second_evaluator_attacks_adp_through_its_random_purification_with_eot():
+    """The ADP row of adaptive_torchattacks: the purifier before the target as one module, APGD with EOT runs through
+    it (gradients reach the input through the random draw) and yields an accuracy in [0, 100]."""
+    import torch
+    from torch import nn
+
+    from art_idfr.experiments.baselines import ADP
+
+    mod = _benchmark_module("adaptive_torchattacks")
+    torch.manual_seed(0)
+    adp = ADP((1, 8, 8), width=4, depth=2, noise_std=0.1, noise_seed=0, device_type="cpu")
+    adp._is_fitted = True
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    module = mod.PurifiedModel(adp, model)
+    x = torch.rand(6, 1, 8, 8, requires_grad=True)
+    module(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    y = model(x.detach()).argmax(1)
+    acc = mod.apgd_accuracy(module, x.detach(), y, 8 / 255, eot_iter=2)
+    assert 0.0 <= acc <= 100.0
+    assert mod.apgd_accuracy(module, x.detach(), y, 1.0, eot_iter=2) < 100.0  # eps 1: the attack does succeed
