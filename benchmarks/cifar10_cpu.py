@@ -45,6 +45,9 @@ ARGS = MODEL_ARGS + [
     "--defences", "none,id,idfr,feature_squeezing,jpeg25,jpeg50,jpeg75,spatial_smoothing,fast_at,"
                   "comdefend,nrp,adp,soap",
     "--attacks", "fgsm,cw,bim", "--sanity-square-iter", "1000",
+    # the gradient-masking checks also through the baselines' white-box rows (BPDA for ComDefend, exact for NRP,
+    # EOT for ADP); not SOAP: a 1,000-query Square through its 5-step purification takes hours on a CPU
+    "--sanity-defences", "none,id,idfr,fast_at,comdefend,nrp,adp",
     # ADP at noise 0.1, not the paper's 0.25: on CIFAR-10's validation split this brittle target keeps 45.6% clean
     # behind any score network at 0.25 and 63.8% at 0.1, the paper's clean cost (-10 points; benchmarks/NOTES.md)
     "--baselines-adp", "noise_std=0.1",

@@ -13,7 +13,7 @@ epochs, 20 / 5 / 20, chosen on the validation split: benchmarks/NOTES.md; SOAP's
 on the whole training set), under the black-box, gray-box, adaptive white-box
 (BPDA where a defence has no gradient, EOT over random draws where it is randomised, as the table says) and query
 threat models, the paper's attacks FGSM/CW/BIM at eps 4/8/16/32 (/255), 2,000 test images (white-box on 200 and
-query on 100 of them), with the gradient-masking checks.
+query on 100 of them), with the gradient-masking checks (also through ComDefend, NRP and ADP; not SOAP).
 
 The adaptive ID+FR (not in the paper) and AutoAttack through the defences live in `fashion_mnist_adaptive.py` and
 `fashion_mnist_inner.py`, which reuse the models this benchmark caches (`MODEL_ARGS`). Two torch threads: give it both
@@ -39,6 +39,9 @@ ARGS = MODEL_ARGS + [
     "--eps", "4/255,8/255,16/255,32/255", "--test-size", "2000", "--eval-n", "2000",
     "--whitebox-n", "200", "--query-n", "100", "--query-iter", "50",
     "--defences", DEFENCES, "--attacks", "fgsm,cw,bim", "--sanity-square-iter", "1000",
+    # the gradient-masking checks also through the baselines' white-box rows (BPDA for ComDefend, exact for NRP,
+    # EOT for ADP); not SOAP: a 1,000-query Square through its 5-step purification takes hours on a CPU
+    "--sanity-defences", "none,id,idfr,fast_at,comdefend,nrp,adp",
 ]
 
 if __name__ == "__main__":

@@ -80,6 +80,23 @@ def test_failed_defence_is_marked_in_the_white_box_table_only(masked_and_honest)
     assert "not evidence of robustness" in white
 
 
+def test_sanity_defences_choose_which_defences_are_checked():
+    from art_idfr.experiments.evaluation.cells import NOT_IN_CELLS
+    from art_idfr.experiments.evaluation.masking import checked_defences
+
+    keys = ("none", "id", "idfr", "fast_at", "comdefend", "adp", "soap")
+    defended = {k: None for k in keys}  # table order
+    cfg = EvalConfig.preset("tiny", defences=keys).resolved(1)
+    assert checked_defences(SimpleNamespace(cfg=cfg, defended=defended)) == ["none", "id", "idfr", "fast_at"]
+    cfg = EvalConfig.preset("tiny", defences=keys, sanity_defences="none,idfr,fast_at,ComDefend,adp").resolved(1)
+    assert checked_defences(SimpleNamespace(cfg=cfg, defended=defended)) == ["none", "idfr", "fast_at", "comdefend",
+                                                                            "adp"]
+    assert checked_defences(SimpleNamespace(cfg=cfg.replace(threat_models=("black-box",)), defended=defended)) == []
+    assert "sanity_defences" in NOT_IN_CELLS  # adding a defence to the checks keeps every cached cell
+    with pytest.raises(ValueError, match="Unknown defence"):
+        EvalConfig.preset("tiny", sanity_defences="none,comdefnd")
+
+
 def test_sign_test_and_check_eps():
     assert sign_test_p(0, 0) == 1.0 and sign_test_p(10, 0) < 0.01 and sign_test_p(3, 3) > 0.5
     cfg = EvalConfig.preset("tiny", eps=(4 / 255, 8 / 255, 16 / 255, 32 / 255), adaptive_eps=16 / 255).resolved(1)

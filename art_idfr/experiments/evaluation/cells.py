@@ -44,7 +44,7 @@ NOT_IN_CELLS = frozenset({
     "train", "target", "surrogate", "idfr_source", "id", "fr", "fit_n", "idfr_attacks", "idfr_eps", "adaptive",
     "inner", "adaptive_fit_n", "adaptive_curriculum_eps", "fast_at", "train_size", "val_n", "data_root", "download",
     "preset_name", "defences", "threat_models", "attacks", "eps", "autoattack_defences", "eval_n", "whitebox_n",
-    "query_n", "baselines",
+    "query_n", "baselines", "sanity_defences",
 })
 
 

@@ -53,6 +53,7 @@ from art_idfr.experiments.evaluation.names import (
     DEFENCE_ALIASES,
     DEFENCES,
     INNER_DEFENCES,
+    MASKING_CHECKED_DEFENCES,
     QUERY_ATTACK,
     THREAT_MODELS,
     canonical_attack,
@@ -239,6 +240,10 @@ class EvalConfig:
     sanity_square_iter: int = knob(1000, "Square queries of the gradient-masking check (1000)", kind="int+",
                                    metavar="N", section="eval")
     sanity_eps: float = knob(0.5, "budget of the undefended white-box sanity check (0.5)", kind="eps", section="eval")
+    sanity_defences: Tuple[str, ...] = knob(
+        MASKING_CHECKED_DEFENCES, "defences the gradient-masking checks attack, when in the run (default "
+        f"{','.join(MASKING_CHECKED_DEFENCES)}: those with exact gradients; add e.g. comdefend,nrp,adp to check the "
+        "baselines' BPDA / EOT white-box rows)", kind="defence_list", metavar="LIST", section="eval")
     attack_batch_size: int = knob(128, "batch size of attacks and predictions (128; larger is faster on a GPU)",
                                   kind="int+", metavar="B", section="eval")
     # run (the common CLI options --seed, --device)
@@ -356,6 +361,8 @@ class EvalConfig:
         self.attacks = _unique(canonical_attack(a) for a in _as_tuple(self.attacks, "attacks"))
         self.autoattack_defences = _unique(canonical_defence(d) for d in _as_tuple(self.autoattack_defences,
                                                                                    "autoattack_defences"))
+        self.sanity_defences = _unique(canonical_defence(d) for d in _as_tuple(self.sanity_defences,
+                                                                               "sanity_defences"))
         self.idfr_attacks = tuple(_as_tuple(self.idfr_attacks, "idfr_attacks"))
         for a in self.idfr_attacks:
             if str(a).lower() not in ATTACK_NAMES:

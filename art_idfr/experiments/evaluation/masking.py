@@ -1,7 +1,8 @@
 """
 Gradient-masking checks beside every adaptive white-box number (Athalye et al. 2018; Carlini et al. 2019, "On
-evaluating adversarial robustness"). For each defence attacked with exact gradients (ID, ID+FR, adaptive ID+FR,
-ID+FR+inner adaptive, Fast AT, none), on the white-box images:
+evaluating adversarial robustness"). For each defence of ``sanity_defences`` in the run (by default those attacked
+with exact gradients: ID, ID+FR, adaptive ID+FR, ID+FR+inner adaptive, Fast AT, none; add the baselines to check
+their BPDA / EOT white-box rows), on the white-box images:
 
 1. ``gradient_free_not_stronger`` — a gradient-free attack (Square, ``sanity_square_iter`` queries) must not beat
    the gradient attacks of the white-box table (per image: broken by any of them) beyond sampling noise;
@@ -28,8 +29,6 @@ from art_idfr.experiments.evaluation.seeds import cell_seed
 
 #: gradient attacks of the white-box table whose per-image results the Square check compares with
 GRADIENT_ATTACKS = ("fgsm", "cw", "bim", "pgd", "autoattack")
-#: defences with exact gradients that the checks cover (NumPy baselines use BPDA, a known-weak estimate)
-CHECKED_DEFENCES = ("none", "id", "idfr", "idfr_adaptive", "idfr_inner", "fast_at")
 ALPHA = 0.05
 
 
@@ -53,10 +52,11 @@ RUNS_PER_DEFENCE = 4
 
 
 def checked_defences(suite) -> List[str]:
-    """The keys of the defences of ``suite`` that the checks attack (none without a white-box table)."""
+    """The keys of the defences of ``suite`` that the checks attack: ``sanity_defences`` (by default those with exact
+    gradients) that the run has, in table order; none without a white-box table."""
     if "white-box" not in suite.cfg.threat_models:
         return []
-    return [k for k in CHECKED_DEFENCES if k in suite.defended]
+    return [k for k in suite.defended if k in suite.cfg.sanity_defences]
 
 
 def gradient_masking_checks(suite, bar=None) -> Tuple[Dict[str, Any], List[str]]:

@@ -48,6 +48,9 @@ INNER_DEFENCES: Tuple[str, ...] = ("idfr_inner",)
 #: The paper's purification baselines (:mod:`art_idfr.experiments.baselines`): valid keys, but opt-in by name, never in
 #: a default defence list (they are trained by the run, :mod:`~art_idfr.experiments.evaluation.pipeline.baselines`).
 BASELINE_DEFENCES: Tuple[str, ...] = ("comdefend", "nrp", "adp", "soap")
+#: The defences the gradient-masking checks attack by default (exact gradients; ``sanity_defences`` adds others, e.g.
+#: the baselines, whose white-box rows run on BPDA / EOT).
+MASKING_CHECKED_DEFENCES: Tuple[str, ...] = ("none", "id", "idfr", "idfr_adaptive", "idfr_inner", "fast_at")
 #: Every defence key, in table order (the ``Valid defences`` of error messages).
 VALID_DEFENCES: Tuple[str, ...] = (*DEFENCES[:DEFENCES.index("idfr_adaptive") + 1], *INNER_DEFENCES,
                                    *DEFENCES[DEFENCES.index("idfr_adaptive") + 1:], *BASELINE_DEFENCES)
