@@ -131,3 +131,17 @@ def test_autoattack_members_and_square_budget(trained_target):
     assert names == ["AutoProjectedGradientDescent", "AutoProjectedGradientDescent", "DeepFool", "SquareAttack"]
     assert aa.attacks[-1].max_iter == 37 and aa.attacks[-1].nb_restarts == 1
     assert {a.loss_type for a in aa.attacks[:2]} == {"cross_entropy", "difference_logits_ratio"}
+
+
+def test_the_masking_checks_list_leaves_the_evaluation_checkpoint_valid():
+    """The checks run after every threat model and are never checkpointed: choosing which defences they attack keeps
+    an evaluation's checkpoint (its fingerprint), and a config field that does change the records does not."""
+    from art_idfr.experiments.evaluation.resume import evaluation_fingerprint
+
+    def fingerprint(**kw):
+        cfg = EvalConfig.preset("tiny", defences=("none", "id", "adp"), **kw).resolved(1).to_dict()
+        return evaluation_fingerprint(cfg, "cpu", {"x": np.zeros(3)}, {}, {"torch": "t"})
+
+    base = fingerprint()
+    assert fingerprint(sanity_defences="none,id,adp") == base
+    assert fingerprint(attack_iter=7) != base

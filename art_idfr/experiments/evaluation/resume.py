@@ -9,7 +9,7 @@ run that is stopped (time limit, crash) therefore leaves the numbers it had, and
 the threat models already done.
 
 A checkpoint is reused only when its fingerprint matches: the configuration (all fields but the list of threat
-models), the device, the library versions, the evaluation images and their subsets, and the weights of every model
+models and of the defences the masking checks attack), the device, the library versions, the evaluation images and their subsets, and the weights of every model
 (target, surrogate, ID, FR, Fast AT). Anything else (a retrained model, other images, another GPU) starts afresh.
 Loading never executes code: JSON and ``numpy.load(allow_pickle=False)``. A corrupt checkpoint is ignored with a
 warning. :func:`~art_idfr.experiments.evaluation.reports.write_reports` removes the checkpoint and the partial reports once the
@@ -63,7 +63,7 @@ def evaluation_fingerprint(config: Dict[str, Any], device: str, arrays: Dict[str
                            models: Dict[str, Any], versions: Dict[str, str]) -> str:
     """One hash of everything a checkpointed number depends on (see the module docstring)."""
     h = hashlib.sha256()
-    cfg = _without_newer_defaults({k: v for k, v in config.items() if k != "threat_models"})
+    cfg = _without_newer_defaults({k: v for k, v in config.items() if k not in NOT_IN_FINGERPRINT})
     h.update(json.dumps({"config": cfg, "device": device, "versions": versions}, sort_keys=True,
                         default=str).encode())
     for name in sorted(arrays):
@@ -73,6 +73,10 @@ def evaluation_fingerprint(config: Dict[str, Any], device: str, arrays: Dict[str
         h.update(f"{name}:{weights_digest(models[name])}".encode())
     return h.hexdigest()
 
+
+#: configuration fields no checkpointed record depends on: which threat models run, and which defences the
+#: gradient-masking checks (run after every threat model, never checkpointed) attack
+NOT_IN_FINGERPRINT = frozenset({"threat_models", "sanity_defences"})
 
 #: configuration knobs added after evaluation checkpoints existed, by sub-config (``None``: the whole sub-config): at
 #: their defaults they are left out of the fingerprint, so that the checkpoints of earlier runs stay valid
