@@ -174,6 +174,11 @@ class InnerRestorer:
     :param device_type: ``"gpu"`` or ``"cpu"``.
     """
 
+    #: without gradients (prediction), run each low-rank delta folded into its layer's weight, ``W + B·A`` in one
+    #: convolution (same outputs; the target's tensors are read, never written); ``False``: the hooks, as with
+    #: gradients (a comparison of speed, or debugging)
+    fold_at_inference: bool = True
+
     def __init__(self, input_shape: Tuple[int, ...], kind: str = "lora", layers: Optional[Sequence[str]] = None,
                  rank: int = 4, width: float = 0.25, device_type: str = "gpu") -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -242,7 +247,7 @@ class InnerRestorer:
         if self.network is None:
             raise ValueError("InnerRestorer is not built: call build(model), or load(...) a saved one.")
         modules, handles, folded = dict(model.named_modules()), [], []
-        fold = not torch.is_grad_enabled()  # inference: each delta folded into its layer's weight (one conv)
+        fold = self.fold_at_inference and not torch.is_grad_enabled()  # each delta folded into its layer's W
         try:
             for p in self.points:
                 part, layer = self.network[_key(p["name"])], modules[p["name"]]

@@ -11,7 +11,7 @@ bfloat16 autocast, and under bfloat16 autocast with channels-last images, at the
 Also the inference time per image of the defended CIFAR-10 model (``--inference``): the bare target, ID+FR (the
 Algorithm-1 defence's architecture), ID+FR with rank-4 deltas in the target, and the deltas alone, eval mode, batches
 of 100, float32 (without gradients each delta is folded into its layer's weight: one convolution per layer).
-``--settings ''`` measures the inference only.
+``--settings ''`` measures the inference only (-> inference.{json,md} beside speed.{json,md}).
 
 Untrained networks and generated images (the time of a step does not depend on the weights); the modes alternate,
 each timed ``--repeats`` times after a warm-up step, and the fastest is kept. Accuracy is not measured here: the
@@ -22,6 +22,7 @@ validation screens in benchmarks/NOTES.md say whether bfloat16 keeps it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -106,8 +107,10 @@ def inference_times(repeats: int) -> dict:
     fr.build(_embedding_dim(target, shape))
     fr.mark_fitted({"algorithm": "speed"})
     inner = InnerRestorer(shape, rank=4, device_type="cpu").build(target.model)
+    hooked = copy.deepcopy(inner)
+    hooked.fold_at_inference = False  # the deltas as hooks (two extra convolutions per layer), for comparison
     models = {"target": target, "ID+FR": defend(target, den, fr), "ID+FR+lora4": defend(target, den, fr, inner=inner),
-              "lora4": defend(target, inner=inner)}
+              "lora4": defend(target, inner=inner), "lora4 unfolded": defend(target, inner=hooked)}
     x = np.random.default_rng(0).random((100, *shape), dtype=np.float32)
     out = {}
     for name, clf in models.items():
@@ -143,10 +146,13 @@ def main() -> int:
                       f"{platform.processor() or 'unknown'}", "torch": torch.__version__,
             "load_average_at_end": os.getloadavg(), "seed": 0, "data": "generated (uniform images, random labels)",
             "command": "python " + " ".join(shlex.quote(s) for s in ["benchmarks/adaptive_speed.py", *sys.argv[1:]])}
-    with open(os.path.join(out, "speed.json"), "w") as f:
+    stem = "speed" if rows else "inference"  # an inference-only run keeps the committed training-step table
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
         json.dump({**meta, "rows": rows, "inference_ms_per_image": inference}, f, indent=2)
-    with open(os.path.join(out, "speed.md"), "w") as f:
-        f.write(f"# Adaptive training step: float32 vs bfloat16 autocast vs + channels-last\n\n"
+    with open(os.path.join(out, f"{stem}.md"), "w") as f:
+        title = "Adaptive training step: float32 vs bfloat16 autocast vs + channels-last" if rows else \
+            "Inference of the defended CIFAR-10 model"
+        f.write(f"# {title}\n\n"
                 f"Command: `{meta['command']}`; device: {meta['device']}; torch {meta['torch']}; load average at "
                 f"the end {tuple(round(v, 2) for v in meta['load_average_at_end'])} (other jobs were running); "
                 f"{meta['data']}; fastest of {a.repeats} steps after a warm-up.\n\n")

@@ -101,6 +101,9 @@ def test_inference_folds_each_delta_into_its_layer_and_restores_the_layer():
         assert not any(m._forward_hooks for m in layers)
     torch.testing.assert_close(folded, hooked.detach(), rtol=1e-4, atol=1e-5)
     assert not any("forward" in vars(m) for m in layers)
+    inner.fold_at_inference = False  # the switch: hooks even without gradients
+    with torch.no_grad(), inner.intercept(model):
+        assert not any("forward" in vars(m) for m in layers) and all(m._forward_hooks for m in layers)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with torch.no_grad():
         assert not torch.allclose(model[2](model[1](model[0](x))), folded)  # the bare model is the bare model
