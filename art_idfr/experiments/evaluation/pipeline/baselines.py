@@ -117,8 +117,9 @@ def _settings(key: str, config: EvalConfig, data: PreparedData, target_model: nn
                     "purify_eps": b.soap_eps if b.soap_eps is not None else (0.1 if grey else 8 / 255),
                     "purify_steps": b.soap_steps}
     s |= {"nb_epochs": b.nb_epochs or _default_epochs(key), "fit_n": b.fit_n or config.fit_n}
-    if b.constructor_args(key):
-        s["constructor_args"] = b.constructor_args(key)
+    args = b.constructor_args(key)
+    if args:
+        s["constructor_args"] = args
     if key == "nrp":
         from art_idfr.training.resume import digest
 
