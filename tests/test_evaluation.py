@@ -594,6 +594,44 @@ def test_cells_are_reused_only_when_nothing_they_depend_on_changed(tiny_run, tmp
     assert len(calls) == n_cells + 1
 
 
+def test_transfer_cells_craft_only_what_the_cache_lacks(tiny_run, tmp_path, monkeypatch):
+    import copy
+
+    import art_idfr.experiments.attacks as attacks_mod
+
+    cfg, data, (target, surrogate, den, fr, fast), _, result = tiny_run
+    sub = cfg.replace(defences=("none", "idfr"), threat_models=("black-box", "gray-box"))
+    real, calls = attacks_mod.make_attack, []
+    monkeypatch.setattr(attacks_mod, "make_attack", lambda name, *a, **kw: calls.append(name) or real(name, *a, **kw))
+
+    def run(restorer):
+        calls.clear()
+        res = evaluate(sub, data, target, surrogate, den, restorer, fast, command="pytest tiny", verbose=False,
+                       checkpoint_dir=str(tmp_path))
+        res.write(str(tmp_path))  # the threat-model checkpoint is removed: only the cells can be reused
+        return res
+
+    crafts = 2 * len(sub.attacks) * len(sub.eps)  # per transfer threat model: one per (attack, eps)
+    first = run(fr)
+    masking = len(calls) - crafts  # the gradient-masking checks' attacks
+    for r in first.records:  # the same numbers as the full run of every defence, which crafted the same AEs
+        assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
+        assert r["source_accuracy"] == next(q["source_accuracy"] for q in result.records if q["threat_model"] ==
+                                            r["threat_model"] and q["attack"] == r["attack"] and q["eps"] == r["eps"])
+
+    again = run(fr)  # nothing changed: no AE is crafted, every transfer cell comes from the cache
+    assert calls == ["bim"] and again.metadata["reused_cells"]["black-box"] == len(sub.defences) * crafts // 2
+    assert [r["n_correct"] for r in again.records] == [r["n_correct"] for r in first.records]
+
+    changed = copy.deepcopy(fr)  # another FR: the AEs are crafted again for ID+FR alone
+    with torch.no_grad():
+        next(changed.network.parameters()).add_(1.0)
+    other = run(changed)
+    assert len(calls) == crafts + masking // 2 + 1 and other.metadata["reused_cells"]["gray-box"] == crafts // 2
+    assert [r["n_correct"] for r in other.records if r["defence_key"] == "none"] == \
+        [r["n_correct"] for r in first.records if r["defence_key"] == "none"]
+
+
 def test_json_clean_makes_strict_json():
     from art_idfr._utils import json_clean
 

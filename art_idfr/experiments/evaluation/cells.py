@@ -1,13 +1,15 @@
 """
 Reuse of single attack cells across evaluation runs.
 
-A cell is one attack at one budget on one defended classifier and one image set: a white-box cell, a query cell or
-one attack of the gradient-masking checks. All randomness is seeded per cell (``seeds.cell_seed``), so a cell's
-per-image hits depend only on what goes into it; a rerun that changes one defence (say, a new adaptive ID) measures
-every other defence's cells again to the same bits. :class:`CellCache` keeps each finished cell's hits in
+A cell is one attack at one budget on one defended classifier and one image set: a white-box cell, a query cell, a
+transfer cell (black- or gray-box: AEs crafted on a source model, scored on one defence) or one attack of the
+gradient-masking checks. All randomness is seeded per cell (``seeds.cell_seed``), so a cell's per-image hits
+depend only on what goes into it; a rerun that changes one defence (say, a new adaptive ID) measures every other
+defence's cells again to the same bits. :class:`CellCache` keeps each finished cell's hits in
 ``OUT/eval_cells/`` and gives them back only when everything the cell depends on is identical:
 
-* the cell: threat model (or ``masking``), attack, budget, seed and attack settings;
+* the cell: threat model (or ``masking``), attack, budget, seed and attack settings; for a transfer cell also the
+  source (its name and weights digest, :func:`source_fingerprint`), whose own hits on the AEs are a cell too;
 * its images (a digest of the pixels and labels);
 * the defended classifier: its key, label, description, gradient mode, and the weights digest and settings of every
   model and component it is built from (:func:`defence_fingerprint`);
@@ -15,11 +17,13 @@ every other defence's cells again to the same bits. :class:`CellCache` keeps eac
   only through the weights, and the lists of defences / attacks / budgets / threat models, which are per cell), the
   dataset, the device, the torch / ART / art-idfr / NumPy versions and the number of processes.
 
-A defence without known components (``DefendedClassifier.components`` empty) is never cached. Transfer cells (black-
-and gray-box) are not cached: their AEs are crafted once for all defences, which is most of their cost. Files are
-plain JSON (format ``art-idfr-eval-cell/1``; hits as a ``0``/``1`` string); one that is damaged or does not match its
-name is ignored with a warning and measured again. Reusing a cell changes no number (the same command computes the
-same hits); the reports say how many cells were taken from the cache (``metadata["reused_cells"]``).
+A defence without known components (``DefendedClassifier.components`` empty) is never cached. A transfer threat
+model crafts its AEs once per (attack, budget) for all defences, and only when some defence's cell (or the source's)
+is not in the cache: a rerun that adds or changes one defence crafts them again (the same AEs: the crafting is
+seeded), one that changes nothing crafts nothing. Files are plain JSON (format ``art-idfr-eval-cell/1``; hits as a
+``0``/``1`` string); one that is damaged or does not match its name is ignored with a warning and measured again.
+Reusing a cell changes no number (the same command computes the same hits); the reports say how many cells were
+taken from the cache (``metadata["reused_cells"]``).
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CellCache", "defence_fingerprint", "images_digest", "run_context", "FOLDER", "FORMAT"]
+__all__ = ["CellCache", "defence_fingerprint", "images_digest", "run_context", "source_fingerprint", "FOLDER",
+           "FORMAT"]
 
 FOLDER = "eval_cells"
 FORMAT = "art-idfr-eval-cell/1"
@@ -80,6 +85,13 @@ def defence_fingerprint(dc) -> Optional[str]:
     return _sha({"key": dc.key, "label": dc.label, "description": dc.description, "gradient": dc.gradient,
                  "randomised": dc.randomised, "classifier": type(dc.classifier).__name__,
                  "components": [_component(c) for c in components]})
+
+
+def source_fingerprint(name: str, clf: Any) -> str:
+    """Digest of a transfer source: its name and the weights of its model (an ART classifier's ``.model``)."""
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    return _sha({"source": name, "weights": weights_digest(clf)})
 
 
 def run_context(config_dict: Dict[str, Any], dataset: str, device: str, versions: Dict[str, Any]) -> Dict[str, Any]:

@@ -52,7 +52,7 @@ class ReuseMixin:
         if self.checkpoint_dir is None:  # no output folder: nothing stored, nothing reused
             return
         self.image_digests = {tm: cells.images_digest(self.x_eval[idx], self.y_eval[idx])
-                              for tm, idx in self.images.items() if tm in ("white-box", "query")}
+                              for tm, idx in self.images.items()}
         if sharding.is_main_process():
             context = cells.run_context(self.cfg.to_dict(), self.data.dataset.name, self.device_text, {
                 "torch": torch.__version__, "art": art.__version__, "art_idfr": _version(),
@@ -63,27 +63,35 @@ class ReuseMixin:
                      compute: Callable[[], np.ndarray]) -> np.ndarray:
         """
         Per-image hits of one attack cell on ``dc``: ``cell`` names it (``kind``: threat model or ``masking``,
-        attack, eps, seed, settings), ``images`` is the threat model whose images it attacks. Taken from the cell
-        cache when an earlier run measured exactly this cell, else ``compute()``-d (on every rank) and stored.
+        attack, eps, seed, settings; for a transfer cell also the source's fingerprint), ``images`` is the threat
+        model whose images it attacks. Taken from the cell cache when an earlier run measured exactly this cell, else
+        ``compute()``-d (on every rank) and stored.
         """
         from art_idfr.experiments.evaluation.cells import defence_fingerprint
 
-        if self.checkpoint_dir is None:
-            return compute()
         if dc.key not in self._fingerprints:
             self._fingerprints[dc.key] = defence_fingerprint(dc)
-        if self._fingerprints[dc.key] is None:
+        return self.cached_hits(self._fingerprints[dc.key], cell, images, compute, dc.label, count=True)
+
+    def cached_hits(self, fingerprint: Optional[str], cell: Dict[str, Any], images: str,
+                    compute: Callable[[], np.ndarray], label: str, count: bool = False) -> np.ndarray:
+        """
+        :meth:`measure_cell` for any classifier whose ``fingerprint`` is known (``None``: never cached), e.g. a
+        transfer source; ``count``: a reused cell counts in ``metadata["reused_cells"]``.
+        """
+        if self.checkpoint_dir is None or fingerprint is None:
             return compute()
-        full = {**cell, "defence": self._fingerprints[dc.key], "images": self.image_digests[images]}
+        full = {**cell, "defence": fingerprint, "images": self.image_digests[images]}
         if self.reuse_cells:
             n = len(self.images[images])
             found = sharding.from_main(self.cells.get(full, n) if self.cells is not None else None)
             if found is not None:
-                self.reused_cells[cell["kind"]] = self.reused_cells.get(cell["kind"], 0) + 1
+                if count:
+                    self.reused_cells[cell["kind"]] = self.reused_cells.get(cell["kind"], 0) + 1
                 return found
         hits = compute()
         if self.cells is not None:
-            self.cells.put(full, hits, f"{cell['kind']}: {dc.label}, {cell['attack']} {eps_label(cell['eps'])}")
+            self.cells.put(full, hits, f"{cell['kind']}: {label}, {cell['attack']} {eps_label(cell['eps'])}")
         return hits
 
     def _resume(self, tm: str) -> bool:

@@ -380,22 +380,43 @@ class Evaluation(ReuseMixin):
         """A transfer threat model: AEs crafted on ``src_clf`` once per (attack, eps), given to every defence."""
         if self._resume(tm):
             return
-        cfg, y_eval = self.cfg, self.y_eval
+        from art_idfr.experiments.evaluation.cells import source_fingerprint
+
+        cfg = self.cfg
         t0 = time.perf_counter()
+        source = source_fingerprint(src_name, src_clf)
         cells = [(a, e) for a in cfg.attacks for e in cfg.eps if a != "autoattack" or cfg.autoattack_transfer]
-        part = sharding.shard(len(y_eval))  # distributed: this rank's images, hits gathered
         bar = progress_bar(cells, desc=f"{tm}: craft + transfer", disable=not self.verbose)
         for attack, eps in bar:
             bar.set_postfix_str(f"{ATTACK_LABELS[attack]} {eps_label(eps)}", refresh=False)
-            seed = _cell_seed(cfg.seed, tm, attack, eps)
-            x_adv = self.craft(attack, src_clf, self.x_eval, self.onehot, eps, seed, part)
-            src_hits = sharding.predicted_hits(src_clf, x_adv, y_eval[part], cfg.attack_batch_size)
-            src_acc = float(sharding.gather_hits(src_hits).mean())
-            for key, dc in self.defended.items():
-                hits = self._correct(dc, x_adv, y_eval, _cell_seed(cfg.seed, tm, key, attack, eps, "eval"), part)
-                self._add(tm, dc, attack, eps, hits, gradient="transfer", source=src_name, source_accuracy=src_acc,
-                          params=self.attack_params(attack, eps))
+            self._transfer_cell(tm, src_name, src_clf, source, attack, eps)
         self._done(tm, time.perf_counter() - t0)
+
+    def _transfer_cell(self, tm: str, src_name: str, src_clf, source: Optional[str], attack: str, eps: float) -> None:
+        """
+        One transfer cell: the source's and every defence's hits on AEs of ``attack`` at ``eps`` crafted on
+        ``src_clf``, each taken from the cell cache where an earlier run measured it (``source``: the source's
+        fingerprint); the AEs are crafted only if some hit is not cached.
+        """
+        cfg, y_eval = self.cfg, self.y_eval
+        seed = _cell_seed(cfg.seed, tm, attack, eps)
+        params = self.attack_params(attack, eps)
+        cell = {"kind": tm, "attack": attack, "eps": eps, "seed": seed, "settings": params, "source": source}
+        part = sharding.shard(len(y_eval))  # distributed: this rank's images, hits gathered
+        crafted: List[np.ndarray] = []
+
+        def x_adv() -> np.ndarray:
+            if not crafted:
+                crafted.append(self.craft(attack, src_clf, self.x_eval, self.onehot, eps, seed, part))
+            return crafted[0]
+
+        src_hits = self.cached_hits(source, {**cell, "role": "source"}, tm, lambda: sharding.gather_hits(
+            sharding.predicted_hits(src_clf, x_adv(), y_eval[part], cfg.attack_batch_size)), f"source {src_name}")
+        for key, dc in self.defended.items():
+            hits = self.measure_cell(dc, cell, tm, lambda: self._correct(
+                dc, x_adv(), y_eval, _cell_seed(cfg.seed, tm, key, attack, eps, "eval"), part))
+            self._add(tm, dc, attack, eps, hits, gradient="transfer", source=src_name,
+                      source_accuracy=float(src_hits.mean()), params=params)
 
     def white_box(self) -> None:
         """Adaptive white-box: every attack runs on every defended classifier itself (white-box images)."""
