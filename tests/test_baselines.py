@@ -1,4 +1,5 @@
 """The paper's purification baselines (art_idfr.experiments.baselines): ComDefend, NRP, ADP, SOAP — tiny 8x8 data."""
+import json
 import os
 
 import numpy as np
@@ -318,8 +319,14 @@ def test_a_tiny_evaluation_with_the_four_baselines_runs(tmp_path):
         assert meta["fit_seconds"] > 0 and meta["inference_passes"] and not meta.get("reused")
         assert os.path.isfile(os.path.join(folder, key, f"{key}.pt"))
     assert fitted["nrp"][1]["fit_n"] == 30 and fitted["soap"][1]["fit_n"] == len(data.y_train)
+    meta_path = os.path.join(folder, "adp", "meta.json")  # a cache written with older wording of the cost
+    with open(meta_path) as f:
+        stale = json.load(f) | {"inference_passes": "stale wording"}
+    with open(meta_path, "w") as f:
+        json.dump(stale, f)
     again = train_baselines(cfg, data, target, folder, verbose=False)  # cached in the run folder, reused
     assert all(again[k][1]["reused"] for k in BASELINE_KEYS)
+    assert again["adp"][1]["inference_passes"] == again["adp"][0].inference_passes != "stale wording"
     x = data.x_test[:4]
     assert np.array_equal(again["comdefend"][0](x)[0], fitted["comdefend"][0](x)[0])
 

@@ -200,4 +200,5 @@ def _cached(key, s, config, data, folder, verbose):
         logger.info("baseline %s: no usable cache in %s (%s)", key, folder, err)
         return None
     logger.info("reusing the %s baseline in %s", key, folder)
-    return defence, meta | {"reused": True}
+    # the wording of the inference cost is the loaded defence's own (an older cache may carry older wording)
+    return defence, meta | {"reused": True, "inference_passes": defence.inference_passes}
