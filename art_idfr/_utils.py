@@ -123,19 +123,32 @@ def device_of(module: nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and ``requires_grad=False`` for the duration of the block; restores both afterwards."""
-    was_training = module.training
-    flags = [p.requires_grad for p in module.parameters()]
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """
+    Eval mode for the duration of the block; afterwards every submodule is back in its *own* mode (a model whose
+    frozen parts are in eval mode comes back so, not with every part in the top-level module's mode).
+    """
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
     try:
         yield module
     finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad=False`` for the duration of the block; restores both afterwards."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        with eval_mode(module):
+            yield module
+    finally:
         for p, flag in zip(module.parameters(), flags):
             p.requires_grad_(flag)
-        module.train(was_training)
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int, flip: bool) -> torch.Tensor:

@@ -33,7 +33,7 @@ from torch import nn
 
 from art_idfr import checkpoint
 from art_idfr._names import INNER_KINDS
-from art_idfr._utils import check_device_type, device_of, model_digest, resolve_device
+from art_idfr._utils import check_device_type, device_of, eval_mode, model_digest, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +147,8 @@ def _output_shapes(model: nn.Module, names: Sequence[str], input_shape: Tuple[in
             shapes.setdefault(name, {"out": list(out.shape[1:]), "in": list(args[0].shape[1:])})
         handles.append(modules[name].register_forward_hook(record))
     try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros((1, *input_shape), device=device_of(model)))
-        model.train(was_training)
     finally:
         for h in handles:
             h.remove()

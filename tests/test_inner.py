@@ -41,6 +41,16 @@ def test_identity_at_start_and_the_bare_model_unchanged_after(kind):
     assert not any(m._forward_hooks for m in model.modules())
 
 
+def test_build_leaves_every_submodule_in_its_own_mode():
+    """The shape probe runs in eval mode; afterwards a model with frozen (eval-mode) BatchNorms comes back as it was."""
+    model = _resnet().train()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:
+        m.eval()
+    InnerRestorer((3, 16, 16), rank=2, device_type="cpu").build(model)
+    assert model.training and norms and not any(m.training for m in norms)
+
+
 def test_default_places_per_architecture():
     model = _resnet()
     lora = default_layers(model, "lora")

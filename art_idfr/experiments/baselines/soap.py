@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from art_idfr import checkpoint
-from art_idfr._utils import class_indices, seeded
+from art_idfr._utils import class_indices, eval_mode, seeded
 from art_idfr.embedding import find_embedding_layer
 from art_idfr.experiments.baselines._common import (NotFittedError, check_clean_batch, check_non_negative,
                                                     check_positive)
@@ -103,15 +103,9 @@ class SOAPModel(nn.Module):
 
     def _probe(self) -> Tuple[int, int]:
         """Embedding size and number of classes, from one forward pass of a blank image (eval mode, no grad)."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                dev = next(iter(self.model.parameters())).device
-                logits, h = self.logits_and_embedding(torch.full((1, *self.input_shape), self.clip_values[0],
-                                                                 device=dev))
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            dev = next(iter(self.model.parameters())).device
+            logits, h = self.logits_and_embedding(torch.full((1, *self.input_shape), self.clip_values[0], device=dev))
         return h.shape[1], logits.shape[1]
 
     @property

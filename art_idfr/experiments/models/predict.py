@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from art_idfr._utils import device_of
+from art_idfr._utils import device_of, eval_mode
 
 
 def torch_device(device: Union[str, torch.device] = "auto") -> torch.device:
@@ -70,10 +70,8 @@ def predict_logits(
     """
     xt, _ = _as_tensors(x)
     dev = _run_device(model, device)
-    was_training = model.training
-    model.to(dev).eval()
-    out = [model(xt[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(xt), batch_size)]
-    model.train(was_training)
+    with eval_mode(model.to(dev)):
+        out = [model(xt[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(xt), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
