@@ -13,6 +13,7 @@ split; nothing is tuned on it. One JSON line per defence to benchmarks/results/<
     python benchmarks/adaptive_torchattacks.py --images whitebox    # the benchmark's own 100 white-box images
     python benchmarks/adaptive_torchattacks.py --images first1000   # test images 0-999 (s.e. ≈ 1.4 points)
     python benchmarks/adaptive_torchattacks.py fashion_mnist_cpu --defences adp --images whitebox --eot-iter 20
+    python benchmarks/adaptive_torchattacks.py fashion_mnist_cpu --defences adp --images whitebox --eps 8   # 8/255 only
 
 ``--defences adp`` judges the paper's ADP baseline of a ``*_cpu`` run (issue 42: Croce et al. 2022 break it with
 APGD + EOT): its score network before the target as a plain module, APGD averaging ``--eot-iter`` gradients of
@@ -67,13 +68,13 @@ def adaptive_fit_record(benchmark: str, den, fr) -> dict:
                              "weights": weights_digest(den.network)[:16], "fr_weights": weights_digest(fr.network)[:16]}}
 
 
-def measure(module, x, y, eot_iter=1) -> dict:
-    """Clean accuracy and APGD-CE+DLR accuracy at 8 and 16/255 of ``module`` on ``x``, ``y`` (in %)."""
+def measure(module, x, y, eot_iter=1, eps=(8, 16)) -> dict:
+    """Clean accuracy and APGD-CE+DLR accuracy at each ``eps`` (in /255) of ``module`` on ``x``, ``y`` (in %)."""
     with torch.no_grad():
         clean = round(float((module(x).argmax(1) == y).float().mean() * 100), 1)
     eot = f" (EOT {eot_iter})" if eot_iter > 1 else ""
     return {"clean": clean, **{f"torchattacks APGD-CE+DLR{eot} {e}/255": apgd_accuracy(module, x, y, e / 255, eot_iter)
-                               for e in (8, 16)}}
+                               for e in eps}}
 
 
 class PurifiedModel(torch.nn.Module):
@@ -157,7 +158,7 @@ def inner_module(benchmark: str, setup):
     return as_module(defend(target, den, fr, inner=inner)), label, record
 
 
-def main(benchmark: str, defences, which: str = "first200", eot_iter: int = 20) -> int:
+def main(benchmark: str, defences, which: str = "first200", eot_iter: int = 20, eps=(8, 16)) -> int:
     from art_idfr import as_module, defend
 
     setup = cached_setup(benchmark)
@@ -169,18 +170,18 @@ def main(benchmark: str, defences, which: str = "first200", eot_iter: int = 20) 
     for name in defences:
         if name == "adaptive":
             _, _, target, den, fr = load_models(benchmark)
-            row = {"defence": "adaptive ID+FR", **measure(as_module(defend(target, den, fr)), x, y),
+            row = {"defence": "adaptive ID+FR", **measure(as_module(defend(target, den, fr)), x, y, eps=eps),
                    **adaptive_fit_record(benchmark, den, fr)}
         elif name == "inner":
             module, label, record = inner_module(benchmark, setup)
-            row = {"defence": label, **measure(module, x, y), **record}
+            row = {"defence": label, **measure(module, x, y, eps=eps), **record}
         elif name == "adp":
             module, record = adp_module(benchmark, setup)
-            row = {"defence": f"ADP (EOT {eot_iter}, one draw per prediction)", **measure(module, x, y, eot_iter),
+            row = {"defence": f"ADP (EOT {eot_iter}, one draw per prediction)", **measure(module, x, y, eot_iter, eps),
                    **record}
         else:
             module, record = fast_at_module(benchmark)
-            row = {"defence": "Fast AT", **measure(module, x, y), **record}
+            row = {"defence": "Fast AT", **measure(module, x, y, eps=eps), **record}
         print(row, flush=True)
         row |= {"dataset": cfg.dataset, "n": len(y), "images": images, "seed": 0, "torch": torch.__version__,
                 "torchattacks": torchattacks.__version__,
@@ -201,6 +202,8 @@ if __name__ == "__main__":
     p.add_argument("--images", type=image_choice, default="first200",
                    help="firstN: test images 0 to N-1 (default first200), or whitebox: the benchmark's own white-box "
                         "images")
+    p.add_argument("--eps", default=(8, 16), type=lambda v: tuple(int(e) for e in v.split(",") if e),
+                   help="budgets in /255, comma-separated (default 8,16)")
     p.add_argument("--eot-iter", type=int, default=20,
                    help="gradients averaged per APGD step for the randomised ADP (default 20)")
     a = p.parse_args()
@@ -209,4 +212,6 @@ if __name__ == "__main__":
         p.error(f"--defences takes adaptive, inner, adp and/or fast_at, got {','.join(a.defences) or 'nothing'}")
     if a.eot_iter < 1:
         p.error(f"--eot-iter must be >= 1, got {a.eot_iter}")
-    sys.exit(main(a.benchmark, a.defences, a.images, a.eot_iter))
+    if not a.eps or min(a.eps) < 1:
+        p.error(f"--eps takes budgets >= 1 (in /255), got {a.eps}")
+    sys.exit(main(a.benchmark, a.defences, a.images, a.eot_iter, a.eps))

@@ -358,3 +358,5 @@ def test_second_evaluator_attacks_adp_through_its_random_purification_with_eot()
     acc = mod.apgd_accuracy(module, x.detach(), y, 8 / 255, eot_iter=2)
     assert 0.0 <= acc <= 100.0
     assert mod.apgd_accuracy(module, x.detach(), y, 1.0, eot_iter=2) < 100.0  # eps 1: the attack does succeed
+    row = mod.measure(module, x.detach(), y, eot_iter=2, eps=(8,))  # --eps 8: one budget only
+    assert set(row) == {"clean", "torchattacks APGD-CE+DLR (EOT 2) 8/255"}
