@@ -122,17 +122,11 @@ def test_the_cpu_preset_epochs_of_each_baseline_are_its_own_default():
     assert {_settings(k, cfg, data, target)["nb_epochs"] for k in ("comdefend", "nrp", "adp")} == {3}
 
 
-def test_comdefend_code_is_binary_at_test_time(fitted, data, tmp_path):
+def test_comdefend_code_is_binary_at_test_time(fitted, data):
     net = fitted["comdefend"].network
     x = torch.from_numpy(data[0])
     code = (torch.sigmoid(net.code_logits(x)) > 0.5).float()
     assert torch.equal(net(x), net.rec(code))
-    scaled = ComDefend(SHAPE, logit_scale=20.0, device_type="cpu")  # a gain on the logits: the same binary code
-    scaled.network.load_state_dict(net.state_dict())
-    torch.testing.assert_close(scaled.network.code_logits(x), 20.0 * net.code_logits(x))
-    assert torch.equal(scaled.network(x), net(x))
-    scaled.save(str(tmp_path / "c.pt"))
-    assert ComDefend.load(str(tmp_path / "c.pt")).network.logit_scale == 20.0
 
 
 @pytest.mark.parametrize("name", PREPROCESSORS)

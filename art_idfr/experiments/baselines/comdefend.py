@@ -72,16 +72,15 @@ def binarise_straight_through(p: torch.Tensor) -> torch.Tensor:
 class ComDefendNetwork(nn.Module):
     """ComCNN (image -> code logits) and RecCNN (code -> image in [0, 1], sigmoid out)."""
 
-    def __init__(self, nb_channels: int, code_channels: int = 12, width: float = 1.0, logit_scale: float = 1.0) -> None:
+    def __init__(self, nb_channels: int, code_channels: int = 12, width: float = 1.0) -> None:
         super().__init__()
-        self.logit_scale = float(logit_scale)
         hidden = [max(1, int(round(c * width))) for c in PAPER_CHANNELS]
         self.com = _conv_stack([nb_channels, *hidden, code_channels], None)
         self.rec = _conv_stack([code_channels, *hidden[::-1], nb_channels], nn.Sigmoid())
 
     def code_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """ComCNN of a unit-range batch (centred at 0), times ``logit_scale``."""
-        return self.logit_scale * self.com(x - 0.5)
+        """ComCNN of a unit-range batch (centred at 0)."""
+        return self.com(x - 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Test-time ComDefend: binarised code (straight-through gradient), then RecCNN."""
@@ -105,9 +104,6 @@ class ComDefend(BaselinePreprocessor):
     :param width: Multiplier of the paper's ComCNN/RecCNN channels (paper: 1.0; ours 0.25).
     :param noise_std: Std of the Gaussian noise added to the code logits during training (paper's code: 20).
     :param code_weight: Weight of the code-sparsity term ``mean(code^2)`` (paper: 1e-4).
-    :param logit_scale: A fixed factor on ComCNN's output logits (paper: 1, i.e. none). Only the training changes:
-        the code's sign, hence the test-time binary code, is the same function of ComCNN's weights, but logits large
-        enough to outvote the training noise (``noise_std``) are reached with ``logit_scale`` times smaller weights.
     :param learning_rate: Adam learning rate (paper's code: 1e-2; ours 3e-3).
     :param nb_epochs: Default epochs of :meth:`fit`.
     :param batch_size: Batch size of the forward pass and of :meth:`fit`.
@@ -119,12 +115,12 @@ class ComDefend(BaselinePreprocessor):
     """
 
     KIND = "ComDefend"
-    params = BaselinePreprocessor.params + ["code_channels", "width", "noise_std", "code_weight", "logit_scale"]
+    params = BaselinePreprocessor.params + ["code_channels", "width", "noise_std", "code_weight"]
 
     def __init__(self, input_shape: Tuple[int, int, int], clip_values: Tuple[float, float] = (0.0, 1.0),
                  code_channels: int = 12, width: float = 0.25, noise_std: float = 20.0, code_weight: float = 1e-4,
-                 logit_scale: float = 1.0, learning_rate: float = 3e-3, nb_epochs: int = 20, batch_size: int = 128,
-                 device_type: str = "gpu", apply_fit: bool = False, apply_predict: bool = True, verbose: bool = False,
+                 learning_rate: float = 3e-3, nb_epochs: int = 20, batch_size: int = 128, device_type: str = "gpu",
+                 apply_fit: bool = False, apply_predict: bool = True, verbose: bool = False,
                  seed: Optional[int] = 0) -> None:
         super().__init__(input_shape, clip_values, learning_rate, nb_epochs, batch_size, device_type, apply_fit,
                          apply_predict, verbose, seed)
@@ -132,7 +128,6 @@ class ComDefend(BaselinePreprocessor):
         self.width = float(width)
         self.noise_std = float(noise_std)
         self.code_weight = float(code_weight)
-        self.logit_scale = float(logit_scale)
         self._setup()
 
     @property
@@ -141,7 +136,7 @@ class ComDefend(BaselinePreprocessor):
         return "2 network passes per image (ComCNN, then RecCNN on the binary code)"
 
     def _make_network(self) -> nn.Module:
-        return ComDefendNetwork(self.nb_channels, self.code_channels, self.width, self.logit_scale)
+        return ComDefendNetwork(self.nb_channels, self.code_channels, self.width)
 
     def _purify(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -162,7 +157,7 @@ class ComDefend(BaselinePreprocessor):
 
     def _check_params(self) -> None:
         super()._check_params()
-        check_positive(code_channels=self.code_channels, width=self.width, logit_scale=self.logit_scale)
+        check_positive(code_channels=self.code_channels, width=self.width)
         check_non_negative(noise_std=self.noise_std, code_weight=self.code_weight)
 
 
