@@ -390,3 +390,23 @@ def test_baseline_constructor_arguments_reach_the_fit_and_its_cache_key():
                        ("architecture=refinenet", "architecture must be one of")]:
         with pytest.raises(ValueError, match=match):
             EvalConfig.preset("tiny", baselines_adp=bad)
+
+
+@pytest.mark.parametrize("schedule, steps_taken", [("constant", 1.0), ("cosine", 0.5)])
+def test_training_loop_learning_rate_schedules(schedule, steps_taken):
+    """Adam on a loss of constant gradient moves each step by about the learning rate: over T steps a constant rate
+    moves T·lr, cosine annealing to 0 about half of that; an unknown schedule is a clear error."""
+    from art_idfr.experiments.baselines.training import train_epochs
+
+    w = nn.Parameter(torch.zeros(()))
+    net = nn.Module()
+    net.w = w
+    history, info = train_epochs(net, [w], [np.zeros((40, 1), np.float32)], lambda xb, gen: (w * 1.0, {}),
+                                 nb_epochs=4, batch_size=4, learning_rate=0.01, device=torch.device("cpu"), seed=0,
+                                 verbose=False, desc="t", lr_schedule=schedule)
+    assert info["lr_schedule"] == schedule and len(history) == 4
+    assert float(-w) == pytest.approx(40 * 0.01 * steps_taken, rel=0.05)
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
+        train_epochs(net, [w], [np.zeros((4, 1), np.float32)], lambda xb, gen: (w * 1.0, {}), nb_epochs=1,
+                     batch_size=4, learning_rate=0.01, device=torch.device("cpu"), seed=0, verbose=False, desc="t",
+                     lr_schedule="step")

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from art_idfr.experiments.baselines._common import BaselinePreprocessor, check_non_negative, check_positive
-from art_idfr.experiments.baselines.training import randn, train_epochs
+from art_idfr.experiments.baselines.training import check_lr_schedule, randn, train_epochs
 
 #: the paper's hidden channels of ComCNN (RecCNN mirrors them: 32-64-128-256-128-64-32-16)
 PAPER_CHANNELS = (16, 32, 64, 128, 256, 128, 64, 32)
@@ -104,6 +104,7 @@ class ComDefend(BaselinePreprocessor):
     :param width: Multiplier of the paper's ComCNN/RecCNN channels (paper: 1.0; ours 0.25).
     :param noise_std: Std of the Gaussian noise added to the code logits during training (paper's code: 20).
     :param code_weight: Weight of the code-sparsity term ``mean(code^2)`` (paper: 1e-4).
+    :param lr_schedule: ``"constant"`` (the paper's) or ``"cosine"`` (annealed to 0 over the fit).
     :param learning_rate: Adam learning rate (paper's code: 1e-2; ours 3e-3).
     :param nb_epochs: Default epochs of :meth:`fit`.
     :param batch_size: Batch size of the forward pass and of :meth:`fit`.
@@ -115,19 +116,20 @@ class ComDefend(BaselinePreprocessor):
     """
 
     KIND = "ComDefend"
-    params = BaselinePreprocessor.params + ["code_channels", "width", "noise_std", "code_weight"]
+    params = BaselinePreprocessor.params + ["code_channels", "width", "noise_std", "code_weight", "lr_schedule"]
 
     def __init__(self, input_shape: Tuple[int, int, int], clip_values: Tuple[float, float] = (0.0, 1.0),
                  code_channels: int = 12, width: float = 0.25, noise_std: float = 20.0, code_weight: float = 1e-4,
-                 learning_rate: float = 3e-3, nb_epochs: int = 20, batch_size: int = 128, device_type: str = "gpu",
-                 apply_fit: bool = False, apply_predict: bool = True, verbose: bool = False,
-                 seed: Optional[int] = 0) -> None:
+                 lr_schedule: str = "constant", learning_rate: float = 3e-3, nb_epochs: int = 20,
+                 batch_size: int = 128, device_type: str = "gpu", apply_fit: bool = False, apply_predict: bool = True,
+                 verbose: bool = False, seed: Optional[int] = 0) -> None:
         super().__init__(input_shape, clip_values, learning_rate, nb_epochs, batch_size, device_type, apply_fit,
                          apply_predict, verbose, seed)
         self.code_channels = int(code_channels)
         self.width = float(width)
         self.noise_std = float(noise_std)
         self.code_weight = float(code_weight)
+        self.lr_schedule = str(lr_schedule)
         self._setup()
 
     @property
@@ -159,6 +161,7 @@ class ComDefend(BaselinePreprocessor):
         super()._check_params()
         check_positive(code_channels=self.code_channels, width=self.width)
         check_non_negative(noise_std=self.noise_std, code_weight=self.code_weight)
+        check_lr_schedule(self.lr_schedule)
 
 
 def comdefend_loss(network: ComDefendNetwork, x: torch.Tensor, noise: torch.Tensor, noise_std: float,
@@ -186,5 +189,6 @@ def fit_comdefend(defence: ComDefend, x: np.ndarray, nb_epochs: Optional[int] = 
     history, info = train_epochs(
         net, net.parameters(), [x], step, nb_epochs=defence.nb_epochs if nb_epochs is None else int(nb_epochs),
         batch_size=batch_size or defence.batch_size, learning_rate=defence.learning_rate, device=defence.device,
-        seed=defence.seed, verbose=defence.verbose, desc="ComDefend", betas=(0.5, 0.999))
+        seed=defence.seed, verbose=defence.verbose, desc="ComDefend", betas=(0.5, 0.999),
+        lr_schedule=defence.lr_schedule)
     defence.mark_fitted(history, info)

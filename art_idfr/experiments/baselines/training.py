@@ -33,7 +33,7 @@ def as_tensors(arrays: Sequence[np.ndarray]) -> List[torch.Tensor]:
 
 def train_epochs(network: nn.Module, parameters: Iterable[nn.Parameter], arrays: Sequence[np.ndarray], step: Step, *,
                  nb_epochs: int, batch_size: int, learning_rate: float, device: torch.device, seed: Optional[int],
-                 verbose: bool, desc: str, betas: Tuple[float, float] = (0.9, 0.999)
+                 verbose: bool, desc: str, betas: Tuple[float, float] = (0.9, 0.999), lr_schedule: str = "constant"
                  ) -> Tuple[List[Dict[str, float]], Dict[str, float]]:
     """
     Minimise ``step``'s loss with Adam for ``nb_epochs`` epochs over shuffled mini-batches of ``arrays``.
@@ -42,6 +42,8 @@ def train_epochs(network: nn.Module, parameters: Iterable[nn.Parameter], arrays:
     :param parameters: What Adam updates.
     :param arrays: NumPy arrays of the same length (images, optionally labels); each batch reaches ``step`` as
         tensors on ``device``, followed by the training ``torch.Generator`` (CPU, seeded with ``seed``).
+    :param lr_schedule: One of :data:`LR_SCHEDULES`: ``"constant"``, or ``"cosine"`` (torch's
+        ``CosineAnnealingLR`` from ``learning_rate`` to 0 over all the steps).
     :return: ``(history, info)``: one ``{"epoch": e, term: mean, ...}`` per epoch (``loss`` is the total) and
         ``{"fit_seconds", "nb_epochs", "n_train", "batch_size", "learning_rate"}``.
     """
@@ -51,9 +53,11 @@ def train_epochs(network: nn.Module, parameters: Iterable[nn.Parameter], arrays:
         raise ValueError("no training data: the arrays are empty.")
     generator = seed_generator(seed)
     optimiser = torch.optim.Adam(list(parameters), lr=learning_rate, betas=betas)
+    nb_batches = (n + batch_size - 1) // batch_size
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=nb_epochs * nb_batches) \
+        if check_lr_schedule(lr_schedule) == "cosine" else None
     history: List[Dict[str, float]] = []
     start = time.perf_counter()
-    nb_batches = (n + batch_size - 1) // batch_size
     network.train()
     try:
         with progress_bar(total=nb_epochs * nb_batches, desc=desc, disable=not verbose, leave=False) as bar:
@@ -65,6 +69,8 @@ def train_epochs(network: nn.Module, parameters: Iterable[nn.Parameter], arrays:
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()
+                    if scheduler is not None:
+                        scheduler.step()
                     for key, value in {"loss": float(loss.detach()), **terms}.items():
                         sums[key] = sums.get(key, 0.0) + float(value) * len(idx)
                     bar.update(1)
@@ -73,8 +79,19 @@ def train_epochs(network: nn.Module, parameters: Iterable[nn.Parameter], arrays:
     finally:
         network.eval()
     info = {"fit_seconds": time.perf_counter() - start, "nb_epochs": nb_epochs, "n_train": n,
-            "batch_size": batch_size, "learning_rate": learning_rate}
+            "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule}
     return history, info
+
+
+#: the learning-rate schedules of :func:`train_epochs`
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def check_lr_schedule(name: str) -> str:
+    """``name`` if it is one of :data:`LR_SCHEDULES`, else a ``ValueError`` naming them."""
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {name!r}.")
+    return name
 
 
 def randn(shape: Sequence[int], generator: torch.Generator, device: torch.device) -> torch.Tensor:
