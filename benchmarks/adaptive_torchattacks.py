@@ -158,10 +158,10 @@ def inner_module(benchmark: str, setup):
     return as_module(defend(target, den, fr, inner=inner)), label, record
 
 
-def main(benchmark: str, defences, which: str = "first200", eot_iter: int = 20, eps=(8, 16)) -> int:
+def main(benchmark: str, defences, which: str = "first200", eot_iter: int = 20, eps=(8, 16), threads=None) -> int:
     from art_idfr import as_module, defend
 
-    setup = cached_setup(benchmark)
+    setup = cached_setup(benchmark, ("--threads", str(threads)) if threads else ())
     cfg, data = setup.cfg, setup.data
     idx, images = test_images(cfg, data, which)
     x, y = torch.as_tensor(data.x_test[idx]), torch.as_tensor(np.asarray(data.y_test[idx]), dtype=torch.long)
@@ -204,6 +204,7 @@ if __name__ == "__main__":
                         "images")
     p.add_argument("--eps", default=(8, 16), type=lambda v: tuple(int(e) for e in v.split(",") if e),
                    help="budgets in /255, comma-separated (default 8,16)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the benchmark's own)")
     p.add_argument("--eot-iter", type=int, default=20,
                    help="gradients averaged per APGD step for the randomised ADP (default 20)")
     a = p.parse_args()
@@ -214,4 +215,4 @@ if __name__ == "__main__":
         p.error(f"--eot-iter must be >= 1, got {a.eot_iter}")
     if not a.eps or min(a.eps) < 1:
         p.error(f"--eps takes budgets >= 1 (in /255), got {a.eps}")
-    sys.exit(main(a.benchmark, a.defences, a.images, a.eot_iter, a.eps))
+    sys.exit(main(a.benchmark, a.defences, a.images, a.eot_iter, a.eps, a.threads))
