@@ -188,7 +188,7 @@ def _size_rows(result: dict, key: str) -> list:
             f"({size['parameters']:,}) | {size['target_parameters']:,} | {_met(share <= INNER_MAX_FRACTION)} |"]
 
 
-def paper_baseline_goals(result: dict) -> None:
+def paper_baseline_goals(result: dict, path: str = "") -> None:
     """IDFR against each of the paper's baselines the run has, black-box column by column, and their white-box check."""
     acc = {(r["threat_model"], r["defence_key"], r["attack"], round(r["eps"] * 255, 3)): 100 * r["accuracy"]
            for r in result["records"]}
@@ -212,6 +212,7 @@ def paper_baseline_goals(result: dict) -> None:
         print(f"| {name} | {ours:.1f} | " + " | ".join(cells) + " |")
     print("| IDFR above in | | " + " | ".join(f"{above[b]} of {len(columns)}" for b in present) + " |")
     _whitebox_consistency(acc, present)
+    _adp_second_evaluator(path, result, acc)
     _baseline_costs(result.get("metadata", {}).get("models", {}).get("baselines", {}))
 
 
@@ -242,6 +243,30 @@ def _whitebox_consistency(acc: dict, present: list) -> None:
         black, white = acc[("black-box", b, "bim", e)], acc[("white-box", b, "bim", e)]
         print(f"| {PAPER_BASELINES[b]} | {e}/255 | {black:.1f} | {white:.1f} | {black - white:.1f} | "
               f"{_met(black - white >= WHITEBOX_GAP)} |")
+
+
+def _adp_second_evaluator(path: str, result: dict, acc: dict) -> None:
+    """The same check for ADP with torchattacks' APGD + EOT (`adaptive_torchattacks.py --defences adp`): every
+    torchattacks.jsonl line beside ``path`` judging this run's ADP fit."""
+    fit = result.get("metadata", {}).get("models", {}).get("baselines", {}).get("adp", {}).get("settings")
+    lines = os.path.join(os.path.dirname(path), "torchattacks.jsonl")
+    if fit is None or not os.path.exists(lines):
+        return
+    rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r["defence"].startswith("ADP")
+            and {k: r.get("adp", {}).get(k) for k in fit} == fit]
+    if not rows:
+        return
+    print("\nThe same check with a second evaluator (torchattacks APGD-CE+DLR, 100 steps, EOT over random draws, "
+          "on the run's white-box images; black-box BIM as above):\n")
+    print("| command | n | eps | black-box BIM | APGD-CE+DLR + EOT | gap | consistent |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        for key in [k for k in r if k.startswith("torchattacks APGD")]:
+            e = int(key.rsplit(" ", 1)[1].split("/")[0])
+            black = acc.get(("black-box", "adp", "bim", e))
+            if black is not None:
+                print(f"| `{r['command']}` | {r['n']} | {e}/255 | {black:.1f} | {r[key]:.1f} | {black - r[key]:.1f} | "
+                      f"{_met(black - r[key] >= WHITEBOX_GAP)} |")
 
 
 def second_evaluator(path: str, result: dict) -> None:
@@ -280,5 +305,5 @@ def second_evaluator(path: str, result: dict) -> None:
 if __name__ == "__main__":
     main(sys.argv[1])
     adaptive_goals(json.load(open(sys.argv[1])))
-    paper_baseline_goals(json.load(open(sys.argv[1])))
+    paper_baseline_goals(json.load(open(sys.argv[1])), sys.argv[1])
     second_evaluator(sys.argv[1], json.load(open(sys.argv[1])))

@@ -180,6 +180,23 @@ def test_goals_judge_the_second_evaluator_on_the_largest_shared_sample(tmp_path,
     assert "n = 1000" in out and "| 83.0 | Fast AT 81.0 | yes |" in out and "99.0" not in out
 
 
+def test_goals_check_adp_with_the_second_evaluator_only_for_this_runs_fit(tmp_path, capsys):
+    import json
+
+    goals = _benchmark_module("goals")
+    fit = {"defence": "adp", "nb_epochs": 20, "fit_n": 4000}
+    result = {"metadata": {"models": {"baselines": {"adp": {"settings": fit}}}}}
+    acc = {("black-box", "adp", "bim", 8): 78.0}
+    rows = [{"defence": "ADP (EOT 10, one draw per prediction)", "n": 200, "command": "ours",
+             "torchattacks APGD-CE+DLR (EOT 10) 8/255": 64.5, "adp": {**fit, "weights": "w"}},
+            {"defence": "ADP (EOT 20, one draw per prediction)", "n": 200, "command": "another fit",
+             "torchattacks APGD-CE+DLR (EOT 20) 8/255": 1.0, "adp": {**fit, "nb_epochs": 5}}]
+    (tmp_path / "torchattacks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    goals._adp_second_evaluator(str(tmp_path / "results.json"), result, acc)
+    out = capsys.readouterr().out
+    assert "| `ours` | 200 | 8/255 | 78.0 | 64.5 | 13.5 | yes |" in out and "another fit" not in out
+
+
 def test_adaptive_benchmark_runs_the_library_recipe():
     """fashion_mnist_adaptive's flags are ADAPTIVE_RECIPES["trades_joint"] (defined once; a drift fails here)."""
     from art_idfr.training.adaptive import ADAPTIVE_RECIPES
