@@ -1,5 +1,6 @@
 """FeatureRestorer, the penultimate-layer hook, IDFRTrainer and checkpoints."""
 import copy
+import os
 import numpy as np
 import pytest
 import torch
@@ -347,3 +348,52 @@ def test_structural_set_params_rebuilds_the_network(fitted_pair):
     assert not fr.is_fitted and fr.network.l1[0].out_features == 8
     with pytest.raises(ValueError, match="no parameter"):
         fr.set_params(hidden=3)
+
+
+def test_trainer_resumes_a_cut_fit_without_crafting_again(mnist_small, tmp_path, monkeypatch):
+    """``IDFRTrainer.fit(checkpoint=...)``: cut off after crafting (here during the FR), the same call crafts nothing
+    and ends with the weights of an uncut fit (random-start PGD: the random state after crafting is restored); the
+    file is deleted when the fit finishes; another fit's file is refused."""
+    import art_idfr.training.trainer as trainer_mod
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    from art_idfr._utils import seeded
+
+    torch.manual_seed(0)
+    target = make_classifier(tiny_cnn())
+    x, y = mnist_small[0][:96], mnist_small[1][:96]
+    target.fit(x, y, nb_epochs=1, batch_size=32, verbose=False)
+
+    def run(path=None, images=x):
+        with seeded(0):
+            den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu")
+            pgd = ProjectedGradientDescent(target, eps=0.2, eps_step=0.1, max_iter=2, num_random_init=1, verbose=False)
+            trainer = IDFRTrainer(target, attacks=[pgd], denoiser=den, restorer=FeatureRestorer(device_type="cpu"))
+            trainer.fit(images, y, nb_epochs_id=1, nb_epochs_fr=1, batch_size=32, checkpoint=path,
+                        validation_data=(mnist_small[2][:32], mnist_small[3][:32]))
+            trainer.next_draws = (np.random.random(), float(torch.rand(())))  # the global random state after it
+        return trainer
+
+    real_craft, real_fr, calls = trainer_mod.craft, trainer_mod.fit_restorer, []
+    monkeypatch.setattr(trainer_mod, "craft", lambda *a, **kw: calls.append(a[3]) or real_craft(*a, **kw))
+    uncut = run()
+    path = str(tmp_path / "aes.pt")
+
+    def cut(*a, **kw):
+        raise KeyboardInterrupt("the session ends")
+
+    monkeypatch.setattr(trainer_mod, "fit_restorer", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    assert os.path.isfile(path)
+    monkeypatch.setattr(trainer_mod, "fit_restorer", real_fr)
+    calls.clear()
+    resumed = run(path)
+    assert calls == [] and not os.path.exists(path) and resumed.next_draws == uncut.next_draws
+    for a, b in [(uncut.denoiser, resumed.denoiser), (uncut.restorer, resumed.restorer)]:
+        assert all(torch.equal(p, q) for p, q in zip(a.network.state_dict().values(), b.network.state_dict().values()))
+    monkeypatch.setattr(trainer_mod, "fit_restorer", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        run(path, images=x[::-1].copy())

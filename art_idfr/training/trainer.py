@@ -8,15 +8,17 @@ import logging
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from art.defences.trainer.trainer import Trainer
 
-from art_idfr._utils import check_pytorch_classifier, class_indices
+from art_idfr._utils import check_pytorch_classifier, class_indices, digest
 from art_idfr.defended import defend
 from art_idfr.denoiser import IDFRDenoiser
 from art_idfr.restorer import FeatureRestorer
 from art_idfr.training.algorithm1 import fit_denoiser
 from art_idfr.training.algorithm2 import fit_restorer
 from art_idfr.training.common import craft, warn_unused_kwargs
+from art_idfr.training.resume import ResumeFile
 
 if TYPE_CHECKING:  # pragma: no cover
     from art.attacks.attack import EvasionAttack
@@ -74,6 +76,7 @@ class IDFRTrainer(Trainer):
         nb_epochs_fr: Optional[int] = None,
         batch_size: Optional[int] = None,
         validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+        checkpoint: Optional[str] = None,
         **kwargs,
     ) -> None:
         """
@@ -86,29 +89,74 @@ class IDFRTrainer(Trainer):
         :param batch_size: Batch size for both stages (default: each component's own).
         :param validation_data: ``(x_val, y_val)`` for best-epoch selection in both stages (never the test split);
             the attacks' AEs of ``x_val`` are crafted once and count as much as the clean images.
+        :param checkpoint: Path of a resume file (:class:`~art_idfr.training.resume.ResumeFile`) for the crafted AEs
+            and the random state after crafting: a fit cut off after its crafting (a session limit) crafts nothing
+            when called again with the same path, and continues exactly as the uncut fit would have. A file of
+            another fit (other images, attacks or attacked weights) is refused with a ``ValueError``. Deleted when
+            the fit finishes.
         """
         warn_unused_kwargs(kwargs, "IDFRTrainer.fit")
         y_idx = class_indices(y, self.target.nb_classes)
         onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_idx]
         verbose = self.denoiser.verbose
-        x_adv = craft(self.attacks, x, onehot, "crafting training AEs", verbose)
-        x_adv_all = np.concatenate(x_adv) if x_adv else None
-        y_adv_all = np.tile(y_idx, len(x_adv)) if x_adv else None
-
+        val_images = None
         if validation_data is not None and len(validation_data) == 2 and self.attacks:
             # AEs of the validation images, crafted once: best epochs are chosen on clean + adversarial accuracy
-            x_val = np.asarray(validation_data[0], dtype=np.float32)
-            y_val = class_indices(validation_data[1], self.target.nb_classes)
-            val_onehot = np.eye(self.target.nb_classes, dtype=np.float32)[y_val]
-            val_adv = craft(self.attacks, x_val, val_onehot, "crafting validation AEs", verbose)
-            validation_data = (x_val, y_val, val_adv)
+            val_images = (np.asarray(validation_data[0], dtype=np.float32),
+                          class_indices(validation_data[1], self.target.nb_classes))
+        resume = ResumeFile(checkpoint, self._crafting_fingerprint(x, y_idx, val_images)) if checkpoint else None
+        x_adv, val_adv = self._crafted(x, onehot, val_images, verbose, resume)
+        x_adv_all = np.concatenate(x_adv) if x_adv else None
+        y_adv_all = np.tile(y_idx, len(x_adv)) if x_adv else None
+        if val_images is not None:
+            validation_data = (*val_images, val_adv)
         fit_denoiser(self.denoiser, x, y_idx, self.target, (), nb_epochs_id, batch_size, x_adv_all, y_adv_all,
                      validation_data)
         if self.restorer is not None:
             fit_restorer(self.restorer, x, y_idx, self.target, self.denoiser, (), nb_epochs_fr, batch_size, x_adv_all,
                          y_adv_all, validation_data=validation_data)
         self._classifier = defend(self.target, self.denoiser, self.restorer)
+        if resume is not None:
+            resume.remove()
+
+    def _crafting_fingerprint(self, x: np.ndarray, y: np.ndarray, val_images) -> dict:
+        """What the crafted AEs depend on: the images, the attacks (type, settings, attacked weights)."""
+        def attack(a):
+            params = {p: getattr(a, p, None) for p in a.attack_params if p not in ("verbose", "batch_size")}
+            return {"type": type(a).__name__, "params": repr(params), "weights": digest(a.estimator.model)}
+
+        val = digest(*val_images) if val_images is not None else None
+        return {"images": digest(np.asarray(x, dtype=np.float32), y), "validation": val,
+                "attacks": [attack(a) for a in self.attacks]}
+
+    def _crafted(self, x, onehot, val_images, verbose, resume):
+        """Training AEs and the AEs of ``val_images`` (``None`` without them): from ``resume``'s file, else crafted
+        (then stored there with the random state after crafting, which a resumed fit restores)."""
+        state = resume.load() if resume is not None else None
+        if state is not None:
+            name, keys, pos, has_gauss, cached = state["numpy_rng"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+            torch.set_rng_state(state["torch_rng"])
+            logger.info("IDFRTrainer: AEs taken from %s", resume.path)
+            val = state["validation"]
+            return [t.numpy() for t in state["train"]], None if val is None else [t.numpy() for t in val]
+        x_adv = craft(self.attacks, x, onehot, "crafting training AEs", verbose)
+        val_adv = None
+        if val_images is not None:
+            val_onehot = np.eye(self.target.nb_classes, dtype=np.float32)[val_images[1]]
+            val_adv = craft(self.attacks, val_images[0], val_onehot, "crafting validation AEs", verbose)
+        if resume is not None:
+            resume.save({"train": [torch.from_numpy(a) for a in x_adv],
+                         "validation": None if val_adv is None else [torch.from_numpy(a) for a in val_adv],
+                         "numpy_rng": _numpy_rng_state(), "torch_rng": torch.get_rng_state()})
+        return x_adv, val_adv
 
     def get_classifier(self) -> "PyTorchClassifier":
         """The defended classifier (the undefended target until :meth:`fit` has run)."""
         return self._classifier
+
+
+def _numpy_rng_state() -> list:
+    """numpy's global RNG state with its key array as a tensor (a resume file holds tensors and plain values only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]

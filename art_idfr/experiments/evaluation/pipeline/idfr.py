@@ -6,6 +6,7 @@ settings) and the IDFR folder it writes and :func:`load_idfr` reads (``denoiser.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -104,7 +105,8 @@ def fit_idfr(
     trainer = IDFRTrainer(sources[0], attacks, denoiser=denoiser, restorer=restorer)
     with seeded(config.seed):
         trainer.fit(x, y, nb_epochs_id=config.id.nb_epochs, nb_epochs_fr=config.fr.nb_epochs,
-                    batch_size=config.train.batch_size, validation_data=(data.x_val, data.y_val))
+                    batch_size=config.train.batch_size, validation_data=(data.x_val, data.y_val),
+                    checkpoint=_crafting_resume_path(out_dir, settings, target_meta))
     meta = {
         "settings": settings,
         "target": _target_key(target_meta),
@@ -117,6 +119,17 @@ def fit_idfr(
     if out_dir is not None:
         _save_idfr(out_dir, denoiser, restorer, meta)
     return denoiser, restorer, meta
+
+
+def _crafting_resume_path(out_dir: Optional[str], settings: Dict[str, Any],
+                          target_meta: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Where the fit keeps its crafted AEs until it finishes (``IDFRTrainer.fit(checkpoint=...)``), so that a run cut
+    off during the ID or FR epochs crafts nothing again; named by the settings and target, so another fit's file is
+    never this one's."""
+    if out_dir is None:
+        return None
+    key = json.dumps(json_clean([settings, _target_key(target_meta)]), sort_keys=True, default=str)
+    return os.path.join(out_dir, f"crafted_aes_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt")
 
 
 def _cached_idfr(out_dir: str, config: EvalConfig, settings: Dict[str, Any], target_meta: Optional[Dict[str, Any]]):
