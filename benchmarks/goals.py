@@ -245,15 +245,18 @@ def _whitebox_consistency(acc: dict, present: list) -> None:
               f"{_met(black - white >= WHITEBOX_GAP)} |")
 
 
+def _torchattacks_rows(path: str) -> list:
+    """The lines of the second evaluator's `torchattacks.jsonl` beside ``path`` (none if it has none)."""
+    lines = os.path.join(os.path.dirname(path), "torchattacks.jsonl")
+    return list(map(json.loads, filter(str.strip, open(lines)))) if os.path.exists(lines) else []
+
+
 def _adp_second_evaluator(path: str, result: dict, acc: dict) -> None:
     """The same check for ADP with torchattacks' APGD + EOT (`adaptive_torchattacks.py --defences adp`): every
     torchattacks.jsonl line beside ``path`` judging this run's ADP fit."""
     fit = result.get("metadata", {}).get("models", {}).get("baselines", {}).get("adp", {}).get("settings")
-    lines = os.path.join(os.path.dirname(path), "torchattacks.jsonl")
-    if fit is None or not os.path.exists(lines):
-        return
-    rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r["defence"].startswith("ADP")
-            and {k: r.get("adp", {}).get(k) for k in fit} == fit]
+    rows = [r for r in _torchattacks_rows(path) if r["defence"].startswith("ADP")
+            and {k: r.get("adp", {}).get(k) for k in fit} == fit] if fit is not None else []
     if not rows:
         return
     print("\nThe same check with a second evaluator (torchattacks APGD-CE+DLR, 100 steps, EOT over random draws, "
@@ -276,14 +279,13 @@ def second_evaluator(path: str, result: dict) -> None:
     """
     models = result["metadata"].get("models", {})
     s, fast = models.get("idfr_adaptive", {}).get("settings"), models.get("fast_at", {}).get("settings")
-    lines = os.path.join(os.path.dirname(path), "torchattacks.jsonl")
-    if s is None or fast is None or not os.path.exists(lines):
+    if s is None or fast is None:
         return
     recipe = {"epochs": s["adaptive_nb_epochs"], "batch_size": s["adaptive_batch_size"],
               "trades_beta": s["adaptive_trades_beta"], "fr_joint": bool(s.get("adaptive_train_restorer")),
               "restarts": s.get("adaptive_restarts") or None,  # warm restarts (absent from older rows: None)
               "curriculum_eps": s.get("adaptive_curriculum_eps") or None}  # their ε curriculum (likewise)
-    rows = [r for r in map(json.loads, filter(str.strip, open(lines))) if r.get("images", "").startswith("test 0-")]
+    rows = [r for r in _torchattacks_rows(path) if r.get("images", "").startswith("test 0-")]
     ours = [r for r in rows if r["defence"] == "adaptive ID+FR"
             and {k: r.get("adaptive_fit", {}).get(k) for k in recipe} == recipe]
     theirs = [r for r in rows if r["defence"] == "Fast AT" and
