@@ -11,6 +11,10 @@ network while the target's own tensors (weights and BatchNorm statistics) never 
 * ``kind="adapter"`` — a zero-initialised residual bottleneck after each named module:
   ``h ← h + up(relu(conv3x3(relu(down(h)))))`` (1×1 convolutions down to ``width``·C channels and back; ``Linear``
   layers for a flat ``h``), ``up`` zero-initialised.
+* ``norm_affine=True`` (with either kind) — a zero-initialised per-channel scale and shift delta on every
+  ``BatchNorm`` of the model: the layer computes ``γ·x̂ + β + (δγ·x̂ + δβ)`` with ``x̂`` normalised by the layer's
+  own running statistics (which stay frozen). The retrained target trains ``γ, β`` too; this lets the restorer reach
+  them without touching the target's tensors.
 
 Default places (``layers=None``), per architecture: LoRA on every ``Conv2d`` and ``Linear`` of the model (stem and
 head included); adapters after every residual block (torchvision's ``BasicBlock`` / ``Bottleneck`` /
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -87,6 +92,26 @@ class LowRankDelta(nn.Module):
         return lambda x: layer._conv_forward(x, weight, layer.bias)
 
 
+class AffineDelta(nn.Module):
+    """``δγ·x̂ + δβ`` per channel for one ``BatchNorm``, ``x̂`` from the layer's frozen running statistics."""
+
+    is_restorer_part = True
+    reads_input = True  # x̂ is the layer's normalised input
+
+    def __init__(self, point: Dict[str, Any]) -> None:
+        super().__init__()
+        self.point = dict(point)
+        self.scale = nn.Parameter(torch.zeros(point["num_features"]))  # δγ = 0 and δβ = 0: the identity at the start
+        self.shift = nn.Parameter(torch.zeros(point["num_features"]))
+
+    def forward(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        batch_stats = layer.training or layer.running_mean is None  # a target in train mode: x̂ as the layer sees it
+        x_hat = F.batch_norm(x, None if batch_stats else layer.running_mean,
+                             None if batch_stats else layer.running_var, training=batch_stats, eps=layer.eps)
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return x_hat * self.scale.view(view) + self.shift.view(view)
+
+
 class ResidualAdapter(nn.Module):
     """A zero-initialised bottleneck whose output is added to a module's output ``h`` (NCHW or (N, D))."""
 
@@ -114,7 +139,9 @@ class ResidualAdapter(nn.Module):
 
 
 def _describe_layer(name: str, module: nn.Module) -> Dict[str, Any]:
-    """What a low-rank delta needs to know of its layer (and what a later attach must find again)."""
+    """What a low-rank (or affine) delta needs to know of its layer (and what a later attach must find again)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return {"name": name, "type": type(module).__name__, "num_features": module.num_features}
     if isinstance(module, nn.Linear):
         return {"name": name, "type": "Linear", "in": module.in_features, "out": module.out_features}
     if isinstance(module, nn.Conv2d):
@@ -122,7 +149,8 @@ def _describe_layer(name: str, module: nn.Module) -> Dict[str, Any]:
                 "kernel": list(module.kernel_size), "stride": list(module.stride),
                 "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
                 "dilation": list(module.dilation), "groups": module.groups, "padding_mode": module.padding_mode}
-    raise ValueError(f"a low-rank delta goes on an nn.Conv2d or nn.Linear; {name!r} is a {type(module).__name__}.")
+    raise ValueError(f"a low-rank delta goes on an nn.Conv2d or nn.Linear (an affine delta on a BatchNorm); {name!r} is "
+                     f"a {type(module).__name__}.")
 
 
 def default_layers(model: nn.Module, kind: str) -> List[str]:
@@ -136,6 +164,14 @@ def default_layers(model: nn.Module, kind: str) -> List[str]:
     if not found:
         raise ValueError(f"no default place for {kind!r} restorers in {type(model).__name__}: pass layers=[...] "
                          f"(module names, e.g. {[n for n, _ in named][:10]}).")
+    return found
+
+
+def norm_layers(model: nn.Module) -> List[str]:
+    """Every ``BatchNorm`` of ``model`` (the places of ``norm_affine``)."""
+    found = [n for n, m in model.named_modules() if n and isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not found:
+        raise ValueError(f"norm_affine=True, but {type(model).__name__} has no BatchNorm layer.")
     return found
 
 
@@ -168,6 +204,7 @@ class InnerRestorer:
     :param layers: Module names (as in ``model.named_modules()``); ``None``: the default per architecture.
     :param rank: Rank of each delta (``kind="lora"``), capped per layer at its full rank.
     :param width: Bottleneck channels as a fraction of the module's channels (``kind="adapter"``).
+    :param norm_affine: Also a per-channel scale and shift delta on every ``BatchNorm`` (module docstring).
     :param device_type: ``"gpu"`` or ``"cpu"``.
     """
 
@@ -177,9 +214,9 @@ class InnerRestorer:
     fold_at_inference: bool = True
 
     def __init__(self, input_shape: Tuple[int, ...], kind: str = "lora", layers: Optional[Sequence[str]] = None,
-                 rank: int = 4, width: float = 0.25, device_type: str = "gpu") -> None:
+                 rank: int = 4, width: float = 0.25, norm_affine: bool = False, device_type: str = "gpu") -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
-        self.kind, self.rank, self.width = kind, int(rank), float(width)
+        self.kind, self.rank, self.width, self.norm_affine = kind, int(rank), float(width), bool(norm_affine)
         self.layers = None if layers is None else [str(n) for n in layers]
         self.device_type = device_type
         self._check_params()
@@ -191,7 +228,9 @@ class InnerRestorer:
     # ------------------------------------------------------------------ building and attaching
     def build(self, model: nn.Module) -> "InnerRestorer":
         """Create the (identity-initialised) parts for ``model``; records its layer shapes and weight digest."""
-        names = self.layers if self.layers is not None else default_layers(model, self.kind)
+        names = list(self.layers if self.layers is not None else default_layers(model, self.kind))
+        if self.norm_affine and self.layers is None:
+            names += norm_layers(model)
         modules = dict(model.named_modules())
         unknown = [n for n in names if n not in modules or not n]
         if unknown:
@@ -200,7 +239,8 @@ class InnerRestorer:
         shapes = _output_shapes(model, names, self.input_shape)
         points = []
         for name in names:
-            point = _describe_layer(name, modules[name]) if self.kind == "lora" else {"name": name}
+            is_norm = isinstance(modules[name], nn.modules.batchnorm._BatchNorm)
+            point = _describe_layer(name, modules[name]) if self.kind == "lora" or is_norm else {"name": name}
             points.append({**point, "shape": shapes[name]["out"], "in_shape": shapes[name]["in"]})
         self._make_parts(points)
         self.layers, self.target_digest = list(names), model_digest(model)
@@ -209,6 +249,8 @@ class InnerRestorer:
 
     def _make_parts(self, points: List[Dict[str, Any]]) -> None:
         def part(p):
+            if p.get("type", "").startswith("BatchNorm"):
+                return AffineDelta(p)
             if self.kind == "adapter":
                 return ResidualAdapter(p, self.width)
             full = min(p["out"], p["in"] // p.get("groups", 1) * _kernel_area(p))
@@ -230,7 +272,7 @@ class InnerRestorer:
             module = modules.get(p["name"])
             if module is None:
                 raise ValueError(f"this InnerRestorer was built for another model: it has no module {p['name']!r}.")
-            if self.kind == "lora" and _describe_layer(p["name"], module) != _layer_fields(p):
+            if "type" in p and _describe_layer(p["name"], module) != _layer_fields(p):
                 raise ValueError(f"this InnerRestorer was built for another model: {p['name']!r} is now "
                                  f"{_describe_layer(p['name'], module)}, was {_layer_fields(p)}.")
         if check_weights and self.target_digest is not None and model_digest(model) != self.target_digest:
@@ -276,6 +318,8 @@ class InnerRestorer:
                     total += m.in_features * m.out_features * _positions(p)
                 elif isinstance(m, nn.Conv2d):
                     total += m.weight.numel() * _positions(p)
+            if isinstance(part, AffineDelta):  # a multiply and an add per element
+                total += 2 * math.prod(p["shape"])
             if p.get("groups", 1) > 1:  # the built delta kernel costs as much as the layer
                 total += p["out"] * p["in"] // p["groups"] * _kernel_area(p) * p["shape"][1] * p["shape"][2]
         return total
@@ -295,7 +339,7 @@ class InnerRestorer:
 
     def get_config(self) -> Dict[str, Any]:
         return {"input_shape": list(self.input_shape), "kind": self.kind, "layers": self.layers, "rank": self.rank,
-                "width": self.width, "device_type": self.device_type}
+                "width": self.width, "norm_affine": self.norm_affine, "device_type": self.device_type}
 
     def save(self, path: str) -> None:
         """One safe checkpoint file (format-tagged; :mod:`art_idfr.checkpoint`)."""

@@ -13,7 +13,8 @@ Algorithm-2 FR fitted as the benchmark's, 10 epochs on the same 4,000 images; ca
 alongside the ID); `eps` accepts `a/b`; `init=NAME` starts from the ID (and joint FR) an earlier run NAME saved
 instead of the Algorithm-1 ID: a further one-cycle pass, a warm restart; `id_width=W` starts from an Algorithm-1 ID
 of width W instead of 0.5, fitted and cached with its FR as the benchmark's; `inner=lora:R` / `inner=adapter:W` adds
-restorers inside the frozen target (art_idfr.InnerRestorer, rank R / width W, default places) trained along, and
+restorers inside the frozen target (art_idfr.InnerRestorer, rank R / width W, default places; a `+bn` suffix, e.g.
+`inner=lora:8+bn`, adds its `norm_affine` deltas on every BatchNorm) trained along, and
 `id=none` leaves the ID out, `id=frozen` keeps it fixed (issue 41)). Best epoch on validation images
 0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy, white-box
 AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
@@ -188,14 +189,17 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
 
 
 def inner_restorer(spec, target, data):
-    """``inner=lora:R`` / ``adapter:W`` → an InnerRestorer built on the target's model; None without ``inner``."""
+    """``inner=lora:R`` / ``adapter:W`` (``+bn``: ``norm_affine``) → an InnerRestorer built on the target's model;
+    None without ``inner``."""
     if spec is None:
         return None
     from art_idfr import InnerRestorer
 
-    kind, _, size = str(spec).partition(":")
+    spec, norm_affine = str(spec).removesuffix("+bn"), str(spec).endswith("+bn")
+    kind, _, size = spec.partition(":")
     sizes = {"rank": int(size or 4)} if kind == "lora" else {"width": float(size or 0.25)}
-    return InnerRestorer(data.input_shape, kind=kind, device_type="cpu", **sizes).build(target.model)
+    return InnerRestorer(data.input_shape, kind=kind, norm_affine=norm_affine, device_type="cpu",
+                         **sizes).build(target.model)
 
 
 def saved_fit(name):

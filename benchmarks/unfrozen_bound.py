@@ -92,7 +92,7 @@ def trainable(model, a):
     from art_idfr import InnerRestorer
 
     inner = InnerRestorer(tuple(a.input_shape), kind=a.trained, rank=a.rank, width=a.width,
-                          device_type="cpu").build(model)
+                          norm_affine=a.norm_affine, device_type="cpu").build(model)
     n_target = sum(p.numel() for p in model.parameters())
     return FrozenTargetWithInner(model, inner), {
         "trained_parameters": inner.num_parameters(), "target_parameters": n_target,
@@ -248,6 +248,8 @@ def main() -> int:
                    help="what trains: the target itself (the bound) or an InnerRestorer in the frozen target")
     p.add_argument("--rank", type=int, default=4, help="--trained lora: rank of every delta")
     p.add_argument("--width", type=float, default=0.25, help="--trained adapter: bottleneck width (fraction)")
+    p.add_argument("--norm-affine", action="store_true",
+                   help="--trained lora|adapter: also a scale and shift delta on every BatchNorm (norm_affine)")
     p.add_argument("--bf16", action="store_true", help="PGD and update under bfloat16 autocast")
     a = p.parse_args()
     a.eps = a.eps if a.eps is not None else (16 / 255 if a.setting == "fashion_mnist" else 8 / 255)
@@ -255,6 +257,7 @@ def main() -> int:
     torch.manual_seed(a.seed)
     jsonl, measured, history, seconds = (fashion_mnist if a.setting == "fashion_mnist" else cifar10)(a)
     kind = "" if a.trained == "target" else (f"_lora{a.rank}" if a.trained == "lora" else f"_adapter{a.width:g}")
+    kind += "_bn" if a.norm_affine and a.trained != "target" else ""
     name = a.name or (f"{'unfrozen' if a.trained == 'target' else 'inner'}{kind}_{a.setting}_eps{round(a.eps * 255)}_b{a.batch_size}_lr{a.learning_rate:g}"
                       f"_adv{a.adversarial_weight:g}_{a.fit_n // 1000}k_ep{a.nb_epochs}"
                       + ("" if a.loss == "trades" else f"_{a.loss}")

@@ -121,6 +121,43 @@ def test_inference_folds_each_delta_into_its_layer_and_restores_the_layer():
         assert not torch.allclose(model[2](model[1](model[0](x))), folded)  # the bare model is the bare model
 
 
+def test_norm_affine_acts_as_a_change_of_each_batchnorms_weight_and_bias(tmp_path):
+    """``norm_affine``: a delta (δγ, δβ) on a BatchNorm gives exactly the target with γ + δγ and β + δβ (running
+    statistics frozen), while the target's own tensors stay as they were; it survives save/load."""
+    import copy
+
+    model = _resnet()
+    inner = InnerRestorer((3, 16, 16), rank=2, norm_affine=True, device_type="cpu").build(model)
+    norms = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(n in inner.layers for n in norms) and "conv1" in inner.layers
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad(), inner.intercept(model):
+        torch.testing.assert_close(model(x), _resnet()(x))  # identity at the start
+    torch.manual_seed(2)
+    part = inner.network["layer1__0__bn1"]
+    with torch.no_grad():
+        part.scale.normal_(0, 0.3)
+        part.shift.normal_(0, 0.3)
+    edited = copy.deepcopy(model)
+    with torch.no_grad():
+        edited.layer1[0].bn1.weight.add_(part.scale)
+        edited.layer1[0].bn1.bias.add_(part.shift)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with inner.intercept(model):
+            out = model(x)
+        torch.testing.assert_close(out, edited(x), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(out, _resnet()(x))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert inner.macs() > InnerRestorer((3, 16, 16), rank=2, device_type="cpu").build(model).macs()
+    inner.save(str(tmp_path / "inner.pt"))
+    back = InnerRestorer.load(str(tmp_path / "inner.pt"))
+    assert back.norm_affine and back.points == inner.points
+    with torch.no_grad(), back.intercept(model):
+        torch.testing.assert_close(model(x), out)
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        InnerRestorer((1, 8, 8), norm_affine=True, device_type="cpu").build(tiny_cnn(channels=1, size=8))
+
+
 def test_works_inside_art_and_as_a_plain_module_with_gradients():
     model = _resnet()
     clf = make_classifier(model, input_shape=(3, 16, 16))

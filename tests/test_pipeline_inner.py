@@ -79,7 +79,8 @@ def test_idfr_inner_is_opt_in_and_its_knobs_change_no_existing_key():
         cfg = EvalConfig.preset(name)
         assert "idfr_inner" not in cfg.defences and "idfr_inner" not in cfg.autoattack_defences
         d = cfg.to_dict()
-        assert d["inner"] == {"kind": "lora", "rank": 4, "width": 0.25, "layers": None, "alone": False}
+        assert d["inner"] == {"kind": "lora", "rank": 4, "width": 0.25, "layers": None, "norm_affine": False,
+                              "alone": False}
         # the resume fingerprint's view: the new knobs at their defaults are left out (earlier checkpoints stay valid)
         view = _without_newer_defaults(d)
         assert "inner" not in view and not {"train_denoiser", "autocast", "channels_last"} & set(view["adaptive"])
@@ -91,7 +92,8 @@ def test_idfr_inner_is_opt_in_and_its_knobs_change_no_existing_key():
     cfg = EvalConfig.preset("tiny", defences="none,inner", inner_kind="ADAPTER", inner_width=0.5,
                             inner_layers="conv1, conv2", adaptive_autocast="bf16", adaptive_channels_last=True)
     assert cfg.defences == ("none", "idfr_inner") and cfg.inner.kind == "adapter"
-    assert cfg.inner.kwargs() == {"kind": "adapter", "rank": 4, "width": 0.5, "layers": ("conv1", "conv2")}
+    assert cfg.inner.kwargs() == {"kind": "adapter", "rank": 4, "width": 0.5, "layers": ("conv1", "conv2"),
+                                  "norm_affine": False}
     assert (cfg.adaptive.autocast, cfg.adaptive.channels_last) == ("bf16", True)
     assert EvalConfig(**cfg.to_dict()) == cfg
     assert EvalConfig.preset("tiny", adaptive_autocast="none").adaptive.autocast is None

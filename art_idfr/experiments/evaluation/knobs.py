@@ -272,6 +272,9 @@ class InnerConfig(_SubConfig):
     layers: Optional[Tuple[str, ...]] = knob(None, "module names of the target to act at, comma-separated (default: "
                                                    "the kind's default places per architecture)", kind="str",
                                              metavar="LIST")
+    norm_affine: bool = knob(False, "also a zero-initialised per-channel scale and shift delta on every BatchNorm "
+                                    "of the target (its running statistics stay frozen)", kind="bool",
+                             cache_if_set=True)
     alone: bool = knob(False, "the restorers inside the target alone: no ID in front and no FR (the rows of the "
                               "validation curve, benchmarks/NOTES.md); default: with the ID and the FR around them",
                        kind="bool", cache_if_set=True)
@@ -286,7 +289,7 @@ class InnerConfig(_SubConfig):
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"`inner_width` must be a positive number, got {self.width!r}.")
         self.width = float(self.width)
-        self.alone = bool(self.alone)
+        self.alone, self.norm_affine = bool(self.alone), bool(self.norm_affine)
         if self.layers is not None:
             names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
             if not isinstance(names, (list, tuple)):
