@@ -397,3 +397,67 @@ def test_trainer_resumes_a_cut_fit_without_crafting_again(mnist_small, tmp_path,
         run(path)
     with pytest.raises(ValueError, match="belongs to another run"):
         run(path, images=x[::-1].copy())
+
+
+def test_trainer_resumes_the_id_epochs_where_a_cut_fit_stopped(mnist_small, tmp_path, monkeypatch):
+    """A fit cut off during the ID's third epoch repeats neither the crafting nor the two epochs done, and ends with
+    the uncut fit's weights and history; a cut during the FR then repeats no ID epoch; both files go at the end."""
+    import art_idfr.training.trainer as trainer_mod
+    from art.attacks.evasion import FastGradientMethod
+
+    from art_idfr._utils import seeded
+    from art_idfr.training.algorithm1 import Algorithm1
+    from art_idfr.training.trainer import id_checkpoint
+
+    torch.manual_seed(0)
+    target = make_classifier(tiny_cnn())
+    x, y = mnist_small[0][:64], mnist_small[1][:64]
+    target.fit(x, y, nb_epochs=1, batch_size=32, verbose=False)
+
+    def run(path=None):
+        with seeded(0):
+            den = IDFRDenoiser(input_shape=(1, 28, 28), width=0.125, device_type="cpu")
+            trainer = IDFRTrainer(target, attacks=[FastGradientMethod(target, eps=0.2)], denoiser=den,
+                                  restorer=FeatureRestorer(device_type="cpu"))
+            trainer.fit(x, y, nb_epochs_id=3, nb_epochs_fr=1, batch_size=32, checkpoint=path,
+                        validation_data=(mnist_small[2][:32], mnist_small[3][:32]))
+        return trainer
+
+    real_epoch, epochs, cut_at = Algorithm1.train_epoch, [], [0]
+
+    def counted(self, *a, **kw):
+        epochs.append(a[-1])
+        if len(epochs) == cut_at[0]:
+            raise KeyboardInterrupt("the session ends")
+        return real_epoch(self, *a, **kw)
+
+    def cut(*a, **kw):
+        raise KeyboardInterrupt("the session ends")
+
+    monkeypatch.setattr(Algorithm1, "train_epoch", counted)
+    uncut = run()
+    path = str(tmp_path / "aes.pt")
+    epochs.clear()
+    cut_at[0] = 3  # during the third ID epoch
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    assert os.path.isfile(path) and os.path.isfile(id_checkpoint(path))
+    epochs.clear()
+    cut_at[0] = 0
+    resumed = run(path)
+    assert epochs == [2]  # only the third epoch ran again
+    assert not os.path.exists(path) and not os.path.exists(id_checkpoint(path))
+    assert [h["epoch"] for h in resumed.denoiser.history] == [1, 2, 3]
+    assert resumed.denoiser.history == uncut.denoiser.history
+    for a, b in [(uncut.denoiser, resumed.denoiser), (uncut.restorer, resumed.restorer)]:
+        assert all(torch.equal(p, q) for p, q in zip(a.network.state_dict().values(), b.network.state_dict().values()))
+    real_fr = trainer_mod.fit_restorer
+    monkeypatch.setattr(trainer_mod, "fit_restorer", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    monkeypatch.setattr(trainer_mod, "fit_restorer", real_fr)
+    epochs.clear()
+    again = run(path)
+    assert epochs == []  # the ID's epochs were all done: none repeated
+    assert all(torch.equal(p, q) for p, q in zip(uncut.restorer.network.state_dict().values(),
+                                                  again.restorer.network.state_dict().values()))

@@ -27,6 +27,8 @@ from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 
 if TYPE_CHECKING:  # pragma: no cover
     from art.attacks.attack import EvasionAttack
+
+    from art_idfr.training.resume import ResumeFile
     from art.estimators.classification import PyTorchClassifier
 
 logger = logging.getLogger(__name__)
@@ -45,9 +47,13 @@ def fit_denoiser(
     x_adv: Optional[np.ndarray] = None,
     y_adv: Optional[np.ndarray] = None,
     validation_data: Optional[Tuple] = None,
+    resume: Optional["ResumeFile"] = None,
 ) -> None:
     """
     Train ``denoiser`` in place by Algorithm 1 (arguments as documented on ``IDFRDenoiser.fit``); marks it fitted.
+    With ``resume`` (not in the paper) the state after every epoch goes to that file, and a fit cut off between
+    epochs continues from the last one (same weights as the uncut fit); the caller deletes the file once its whole
+    fit is done (``IDFRTrainer``: after the FR, so that a cut in the FR's epochs does not repeat the ID's).
     """
     if classifier is None:
         raise ValueError("IDFRDenoiser.fit needs the target: fit(x, y, classifier=..., attacks=[...]).")
@@ -60,7 +66,8 @@ def fit_denoiser(
         raise ValueError(f"x has {len(x)} samples but y has {len(y_idx)}.")
     run = Algorithm1(denoiser, classifier, list(attacks or []),
                      denoiser.batch_size if batch_size is None else int(batch_size))
-    run.train(x, y_idx, denoiser.nb_epochs if nb_epochs is None else int(nb_epochs), x_adv, y_adv, validation_data)
+    run.train(x, y_idx, denoiser.nb_epochs if nb_epochs is None else int(nb_epochs), x_adv, y_adv, validation_data,
+              resume)
 
 
 class Algorithm1:
@@ -74,7 +81,8 @@ class Algorithm1:
         self.distributed = ddp.is_distributed()  # torchrun: see art_idfr.training.distributed
 
     # ------------------------------------------------------------------ the algorithm
-    def train(self, x: np.ndarray, y_idx: np.ndarray, nb_epochs: int, x_adv, y_adv, validation_data) -> None:
+    def train(self, x: np.ndarray, y_idx: np.ndarray, nb_epochs: int, x_adv, y_adv, validation_data,
+              resume: Optional["ResumeFile"] = None) -> None:
         den = self.den
         x_clean, y_clean = torch.as_tensor(np.asarray(x, dtype=np.float32)), torch.as_tensor(y_idx)
         n = len(x_clean)
@@ -87,8 +95,11 @@ class Algorithm1:
         val_sets = self.validation_sets(validation_data)
         self.ddp_net = ddp.wrap_ddp(den.network)
         best = BestEpoch()
+        state = resume.load() if resume is not None else None
+        first = self.restore_state(state, optimizer, scheduler, best) if state is not None else 0
+        adv = tuple(state["adv"]) if state is not None and state.get("adv") is not None else adv
         with frozen(self.clf.model):
-            for epoch in range(nb_epochs):
+            for epoch in range(first, nb_epochs):
                 if den.regenerate_every and epoch > 0 and epoch % den.regenerate_every == 0 and self.attacks:
                     adv = self.craft_training_aes(x, y_idx, x_adv, y_adv)  # not in the paper: fresh AEs
                 train_set = self.epoch_set(adv, x_clean, y_clean)  # line 6
@@ -99,9 +110,31 @@ class Algorithm1:
                     best.update(stats["val_score"], den.network)
                 den.history.append(stats)
                 logger.info("ID epoch %d: %s", epoch + 1, stats)
+                if resume is not None:
+                    resume.save(self.state(epoch + 1, optimizer, scheduler, best,
+                                           adv if den.regenerate_every and self.attacks else None))
         best.finish(den.network)
         self.ddp_net = None  # release the DDP wrapper (and its gradient hooks on the network's parameters)
         den.mark_fitted({"algorithm": "algorithm1"})
+
+    # ------------------------------------------------------------------ resume (not in the paper)
+    def state(self, epochs_done: int, optimizer, scheduler, best: BestEpoch, adv) -> Dict:
+        """Everything the next epochs depend on, after ``epochs_done`` epochs (tensors and plain values only)."""
+        return {"epochs_done": epochs_done, "network": self.den.network.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": self.generator.get_state(), "history": list(self.den.history),
+                "best_score": best.score, "best_state": best.state, "adv": None if adv is None else list(adv)}
+
+    def restore_state(self, state: Dict, optimizer, scheduler, best: BestEpoch) -> int:
+        """Load a :meth:`state` into this run; returns the epoch to continue with."""
+        self.den.network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.den.history[:] = state["history"]
+        best.score, best.state = state["best_score"], state["best_state"]
+        logger.info("ID: resuming after epoch %d", state["epochs_done"])
+        return int(state["epochs_done"])
 
     def craft_training_aes(self, x, y_idx, x_adv, y_adv) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lines 1-4: ``x' = A(x)`` for every attack A; returns AEs, labels, index of each AE's clean image."""

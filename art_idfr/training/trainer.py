@@ -5,6 +5,7 @@ shape of ART's ``Trainer`` (``fit`` then ``get_classifier``); the AEs are crafte
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -90,10 +91,11 @@ class IDFRTrainer(Trainer):
         :param validation_data: ``(x_val, y_val)`` for best-epoch selection in both stages (never the test split);
             the attacks' AEs of ``x_val`` are crafted once and count as much as the clean images.
         :param checkpoint: Path of a resume file (:class:`~art_idfr.training.resume.ResumeFile`) for the crafted AEs
-            and the random state after crafting: a fit cut off after its crafting (a session limit) crafts nothing
-            when called again with the same path, and continues exactly as the uncut fit would have. A file of
-            another fit (other images, attacks or attacked weights) is refused with a ``ValueError``. Deleted when
-            the fit finishes.
+            and the random state after crafting, and beside it (:func:`id_checkpoint`) one for the ID's state after
+            each epoch: a fit cut off (a session limit) crafts nothing when called again with the same path, skips
+            the ID epochs already done, and ends exactly as the uncut fit would have. A file of another fit (other
+            images, attacks, attacked weights, ID settings or starting weights) is refused with a ``ValueError``.
+            Both are deleted when the fit finishes.
         """
         warn_unused_kwargs(kwargs, "IDFRTrainer.fit")
         y_idx = class_indices(y, self.target.nb_classes)
@@ -104,20 +106,25 @@ class IDFRTrainer(Trainer):
             # AEs of the validation images, crafted once: best epochs are chosen on clean + adversarial accuracy
             val_images = (np.asarray(validation_data[0], dtype=np.float32),
                           class_indices(validation_data[1], self.target.nb_classes))
-        resume = ResumeFile(checkpoint, self._crafting_fingerprint(x, y_idx, val_images)) if checkpoint else None
+        fingerprint = self._crafting_fingerprint(x, y_idx, val_images)
+        resume = ResumeFile(checkpoint, fingerprint) if checkpoint else None
+        id_resume = ResumeFile(id_checkpoint(checkpoint), {
+            **fingerprint, "denoiser": self.denoiser.get_config(), "start": digest(self.denoiser.network),
+            "nb_epochs": nb_epochs_id, "batch_size": batch_size}) if checkpoint else None
         x_adv, val_adv = self._crafted(x, onehot, val_images, verbose, resume)
         x_adv_all = np.concatenate(x_adv) if x_adv else None
         y_adv_all = np.tile(y_idx, len(x_adv)) if x_adv else None
         if val_images is not None:
             validation_data = (*val_images, val_adv)
         fit_denoiser(self.denoiser, x, y_idx, self.target, (), nb_epochs_id, batch_size, x_adv_all, y_adv_all,
-                     validation_data)
+                     validation_data, resume=id_resume)
         if self.restorer is not None:
             fit_restorer(self.restorer, x, y_idx, self.target, self.denoiser, (), nb_epochs_fr, batch_size, x_adv_all,
                          y_adv_all, validation_data=validation_data)
         self._classifier = defend(self.target, self.denoiser, self.restorer)
-        if resume is not None:
-            resume.remove()
+        for done in (resume, id_resume):
+            if done is not None:
+                done.remove()
 
     def _crafting_fingerprint(self, x: np.ndarray, y: np.ndarray, val_images) -> dict:
         """What the crafted AEs depend on: the images, the attacks (type, settings, attacked weights)."""
@@ -154,6 +161,12 @@ class IDFRTrainer(Trainer):
     def get_classifier(self) -> "PyTorchClassifier":
         """The defended classifier (the undefended target until :meth:`fit` has run)."""
         return self._classifier
+
+
+def id_checkpoint(checkpoint: str) -> str:
+    """The ID epochs' resume file beside the crafting one ``checkpoint`` of :meth:`IDFRTrainer.fit`."""
+    root, ext = os.path.splitext(checkpoint)
+    return f"{root}.id_epochs{ext or '.pt'}"
 
 
 def _numpy_rng_state() -> list:

@@ -123,8 +123,9 @@ def fit_idfr(
 
 def _crafting_resume_path(out_dir: Optional[str], settings: Dict[str, Any],
                           target_meta: Optional[Dict[str, Any]]) -> Optional[str]:
-    """Where the fit keeps its crafted AEs until it finishes (``IDFRTrainer.fit(checkpoint=...)``), so that a run cut
-    off during the ID or FR epochs crafts nothing again; named by the settings and target, so another fit's file is
+    """Where the fit keeps its crafted AEs (and, beside them, the ID's state after each epoch) until it finishes
+    (``IDFRTrainer.fit(checkpoint=...)``), so that a run cut off during the ID or FR epochs crafts nothing again and
+    repeats no finished ID epoch; named by the settings and target, so another fit's file is
     never this one's."""
     if out_dir is None:
         return None
