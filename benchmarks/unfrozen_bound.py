@@ -85,10 +85,30 @@ class FrozenTargetWithInner(torch.nn.Module):
         return self.wrapped(x)
 
 
+class TargetWithEvalNorms(torch.nn.Module):
+    """The target, every weight trained, but its BatchNorms in eval mode throughout (running statistics frozen, the
+    normalisation a frozen-target restorer sees): ``--eval-norms``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, x):
+        return self.model(x)
+
+
 def trainable(model, a):
     """What ``--trained`` trains: the target itself, or an InnerRestorer inside the frozen target."""
     if a.trained == "target":
-        return model, {"trained_parameters": sum(p.numel() for p in model.parameters())}
+        n = sum(p.numel() for p in model.parameters())
+        return (TargetWithEvalNorms(model) if a.eval_norms else model), {"trained_parameters": n}
     from art_idfr import InnerRestorer
 
     inner = InnerRestorer(tuple(a.input_shape), kind=a.trained, rank=a.rank, width=a.width,
@@ -250,6 +270,8 @@ def main() -> int:
     p.add_argument("--width", type=float, default=0.25, help="--trained adapter: bottleneck width (fraction)")
     p.add_argument("--norm-affine", action="store_true",
                    help="--trained lora|adapter: also a scale and shift delta on every BatchNorm (norm_affine)")
+    p.add_argument("--eval-norms", action="store_true",
+                   help="--trained target: its BatchNorms stay in eval mode during the fit (running statistics frozen)")
     p.add_argument("--bf16", action="store_true", help="PGD and update under bfloat16 autocast")
     a = p.parse_args()
     a.eps = a.eps if a.eps is not None else (16 / 255 if a.setting == "fashion_mnist" else 8 / 255)
@@ -258,6 +280,7 @@ def main() -> int:
     jsonl, measured, history, seconds = (fashion_mnist if a.setting == "fashion_mnist" else cifar10)(a)
     kind = "" if a.trained == "target" else (f"_lora{a.rank}" if a.trained == "lora" else f"_adapter{a.width:g}")
     kind += "_bn" if a.norm_affine and a.trained != "target" else ""
+    kind += "_evalnorms" if a.eval_norms and a.trained == "target" else ""
     name = a.name or (f"{'unfrozen' if a.trained == 'target' else 'inner'}{kind}_{a.setting}_eps{round(a.eps * 255)}_b{a.batch_size}_lr{a.learning_rate:g}"
                       f"_adv{a.adversarial_weight:g}_{a.fit_n // 1000}k_ep{a.nb_epochs}"
                       + ("" if a.loss == "trades" else f"_{a.loss}")
