@@ -140,7 +140,7 @@ class ResidualAdapter(nn.Module):
 
 def _describe_layer(name: str, module: nn.Module) -> Dict[str, Any]:
     """What a low-rank (or affine) delta needs to know of its layer (and what a later attach must find again)."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if _is_norm(module):
         return {"name": name, "type": type(module).__name__, "num_features": module.num_features}
     if isinstance(module, nn.Linear):
         return {"name": name, "type": "Linear", "in": module.in_features, "out": module.out_features}
@@ -169,7 +169,7 @@ def default_layers(model: nn.Module, kind: str) -> List[str]:
 
 def norm_layers(model: nn.Module) -> List[str]:
     """Every ``BatchNorm`` of ``model`` (the places of ``norm_affine``)."""
-    found = [n for n, m in model.named_modules() if n and isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    found = [n for n, m in model.named_modules() if n and _is_norm(m)]
     if not found:
         raise ValueError(f"norm_affine=True, but {type(model).__name__} has no BatchNorm layer.")
     return found
@@ -239,8 +239,8 @@ class InnerRestorer:
         shapes = _output_shapes(model, names, self.input_shape)
         points = []
         for name in names:
-            is_norm = isinstance(modules[name], nn.modules.batchnorm._BatchNorm)
-            point = _describe_layer(name, modules[name]) if self.kind == "lora" or is_norm else {"name": name}
+            described = self.kind == "lora" or _is_norm(modules[name])
+            point = _describe_layer(name, modules[name]) if described else {"name": name}
             points.append({**point, "shape": shapes[name]["out"], "in_shape": shapes[name]["in"]})
         self._make_parts(points)
         self.layers, self.target_digest = list(names), model_digest(model)
@@ -376,6 +376,11 @@ class InnerRestorer:
         if self.layers is not None and not self.layers:
             raise ValueError("layers must name at least one module, or be None for the default places.")
         check_device_type(self.device_type)
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """A BatchNorm (1d/2d/3d, sync): where an affine delta goes."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
 def _key(name: str) -> str:

@@ -27,9 +27,9 @@ from art_idfr.training.common import BestEpoch, batches, craft, validation_score
 
 if TYPE_CHECKING:  # pragma: no cover
     from art.attacks.attack import EvasionAttack
+    from art.estimators.classification import PyTorchClassifier
 
     from art_idfr.training.resume import ResumeFile
-    from art.estimators.classification import PyTorchClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ class Algorithm1:
         self.ddp_net = ddp.wrap_ddp(den.network)
         best = BestEpoch()
         state = resume.load() if resume is not None else None
-        first = self.restore_state(state, optimizer, scheduler, best) if state is not None else 0
-        adv = tuple(state["adv"]) if state is not None and state.get("adv") is not None else adv
+        first, adv = self.restore_state(state, optimizer, scheduler, best, adv) if state is not None else (0, adv)
         with frozen(self.clf.model):
             for epoch in range(first, nb_epochs):
                 if den.regenerate_every and epoch > 0 and epoch % den.regenerate_every == 0 and self.attacks:
@@ -125,8 +124,9 @@ class Algorithm1:
                 "generator": self.generator.get_state(), "history": list(self.den.history),
                 "best_score": best.score, "best_state": best.state, "adv": None if adv is None else list(adv)}
 
-    def restore_state(self, state: Dict, optimizer, scheduler, best: BestEpoch) -> int:
-        """Load a :meth:`state` into this run; returns the epoch to continue with."""
+    def restore_state(self, state: Dict, optimizer, scheduler, best: BestEpoch, adv):
+        """Load a :meth:`state` into this run; returns the epoch to continue with and the training AEs (``adv``
+        unless the state holds regenerated ones)."""
         self.den.network.load_state_dict(state["network"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -134,7 +134,7 @@ class Algorithm1:
         self.den.history[:] = state["history"]
         best.score, best.state = state["best_score"], state["best_state"]
         logger.info("ID: resuming after epoch %d", state["epochs_done"])
-        return int(state["epochs_done"])
+        return int(state["epochs_done"]), adv if state["adv"] is None else tuple(state["adv"])
 
     def craft_training_aes(self, x, y_idx, x_adv, y_adv) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lines 1-4: ``x' = A(x)`` for every attack A; returns AEs, labels, index of each AE's clean image."""
