@@ -123,15 +123,20 @@ def test_cifar10_inner_is_the_screened_inner_row_beside_none_and_fast_at():
 def test_fashion_mnist_inner_is_the_inner_row_on_the_adaptive_recipe():
     """fashion_mnist_inner (issue 41): fashion_mnist_adaptive's flags, unchanged, then rank-8 deltas alone (the
     largest power-of-two rank within 10% of the small CNN's parameters), bf16 + channels-last, the best trained epoch
-    kept, AutoAttack through none / inner / Fast AT; the adaptive recipe itself unchanged."""
+    kept, AutoAttack through none / inner / Fast AT; of the adaptive recipe only the validation screen's schedule
+    changes (four passes in one schedule, no warm restart, Adam 4e-3)."""
     mod, ref = _benchmark_module("fashion_mnist_inner"), _benchmark_module("fashion_mnist_adaptive")
     assert mod.ARGS[:len(ref.ARGS)] == ref.ARGS
     cfg, base_cfg = (_config(build_parser().parse_args(["demo", *m.ARGS, "--out", "unused"])) for m in (mod, ref))
     assert cfg.defences == cfg.autoattack_defences == ("none", "idfr_inner", "fast_at") and "autoattack" in cfg.attacks
     assert (cfg.inner.kind, cfg.inner.rank, cfg.inner.layers, cfg.inner.alone) == ("lora", 8, None, True)
     changed = {k for k, v in cfg.to_dict().items() if base_cfg.to_dict()[k] != v}
-    assert changed == {"defences", "autoattack_defences", "adaptive", "inner"}
-    assert dataclasses.replace(cfg.adaptive, autocast=None, channels_last=False, keep_start=True) == base_cfg.adaptive
+    assert changed == {"defences", "autoattack_defences", "adaptive", "adaptive_restarts", "inner"}
+    assert (cfg.adaptive_restarts, base_cfg.adaptive_restarts) == ((), (1,))
+    assert (cfg.adaptive.nb_epochs, cfg.adaptive.learning_rate) == (4, 4e-3)
+    assert dataclasses.replace(cfg.adaptive, autocast=None, channels_last=False, keep_start=True,
+                               nb_epochs=base_cfg.adaptive.nb_epochs,
+                               learning_rate=base_cfg.adaptive.learning_rate) == base_cfg.adaptive
 
 
 def test_adaptive_benchmark_trains_the_same_models_as_fashion_mnist_cpu():

@@ -188,6 +188,14 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
     assert [tuple(r[k] for k in key) for r in doc2["records"]] == [tuple(r[k] for k in key) for r in doc["records"]]
 
 
+def test_a_later_none_clears_the_warm_restarts():
+    """``--adaptive-restarts none`` (a benchmark built on another's flags drops its warm restarts) is the default;
+    a list is kept."""
+    parse = build_parser().parse_args
+    assert parse(["demo", "--adaptive-restarts", "1,2", "--adaptive-restarts", "none"]).adaptive_restarts == ()
+    assert parse(["demo", "--adaptive-restarts", "1,2"]).adaptive_restarts == (1, 2)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -224,6 +232,8 @@ def test_train_fit_evaluate_chain(tmp_path, capsys):
         (["demo", "--weights", "/nonexistent/w.pth"], r"target weights file '/nonexistent/w.pth' \(--weights\) not found"),
         (["demo", "--image-size", "0"], "expected a positive integer"),
         (["train-target", "--epochs", "-1"], "expected a non-negative integer"),
+        (["demo", "--adaptive-restarts", "0"], "expected a positive integer, got '0'"),
+        (["demo", "--adaptive-restarts", "1,none"], "expected a positive integer, got 'none'"),
     ],
 )
 def test_argument_errors(argv, message, capsys):

@@ -48,6 +48,15 @@ def _name_list(canonical: Callable[[str], str]) -> Callable[[str], tuple]:
     return parse
 
 
+def _none_or(parse_list: Callable[[str], tuple]) -> Callable[[str], tuple]:
+    """A list flag that also takes ``none`` (the empty list), so a later flag can clear an earlier one."""
+    def parse(text: str) -> tuple:
+        return () if text.strip().lower() == "none" else parse_list(text)
+
+    parse.__name__ = "list"
+    return parse
+
+
 def _parse_positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -107,6 +116,7 @@ def _arg_types() -> Dict[str, Callable[[str], Any]]:
         "model_list": _name_list(_choice(MODEL_NAMES, "model")),
         "float+_list": _name_list(_positive_float),
         "int+_list": _name_list(_parse_positive_int),
+        "int+_list_or_none": _none_or(_name_list(_parse_positive_int)),
         "attack_list": _name_list(_choice(ATTACK_NAMES, "attack")),
         "table_attack_list": _name_list(canonical_attack),
         "defence_list": _name_list(canonical_defence),

@@ -190,8 +190,8 @@ class EvalConfig:
     adaptive_fit_n: Optional[int] = knob(None, "training images of adaptive training (default: fit_n)", kind="int+",
                                          metavar="N", section="idfr")
     adaptive_restarts: Tuple[int, ...] = knob((), "warm restarts after the adaptive fit: the epochs of each further "
-                                                  "one-cycle run from the weights reached, e.g. 1 or 1,1 (default: "
-                                                  "none)", kind="int+_list", metavar="LIST", section="idfr")
+                                                  "one-cycle run from the weights reached, e.g. 1 or 1,1, or none "
+                                                  "(the default)", kind="int+_list_or_none", metavar="LIST", section="idfr")
     adaptive_curriculum_eps: Tuple[float, ...] = knob(
         (), "an eps curriculum across the warm restarts: the budgets of the first fit and of every restart but the "
             "last, which trains at adaptive_eps; one per restart, e.g. 2/255,4/255 with --adaptive-restarts 1,1 "
