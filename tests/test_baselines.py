@@ -410,3 +410,71 @@ def test_training_loop_learning_rate_schedules(schedule, steps_taken):
         train_epochs(net, [w], [np.zeros((4, 1), np.float32)], lambda xb, gen: (w * 1.0, {}), nb_epochs=1,
                      batch_size=4, learning_rate=0.01, device=torch.device("cpu"), seed=0, verbose=False, desc="t",
                      lr_schedule="step")
+
+
+def _fresh(name):
+    """An unfitted baseline of the module's tiny settings (SOAP around a freshly seeded tiny CNN)."""
+    if name != "soap":
+        return build(name, **({"lr_schedule": "cosine"} if name == "comdefend" else {}))
+    torch.manual_seed(0)
+    return SOAPModel(tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8), SHAPE, purify_eps=0.1, purify_steps=3,
+                     learning_rate=1e-2, batch_size=8, seed=0)
+
+
+def _fit_any(defence, data, **kwargs):
+    if isinstance(defence, SOAPModel):
+        defence.fit(data[0], data[1], nb_epochs=3, **kwargs)
+    else:
+        extra = {"feature_network": feature_net(), "feature_layer": "1"} if isinstance(defence, NRP) else {}
+        defence.fit(data[0], nb_epochs=3, **extra, **kwargs)
+    return defence
+
+
+def _weights(defence):
+    return (defence if isinstance(defence, nn.Module) else defence.network).state_dict()
+
+
+def _cut_fit(defence, data, path, monkeypatch, writes=3):
+    """Fit ``defence`` with a resume file at ``path``, cut off right after its ``writes``-th write; the steps (in
+    the epoch) of the writes."""
+    from art_idfr.experiments.baselines import training
+
+    save, steps = training._EpochLoop._save, []
+
+    def save_then_cut(loop):
+        save(loop)
+        steps.append(loop.step)
+        if len(steps) == writes:
+            raise KeyboardInterrupt("cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(training._EpochLoop, "_save", save_then_cut)
+        with pytest.raises(KeyboardInterrupt):
+            _fit_any(defence, data, checkpoint=path)
+    return steps
+
+
+@pytest.mark.parametrize("name", PREPROCESSORS + ("soap",))
+def test_a_cut_baseline_fit_resumes_where_it_stopped(name, data, tmp_path, monkeypatch):
+    """A fit cut off inside its second epoch (right after a resume-file write) and started again with the same
+    arguments ends with the uncut fit's weights and history, bit for bit (ComDefend with the cosine schedule, whose
+    state is saved too); the resume file is gone at the end."""
+    from art_idfr.experiments.baselines import training
+
+    monkeypatch.setattr(training, "CHECKPOINT_EVERY", 1)  # 2 batches per epoch: writes at steps 1, 2 (epoch end), 3
+    path = str(tmp_path / "fit.resume.pt")
+    uncut = _fit_any(_fresh(name), data)
+    assert _cut_fit(_fresh(name), data, path, monkeypatch) == [1, 0, 1] and os.path.isfile(path)  # epoch 2, step 1
+    resumed = _fit_any(_fresh(name), data, checkpoint=path)
+    assert not os.path.exists(path)
+    assert resumed.history == uncut.history and len(uncut.history) == 3
+    for key, value in _weights(uncut).items():
+        assert torch.equal(_weights(resumed)[key], value), key
+
+
+def test_a_baseline_resume_file_of_another_fit_is_refused(data, tmp_path, monkeypatch):
+    """The resume file of a fit with other settings (here the learning rate) is not silently continued."""
+    path = str(tmp_path / "fit.resume.pt")
+    _cut_fit(build("adp"), data, path, monkeypatch, writes=1)
+    with pytest.raises(ValueError, match="belongs to another run.*learning_rate"):
+        _fit_any(build("adp", learning_rate=5e-3), data, checkpoint=path)

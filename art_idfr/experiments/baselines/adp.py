@@ -231,8 +231,9 @@ def dsm_loss(network: ScoreNetwork, x: torch.Tensor, sigma: torch.Tensor, z: tor
 
 
 def fit_adp(defence: ADP, x: np.ndarray, nb_epochs: Optional[int] = None, batch_size: Optional[int] = None,
-            **kwargs: Any) -> None:
-    """Train an :class:`ADP` score network by denoising score matching; marks it fitted."""
+            checkpoint: Optional[str] = None, **kwargs: Any) -> None:
+    """Train an :class:`ADP` score network by denoising score matching; marks it fitted. ``checkpoint``: a resume
+    file path (:func:`~art_idfr.experiments.baselines.training.train_epochs`)."""
     if kwargs:
         raise ValueError(f"ADP.fit got unexpected arguments {sorted(kwargs)}.")
     defence.check_input(x, "ADP training data")
@@ -247,5 +248,6 @@ def fit_adp(defence: ADP, x: np.ndarray, nb_epochs: Optional[int] = None, batch_
     history, info = train_epochs(
         net, net.parameters(), [x], step, nb_epochs=defence.nb_epochs if nb_epochs is None else int(nb_epochs),
         batch_size=batch_size or defence.batch_size, learning_rate=defence.learning_rate, device=defence.device,
-        seed=defence.seed, verbose=defence.verbose, desc="ADP")
+        seed=defence.seed, verbose=defence.verbose, desc="ADP", checkpoint=checkpoint,
+        fingerprint=defence.get_config())
     defence.mark_fitted(history, info)

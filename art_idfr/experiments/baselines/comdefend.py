@@ -177,8 +177,9 @@ def comdefend_loss(network: ComDefendNetwork, x: torch.Tensor, noise: torch.Tens
 
 
 def fit_comdefend(defence: ComDefend, x: np.ndarray, nb_epochs: Optional[int] = None,
-                  batch_size: Optional[int] = None, **kwargs: Any) -> None:
-    """Train a :class:`ComDefend` on clean images (the paper's unsupervised objective); marks it fitted."""
+                  batch_size: Optional[int] = None, checkpoint: Optional[str] = None, **kwargs: Any) -> None:
+    """Train a :class:`ComDefend` on clean images (the paper's unsupervised objective); marks it fitted.
+    ``checkpoint``: a resume file path (:func:`~art_idfr.experiments.baselines.training.train_epochs`)."""
     if kwargs:
         raise ValueError(f"ComDefend.fit got unexpected arguments {sorted(kwargs)}.")
     defence.check_input(x, "ComDefend training data")
@@ -193,5 +194,5 @@ def fit_comdefend(defence: ComDefend, x: np.ndarray, nb_epochs: Optional[int] = 
         net, net.parameters(), [x], step, nb_epochs=defence.nb_epochs if nb_epochs is None else int(nb_epochs),
         batch_size=batch_size or defence.batch_size, learning_rate=defence.learning_rate, device=defence.device,
         seed=defence.seed, verbose=defence.verbose, desc="ComDefend", betas=(0.5, 0.999),
-        lr_schedule=defence.lr_schedule)
+        lr_schedule=defence.lr_schedule, checkpoint=checkpoint, fingerprint=defence.get_config())
     defence.mark_fitted(history, info)

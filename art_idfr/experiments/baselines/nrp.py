@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from art_idfr._utils import device_of, frozen
+from art_idfr._utils import device_of, digest, frozen
 from art_idfr.experiments.baselines._common import BaselinePreprocessor, check_non_negative, check_positive
 from art_idfr.experiments.baselines.training import rand, train_epochs
 
@@ -207,8 +207,10 @@ def nrp_loss(purifier: nn.Module, features: Callable, x: torch.Tensor, x_adv: to
 
 
 def fit_nrp(defence: NRP, x: np.ndarray, feature_network: Optional[nn.Module], feature_layer: Optional[str] = None,
-            nb_epochs: Optional[int] = None, batch_size: Optional[int] = None, **kwargs: Any) -> None:
-    """Train an :class:`NRP` purifier with SSP perturbations of ``feature_network`` (frozen); marks it fitted."""
+            nb_epochs: Optional[int] = None, batch_size: Optional[int] = None, checkpoint: Optional[str] = None,
+            **kwargs: Any) -> None:
+    """Train an :class:`NRP` purifier with SSP perturbations of ``feature_network`` (frozen); marks it fitted.
+    ``checkpoint``: a resume file path (:func:`~art_idfr.experiments.baselines.training.train_epochs`)."""
     if kwargs:
         raise ValueError(f"NRP.fit got unexpected arguments {sorted(kwargs)}.")
     if feature_network is None:
@@ -230,6 +232,8 @@ def fit_nrp(defence: NRP, x: np.ndarray, feature_network: Optional[nn.Module], f
         history, info = train_epochs(
             net, net.parameters(), [x], step, nb_epochs=defence.nb_epochs if nb_epochs is None else int(nb_epochs),
             batch_size=batch_size or defence.batch_size, learning_rate=defence.learning_rate, device=defence.device,
-            seed=defence.seed, verbose=defence.verbose, desc="NRP")
+            seed=defence.seed, verbose=defence.verbose, desc="NRP", checkpoint=checkpoint,
+            fingerprint=defence.get_config() | {"feature_network": digest(feature_network),
+                                                "feature_layer": feature_layer})
     info.update(feature_network=type(feature_network).__name__, feature_layer=feature_layer)
     defence.mark_fitted(history, info)

@@ -215,8 +215,9 @@ def soap_loss(soap: SOAPModel, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.
 
 
 def fit_soap(soap: SOAPModel, x: np.ndarray, y: np.ndarray, nb_epochs: Optional[int] = None,
-             batch_size: Optional[int] = None, **kwargs: Any) -> None:
-    """Train a :class:`SOAPModel` (classifier + rotation head) on labelled clean images; marks it fitted."""
+             batch_size: Optional[int] = None, checkpoint: Optional[str] = None, **kwargs: Any) -> None:
+    """Train a :class:`SOAPModel` (classifier + rotation head) on labelled clean images; marks it fitted.
+    ``checkpoint``: a resume file path (:func:`~art_idfr.experiments.baselines.training.train_epochs`)."""
     if kwargs:
         raise ValueError(f"SOAPModel.fit got unexpected arguments {sorted(kwargs)}.")
     check_clean_batch(x, soap.input_shape, soap.clip_values, "SOAP training data")
@@ -227,7 +228,8 @@ def fit_soap(soap: SOAPModel, x: np.ndarray, y: np.ndarray, nb_epochs: Optional[
     history, info = train_epochs(
         soap, soap.parameters(), [x, labels], lambda xb, yb, gen: soap_loss(soap, xb, yb),
         nb_epochs=soap.nb_epochs if nb_epochs is None else int(nb_epochs), batch_size=batch_size or soap.batch_size,
-        learning_rate=soap.learning_rate, device=device, seed=soap.seed, verbose=soap.verbose, desc="SOAP")
+        learning_rate=soap.learning_rate, device=device, seed=soap.seed, verbose=soap.verbose, desc="SOAP",
+        checkpoint=checkpoint, fingerprint=soap.get_config())
     soap.mark_fitted(history, info)
 
 

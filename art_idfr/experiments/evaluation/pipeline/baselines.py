@@ -3,7 +3,9 @@ The paper's purification baselines in a run: the opt-in defences ``comdefend``, 
 (:mod:`art_idfr.experiments.baselines`; never in a default defence list). :func:`train_baselines` fits each requested
 one on the run's training data and caches it in the run folder, ``OUT/baselines/<key>/``: ``<key>.pt`` (the
 defence's own ``save``, read back with ``weights_only``) and ``meta.json`` (its settings, the cache key; fit time;
-training history; inference passes). A cached fit is reused when its settings match. Under ``torchrun`` rank 0 alone
+training history; inference passes). A cached fit is reused when its settings match; a fit cut off (a session
+limit) continues from its resume file, ``OUT/baselines/<key>/<key>.resume.pt``, written every
+:data:`~art_idfr.experiments.baselines.training.CHECKPOINT_EVERY` steps. Under ``torchrun`` rank 0 alone
 fits it and the other ranks receive its weights (:func:`~.networks._trained_on_main`).
 
 * ``comdefend``, ``adp``: trained on clean training images, ``baselines.fit_n`` of them (default ``fit_n``;
@@ -159,12 +161,14 @@ def _load_or_fit(key, s, config, data, target_model, folder, reuse, verbose):
     if cached is not None:
         return cached
     defence = _build(key, s, config, data, verbose)
+    checkpoint = None if folder is None else os.path.join(folder, f"{key}.resume.pt")  # a cut fit resumes
     if key == "soap":
-        defence.fit(data.x_train, data.y_train)
+        defence.fit(data.x_train, data.y_train, checkpoint=checkpoint)
         n = len(data.y_train)
     else:
         x = _fit_images(s, config, data)
-        defence.fit(x, **({"feature_network": TargetEmbedding(target_model)} if key == "nrp" else {}))
+        defence.fit(x, checkpoint=checkpoint,
+                    **({"feature_network": TargetEmbedding(target_model)} if key == "nrp" else {}))
         n = len(x)
     meta = {"role": "baseline", "defence": key, "settings": s, "fit_n": int(n),
             "fit_seconds": defence.training_info.get("fit_seconds"), "inference_passes": defence.inference_passes,
