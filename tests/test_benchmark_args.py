@@ -382,3 +382,25 @@ def test_second_evaluator_attacks_adp_through_its_random_purification_with_eot()
     assert mod.apgd_accuracy(module, x.detach(), y, 1.0, eot_iter=2) < 100.0  # eps 1: the attack does succeed
     row = mod.measure(module, x.detach(), y, eot_iter=2, eps=(8,))  # --eps 8: one budget only
     assert set(row) == {"clean", "torchattacks APGD-CE+DLR (EOT 2) 8/255"}
+
+
+def test_cell_times_sums_the_stored_seconds_per_threat_model_and_defence(tmp_path, capsys):
+    """benchmarks/cell_times.py: the seconds each cell file keeps, summed per (threat model, defence), largest first;
+    a cell without a time counts as untimed; a folder without cells is a clear error."""
+    import numpy as np
+
+    from art_idfr.experiments.evaluation.cells import FOLDER, CellCache
+
+    cache = CellCache(str(tmp_path / FOLDER), {"run": 1})
+    for i, (summary, seconds) in enumerate([("white-box: ADP (EOT 4), bim 8/255", 30.0),
+                                            ("white-box: ADP (EOT 4), cw 8/255", 12.5),
+                                            ("query: none, square 8/255", 2.0), ("masking: none, pgd 0.5", None)]):
+        cache.put({"i": i}, np.ones(3, bool), summary, seconds=seconds)
+    mod = _benchmark_module("cell_times")
+    assert mod.main([str(tmp_path)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2] == "| white-box | ADP (EOT 4) | 42 | 95.5% | 2 (2) |" and rows[3].startswith("| query | none | 2 |")
+    assert rows[-1] == "| **total** | | **44** | | 4 (3) |"
+    assert mod.main([str(tmp_path), "--by", "defence"]) == 0 and "| all | none | 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        mod.main([str(tmp_path / "nowhere")])

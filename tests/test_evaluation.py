@@ -539,7 +539,7 @@ def test_cells_are_reused_only_when_nothing_they_depend_on_changed(tiny_run, tmp
     import copy
 
     import art_idfr.experiments.attacks as attacks_mod
-    from art_idfr.experiments.evaluation.cells import FOLDER
+    from art_idfr.experiments.evaluation.cells import FOLDER, cell_seconds
 
     cfg, data, (target, surrogate, den, fr, fast), _, result = tiny_run
     sub = cfg.replace(defences=("none", "idfr"), threat_models=("white-box", "query"))
@@ -563,6 +563,10 @@ def test_cells_are_reused_only_when_nothing_they_depend_on_changed(tiny_run, tmp
     first = run(fr)
     assert len(calls) == n_cells + 1  # + the undefended large-eps BIM of the sanity checks, not a cell
     assert len(list((tmp_path / FOLDER).glob("*.json"))) == n_cells and "reused_cells" not in first.metadata
+    times = cell_seconds(str(tmp_path / FOLDER))  # every cell keeps the seconds it took, per threat model / defence
+    labels = {r["defence_key"]: r["defence"] for r in first.records}
+    assert set(times) == {(kind, labels[key]) for kind in per_defence for key in ("none", "idfr")}
+    assert all(t["cells"] == t["timed"] == per_defence[kind] and t["seconds"] > 0 for (kind, _), t in times.items())
     for r in first.records:
         assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
 

@@ -23,7 +23,9 @@ is not in the cache: a rerun that adds or changes one defence crafts them again 
 seeded), one that changes nothing crafts nothing. Files are plain JSON (format ``art-idfr-eval-cell/1``; hits as a
 ``0``/``1`` string); one that is damaged or does not match its name is ignored with a warning and measured again.
 Reusing a cell changes no number (the same command computes the same hits); the reports say how many cells were
-taken from the cache (``metadata["reused_cells"]``).
+taken from the cache (``metadata["reused_cells"]``). Each file also keeps the seconds its cell took to measure (the
+attack, not the crafting of shared transfer AEs); :func:`cell_seconds` sums them per threat model and defence, over
+every session of a run that was cut and resumed.
 """
 from __future__ import annotations
 
@@ -31,14 +33,15 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, Optional
+import re
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CellCache", "defence_fingerprint", "images_digest", "run_context", "source_fingerprint", "FOLDER",
-           "FORMAT"]
+__all__ = ["CellCache", "cell_seconds", "defence_fingerprint", "images_digest", "run_context", "source_fingerprint",
+           "FOLDER", "FORMAT"]
 
 FOLDER = "eval_cells"
 FORMAT = "art-idfr-eval-cell/1"
@@ -136,13 +139,45 @@ class CellCache:
             return None
         return np.frombuffer(hits.encode(), dtype=np.uint8) == ord("1")
 
-    def put(self, cell: Dict[str, Any], hits: np.ndarray, summary: str) -> None:
-        """Store ``cell``'s per-image hits (``summary``: a readable name of the cell, for whoever opens the file)."""
+    def put(self, cell: Dict[str, Any], hits: np.ndarray, summary: str, seconds: Optional[float] = None) -> None:
+        """Store ``cell``'s per-image hits (``summary``: a readable name of the cell, ``kind: defence label, attack
+        eps``, for whoever opens the file and for :func:`cell_seconds`; ``seconds``: the time it took)."""
         key = self.key(cell)
         os.makedirs(self.directory, exist_ok=True)
         doc = {"format": FORMAT, "key": key, "cell": summary, "n": int(len(hits)),
                "hits": "".join("1" if h else "0" for h in np.asarray(hits, dtype=bool))}
+        if seconds is not None:
+            doc["seconds"] = round(float(seconds), 3)
         tmp = self._path(key) + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f)
         os.replace(tmp, self._path(key))
+
+
+_SUMMARY = re.compile(r"^(?P<kind>[^:]+): (?P<defence>.+), (?P<attack>\S+) (?P<eps>\S+)$")
+
+
+def cell_seconds(directory: str) -> Dict[Tuple[str, str], Dict[str, float]]:
+    """
+    Measuring time of the cells stored in ``directory`` (``OUT/eval_cells``), per ``(kind, defence label)``:
+    ``{"seconds": total, "cells": how many, "timed": how many carry a time}`` (files written before cells kept their
+    time count in ``cells`` only). Unreadable files are skipped.
+    """
+    out: Dict[Tuple[str, str], Dict[str, float]] = {}
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                doc = json.load(f)
+            match = _SUMMARY.match(doc["cell"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if match is None:
+            continue
+        row = out.setdefault((match["kind"], match["defence"]), {"seconds": 0.0, "cells": 0, "timed": 0})
+        row["cells"] += 1
+        if isinstance(doc.get("seconds"), (int, float)):
+            row["seconds"] += float(doc["seconds"])
+            row["timed"] += 1
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
@@ -89,9 +90,11 @@ class ReuseMixin:
                 if count:
                     self.reused_cells[cell["kind"]] = self.reused_cells.get(cell["kind"], 0) + 1
                 return found
+        start = time.perf_counter()
         hits = compute()
         if self.cells is not None:
-            self.cells.put(full, hits, f"{cell['kind']}: {label}, {cell['attack']} {eps_label(cell['eps'])}")
+            self.cells.put(full, hits, f"{cell['kind']}: {label}, {cell['attack']} {eps_label(cell['eps'])}",
+                           seconds=time.perf_counter() - start)
         return hits
 
     def _resume(self, tm: str) -> bool:
