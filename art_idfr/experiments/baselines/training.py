@@ -51,9 +51,10 @@ def train_epochs(network: nn.Module, parameters: Iterable[nn.Parameter], arrays:
         ``CosineAnnealingLR`` from ``learning_rate`` to 0 over all the steps).
     :param checkpoint: Path of a resume file (:mod:`art_idfr.training.resume`): the whole state (``network``'s
         weights, optimizer, schedule, generator, history, position in the epoch) is written there every
-        ``checkpoint_every`` steps (default :data:`CHECKPOINT_EVERY`) and after every epoch; a fit cut off and started again with the same arguments
-        continues from it and ends with the uncut fit's weights and history. Deleted when the fit ends. A file of
-        another fit (settings, data, starting weights or ``fingerprint`` differ) is refused (``ValueError``).
+        ``checkpoint_every`` steps (default :data:`CHECKPOINT_EVERY`) and after every epoch; a fit cut off and
+        started again with the same arguments continues from it and ends with the uncut fit's weights and history.
+        Deleted when the fit ends. A file of another fit (settings, data, starting weights or ``fingerprint``
+        differ) is refused (``ValueError``).
     :param fingerprint: What else the resume file must match (the defence's settings, a frozen helper network; a
         ``verbose`` key is left out).
     :return: ``(history, info)``: one ``{"epoch": e, term: mean, ...}`` per epoch (``loss`` is the total) and
