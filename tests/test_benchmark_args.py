@@ -103,7 +103,8 @@ def test_paper_script_arguments_plan_its_runs():
 
 
 #: cifar10_inner also takes the recipe of the CIFAR-10 validation screens of the inner restorers (NOTES)
-_SCREENED = {"adversarial_weight": 0.0, "eps_warmup": 0.3, "batch_size": 16, "nb_epochs": 3, "keep_start": False}
+_SCREENED = {"adversarial_weight": 0.0, "eps_warmup": 0.3, "batch_size": 16, "nb_epochs": 3, "keep_start": False,
+             "learning_rate": 4e-3}
 
 
 def test_cifar10_inner_is_the_screened_inner_row_beside_none_and_fast_at():
