@@ -39,9 +39,9 @@ def build(name, **kwargs):
     return ADP(**({"width": 8, "depth": 2, "nb_steps": 2, "sigmas": (0.5, 0.25, 0.1)} | common | kwargs))
 
 
-def fit(defence, x, nb_epochs=3):
+def fit(defence, x, nb_epochs=3, **kwargs):
     extra = {"feature_network": feature_net(), "feature_layer": "1"} if isinstance(defence, NRP) else {}
-    defence.fit(x, nb_epochs=nb_epochs, **extra)
+    defence.fit(x, nb_epochs=nb_epochs, **extra, **kwargs)
     return defence
 
 
@@ -55,11 +55,7 @@ def fitted(data):
 
 @pytest.fixture(scope="module")
 def soap(data):
-    torch.manual_seed(0)
-    model = tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8)
-    soap = SOAPModel(model, SHAPE, purify_eps=0.1, purify_steps=3, learning_rate=1e-2, batch_size=8, seed=0)
-    soap.fit(data[0], data[1], nb_epochs=3)
-    return soap
+    return _fit_any(_fresh("soap"), data)
 
 
 def purify(defence, x, seed=None):
@@ -422,11 +418,10 @@ def _fresh(name):
 
 
 def _fit_any(defence, data, **kwargs):
-    if isinstance(defence, SOAPModel):
-        defence.fit(data[0], data[1], nb_epochs=3, **kwargs)
-    else:
-        extra = {"feature_network": feature_net(), "feature_layer": "1"} if isinstance(defence, NRP) else {}
-        defence.fit(data[0], nb_epochs=3, **extra, **kwargs)
+    """:func:`fit` for a preprocessor; SOAP also takes the labels."""
+    if not isinstance(defence, SOAPModel):
+        return fit(defence, data[0], **kwargs)
+    defence.fit(data[0], data[1], nb_epochs=3, **kwargs)
     return defence
 
 
