@@ -385,9 +385,12 @@ def test_second_evaluator_attacks_adp_through_its_random_purification_with_eot()
     assert set(row) == {"clean", "torchattacks APGD-CE+DLR (EOT 2) 8/255"}
 
 
-def test_cell_times_sums_the_stored_seconds_per_threat_model_and_defence(tmp_path, capsys):
-    """benchmarks/cell_times.py: the seconds each cell file keeps, summed per (threat model, defence), largest first;
-    a cell without a time counts as untimed; a folder without cells is a clear error."""
+def test_run_times_sums_the_fits_and_the_stored_cell_seconds(tmp_path, capsys):
+    """benchmarks/run_times.py: every recorded fit (a model's epochs, the IDFR fit, a baseline) and the seconds each
+    cell file keeps, summed per (threat model, defence), largest first; a cell without a time counts as untimed; a
+    folder with neither is a clear error."""
+    import json
+
     import numpy as np
 
     from art_idfr.experiments.evaluation.cells import FOLDER, CellCache
@@ -397,11 +400,21 @@ def test_cell_times_sums_the_stored_seconds_per_threat_model_and_defence(tmp_pat
                                             ("white-box: ADP (EOT 4), cw 8/255", 12.5),
                                             ("query: none, square 8/255", 2.0), ("masking: none, pgd 0.5", None)]):
         cache.put({"i": i}, np.ones(3, bool), summary, seconds=seconds)
-    mod = _benchmark_module("cell_times")
+    for rel, doc in [("target/model.json", {"history": {"seconds": [10.0, 20.0]}, "train_seconds": 1.0}),
+                     ("fast_at/model.json", {"train_seconds": 5.0}), ("idfr/idfr.json", {"fit_seconds": 60.0}),
+                     ("baselines/soap/meta.json", {"fit_seconds": 100.0}), ("baselines/adp/meta.json", {})]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(doc))
+    mod = _benchmark_module("run_times")
     assert mod.main([str(tmp_path)]) == 0
-    rows = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    fits, cells = out.split("### Evaluation cells")
+    assert fits.splitlines()[4:9] == ["| baseline: soap | 100 | 51.3% |", "| IDFR (Algorithm 1 + 2) | 60 | 30.8% |",
+                                      "| model: target | 30 | 15.4% |", "| model: fast_at | 5 | 2.6% |",
+                                      "| **total** | **195** | |"]
+    rows = cells.strip().splitlines()
     assert rows[2] == "| white-box | ADP (EOT 4) | 42 | 95.5% | 2 (2) |" and rows[3].startswith("| query | none | 2 |")
-    assert rows[-1] == "| **total** | | **44** | | 4 (3) |"
+    assert rows[-3] == "| **total** | | **44** | | 4 (3) |" and rows[-1] == "fits 195 s + timed cells 44 s = 240 s"
     assert mod.main([str(tmp_path), "--by", "defence"]) == 0 and "| all | none | 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mod.main([str(tmp_path / "nowhere")])
