@@ -1,5 +1,5 @@
 """
-Screen the paper's purification baselines (ComDefend, NRP, ADP) on a *validation* split — never the test split — the
+Screen the paper's purification baselines (ComDefend, NRP, ADP, SOAP) on a *validation* split — never the test split — the
 record behind the "baseline screens" section of `benchmarks/NOTES.md` (issue 42).
 
     python benchmarks/screen_baselines.py --baseline adp --name default
@@ -7,6 +7,8 @@ record behind the "baseline screens" section of `benchmarks/NOTES.md` (issue 42)
     python benchmarks/screen_baselines.py --baseline adp --name e20_s1 nb_epochs=20 fit_n=20000 step_size=1.0
     python benchmarks/screen_baselines.py --baseline comdefend --name e20 nb_epochs=20 fit_n=20000
     python benchmarks/screen_baselines.py --cifar10 --baseline adp --name default fit_n=3000
+    python benchmarks/screen_baselines.py --baseline soap --name scratch_e4 nb_epochs=4
+    python benchmarks/screen_baselines.py --baseline soap --name target_e1 init=target nb_epochs=1
 
 The target and the surrogate are `tune_id.py`'s (small CNN width 1 / 4 epochs; width 0.5 / 3 epochs, other seed;
 trained on the training split minus 3,000 validation images, cached in runs/tune_<dataset>/ and reused); `--cifar10`
@@ -18,7 +20,10 @@ from the training split; `nb_epochs` is its constructor's) on clean images, or r
 settings from runs/screen_baselines_<dataset>/ (test-time settings such as ADP's `nb_steps` / `step_size` /
 `noise_std` do not retrain), and measures the target through it on validation images 1000-2999 (Fashion-MNIST):
 clean accuracy and black-box accuracy on FGSM 16/255 and BIM 8/255 crafted on the surrogate (ADP: one random draw
-per prediction, seeded, as the evaluation's black-box table does). One JSON line per call goes to
+per prediction, seeded, as the evaluation's black-box table does). SOAP retrains the classifier: it is fitted on the
+whole training split (`fit_n` does not apply), from a fresh network of the target's architecture (`init=scratch`, the
+paper's) or from a copy of the screen's target (`init=target`), and scored as a classifier of its own (its purify
+settings act at test time). One JSON line per call goes to
 benchmarks/results/screen_baselines/<dataset>.jsonl, with the command.
 """
 from __future__ import annotations
@@ -40,18 +45,19 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from art_idfr.experiments.attacks import make_attack  # noqa: E402
-from art_idfr.experiments.baselines import ADP, NRP, ComDefend  # noqa: E402
+from art_idfr.experiments.baselines import ADP, NRP, ComDefend, SOAPModel, soap_classifier  # noqa: E402
 from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
+from art_idfr.experiments.models import make_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline.baselines import TargetEmbedding  # noqa: E402
 from tune_id import _cached  # noqa: E402  (the same .npz cache of crafted AEs)
 
-CLASSES = {"adp": ADP, "comdefend": ComDefend, "nrp": NRP}
+CLASSES = {"adp": ADP, "comdefend": ComDefend, "nrp": NRP, "soap": SOAPModel}
 #: settings that act at test time only: a variant differing only in these reuses the fitted network
 TEST_TIME = {"adp": {"nb_steps", "step_size", "noise_std", "purify_sigma", "noise_seed"}, "comdefend": set(),
-             "nrp": set()}
+             "nrp": set(), "soap": {"purify_eps", "purify_steps"}}
 VAL_ATTACKS = [("fgsm", 16 / 255), ("bim", 8 / 255)]
 
 
@@ -80,7 +86,7 @@ def parse_args():
     return a
 
 
-def fitted_baseline(a, data, target_model, run_dir):
+def fitted_baseline(a, cfg, data, target_model, run_dir):
     """``(defence, fit_seconds, reused)``: the variant's fit, from the cache of its training settings or new."""
     over = dict(a.overrides)
     fit_n = int(over.pop("fit_n", 4000))
@@ -89,6 +95,8 @@ def fitted_baseline(a, data, target_model, run_dir):
     tag = hashlib.sha256(json.dumps([a.baseline, fit_n, a.seed, train_keys], sort_keys=True).encode()).hexdigest()
     path = os.path.join(run_dir, f"{a.baseline}_{tag[:16]}.pt")
     meta_path = path[:-3] + ".json"
+    if a.baseline == "soap":
+        return _fitted_soap(a, cfg, data, target_model, path, meta_path, over, train_keys)
     if os.path.exists(path) and os.path.exists(meta_path):
         defence = cls.load(path, "cpu")
         defence.set_params(**{k: v for k, v in over.items() if k in TEST_TIME[a.baseline]})
@@ -104,6 +112,34 @@ def fitted_baseline(a, data, target_model, run_dir):
     with open(meta_path, "w") as f:
         json.dump({"fit_seconds": seconds, "train_settings": train_keys, "fit_n": fit_n}, f)
     return defence, seconds, False
+
+
+def _fitted_soap(a, cfg, data, target_model, path, meta_path, over, train_keys):
+    """:func:`fitted_baseline` for SOAP: ``init`` = scratch (a fresh network of the target's architecture) or
+    target (a copy of the screen's target); trained on the whole training split; test-time settings applied."""
+    import copy
+
+    init = over.pop("init", "scratch")
+    if init not in ("scratch", "target"):
+        raise SystemExit(f"soap: init must be scratch or target, got {init!r}")
+    fresh = make_model(cfg.target.model, data.num_classes, data.input_shape, width=cfg.target.width,
+                       seed=a.seed + 3003)
+    model = copy.deepcopy(target_model) if init == "target" else fresh
+    test_time = {k: v for k, v in over.items() if k in TEST_TIME["soap"]}
+    if os.path.exists(path) and os.path.exists(meta_path):
+        soap = SOAPModel.load(path, fresh)
+        soap.purify_eps, soap.purify_steps = float(test_time.get("purify_eps", soap.purify_eps)), int(
+            test_time.get("purify_steps", soap.purify_steps))
+        with open(meta_path) as f:
+            return soap, json.load(f)["fit_seconds"], True
+    soap = SOAPModel(model, data.input_shape, seed=a.seed + 3003, **over)
+    t0 = time.perf_counter()
+    soap.fit(data.x_train, data.y_train)
+    seconds = time.perf_counter() - t0
+    soap.save(path)
+    with open(meta_path, "w") as f:
+        json.dump({"fit_seconds": seconds, "train_settings": train_keys, "init": init}, f)
+    return soap.eval(), seconds, False
 
 
 def main() -> int:
@@ -136,17 +172,18 @@ def main() -> int:
                                                      lambda: make_attack(n, surrogate, e, seed=a.seed).generate(
                                                          x_val, onehot[y_val]))
             for n, e in VAL_ATTACKS}
-    defence, fit_seconds, reused = fitted_baseline(a, data, target_model, run_dir)
+    defence, fit_seconds, reused = fitted_baseline(a, cfg, data, target_model, run_dir)
     if hasattr(defence, "reset_noise"):
         defence.reset_noise(a.seed)
     bare = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
-    defended = wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[defence])
+    defended = (soap_classifier(defence, device_type="cpu") if a.baseline == "soap" else
+                wrap_model(target_model, data.input_shape, data.num_classes, "cpu", preprocessing_defences=[defence]))
     t0 = time.perf_counter()
     scores = {model: {k: float((clf.predict(v).argmax(1) == y_val).mean() * 100)
                       for k, v in {"clean": x_val, **advs}.items()}
               for model, clf in (("undefended", bare), (a.baseline, defended))}
     row = {"name": a.name, "baseline": a.baseline, "config": defence.get_config(),
-           "fit_n": int(a.overrides.get("fit_n", 4000)), "val_n": int(len(y_val)), **scores,
+           "fit_n": len(data.y_train) if a.baseline == "soap" else int(a.overrides.get("fit_n", 4000)), "val_n": int(len(y_val)), **scores,
            "history": [{k: round(v, 5) for k, v in h.items()} for h in defence.history],
            "fit_seconds": round(fit_seconds, 1), "fit_reused": reused,
            "predict_seconds": round(time.perf_counter() - t0, 1), "target_val_acc": tmeta["val_accuracy"],

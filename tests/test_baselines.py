@@ -352,6 +352,44 @@ def test_the_baselines_knobs_at_their_defaults_leave_earlier_evaluation_checkpoi
     assert _without_newer_defaults(changed)["baselines"] == {"nb_epochs": 7}
 
 
+def test_soap_started_from_the_target_fine_tunes_a_copy_and_keys_its_cache_by_the_target(tmp_path):
+    """baselines_soap_init='target': SOAP's joint training starts from a copy of the trained target (same weights,
+    the target's own tensors untouched by the fit), the cache key holds the target's digest (another target refits),
+    the cached fit reloads with the same predictions; at the default the key has no "init" (old caches stay valid);
+    an unknown value is refused."""
+    from art_idfr.experiments.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.pipeline import train_baselines
+    from art_idfr.experiments.evaluation.pipeline.baselines import _build, _settings
+    from art_idfr.experiments.models import make_model, train_model
+
+    torch.set_num_threads(1)
+    data = _synthetic_run_data()
+    target = make_model("small_cnn", 3, (1, 12, 12), width=0.25, seed=0)
+    train_model(target, data.x_train, data.y_train, epochs=1, batch_size=32, device="cpu", seed=0, verbose=False)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    cfg = EvalConfig.preset("tiny", device="cpu", width=0.25, defences=("none", "soap"), baselines_soap_epochs=1,
+                            baselines_soap_steps=2, baselines_soap_init="target", batch_size=32).resolved(1)
+    s = _settings("soap", cfg, data, target)
+    assert set(s["init"]) == {"target"}
+    start = _build("soap", s, cfg, data, False, target)
+    assert start.model is not target
+    assert all(torch.equal(a, b) for a, b in zip(start.model.state_dict().values(), before.values()))
+    folder = str(tmp_path / "baselines")
+    soap, meta = train_baselines(cfg, data, target, folder, verbose=False)["soap"]
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # the target is not trained
+    assert not all(torch.equal(a, b) for a, b in zip(soap.model.state_dict().values(), before.values()))
+    again, meta2 = train_baselines(cfg, data, target, folder, verbose=False)["soap"]
+    x = torch.as_tensor(data.x_test[:6])
+    assert meta2["reused"] and torch.equal(again.eval()(x), soap.eval()(x))
+    other = make_model("small_cnn", 3, (1, 12, 12), width=0.25, seed=1)
+    assert _settings("soap", cfg, data, other)["init"] != s["init"]
+    assert not train_baselines(cfg, data, other, folder, verbose=False)["soap"][1].get("reused")
+    scratch = EvalConfig.preset("tiny", defences=("none", "soap")).resolved(1)
+    assert "init" not in _settings("soap", scratch, data, target)
+    with pytest.raises(ValueError, match="baselines_soap_init"):
+        EvalConfig.preset("tiny", baselines_soap_init="pretrained")
+
+
 def test_adp_unet_score_network_fits_saves_and_loads(data, tmp_path):
     adp = fit(build("adp", architecture="unet", depth=2), data[0], nb_epochs=2)
     assert type(adp.network).__name__ == "UNetScoreNetwork"

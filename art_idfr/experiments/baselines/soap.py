@@ -22,7 +22,10 @@ setting                          paper                                        ou
 auxiliary task                   rotation (RP), reconstruction (DR) or label  rotation prediction (RP), 4 angles, a
                                  consistency (LC); heads on the penultimate   linear head on the penultimate embedding
                                  features
-training                         classifier retrained jointly with the head   the same, ``aux_weight=1``, Adam lr 1e-3
+training                         classifier retrained jointly with the head   the same, ``aux_weight=1``, Adam lr 1e-3;
+                                 from a fresh network                         from a fresh network or (a run's
+                                                                              ``baselines_soap_init="target"``) a
+                                                                              copy of the trained target
 purification                     PGD on the auxiliary loss, radius and steps  one radius ``purify_eps=8/255`` (clip
                                  tuned per dataset/attack (several radii)     range units), ``purify_steps=5``, step
                                                                               2.5·eps/steps, no random start

@@ -37,6 +37,8 @@ __all__ = [
 
 #: ``adaptive_autocast`` values (``none``: float32, the field's ``None``)
 AUTOCAST_CHOICES = ("none", "bf16")
+#: where SOAP's joint training starts (``baselines_soap_init``): a fresh network, or a copy of the trained target
+SOAP_INITS = ("scratch", "target")
 
 
 def knob(default: Any = dataclasses.MISSING, help: str = "", *, flat: Optional[str] = None, kind: Optional[str] = None,
@@ -325,6 +327,10 @@ class BaselinesConfig(_SubConfig):
     soap_eps: Optional[float] = knob(None, "SOAP: L-inf radius of the test-time purification (default 0.1 grey-scale, "
                                            "8/255 colour)", kind="eps")
     soap_steps: int = knob(5, "SOAP: purification steps", kind="int+", metavar="N")
+    soap_init: str = knob("scratch", "SOAP: start the joint training from a fresh network (scratch, the paper's) or "
+                                     "from a copy of the target's trained weights (target: a fine-tune, far fewer "
+                                     "epochs; the target itself is not changed)", kind="str",
+                          choices=SOAP_INITS)
     comdefend: Optional[str] = knob(None, "ComDefend constructor arguments, key=value,... (e.g. width=0.5; default: "
                                           "its CPU preset)", kind="str", metavar="K=V,...")
     nrp: Optional[str] = knob(None, "NRP constructor arguments, key=value,... (default: its CPU preset)", kind="str",
@@ -341,6 +347,8 @@ class BaselinesConfig(_SubConfig):
                 raise ValueError(f"`{self.flat_name(_field(type(self), name))}` must be a positive int, got {value!r}.")
         if self.soap_eps is not None:
             self.soap_eps = parse_eps(self.soap_eps)
+        if self.soap_init not in SOAP_INITS:
+            raise ValueError(f"Unknown baselines_soap_init {self.soap_init!r}. Valid: {', '.join(SOAP_INITS)}.")
         for name in ("comdefend", "nrp", "adp"):
             self.constructor_args(name)  # raises on a malformed or unknown argument
 

@@ -15,7 +15,9 @@ fits it and the other ranks receive its weights (:func:`~.networks._trained_on_m
   paper: an ImageNet VGG-16 at relu3_3), so the cache key holds the target's weights digest.
 * ``soap``: a fresh copy of the target architecture with SOAP-RP's rotation head, trained jointly on the whole
   training set for ``baselines.soap_epochs`` epochs (default the target's); purification radius
-  ``baselines.soap_eps`` (default 0.1 grey-scale, 8/255 colour), ``baselines.soap_steps`` steps.
+  ``baselines.soap_eps`` (default 0.1 grey-scale, 8/255 colour), ``baselines.soap_steps`` steps. With
+  ``baselines.soap_init="target"`` the joint training starts from a copy of the target's trained weights (a
+  fine-tune; the cache key then holds the target's weights digest) instead of a fresh network.
 
 Every other setting is the library's CPU preset (each module's docstring tabulates it beside the paper's), unless
 ``baselines.comdefend`` / ``nrp`` / ``adp`` (``--baselines-adp architecture=unet,noise_std=0.1``) give constructor
@@ -23,6 +25,7 @@ arguments; they join the cache key.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -87,7 +90,7 @@ def _one_baseline(key, config, data, target_model, folder, reuse, verbose):
         return _module(box["defence"]), meta
 
     def empty():
-        box["defence"] = _build(key, settings, config, data, verbose)
+        box["defence"] = _build(key, settings, config, data, verbose, target_model)
         return _module(box["defence"])
 
     _, meta = _trained_on_main(train, empty)
@@ -115,9 +118,14 @@ def _settings(key: str, config: EvalConfig, data: PreparedData, target_model: nn
                          "seed": config.seed + SEED_OFFSET + BASELINE_DEFENCES.index(key)}
     if key == "soap":
         grey = data.input_shape[0] == 1
-        return s | {"model": arch.model, "width": float(arch.width), "nb_epochs": b.soap_epochs or arch.epochs,
-                    "purify_eps": b.soap_eps if b.soap_eps is not None else (0.1 if grey else 8 / 255),
-                    "purify_steps": b.soap_steps}
+        s |= {"model": arch.model, "width": float(arch.width), "nb_epochs": b.soap_epochs or arch.epochs,
+              "purify_eps": b.soap_eps if b.soap_eps is not None else (0.1 if grey else 8 / 255),
+              "purify_steps": b.soap_steps}
+        if b.soap_init == "target":  # only when set: the caches of fresh fits stay valid
+            from art_idfr.training.resume import digest
+
+            s["init"] = {"target": digest(target_model)}
+        return s
     s |= {"nb_epochs": b.nb_epochs or _default_epochs(key), "fit_n": b.fit_n or config.fit_n}
     args = b.constructor_args(key)
     if args:
@@ -139,8 +147,9 @@ def _default_epochs(key: str) -> int:
     return int(inspect.signature(cls).parameters["nb_epochs"].default)
 
 
-def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, verbose: bool):
-    """An unfitted baseline for settings ``s``."""
+def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, verbose: bool,
+           target_model: Optional[nn.Module] = None):
+    """An unfitted baseline for settings ``s`` (SOAP started from the target: a copy of ``target_model``)."""
     from art_idfr.experiments.baselines import ADP, NRP, ComDefend, SOAPModel
 
     shape = tuple(data.input_shape)
@@ -148,7 +157,12 @@ def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, 
     if key == "soap":
         from art_idfr.experiments.models import make_model, torch_device
 
-        model = make_model(s["model"], data.num_classes, shape, width=s["width"], seed=s["seed"])
+        if "init" in s:
+            if target_model is None:
+                raise ValueError("SOAP starting from the target's weights (soap_init='target') needs the target.")
+            model = copy.deepcopy(target_model)
+        else:
+            model = make_model(s["model"], data.num_classes, shape, width=s["width"], seed=s["seed"])
         model.to(torch_device(config.device))
         return SOAPModel(model, shape, purify_eps=s["purify_eps"], purify_steps=s["purify_steps"], **common)
     cls = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key]
@@ -157,10 +171,10 @@ def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, 
 
 def _load_or_fit(key, s, config, data, target_model, folder, reuse, verbose):
     """``(defence, meta)``: the cached fit in ``folder`` when its settings match, else a new fit (not saved here)."""
-    cached = _cached(key, s, config, data, folder, verbose) if folder is not None and reuse else None
+    cached = _cached(key, s, config, data, target_model, folder, verbose) if folder is not None and reuse else None
     if cached is not None:
         return cached
-    defence = _build(key, s, config, data, verbose)
+    defence = _build(key, s, config, data, verbose, target_model)
     checkpoint = None if folder is None else os.path.join(folder, f"{key}.resume.pt")  # a cut fit resumes
     if key == "soap":
         defence.fit(data.x_train, data.y_train, checkpoint=checkpoint)
@@ -186,7 +200,7 @@ def _fit_images(s: Dict[str, Any], config: EvalConfig, data: PreparedData):
     return data.x_train[stratified_subset_indices(data.y_train, n, seed=config.seed + SEED_OFFSET)]
 
 
-def _cached(key, s, config, data, folder, verbose):
+def _cached(key, s, config, data, target_model, folder, verbose):
     """The fit stored in ``folder`` if its settings are ``s`` (``None`` otherwise, or if it cannot be read)."""
     from art_idfr.experiments.baselines import ADP, NRP, ComDefend, SOAPModel
 
@@ -197,7 +211,7 @@ def _cached(key, s, config, data, folder, verbose):
         if meta.get("settings") != json_clean(s):
             return None
         if key == "soap":
-            defence = SOAPModel.load(weights, _build(key, s, config, data, verbose).model)
+            defence = SOAPModel.load(weights, _build(key, s, config, data, verbose, target_model).model)
         else:
             defence = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key].load(weights, config.device_type)
     except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError) as err:
