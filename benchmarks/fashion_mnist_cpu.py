@@ -2,7 +2,7 @@
 Fashion-MNIST at CPU scale: the paper's comparison (Tables 1-4 at our scale), with the paper's own baselines.
 
     sudo apt-get install -y dataset-fashion-mnist     # the IDX files, once
-    python benchmarks/fashion_mnist_cpu.py            # goal <= 60 min on 2 CPU cores (see the committed console.log)
+    python benchmarks/fashion_mnist_cpu.py            # hours on 2 CPU cores (the goal, 60 min, is not met)
 
 Full Fashion-MNIST (60k train / 10k test from /usr/share/datasets/fashion-mnist), a small CNN target and an
 independently trained surrogate of another width and seed for the black-box AEs; ID + FR fitted on ART FGSM/BIM AEs
@@ -16,7 +16,9 @@ threat models, the paper's attacks FGSM/CW/BIM at eps 4/8/16/32 (/255), 2,000 te
 query on 100 of them), with the gradient-masking checks (also through ComDefend, NRP and ADP; not SOAP).
 
 The adaptive ID+FR (not in the paper) and AutoAttack through the defences live in `fashion_mnist_adaptive.py` and
-`fashion_mnist_inner.py`, which reuse the models this benchmark caches (`MODEL_ARGS`). Two torch threads: give it both
+`fashion_mnist_inner.py`, which reuse the models this benchmark caches (`MODEL_ARGS`). Time: the four baselines are
+about two thirds of a run from scratch (ComDefend's masking checks the largest part; `python benchmarks/run_times.py
+runs/fashion_mnist_cpu` and benchmarks/NOTES.md, "where fashion_mnist_cpu's time goes"). Two torch threads: give it both
 cores of a 2-core machine to itself (on a machine that is busy with something else, pass `--threads 1`:
 oversubscribed threads are many times slower). Reports go to benchmarks/results/fashion_mnist_cpu/.
 """
