@@ -390,6 +390,31 @@ def test_soap_started_from_the_target_fine_tunes_a_copy_and_keys_its_cache_by_th
         EvalConfig.preset("tiny", baselines_soap_init="pretrained")
 
 
+def test_a_cached_soap_fit_is_reused_with_other_purification_settings(tmp_path):
+    """SOAP's purification radius and steps act at test time: another radius reuses the cached fit with the new
+    settings set on it (and in its metadata); another number of epochs fits again."""
+    from art_idfr.experiments.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.pipeline import train_baselines
+
+    torch.set_num_threads(1)
+    data = _synthetic_run_data()
+    target = tiny_cnn(channels=1, size=12, nb_classes=3, hidden=8)
+    folder = str(tmp_path / "baselines")
+
+    def soap_of(**kw):
+        cfg = EvalConfig.preset("tiny", device="cpu", width=0.25, defences=("none", "soap"), batch_size=32,
+                                baselines_soap_epochs=kw.pop("epochs", 1), **kw).resolved(1)
+        return train_baselines(cfg, data, target, folder, verbose=False)["soap"]
+
+    first, meta = soap_of(baselines_soap_eps=0.1, baselines_soap_steps=2)
+    second, meta2 = soap_of(baselines_soap_eps=0.05, baselines_soap_steps=3)
+    assert not meta.get("reused") and meta2["reused"]
+    assert (second.purify_eps, second.purify_steps) == (0.05, 3) and (first.purify_eps, first.purify_steps) == (0.1, 2)
+    assert (meta2["settings"]["purify_eps"], meta2["settings"]["purify_steps"]) == (0.05, 3)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert not soap_of(baselines_soap_eps=0.05, baselines_soap_steps=3, epochs=2)[1].get("reused")
+
+
 def test_adp_unet_score_network_fits_saves_and_loads(data, tmp_path):
     adp = fit(build("adp", architecture="unet", depth=2), data[0], nb_epochs=2)
     assert type(adp.network).__name__ == "UNetScoreNetwork"

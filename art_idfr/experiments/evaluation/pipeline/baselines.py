@@ -17,7 +17,8 @@ fits it and the other ranks receive its weights (:func:`~.networks._trained_on_m
   training set for ``baselines.soap_epochs`` epochs (default the target's); purification radius
   ``baselines.soap_eps`` (default 0.1 grey-scale, 8/255 colour), ``baselines.soap_steps`` steps. With
   ``baselines.soap_init="target"`` the joint training starts from a copy of the target's trained weights (a
-  fine-tune; the cache key then holds the target's weights digest) instead of a fresh network.
+  fine-tune; the cache key then holds the target's weights digest) instead of a fresh network. The purification
+  settings act at test time: a cached fit is reused with other ones.
 
 Every other setting is the library's CPU preset (each module's docstring tabulates it beside the paper's), unless
 ``baselines.comdefend`` / ``nrp`` / ``adp`` (``--baselines-adp architecture=unet,noise_std=0.1``) give constructor
@@ -45,6 +46,8 @@ from art_idfr.training import distributed as ddp
 logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
+#: SOAP settings that act at test time only: a cached fit whose settings differ only in these is reused, with them set
+SOAP_TEST_TIME = ("purify_eps", "purify_steps")
 #: offset of the baselines' seeds from the run's seed (+ their index in BASELINE_DEFENCES)
 SEED_OFFSET = 3000
 
@@ -208,10 +211,11 @@ def _cached(key, s, config, data, target_model, folder, verbose):
     try:
         with open(meta_path) as f:
             meta = json.load(f)
-        if meta.get("settings") != json_clean(s):
+        if _fit_settings(key, meta.get("settings") or {}) != _fit_settings(key, json_clean(s)):
             return None
         if key == "soap":
             defence = SOAPModel.load(weights, _build(key, s, config, data, verbose, target_model).model)
+            defence.purify_eps, defence.purify_steps = float(s["purify_eps"]), int(s["purify_steps"])
         else:
             defence = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key].load(weights, config.device_type)
     except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError) as err:
@@ -219,4 +223,9 @@ def _cached(key, s, config, data, target_model, folder, verbose):
         return None
     logger.info("reusing the %s baseline in %s", key, folder)
     # the wording of the inference cost is the loaded defence's own (an older cache may carry older wording)
-    return defence, meta | {"reused": True, "inference_passes": defence.inference_passes}
+    return defence, meta | {"settings": json_clean(s), "reused": True, "inference_passes": defence.inference_passes}
+
+
+def _fit_settings(key: str, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings that decide a baseline's fit (SOAP's test-time ones left out)."""
+    return {k: v for k, v in settings.items() if not (key == "soap" and k in SOAP_TEST_TIME)}
