@@ -23,7 +23,7 @@ clean accuracy and black-box accuracy on FGSM 16/255 and BIM 8/255 crafted on th
 per prediction, seeded, as the evaluation's black-box table does). SOAP retrains the classifier: it is fitted on the
 whole training split (`fit_n` does not apply), from a fresh network of the target's architecture (`init=scratch`, the
 paper's) or from a copy of the screen's target (`init=target`), and scored as a classifier of its own (its purify
-settings act at test time). One JSON line per call goes to
+settings act at test time; unset, they are `SOAPModel`'s defaults, radius 8/255 and 5 steps, on either dataset). One JSON line per call goes to
 benchmarks/results/screen_baselines/<dataset>.jsonl, with the command.
 """
 from __future__ import annotations
