@@ -17,9 +17,10 @@ query on 100 of them), with the gradient-masking checks (also through ComDefend,
 
 The adaptive ID+FR (not in the paper) and AutoAttack through the defences live in `fashion_mnist_adaptive.py` and
 `fashion_mnist_inner.py`, which reuse the models this benchmark caches (`MODEL_ARGS`). Time: the four baselines are
-about two thirds of a run from scratch (ComDefend's masking checks the largest part; `python benchmarks/run_times.py
-runs/fashion_mnist_cpu` and benchmarks/NOTES.md, "where fashion_mnist_cpu's time goes"). Two torch threads: give it both
-cores of a 2-core machine to itself (on a machine that is busy with something else, pass `--threads 1`:
+about two thirds of a run from scratch, ComDefend's masking checks the largest part (`python benchmarks/run_times.py
+runs/fashion_mnist_cpu`; benchmarks/NOTES.md, "where fashion_mnist_cpu's time goes"). The committed results predate
+SOAP's screened radius (they purify at 0.1); the rerun at 8/255 resumes with the command above. Two torch threads:
+give it both cores of a 2-core machine to itself (on a machine that is busy with something else, pass `--threads 1`:
 oversubscribed threads are many times slower). Reports go to benchmarks/results/fashion_mnist_cpu/.
 """
 import sys
