@@ -118,6 +118,7 @@ def _fitted_soap(a, cfg, data, target_model, path, meta_path, over, train_keys):
     """:func:`fitted_baseline` for SOAP: ``init`` = scratch (a fresh network of the target's architecture) or
     target (a copy of the screen's target); trained on the whole training split; test-time settings applied."""
     import copy
+    import inspect
 
     init = over.pop("init", "scratch")
     if init not in ("scratch", "target"):
@@ -125,21 +126,22 @@ def _fitted_soap(a, cfg, data, target_model, path, meta_path, over, train_keys):
     fresh = make_model(cfg.target.model, data.num_classes, data.input_shape, width=cfg.target.width,
                        seed=a.seed + 3003)
     model = copy.deepcopy(target_model) if init == "target" else fresh
-    test_time = {k: v for k, v in over.items() if k in TEST_TIME["soap"]}
+    defaults = inspect.signature(SOAPModel).parameters  # an unset test-time setting is the class default, always
+    test_time = {k: over.pop(k, defaults[k].default) for k in TEST_TIME["soap"]}
     if os.path.exists(path) and os.path.exists(meta_path):
         soap = SOAPModel.load(path, fresh)
-        soap.purify_eps, soap.purify_steps = float(test_time.get("purify_eps", soap.purify_eps)), int(
-            test_time.get("purify_steps", soap.purify_steps))
         with open(meta_path) as f:
-            return soap, json.load(f)["fit_seconds"], True
-    soap = SOAPModel(model, data.input_shape, seed=a.seed + 3003, **over)
-    t0 = time.perf_counter()
-    soap.fit(data.x_train, data.y_train)
-    seconds = time.perf_counter() - t0
-    soap.save(path)
-    with open(meta_path, "w") as f:
-        json.dump({"fit_seconds": seconds, "train_settings": train_keys, "init": init}, f)
-    return soap.eval(), seconds, False
+            seconds, reused = json.load(f)["fit_seconds"], True
+    else:
+        soap = SOAPModel(model, data.input_shape, seed=a.seed + 3003, **over)
+        t0 = time.perf_counter()
+        soap.fit(data.x_train, data.y_train)
+        seconds, reused = time.perf_counter() - t0, False
+        soap.save(path)
+        with open(meta_path, "w") as f:
+            json.dump({"fit_seconds": seconds, "train_settings": train_keys, "init": init}, f)
+    soap.purify_eps, soap.purify_steps = float(test_time["purify_eps"]), int(test_time["purify_steps"])
+    return soap.eval(), seconds, reused
 
 
 def main() -> int:
