@@ -1,6 +1,6 @@
 """
-Screen the paper's purification baselines (ComDefend, NRP, ADP, SOAP) on a *validation* split — never the test split — the
-record behind the "baseline screens" section of `benchmarks/NOTES.md` (issue 42).
+Screen the paper's purification baselines (ComDefend, NRP, ADP, SOAP) on a *validation* split — never the test
+split — the record behind the "baseline screens" sections of `benchmarks/NOTES.md` (issue 42).
 
     python benchmarks/screen_baselines.py --baseline adp --name default
     python benchmarks/screen_baselines.py --baseline adp --name e20 nb_epochs=20 fit_n=20000
@@ -23,8 +23,8 @@ clean accuracy and black-box accuracy on FGSM 16/255 and BIM 8/255 crafted on th
 per prediction, seeded, as the evaluation's black-box table does). SOAP retrains the classifier: it is fitted on the
 whole training split (`fit_n` does not apply), from a fresh network of the target's architecture (`init=scratch`, the
 paper's) or from a copy of the screen's target (`init=target`), and scored as a classifier of its own (its purify
-settings act at test time; unset, they are `SOAPModel`'s defaults, radius 8/255 and 5 steps, on either dataset). One JSON line per call goes to
-benchmarks/results/screen_baselines/<dataset>.jsonl, with the command.
+settings act at test time; unset, they are `SOAPModel`'s defaults, radius 8/255 and 5 steps, on either dataset).
+One JSON line per call goes to benchmarks/results/screen_baselines/<dataset>.jsonl, with the command.
 """
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
-from art_idfr.experiments.models import make_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline.baselines import TargetEmbedding  # noqa: E402
+from art_idfr.experiments.models import make_model  # noqa: E402
 from tune_id import _cached  # noqa: E402  (the same .npz cache of crafted AEs)
 
 CLASSES = {"adp": ADP, "comdefend": ComDefend, "nrp": NRP, "soap": SOAPModel}
@@ -185,7 +185,8 @@ def main() -> int:
                       for k, v in {"clean": x_val, **advs}.items()}
               for model, clf in (("undefended", bare), (a.baseline, defended))}
     row = {"name": a.name, "baseline": a.baseline, "config": defence.get_config(),
-           "fit_n": len(data.y_train) if a.baseline == "soap" else int(a.overrides.get("fit_n", 4000)), "val_n": int(len(y_val)), **scores,
+           "fit_n": len(data.y_train) if a.baseline == "soap" else int(a.overrides.get("fit_n", 4000)),
+           "val_n": int(len(y_val)), **scores,
            "history": [{k: round(v, 5) for k, v in h.items()} for h in defence.history],
            "fit_seconds": round(fit_seconds, 1), "fit_reused": reused,
            "predict_seconds": round(time.perf_counter() - t0, 1), "target_val_acc": tmeta["val_accuracy"],
