@@ -50,14 +50,14 @@ from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
-from art_idfr.experiments.evaluation.pipeline.baselines import TargetEmbedding  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline.baselines import SOAP_TEST_TIME, TargetEmbedding  # noqa: E402
 from art_idfr.experiments.models import make_model  # noqa: E402
 from tune_id import _cached  # noqa: E402  (the same .npz cache of crafted AEs)
 
 CLASSES = {"adp": ADP, "comdefend": ComDefend, "nrp": NRP, "soap": SOAPModel}
 #: settings that act at test time only: a variant differing only in these reuses the fitted network
 TEST_TIME = {"adp": {"nb_steps", "step_size", "noise_std", "purify_sigma", "noise_seed"}, "comdefend": set(),
-             "nrp": set(), "soap": {"purify_eps", "purify_steps"}}
+             "nrp": set(), "soap": set(SOAP_TEST_TIME)}
 VAL_ATTACKS = [("fgsm", 16 / 255), ("bim", 8 / 255)]
 
 
@@ -123,16 +123,18 @@ def _fitted_soap(a, cfg, data, target_model, path, meta_path, over, train_keys):
     init = over.pop("init", "scratch")
     if init not in ("scratch", "target"):
         raise SystemExit(f"soap: init must be scratch or target, got {init!r}")
-    fresh = make_model(cfg.target.model, data.num_classes, data.input_shape, width=cfg.target.width,
-                       seed=a.seed + 3003)
-    model = copy.deepcopy(target_model) if init == "target" else fresh
+    def fresh():
+        return make_model(cfg.target.model, data.num_classes, data.input_shape, width=cfg.target.width,
+                          seed=a.seed + 3003)
+
     defaults = inspect.signature(SOAPModel).parameters  # an unset test-time setting is the class default, always
     test_time = {k: over.pop(k, defaults[k].default) for k in TEST_TIME["soap"]}
     if os.path.exists(path) and os.path.exists(meta_path):
-        soap = SOAPModel.load(path, fresh)
+        soap = SOAPModel.load(path, fresh())
         with open(meta_path) as f:
             seconds, reused = json.load(f)["fit_seconds"], True
     else:
+        model = copy.deepcopy(target_model) if init == "target" else fresh()
         soap = SOAPModel(model, data.input_shape, seed=a.seed + 3003, **over)
         t0 = time.perf_counter()
         soap.fit(data.x_train, data.y_train)

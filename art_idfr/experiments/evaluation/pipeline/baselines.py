@@ -161,8 +161,6 @@ def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, 
         from art_idfr.experiments.models import make_model, torch_device
 
         if "init" in s:
-            if target_model is None:
-                raise ValueError("SOAP starting from the target's weights (soap_init='target') needs the target.")
             model = copy.deepcopy(target_model)
         else:
             model = make_model(s["model"], data.num_classes, shape, width=s["width"], seed=s["seed"])
