@@ -418,3 +418,19 @@ def test_run_times_sums_the_fits_and_the_stored_cell_seconds(tmp_path, capsys):
     assert mod.main([str(tmp_path), "--by", "defence"]) == 0 and "| all | none | 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mod.main([str(tmp_path / "nowhere")])
+
+
+def test_goals_report_a_baseline_at_chance_as_a_failed_fit_not_as_beaten():
+    """A baseline whose fit collapsed (clean accuracy at chance) must not count as one IDFR is above."""
+    goals = _benchmark_module("goals")
+
+    def rec(defence, acc, attack="clean"):
+        return {"threat_model": "black-box", "defence_key": defence, "attack": attack, "accuracy": acc}
+
+    result = {"metadata": {"dataset_description": "fashion_mnist_idx: 1000 test images, 10 classes"},
+              "records": [rec("comdefend", 0.10), rec("nrp", 0.874), rec("adp", 0.115), rec("soap", 0.10, "bim")]}
+    assert goals.collapsed_baselines(result, ["comdefend", "nrp", "adp", "soap"]) == {"comdefend": 10.0,
+                                                                                       "adp": 11.5}
+    result["metadata"]["dataset_description"] = "two: 2 classes"
+    assert goals.collapsed_baselines(result, ["comdefend", "nrp", "adp"]) == {"comdefend": 10.0, "adp": 11.5}
+    assert goals.collapsed_baselines(result, ["nrp"]) == {}
