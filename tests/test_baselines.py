@@ -536,3 +536,36 @@ def test_a_baseline_resume_file_of_another_fit_is_refused(data, tmp_path, monkey
     _cut_fit(build("adp"), data, path, monkeypatch, writes=1)
     with pytest.raises(ValueError, match="belongs to another run.*learning_rate"):
         _fit_any(build("adp", learning_rate=5e-3), data, checkpoint=path)
+
+
+def test_a_diverged_baseline_fit_ends_with_its_best_epochs_weights(capsys):
+    """A fit whose last epoch's loss jumps far above its best (ComDefend at Adam 3e-3 once ended at one output for
+    every image) keeps the best epoch's weights and says so; a fit that did not diverge keeps its last weights."""
+    from art_idfr.experiments.baselines.training import train_epochs
+
+    x = torch.from_numpy(np.random.default_rng(0).random((8, 4)).astype(np.float32))
+    net = nn.Linear(4, 4)
+    calls = [0]
+
+    def step(xb, generator, break_from=None):
+        calls[0] += 1
+        if break_from is not None and calls[0] > break_from:  # "diverge": the weights thrown far off
+            with torch.no_grad():
+                net.weight.add_(100.0)
+        return ((net(xb) - xb) ** 2).mean(), {}
+
+    def mse():
+        with torch.no_grad():
+            return float(((net(x) - x) ** 2).mean())
+
+    kw = dict(nb_epochs=4, batch_size=4, learning_rate=1e-2, device=torch.device("cpu"), seed=0, verbose=False,
+              desc="toy")  # 2 batches per epoch
+    history, info = train_epochs(net, net.parameters(), [x.numpy()], step, **kw)
+    assert "restored_epoch" not in info and history[-1]["loss"] < history[0]["loss"] and mse() < 10
+    net.reset_parameters()
+    calls[0] = 0
+    history, info = train_epochs(net, net.parameters(), [x.numpy()], lambda xb, g: step(xb, g, break_from=4),
+                                 **kw)  # epochs 3 and 4 throw the weights off
+    assert history[-1]["loss"] > 1000 and info["restored_epoch"] in (1, 2)
+    assert mse() < 10  # the best epoch's weights, not the diverged ones
+    assert "toy: the fit diverged" in capsys.readouterr().out
