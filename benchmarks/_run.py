@@ -95,11 +95,11 @@ def cached_setup(name: str, flags=()) -> CachedSetup:
     import importlib
 
     from art_idfr.experiments.cli import _config, build_parser
-    from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network
+    from art_idfr.experiments.evaluation.pipeline import prepare_data, set_up_cpu, train_network
 
     run_dir = os.path.join(ROOT, "runs", name)
     parsed = build_parser().parse_args(["demo", *importlib.import_module(name).ARGS, *flags, "--out", run_dir])
-    limit_threads(parsed.threads or 2)
+    set_up_cpu(parsed.threads or 2)
     cfg = _config(parsed)
     data = prepare_data(cfg, verbose=False)
     model, meta = train_network(cfg, data, os.path.join(run_dir, "target"), role="target", verbose=False)  # cached

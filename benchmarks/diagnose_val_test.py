@@ -35,7 +35,7 @@ from art_idfr.experiments.attacks import make_attack  # noqa: E402
 from art_idfr.experiments.cli import _config, build_parser  # noqa: E402
 from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
-from art_idfr.experiments.evaluation.pipeline import limit_threads, load_idfr, load_model_dir, prepare_data  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline import load_idfr, load_model_dir, prepare_data, set_up_cpu  # noqa: E402
 
 ATTACKS = (("fgsm", 4 / 255), ("fgsm", 16 / 255), ("bim", 4 / 255), ("bim", 16 / 255))
 
@@ -47,7 +47,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=os.path.join(HERE, "results", "cifar10_cpu", "val_test_diagnostic.json"))
     a = p.parse_args()
-    limit_threads(a.threads)
+    set_up_cpu(a.threads)
     argv = ["demo", *ARGS] + (["--data-root", a.data_root] if a.data_root else [])
     cfg = _config(build_parser().parse_args(argv))
     data = prepare_data(cfg, verbose=False)

@@ -49,7 +49,7 @@ from art_idfr.experiments.baselines import ADP, NRP, ComDefend, SOAPModel, soap_
 from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
-from art_idfr.experiments.evaluation.pipeline import limit_threads, prepare_data, train_network  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline import prepare_data, set_up_cpu, train_network  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline.baselines import SOAP_TEST_TIME, TargetEmbedding  # noqa: E402
 from art_idfr.experiments.models import make_model  # noqa: E402
 from tune_id import _cached  # noqa: E402  (the same .npz cache of crafted AEs)
@@ -148,7 +148,7 @@ def _fitted_soap(a, cfg, data, target_model, path, meta_path, over, train_keys):
 
 def main() -> int:
     a = parse_args()
-    limit_threads(a.threads)
+    set_up_cpu(a.threads)
     if a.cifar10:  # cifar10_cpu's target (as cifar10_adaptive.py caches it) and surrogate
         a.dataset = "cifar10_jpeg"
         cfg = EvalConfig.preset("cpu", dataset=a.dataset, val_n=500, test_size=1000, model="resnet18_cifar", width=0.25,

@@ -105,9 +105,9 @@ def memory_224(architecture, n: int, batch_size: int, threads, seed: int, device
     the rise of the peak over the RSS before predict (activations and buffers); on a GPU the peak CUDA allocation.
     """
     if threads:
-        from art_idfr.experiments.evaluation.pipeline import limit_threads
+        from art_idfr.experiments.evaluation.pipeline import set_up_cpu
 
-        limit_threads(threads)
+        set_up_cpu(threads)
     torch.manual_seed(seed)
     clf = classifier_224(architecture, batch_size, device_type)
     x = np.random.default_rng(seed).random((n, 3, 224, 224), dtype=np.float32)
@@ -306,9 +306,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     load_start = os.getloadavg()
     if args.threads:
-        from art_idfr.experiments.evaluation.pipeline import limit_threads
+        from art_idfr.experiments.evaluation.pipeline import set_up_cpu
 
-        limit_threads(args.threads)
+        set_up_cpu(args.threads)
 
     import art
 

@@ -48,7 +48,7 @@ from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig, parse_eps  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.evaluation.pipeline import (  # noqa: E402
-    limit_threads, load_adaptive_fit, prepare_data, train_fast_at, train_network)
+    load_adaptive_fit, prepare_data, set_up_cpu, train_fast_at, train_network)
 from art_idfr.training.adaptive import AdaptiveDenoiserTrainer  # noqa: E402
 from tune_id import _cached  # noqa: E402  (the same AE cache files as tune_id.py)
 
@@ -245,7 +245,7 @@ def main() -> int:
     p.add_argument("overrides", nargs="*",
                    help="key=value: AdaptiveDenoiserTrainer arguments, fit_n, fixed, fr, fr_widths, id_width, init")
     a = p.parse_args()
-    limit_threads(a.threads)
+    set_up_cpu(a.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("art_idfr").setLevel(logging.INFO)  # one line per adaptive epoch, not ART's chatter
     over = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.overrides)}

@@ -40,7 +40,7 @@ from art_idfr.experiments.attacks import make_attack  # noqa: E402
 from art_idfr.experiments.data import stratified_subset_indices  # noqa: E402
 from art_idfr.experiments.evaluation.config import EvalConfig, parse_eps  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
-from art_idfr.experiments.evaluation.pipeline import _source_settings, limit_threads, prepare_data, train_network  # noqa: E402
+from art_idfr.experiments.evaluation.pipeline import _source_settings, prepare_data, set_up_cpu, train_network  # noqa: E402
 
 VAL_ATTACKS = [("fgsm", 4 / 255), ("fgsm", 16 / 255), ("cw", 4 / 255), ("cw", 8 / 255), ("bim", 4 / 255),
                ("bim", 16 / 255)]
@@ -182,7 +182,7 @@ def record(a, den, fit_n, epochs, src_desc, n_val, scores, t_fit, t_craft, tmeta
 
 def main() -> int:
     a, cfg = parse_args()
-    limit_threads(a.threads)
+    set_up_cpu(a.threads)
     over = dict(a.overrides)
     fit_n, epochs = int(over.pop("fit_n", 4000)), int(over.pop("epochs", 4))
     run_dir, out_dir = run_dir_of(a), os.path.join(HERE, "results", f"tune_{a.dataset}")

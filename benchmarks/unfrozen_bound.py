@@ -244,7 +244,7 @@ def cifar10(a):
 
 def main() -> int:
     from art_idfr.experiments.evaluation.config import parse_eps
-    from art_idfr.experiments.evaluation.pipeline import limit_threads
+    from art_idfr.experiments.evaluation.pipeline import set_up_cpu
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("setting", choices=("fashion_mnist", "cifar10"))
@@ -275,7 +275,7 @@ def main() -> int:
     p.add_argument("--bf16", action="store_true", help="PGD and update under bfloat16 autocast")
     a = p.parse_args()
     a.eps = a.eps if a.eps is not None else (16 / 255 if a.setting == "fashion_mnist" else 8 / 255)
-    limit_threads(a.threads)
+    set_up_cpu(a.threads)
     torch.manual_seed(a.seed)
     jsonl, measured, history, seconds = (fashion_mnist if a.setting == "fashion_mnist" else cifar10)(a)
     kind = "" if a.trained == "target" else (f"_lora{a.rank}" if a.trained == "lora" else f"_adapter{a.width:g}")

@@ -29,12 +29,14 @@ def _run(args, timeout=120) -> subprocess.CompletedProcess:
 
 @pytest.fixture(autouse=True)
 def _restore_threads():
-    """main() limits torch / BLAS threads for the process; put torch's setting back after each in-process call."""
+    """main() limits torch / BLAS threads and flushes denormals for the process; put torch's settings back after
+    each in-process call."""
     import torch
 
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+    torch.set_flush_denormal(False)
 
 
 def test_parser_loads_neither_torch_nor_art():

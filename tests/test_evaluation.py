@@ -409,6 +409,23 @@ def test_model_dir_roundtrip(tmp_path):
         load_model_dir(str(tmp_path / "missing"))
 
 
+def test_cpu_set_up_limits_threads_and_flushes_denormals():
+    from art_idfr.experiments.evaluation import set_up_cpu
+
+    before = torch.get_num_threads()
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # a denormal float32
+    try:
+        set_up_cpu(1)
+        assert torch.get_num_threads() == 1
+        assert float(tiny * 1.0) == 0.0  # flushed: kernels no longer compute on denormals
+    finally:
+        torch.set_num_threads(before)
+        torch.set_flush_denormal(False)
+    assert float(tiny * 1.0) > 0.0
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        set_up_cpu(0)
+
+
 def test_seeded_restores_global_state():
     np.random.seed(5)
     expected = np.random.rand()

@@ -328,7 +328,7 @@ def _setup_distributed(args) -> bool:
 
 
 def _setup(args) -> None:
-    from art_idfr.experiments.evaluation.pipeline import limit_threads
+    from art_idfr.experiments.evaluation.pipeline import set_up_cpu
     from art_idfr.training.distributed import is_main_process
 
     if args.threads:
@@ -336,7 +336,7 @@ def _setup(args) -> None:
     else:
         threads, why = _thread_choice()
         args.threads_note = f"{threads} ({why}; --threads N to choose)"  # printed by demo
-    limit_threads(threads)
+    set_up_cpu(threads)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level if is_main_process() else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")

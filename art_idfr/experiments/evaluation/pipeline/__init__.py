@@ -27,7 +27,14 @@ purification baselines, opt-in defences).
 """
 # besides __all__, the file names and the helpers that tests and benchmarks import from here stay importable
 from art_idfr._utils import seeded
-from art_idfr.experiments.evaluation.pipeline.prepare import PreparedData, data_settings, limit_threads, prepare_data
+from art_idfr.experiments.evaluation.pipeline.prepare import (
+    PreparedData,
+    data_settings,
+    flush_denormals,
+    limit_threads,
+    prepare_data,
+    set_up_cpu,
+)
 from art_idfr.experiments.evaluation.pipeline.networks import (
     MODEL_FILE,
     MODEL_META,
@@ -63,6 +70,8 @@ __all__ = [
     "data_settings",
     "seeded",
     "limit_threads",
+    "flush_denormals",
+    "set_up_cpu",
     "train_network",
     "save_model_dir",
     "load_model_dir",

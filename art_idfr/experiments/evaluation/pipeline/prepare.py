@@ -1,5 +1,6 @@
 """
-The run's data and process set-up: :func:`limit_threads` (torch and BLAS thread counts), :class:`PreparedData` (the
+The run's data and process set-up: :func:`set_up_cpu` (:func:`limit_threads`, torch and BLAS thread counts, and
+:func:`flush_denormals`), :class:`PreparedData` (the
 dataset with the train / validation split every training step of a run uses), :func:`prepare_data` (load and split)
 and :func:`data_settings` (the config fields that determine the split, stored with every model).
 """
@@ -39,6 +40,23 @@ def limit_threads(n: int) -> None:
         _THREAD_LIMITS.append(threadpool_limits(limits=1, user_api="blas"))
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn, a dependency
         logger.warning("threadpoolctl is not installed: NumPy/SciPy BLAS threads are not limited.")
+
+
+def flush_denormals() -> None:
+    """
+    Flush denormal floats to zero in torch's CPU kernels, for the rest of the process. A network whose activations
+    or gradients underflow computes on denormals at a fraction of the normal speed: a ComDefend fit that had
+    collapsed took 7.5 s per Fashion-MNIST training step instead of 1.0 s on one thread here, and flushing brought it
+    back to 1.0 s (healthy networks: unchanged). The values flushed are below 1.2e-38, far under any weight or pixel
+    resolution that changes a prediction.
+    """
+    torch.set_flush_denormal(True)
+
+
+def set_up_cpu(threads: int) -> None:
+    """The process's CPU set-up for a run: :func:`limit_threads` (``threads``) and :func:`flush_denormals`."""
+    limit_threads(threads)
+    flush_denormals()
 
 
 @dataclass
