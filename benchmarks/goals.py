@@ -245,7 +245,10 @@ def _baseline_costs(fits: dict) -> None:
     print("|---|---:|---:|---:|---|")
     for key, meta in fits.items():
         s = meta.get("settings", {})
-        print(f"| {PAPER_BASELINES.get(key, key)} | {meta.get('fit_n')} images | {s.get('nb_epochs')} | "
+        epochs = s.get("nb_epochs")
+        if meta.get("restored_epoch") is not None:  # the fit diverged: the guard kept its best epoch's weights
+            epochs = f"{epochs} (diverged; epoch {meta['restored_epoch']}'s weights kept)"
+        print(f"| {PAPER_BASELINES.get(key, key)} | {meta.get('fit_n')} images | {epochs} | "
               f"{meta.get('fit_seconds', float('nan')):.0f} | {meta.get('inference_passes')} |")
 
 

@@ -434,3 +434,18 @@ def test_goals_report_a_baseline_at_chance_as_a_failed_fit_not_as_beaten():
     result["metadata"]["dataset_description"] = "two: 2 classes"
     assert goals.collapsed_baselines(result, ["comdefend", "nrp", "adp"]) == {"comdefend": 10.0, "adp": 11.5}
     assert goals.collapsed_baselines(result, ["nrp"]) == {}
+
+
+def test_goals_cost_table_says_when_a_baseline_kept_an_earlier_epoch(capsys):
+    """A diverged fit rescued by the guard (its best epoch's weights) is named in the cost table, with its epoch."""
+    from art_idfr.experiments.cli_commands import _restored_epoch
+
+    goals = _benchmark_module("goals")
+    fitted = {"training": {"fit_seconds": 325.0, "restored_epoch": 12}}
+    assert _restored_epoch(fitted) == {"restored_epoch": 12}
+    assert _restored_epoch({"training": {"fit_seconds": 40.0}}) == {} == _restored_epoch({})
+    common = {"settings": {"nb_epochs": 20}, "fit_n": 4000, "fit_seconds": 325.0, "inference_passes": "2 passes"}
+    goals._baseline_costs({"comdefend": common | _restored_epoch(fitted), "nrp": dict(common)})
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert "| 20 (diverged; epoch 12's weights kept) | 325 |" in rows["ComDefend"]
+    assert "| 20 | 325 |" in rows["NRP"]

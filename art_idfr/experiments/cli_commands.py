@@ -192,7 +192,7 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
             "idfr": {k: v for k, v in (idfr_meta or {}).items() if k in ("settings", "fit_n", "fit_seconds")}}
     if baselines:
         info["baselines"] = {k: {f: m.get(f) for f in ("settings", "fit_n", "fit_seconds", "inference_passes")}
-                             for k, (_, m) in baselines.items()}
+                             | _restored_epoch(m) for k, (_, m) in baselines.items()}
     if adaptive[0] is not None:
         info["idfr_adaptive"] = {k: v for k, v in (adaptive[2] or {}).items()
                                  if k in ("settings", "fit_n", "fit_seconds", "training")}
@@ -218,6 +218,12 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
     if t_start is not None:
         _echo(args, f"total wall time: {time.perf_counter() - t_start:.0f} s")
     return 0
+
+
+def _restored_epoch(meta: dict) -> dict:
+    """``{"restored_epoch": N}`` when a baseline's fit diverged and ended with epoch N's weights, else ``{}``."""
+    epoch = (meta.get("training") or {}).get("restored_epoch")
+    return {} if epoch is None else {"restored_epoch": epoch}
 
 
 def _brief(meta: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
