@@ -275,8 +275,10 @@ def _torchattacks_rows(path: str) -> list:
 
 def _adp_second_evaluator(path: str, result: dict, acc: dict) -> None:
     """The same check for ADP with torchattacks' APGD + EOT (`adaptive_torchattacks.py --defences adp`): every
-    torchattacks.jsonl line beside ``path`` judging this run's ADP fit."""
-    fit = result.get("metadata", {}).get("models", {}).get("baselines", {}).get("adp", {}).get("settings")
+    torchattacks.jsonl line beside ``path`` judging this run's ADP fit (its settings, and its weights' digest where
+    the run's metadata has one)."""
+    adp = result.get("metadata", {}).get("models", {}).get("baselines", {}).get("adp", {})
+    fit = None if adp.get("settings") is None else adp["settings"] | ({"weights": adp["weights"]} if "weights" in adp else {})
     rows = [r for r in _torchattacks_rows(path) if r["defence"].startswith("ADP")
             and {k: r.get("adp", {}).get(k) for k in fit} == fit] if fit is not None else []
     if not rows:

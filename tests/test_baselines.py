@@ -325,6 +325,11 @@ def test_a_tiny_evaluation_with_the_four_baselines_runs(tmp_path):
     assert again["adp"][1]["inference_passes"] == again["adp"][0].inference_passes != "stale wording"
     x = data.x_test[:4]
     assert np.array_equal(again["comdefend"][0](x)[0], fitted["comdefend"][0](x)[0])
+    from art_idfr.experiments.cli_commands import _weights  # the digest a run's metadata names each fit by
+
+    digests = {k: _weights(d) for k, (d, _) in again.items()}
+    assert digests == {k: _weights(d) for k, (d, _) in fitted.items()}  # the reused fit is the fitted one
+    assert len(set(digests.values())) == len(BASELINE_KEYS) and all(len(v) == 16 for v in digests.values())
 
     result = evaluate(cfg, data, target, baselines={k: d for k, (d, _) in again.items()}, verbose=False,
                       command="pytest baselines")

@@ -201,6 +201,13 @@ def test_goals_check_adp_with_the_second_evaluator_only_for_this_runs_fit(tmp_pa
     goals._adp_second_evaluator(str(tmp_path / "results.json"), result, acc)
     out = capsys.readouterr().out
     assert "| `ours` | 200 | 8/255 | 78.0 | 64.5 | 13.5 | yes |" in out and "another fit" not in out
+    # a run whose metadata names its ADP's weights: a row of the same settings but other weights is another fit
+    result["metadata"]["models"]["baselines"]["adp"]["weights"] = "other"
+    goals._adp_second_evaluator(str(tmp_path / "results.json"), result, acc)
+    assert capsys.readouterr().out == ""
+    result["metadata"]["models"]["baselines"]["adp"]["weights"] = "w"
+    goals._adp_second_evaluator(str(tmp_path / "results.json"), result, acc)
+    assert "| `ours` | 200 |" in capsys.readouterr().out
 
 
 def test_adaptive_benchmark_runs_the_library_recipe():

@@ -192,7 +192,7 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
             "idfr": {k: v for k, v in (idfr_meta or {}).items() if k in ("settings", "fit_n", "fit_seconds")}}
     if baselines:
         info["baselines"] = {k: {f: m.get(f) for f in ("settings", "fit_n", "fit_seconds", "inference_passes")}
-                             | _restored_epoch(m) for k, (_, m) in baselines.items()}
+                             | _restored_epoch(m) | {"weights": _weights(d)} for k, (d, m) in baselines.items()}
     if adaptive[0] is not None:
         info["idfr_adaptive"] = {k: v for k, v in (adaptive[2] or {}).items()
                                  if k in ("settings", "fit_n", "fit_seconds", "training")}
@@ -218,6 +218,13 @@ def _run_evaluation(args, cfg, data, target, target_meta, out, denoiser, restore
     if t_start is not None:
         _echo(args, f"total wall time: {time.perf_counter() - t_start:.0f} s")
     return 0
+
+
+def _weights(defence) -> str:
+    """The first 16 hex digits of a fitted baseline's weights' digest (what a later check names the fit by)."""
+    from art_idfr.experiments.evaluation.resume import weights_digest
+
+    return weights_digest(defence)[:16]
 
 
 def _restored_epoch(meta: dict) -> dict:
