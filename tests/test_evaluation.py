@@ -437,6 +437,21 @@ def test_seeded_restores_global_state():
         assert np.random.rand() == a
 
 
+def test_a_fresh_idfr_fit_and_its_reload_are_the_same_cell_cache_component(tmp_path):
+    """A run that fits IDFR and one that resumes from its folder key the ID's evaluation cells alike."""
+    from art_idfr.experiments.evaluation import fit_idfr, load_idfr
+    from art_idfr.experiments.evaluation.cells import _component
+    from art_idfr.experiments.models import make_model
+
+    data = _synthetic(n_train=60, n_test=10)
+    cfg = EvalConfig.preset("tiny", width=0.25, fit_n=40, id_epochs=1, fr_epochs=1, idfr_attacks=("fgsm",),
+                            idfr_eps=(0.1,), device="cpu").resolved(1)
+    target = make_model("small_cnn", CLASSES, SHAPE, width=0.25, seed=0)
+    den, res, _ = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=True)
+    den2, res2, _ = load_idfr(str(tmp_path / "idfr"), device_type="cpu")
+    assert _component(den) == _component(den2) and _component(res) == _component(res2)
+
+
 def test_fit_idfr_with_extra_ae_sources(tmp_path, monkeypatch):
     """idfr_source_model: the training attacks run on the target *and* on each extra model, each of its own seed
     and folder (and id_augment reaches the denoiser and the cache key)."""
