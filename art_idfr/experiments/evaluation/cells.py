@@ -11,8 +11,8 @@ defence's cells again to the same bits. :class:`CellCache` keeps each finished c
 * the cell: threat model (or ``masking``), attack, budget, seed and attack settings; for a transfer cell also the
   source (its name and weights digest, :func:`source_fingerprint`), whose own hits on the AEs are a cell too;
 * its images (a digest of the pixels and labels);
-* the defended classifier: its key, label, description, gradient mode, and the weights digest and settings of every
-  model and component it is built from (:func:`defence_fingerprint`);
+* the defended classifier: its key, label, description, gradient mode, and the weights digest and settings (not
+  ``verbose``) of every model and component it is built from (:func:`defence_fingerprint`);
 * the run: the evaluation settings (every configuration field except the model-training ones, which reach a cell
   only through the weights, and the lists of defences / attacks / budgets / threat models, which are per cell), the
   dataset, the device, the torch / ART / art-idfr / NumPy versions and the number of processes.
@@ -77,6 +77,8 @@ def _component(obj: Any) -> Dict[str, Any]:
     has_weights = isinstance(obj, nn.Module) or any(isinstance(getattr(obj, a, None), nn.Module)
                                                     for a in ("network", "model"))
     params = {p: getattr(obj, p, None) for p in getattr(obj, "params", [])}
+    if "verbose" in params:  # progress output changes no number: a fresh fit (verbose) and its reload key alike
+        params["verbose"] = False
     return {"type": type(obj).__name__, "weights": weights_digest(obj) if has_weights else None, "params": params}
 
 

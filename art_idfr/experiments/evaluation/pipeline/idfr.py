@@ -118,9 +118,6 @@ def fit_idfr(
     }
     if out_dir is not None:
         _save_idfr(out_dir, denoiser, restorer, meta)
-    # quiet from here, as load_idfr gives them back: a fresh fit and its reload are the same defence to the
-    # evaluation's cell cache (``verbose`` is one of their ART params), so a resumed run reuses a fresh run's cells
-    denoiser.verbose = restorer.verbose = False
     return denoiser, restorer, meta
 
 
