@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -203,6 +203,8 @@ class InnerRestorer:
     :param kind: ``"lora"`` (low-rank weight deltas) or ``"adapter"`` (residual bottlenecks).
     :param layers: Module names (as in ``model.named_modules()``); ``None``: the default per architecture.
     :param rank: Rank of each delta (``kind="lora"``), capped per layer at its full rank.
+    :param ranks: Per-layer ranks overriding ``rank`` (``{module name: rank}``, ``kind="lora"``): a fixed parameter
+        budget spent where it helps most (e.g. more rank in the convolutions, less in a wide ``Linear``).
     :param width: Bottleneck channels as a fraction of the module's channels (``kind="adapter"``).
     :param norm_affine: Also a per-channel scale and shift delta on every ``BatchNorm`` (module docstring).
     :param device_type: ``"gpu"`` or ``"cpu"``.
@@ -214,9 +216,11 @@ class InnerRestorer:
     fold_at_inference: bool = True
 
     def __init__(self, input_shape: Tuple[int, ...], kind: str = "lora", layers: Optional[Sequence[str]] = None,
-                 rank: int = 4, width: float = 0.25, norm_affine: bool = False, device_type: str = "gpu") -> None:
+                 rank: int = 4, width: float = 0.25, norm_affine: bool = False, device_type: str = "gpu",
+                 ranks: Optional[Mapping[str, int]] = None) -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.kind, self.rank, self.width, self.norm_affine = kind, int(rank), float(width), bool(norm_affine)
+        self.ranks = _checked_ranks(ranks)
         self.layers = None if layers is None else [str(n) for n in layers]
         self.device_type = device_type
         self._check_params()
@@ -236,6 +240,10 @@ class InnerRestorer:
         if unknown:
             raise ValueError(f"no module named {unknown} in {type(model).__name__}; valid names: "
                              f"{[n for n in modules if n][:30]}...")
+        deltas = [n for n in names if not _is_norm(modules[n])]
+        stray = sorted(set(self.ranks) - set(deltas))
+        if stray:
+            raise ValueError(f"ranks names {stray}, which carry no low-rank delta here; the deltas go on {deltas}.")
         shapes = _output_shapes(model, names, self.input_shape)
         points = []
         for name in names:
@@ -254,7 +262,7 @@ class InnerRestorer:
             if self.kind == "adapter":
                 return ResidualAdapter(p, self.width)
             full = min(p["out"], p["in"] // p.get("groups", 1) * _kernel_area(p))
-            return LowRankDelta(p, min(self.rank, full))
+            return LowRankDelta(p, min(self.ranks.get(p["name"], self.rank), full))
 
         self.points = points
         self.network = nn.ModuleDict({_key(p["name"]): part(p) for p in points})
@@ -339,7 +347,8 @@ class InnerRestorer:
 
     def get_config(self) -> Dict[str, Any]:
         return {"input_shape": list(self.input_shape), "kind": self.kind, "layers": self.layers, "rank": self.rank,
-                "width": self.width, "norm_affine": self.norm_affine, "device_type": self.device_type}
+                "ranks": dict(self.ranks) or None, "width": self.width, "norm_affine": self.norm_affine,
+                "device_type": self.device_type}
 
     def save(self, path: str) -> None:
         """One safe checkpoint file (format-tagged; :mod:`art_idfr.checkpoint`)."""
@@ -373,9 +382,23 @@ class InnerRestorer:
             raise ValueError(f"kind must be one of {INNER_KINDS}, got {self.kind!r}.")
         if self.rank < 1 or not self.width > 0:
             raise ValueError(f"rank must be >= 1 and width > 0, got rank={self.rank}, width={self.width}.")
+        if self.ranks and self.kind != "lora":
+            raise ValueError(f"ranks sets the rank of low-rank deltas; kind={self.kind!r} has none (use width).")
         if self.layers is not None and not self.layers:
             raise ValueError("layers must name at least one module, or be None for the default places.")
         check_device_type(self.device_type)
+
+
+def _checked_ranks(ranks: Optional[Mapping[str, int]]) -> Dict[str, int]:
+    """``ranks`` as ``{module name: positive int}`` (``ValueError`` for anything else)."""
+    if ranks is None:
+        return {}
+    if not isinstance(ranks, Mapping):
+        raise ValueError(f"ranks must map module names to ranks, e.g. {{'layer1.0.conv1': 8}}; got {ranks!r}.")
+    bad = {k: v for k, v in ranks.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+    if bad:
+        raise ValueError(f"ranks must be positive ints; got {bad}.")
+    return {str(k): int(v) for k, v in ranks.items()}
 
 
 def _is_norm(module: nn.Module) -> bool:

@@ -14,10 +14,10 @@ alongside the ID); `eps` accepts `a/b`; `init=NAME` starts from the ID (and join
 instead of the Algorithm-1 ID: a further one-cycle pass, a warm restart; `id_width=W` starts from an Algorithm-1 ID
 of width W instead of 0.5, fitted and cached with its FR as the benchmark's; `inner=lora:R` / `inner=adapter:W` adds
 restorers inside the frozen target (art_idfr.InnerRestorer, rank R / width W, default places; a `+bn` suffix, e.g.
-`inner=lora:8+bn`, adds its `norm_affine` deltas on every BatchNorm) trained along, and
-`id=none` leaves the ID out, `id=frozen` keeps it fixed (issue 41)). Best epoch on validation images
-0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy, white-box
-AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
+`inner=lora:8+bn`, adds its `norm_affine` deltas on every BatchNorm; `inner=lora:8,NAME=16,...` sets per-layer
+ranks) trained along, and `id=none` leaves the ID out, `id=frozen` keeps it fixed (issue 41)). Best epoch on
+validation images 0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy,
+white-box AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
 the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
 (ART FBF, 2 epochs at 16/255 as in the benchmark; cached) are measured on the same images once. One JSON line per
 call goes to benchmarks/results/tune_adaptive/tune.jsonl with the command line; the fitted models are kept in
@@ -189,15 +189,18 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
 
 
 def inner_restorer(spec, target, data):
-    """``inner=lora:R`` / ``adapter:W`` (``+bn``: ``norm_affine``) → an InnerRestorer built on the target's model;
-    None without ``inner``."""
+    """``inner=lora:R`` / ``adapter:W`` (``+bn``: ``norm_affine``; ``lora:R,NAME=R2,...``: per-layer ranks, module
+    names of the target's model) → an InnerRestorer built on the target's model; None without ``inner``."""
     if spec is None:
         return None
     from art_idfr import InnerRestorer
+    from art_idfr.experiments.evaluation.knobs import parse_inner_ranks
 
     spec, norm_affine = str(spec).removesuffix("+bn"), str(spec).endswith("+bn")
+    spec, _, ranks = spec.partition(",")
     kind, _, size = spec.partition(":")
-    sizes = {"rank": int(size or 4)} if kind == "lora" else {"width": float(size or 0.25)}
+    sizes = ({"rank": int(size or 4), "ranks": parse_inner_ranks(ranks)} if kind == "lora"
+             else {"width": float(size or 0.25)})
     return InnerRestorer(data.input_shape, kind=kind, norm_affine=norm_affine, device_type="cpu",
                          **sizes).build(target.model)
 
@@ -268,7 +271,8 @@ def main() -> int:
     target = wrap_model(target_model, data.input_shape, data.num_classes, "cpu")
     surrogate = wrap_model(sur_model, data.input_shape, data.num_classes, "cpu")
     a1_idx = stratified_subset_indices(data.y_train, 4000, seed=0)
-    den_a1 = algorithm1_id(target, data, a1_idx, id_width)
+    needs_a1 = a.baselines or id_mode != "none" or fr_mode != "none"  # inner restorers alone: no Algorithm-1 ID
+    den_a1 = algorithm1_id(target, data, a1_idx, id_width) if needs_a1 else None
     x_m, y_m = data.x_val[1000:1500], data.y_val[1000:1500]
     onehot = np.eye(data.num_classes, dtype=np.float32)
     bb = {f"{n} {round(e * 255)}/255": _cached(os.path.join(RUN_DIR, f"adaptive_bb_{n}_{e:.4f}.npz"),

@@ -218,6 +218,46 @@ def test_save_load_round_trip_and_model_checks(tmp_path):
         InnerRestorer((3, 16, 16), rank=2, device_type="cpu").build(_resnet()).check_model(wider)
 
 
+def test_per_layer_ranks_override_the_rank_and_survive_save_load(tmp_path):
+    """``ranks`` spends a budget per layer: the named layers get their rank (capped at full rank), the rest ``rank``;
+    the sizes follow, and a reload rebuilds the same parts."""
+    model = _resnet()
+    uniform = InnerRestorer((3, 16, 16), rank=2, device_type="cpu").build(model)
+    inner = InnerRestorer((3, 16, 16), rank=2, ranks={"layer1.0.conv1": 5, "conv1": 100, "fc": 1},
+                          device_type="cpu").build(model)
+    net = inner.network
+    assert net["layer1__0__conv1"].a.out_channels == 5 and net["layer1__0__conv2"].a.out_channels == 2
+    assert net["conv1"].a.out_channels == min(model.conv1.out_channels, 3 * 9)  # capped at the layer's full rank
+    assert net["fc"].a.out_features == 1
+    c = model.layer1[0].conv1
+    grown = (5 - 2) * (c.in_channels * 9 + c.out_channels)
+    shrunk = (2 - 1) * (model.fc.in_features + model.fc.out_features)
+    capped = (net["conv1"].a.out_channels - 2) * (3 * 9 + model.conv1.out_channels)
+    assert inner.num_parameters() - uniform.num_parameters() == grown - shrunk + capped
+    _perturb(inner)
+    path = str(tmp_path / "ranks.pt")
+    inner.save(path)
+    back = InnerRestorer.load(path)
+    assert back.ranks == inner.ranks and back.num_parameters() == inner.num_parameters()
+    clf = make_classifier(model, input_shape=(3, 16, 16))
+    x = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+    np.testing.assert_array_equal(defend(clf, inner=back).predict(x), defend(clf, inner=inner).predict(x))
+
+
+def test_per_layer_ranks_bad_input():
+    model = _resnet()
+    with pytest.raises(ValueError, match="carry no low-rank delta"):
+        InnerRestorer((3, 16, 16), ranks={"layer9.conv": 4}, device_type="cpu").build(model)
+    with pytest.raises(ValueError, match="carry no low-rank delta"):  # a BatchNorm gets an affine delta, no rank
+        InnerRestorer((3, 16, 16), ranks={"bn1": 4}, norm_affine=True, device_type="cpu").build(model)
+    with pytest.raises(ValueError, match="positive ints"):
+        InnerRestorer((3, 16, 16), ranks={"conv1": 0})
+    with pytest.raises(ValueError, match="map module names"):
+        InnerRestorer((3, 16, 16), ranks=[("conv1", 4)])
+    with pytest.raises(ValueError, match="has none"):
+        InnerRestorer((3, 16, 16), kind="adapter", ranks={"conv1": 4})
+
+
 def test_bad_input_gets_clear_errors(tmp_path):
     model = _resnet()
     with pytest.raises(ValueError, match="no module named"):

@@ -79,8 +79,8 @@ def test_idfr_inner_is_opt_in_and_its_knobs_change_no_existing_key():
         cfg = EvalConfig.preset(name)
         assert "idfr_inner" not in cfg.defences and "idfr_inner" not in cfg.autoattack_defences
         d = cfg.to_dict()
-        assert d["inner"] == {"kind": "lora", "rank": 4, "width": 0.25, "layers": None, "norm_affine": False,
-                              "alone": False}
+        assert d["inner"] == {"kind": "lora", "rank": 4, "ranks": None, "width": 0.25, "layers": None,
+                              "norm_affine": False, "alone": False}
         # the resume fingerprint's view: the new knobs at their defaults are left out (earlier checkpoints stay valid)
         view = _without_newer_defaults(d)
         assert "inner" not in view and not {"train_denoiser", "autocast", "channels_last"} & set(view["adaptive"])
@@ -92,8 +92,11 @@ def test_idfr_inner_is_opt_in_and_its_knobs_change_no_existing_key():
     cfg = EvalConfig.preset("tiny", defences="none,inner", inner_kind="ADAPTER", inner_width=0.5,
                             inner_layers="conv1, conv2", adaptive_autocast="bf16", adaptive_channels_last=True)
     assert cfg.defences == ("none", "idfr_inner") and cfg.inner.kind == "adapter"
-    assert cfg.inner.kwargs() == {"kind": "adapter", "rank": 4, "width": 0.5, "layers": ("conv1", "conv2"),
-                                  "norm_affine": False}
+    assert cfg.inner.kwargs() == {"kind": "adapter", "rank": 4, "ranks": None, "width": 0.5,
+                                  "layers": ("conv1", "conv2"), "norm_affine": False}
+    ranked = EvalConfig.preset("tiny", defences="none,inner", inner_ranks="conv1=8, fc=2")
+    assert ranked.inner.ranks == {"conv1": 8, "fc": 2} and EvalConfig(**ranked.to_dict()) == ranked
+    assert _without_newer_defaults(ranked.to_dict())["inner"] == {"ranks": {"conv1": 8, "fc": 2}}
     assert (cfg.adaptive.autocast, cfg.adaptive.channels_last) == ("bf16", True)
     assert EvalConfig(**cfg.to_dict()) == cfg
     assert EvalConfig.preset("tiny", adaptive_autocast="none").adaptive.autocast is None
@@ -113,6 +116,9 @@ class _Stub:
     ({"inner_rank": 2.5}, "`inner_rank` must be a positive int"),
     ({"inner_width": -1}, "`inner_width` must be a positive number"),
     ({"inner_layers": " , "}, "`inner_layers` names no module"),
+    ({"inner_ranks": "conv1:8"}, "`inner_ranks` must be NAME=R pairs"),
+    ({"inner_ranks": "conv1=x"}, "`inner_ranks` must be NAME=R with R an int"),
+    ({"inner_ranks": {"conv1": 0}}, "`inner_ranks` must map module names to positive ints"),
     ({"adaptive_autocast": "fp16"}, "Unknown adaptive_autocast 'fp16'. Valid: none, bf16"),
     ({"defences": "none,innerr"}, "Unknown defence 'innerr'. Valid defences: none, id, idfr, idfr_adaptive, "
                                   "idfr_inner, feature_squeezing"),

@@ -269,6 +269,9 @@ class InnerConfig(_SubConfig):
                              "each residual block, else each max-pool)", choices=INNER_KINDS)
     rank: int = knob(4, "rank of each low-rank delta (--inner-kind lora), capped per layer at its full rank",
                      kind="int+", metavar="R")
+    ranks: Optional[Dict[str, int]] = knob(None, "per-layer ranks overriding --inner-rank, NAME=R comma-separated "
+                                                 "(module names of the target; --inner-kind lora)", kind="str",
+                                           metavar="NAME=R,...", cache_if_set=True)
     width: float = knob(0.25, "adapter bottleneck channels as a fraction of the module's (--inner-kind adapter)",
                         kind="float+", metavar="W")
     layers: Optional[Tuple[str, ...]] = knob(None, "module names of the target to act at, comma-separated (default: "
@@ -292,6 +295,7 @@ class InnerConfig(_SubConfig):
             raise ValueError(f"`inner_width` must be a positive number, got {self.width!r}.")
         self.width = float(self.width)
         self.alone, self.norm_affine = bool(self.alone), bool(self.norm_affine)
+        self.ranks = parse_inner_ranks(self.ranks)
         if self.layers is not None:
             names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
             if not isinstance(names, (list, tuple)):
@@ -305,6 +309,24 @@ class InnerConfig(_SubConfig):
     def kwargs(self) -> Dict[str, Any]:
         """The :class:`art_idfr.InnerRestorer` keywords (every field but ``alone``)."""
         return {k: v for k, v in super().kwargs().items() if k != "alone"}
+
+
+def parse_inner_ranks(value: Any) -> Optional[Dict[str, int]]:
+    """``inner_ranks`` as ``{module name: rank}``: a dict, or ``"NAME=R,NAME=R"`` (``ValueError`` for anything else)."""
+    if value is None or value == "" or value == {}:
+        return None
+    if isinstance(value, str):
+        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+        if any(not sep or not name.strip() for name, sep, _ in pairs):
+            raise ValueError(f"`inner_ranks` must be NAME=R pairs, comma-separated; got {value!r}.")
+        try:
+            value = {name.strip(): int(rank) for name, _, rank in pairs}
+        except ValueError:
+            raise ValueError(f"`inner_ranks` must be NAME=R with R an int; got {value!r}.") from None
+    if not isinstance(value, dict) or any(isinstance(r, bool) or not isinstance(r, int) or r < 1
+                                          for r in value.values()):
+        raise ValueError(f"`inner_ranks` must map module names to positive ints; got {value!r}.")
+    return {str(k): int(v) for k, v in value.items()}
 
 
 @dataclass
