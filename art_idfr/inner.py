@@ -316,6 +316,18 @@ class InnerRestorer:
         """Trainable parameters of all parts."""
         return 0 if self.network is None else sum(p.numel() for p in self.network.parameters())
 
+    def layer_sizes(self) -> List[Dict[str, Any]]:
+        """Per part: the layer's name, the delta's rank (low-rank deltas) and its trainable parameters (where a
+        parameter budget goes; ``ranks`` moves it)."""
+        rows = []
+        for p in self.points:
+            part = self.network[_key(p["name"])]
+            row = {"name": p["name"], "parameters": sum(t.numel() for t in part.parameters())}
+            if isinstance(part, LowRankDelta):
+                row["rank"] = part.b.weight.shape[1]
+            rows.append(row)
+        return rows
+
     def macs(self) -> int:
         """Multiply-accumulates of all parts per image (from the recorded layer shapes)."""
         total = 0

@@ -174,7 +174,7 @@ def fit_adaptive(name, settings, over, target, den_start, fr, data):
     record = {"history": trainer.history, "fit_seconds": round(time.perf_counter() - t0 + trainer.resumed_seconds, 1)}
     if inner is not None:  # measured in this call only (--reuse refits)
         inner.save(os.path.join(out, "inner.pt"))
-        record["inner"] = {"parameters": inner.num_parameters(), "macs": inner.macs(),
+        record["inner"] = {"parameters": inner.num_parameters(), "macs": inner.macs(), "layers": inner.layer_sizes(),
                            "target_parameters": sum(p.numel() for p in target.model.parameters())}
         return den, fr, record, inner
     den.save(os.path.join(out, "denoiser.pt"))

@@ -234,6 +234,9 @@ def test_per_layer_ranks_override_the_rank_and_survive_save_load(tmp_path):
     shrunk = (2 - 1) * (model.fc.in_features + model.fc.out_features)
     capped = (net["conv1"].a.out_channels - 2) * (3 * 9 + model.conv1.out_channels)
     assert inner.num_parameters() - uniform.num_parameters() == grown - shrunk + capped
+    sizes = {row["name"]: row for row in inner.layer_sizes()}
+    assert sum(row["parameters"] for row in sizes.values()) == inner.num_parameters()
+    assert (sizes["layer1.0.conv1"]["rank"], sizes["layer1.0.conv2"]["rank"], sizes["fc"]["rank"]) == (5, 2, 1)
     _perturb(inner)
     path = str(tmp_path / "ranks.pt")
     inner.save(path)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from art_idfr import InnerRestorer
 from art_idfr.experiments.evaluation import EvalConfig, PreparedData
 from conftest import synthetic_bars
 
@@ -302,14 +303,18 @@ def test_tiny_demo_with_the_inner_restorers_alone_fits_no_id(tmp_path, capsys):
     out = str(tmp_path / "demo")
     args = ["demo", "--preset", "tiny", "--threads", "1", "--out", out, "--defences", "none,idfr_inner",
             "--threat-models", "white-box", "--attacks", "fgsm", "--eps", "0.3", "--eval-n", "20", "--whitebox-n", "8",
-            "--adaptive-fit-n", "40", "--adaptive-max-iter", "1", "--inner-rank", "2", "--inner-alone"]
+            "--adaptive-fit-n", "40", "--adaptive-max-iter", "1", "--inner-rank", "2", "--inner-alone",
+            "--inner-ranks", "backbone.fc=1"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "fitting IDFR" not in text and "inner alone (not in the paper): inner restorers lora (rank 2)" in text
+    assert "fitting IDFR" not in text
+    assert "inner alone (not in the paper): inner restorers lora (rank 2, backbone.fc 1)" in text
     assert "| inner adaptive (not in paper) |" in text
     assert "loss gradient through inner adaptive (not in paper): finite=True" in text  # the row's own label
     folder = os.path.join(out, "idfr", "inner_adaptive")
     assert sorted(f for f in os.listdir(folder) if f.endswith(".pt")) == ["inner.pt"]
+    sizes = {row["name"]: row for row in InnerRestorer.load(os.path.join(folder, "inner.pt")).layer_sizes()}
+    assert sizes["backbone.fc"]["rank"] == 1 and {row["rank"] for row in sizes.values()} == {1, 2}
     doc = json.loads(open(os.path.join(out, "results.json")).read())
     assert {r["defence_key"] for r in doc["records"]} == {"none", "idfr_inner"}
 

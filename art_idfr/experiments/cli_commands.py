@@ -141,6 +141,8 @@ def _inner_summary(meta: Dict[str, Any]) -> str:
     """The ``idfr_inner`` fit in a line: the restorers inside the target, their size, and the adaptive fit."""
     size = meta.get("inner") or {}
     what = f"rank {size.get('rank')}" if size.get("kind") == "lora" else f"width {size.get('width')}"
+    if size.get("ranks"):
+        what += ", " + ", ".join(f"{name} {rank}" for name, rank in size["ranks"].items())
     share = size.get("fraction_of_target") or 0.0
     parts = "inner alone" if (meta.get("settings") or {}).get("start", "") is None else "ID+FR+inner"
     return (f"{parts} (not in the paper): inner restorers {size.get('kind')} ({what}) at {size.get('layers')} "

@@ -111,6 +111,7 @@ def inner_summary(inner, target_model: nn.Module) -> Dict[str, Any]:
     params = inner.num_parameters()
     return {"kind": inner.kind, "layers": len(inner.points), **({"rank": inner.rank} if inner.kind == "lora" else
                                                                  {"width": inner.width}),
+            **({"ranks": dict(inner.ranks)} if inner.ranks else {}),
             **({"norm_affine": True} if inner.norm_affine else {}),
             "parameters": int(params), "macs": int(inner.macs()), "target_parameters": int(total),
             "fraction_of_target": params / total if total else None}
