@@ -220,7 +220,7 @@ class InnerRestorer:
                  ranks: Optional[Mapping[str, int]] = None) -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.kind, self.rank, self.width, self.norm_affine = kind, int(rank), float(width), bool(norm_affine)
-        self.ranks = _checked_ranks(ranks)
+        self.ranks = check_ranks(ranks)
         self.layers = None if layers is None else [str(n) for n in layers]
         self.device_type = device_type
         self._check_params()
@@ -401,7 +401,7 @@ class InnerRestorer:
         check_device_type(self.device_type)
 
 
-def _checked_ranks(ranks: Optional[Mapping[str, int]]) -> Dict[str, int]:
+def check_ranks(ranks: Optional[Mapping[str, int]]) -> Dict[str, int]:
     """``ranks`` as ``{module name: positive int}`` (``ValueError`` for anything else)."""
     if ranks is None:
         return {}

@@ -17,8 +17,8 @@ restorers inside the frozen target (art_idfr.InnerRestorer, rank R / width W, de
 `inner=lora:8+bn`, adds its `norm_affine` deltas on every BatchNorm; `inner=lora:8,NAME=16,...` sets per-layer
 ranks) trained along, and `id=none` leaves the ID out, `id=frozen` keeps it fixed (issue 41)). Best epoch on
 validation images 0-299 (20-step PGD through the defence); measured on validation images 1000-1499: clean accuracy,
-white-box AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255 through
-the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
+white-box AutoAttack (ART's APGD-CE + APGD-DLR, 50 iterations, 1 restart; Square 1,000 queries) at 8/255 and 16/255
+through the whole defended classifier, and black-box FGSM/BIM from the surrogate. Undefended, the Algorithm-1 ID and Fast AT
 (ART FBF, 2 epochs at 16/255 as in the benchmark; cached) are measured on the same images once. One JSON line per
 call goes to benchmarks/results/tune_adaptive/tune.jsonl with the command line; the fitted models are kept in
 runs/tune_fashion_mnist_idx/adaptive/NAME/, so that `--reuse` measures them again (e.g. with Square) without refitting.

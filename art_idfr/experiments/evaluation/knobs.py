@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from art_idfr._names import ADAPTIVE_ATTACKS, AUGMENTATIONS, INNER_KINDS, TRADES_REFERENCES
 from art_idfr.experiments.choices import ID_ARCHITECTURES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
+from art_idfr.inner import check_ranks
 
 __all__ = [
     "knob",
@@ -323,10 +324,10 @@ def parse_inner_ranks(value: Any) -> Optional[Dict[str, int]]:
             value = {name.strip(): int(rank) for name, _, rank in pairs}
         except ValueError:
             raise ValueError(f"`inner_ranks` must be NAME=R with R an int; got {value!r}.") from None
-    if not isinstance(value, dict) or any(isinstance(r, bool) or not isinstance(r, int) or r < 1
-                                          for r in value.values()):
-        raise ValueError(f"`inner_ranks` must map module names to positive ints; got {value!r}.")
-    return {str(k): int(v) for k, v in value.items()}
+    try:
+        return check_ranks(value)
+    except ValueError:
+        raise ValueError(f"`inner_ranks` must map module names to positive ints; got {value!r}.") from None
 
 
 @dataclass
