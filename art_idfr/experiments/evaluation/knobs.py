@@ -15,7 +15,6 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from art_idfr._names import ADAPTIVE_ATTACKS, AUGMENTATIONS, INNER_KINDS, TRADES_REFERENCES
 from art_idfr.experiments.choices import ID_ARCHITECTURES, ID_LOSSES, OPTIMIZERS, RESIDUAL_HEADS
-from art_idfr.inner import check_ranks
 
 __all__ = [
     "knob",
@@ -324,6 +323,8 @@ def parse_inner_ranks(value: Any) -> Optional[Dict[str, int]]:
             value = {name.strip(): int(rank) for name, _, rank in pairs}
         except ValueError:
             raise ValueError(f"`inner_ranks` must be NAME=R with R an int; got {value!r}.") from None
+    from art_idfr.inner import check_ranks  # here, not at the top: the parser must not load torch
+
     try:
         return check_ranks(value)
     except ValueError:
