@@ -111,7 +111,7 @@ def trainable(model, a):
         return (TargetWithEvalNorms(model) if a.eval_norms else model), {"trained_parameters": n}
     from art_idfr import InnerRestorer
 
-    inner = InnerRestorer(tuple(a.input_shape), kind=a.trained, rank=a.rank, width=a.width,
+    inner = InnerRestorer(tuple(a.input_shape), kind=a.trained, rank=a.rank, width=a.width, ranks=a.ranks,
                           norm_affine=a.norm_affine, device_type="cpu").build(model)
     n_target = sum(p.numel() for p in model.parameters())
     return FrozenTargetWithInner(model, inner), {
@@ -244,6 +244,7 @@ def cifar10(a):
 
 def main() -> int:
     from art_idfr.experiments.evaluation.config import parse_eps
+    from art_idfr.experiments.evaluation.knobs import parse_inner_ranks
     from art_idfr.experiments.evaluation.pipeline import set_up_cpu
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -267,6 +268,8 @@ def main() -> int:
     p.add_argument("--trained", choices=("target", "lora", "adapter"), default="target",
                    help="what trains: the target itself (the bound) or an InnerRestorer in the frozen target")
     p.add_argument("--rank", type=int, default=4, help="--trained lora: rank of every delta")
+    p.add_argument("--ranks", type=parse_inner_ranks, default=None, metavar="NAME=R,...",
+                   help="--trained lora: per-layer ranks overriding --rank (module names of the target)")
     p.add_argument("--width", type=float, default=0.25, help="--trained adapter: bottleneck width (fraction)")
     p.add_argument("--norm-affine", action="store_true",
                    help="--trained lora|adapter: also a scale and shift delta on every BatchNorm (norm_affine)")
@@ -279,6 +282,7 @@ def main() -> int:
     torch.manual_seed(a.seed)
     jsonl, measured, history, seconds = (fashion_mnist if a.setting == "fashion_mnist" else cifar10)(a)
     kind = "" if a.trained == "target" else (f"_lora{a.rank}" if a.trained == "lora" else f"_adapter{a.width:g}")
+    kind += "_ranks" if a.ranks and a.trained == "lora" else ""
     kind += "_bn" if a.norm_affine and a.trained != "target" else ""
     kind += "_evalnorms" if a.eval_norms and a.trained == "target" else ""
     name = a.name or (f"{'unfrozen' if a.trained == 'target' else 'inner'}{kind}_{a.setting}_eps{round(a.eps * 255)}_b{a.batch_size}_lr{a.learning_rate:g}"

@@ -122,15 +122,17 @@ def test_cifar10_inner_is_the_screened_inner_row_beside_none_and_fast_at():
 
 
 def test_fashion_mnist_inner_is_the_inner_row_on_the_adaptive_recipe():
-    """fashion_mnist_inner (issue 41): fashion_mnist_adaptive's flags, unchanged, then rank-8 deltas alone (the
-    largest power-of-two rank within 10% of the small CNN's parameters), bf16 + channels-last, the best trained epoch
+    """fashion_mnist_inner (issue 41): fashion_mnist_adaptive's flags, unchanged, then deltas alone at the validation
+    split's per-layer ranks (9.9% of the small CNN's parameters), bf16 + channels-last, the best trained epoch
     kept, AutoAttack through none / inner / Fast AT; of the adaptive recipe only the validation screen's schedule
     changes (four passes in one schedule, no warm restart, Adam 4e-3)."""
     mod, ref = _benchmark_module("fashion_mnist_inner"), _benchmark_module("fashion_mnist_adaptive")
     assert mod.ARGS[:len(ref.ARGS)] == ref.ARGS
     cfg, base_cfg = (_config(build_parser().parse_args(["demo", *m.ARGS, "--out", "unused"])) for m in (mod, ref))
     assert cfg.defences == cfg.autoattack_defences == ("none", "idfr_inner", "fast_at") and "autoattack" in cfg.attacks
-    assert (cfg.inner.kind, cfg.inner.rank, cfg.inner.layers, cfg.inner.alone) == ("lora", 8, None, True)
+    assert (cfg.inner.kind, cfg.inner.rank, cfg.inner.layers, cfg.inner.alone) == ("lora", 4, None, True)
+    assert dict(cfg.inner.ranks) == {"backbone.features.0.0": 9, "backbone.features.1.0": 16,
+                                     "backbone.features.2.0": 16, "backbone.fc": 8}
     changed = {k for k, v in cfg.to_dict().items() if base_cfg.to_dict()[k] != v}
     assert changed == {"defences", "autoattack_defences", "adaptive", "adaptive_restarts", "inner"}
     assert (cfg.adaptive_restarts, base_cfg.adaptive_restarts) == ((), (1,))
