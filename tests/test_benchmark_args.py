@@ -249,6 +249,30 @@ def test_unfrozen_bound_attack_stays_in_the_ball_and_its_losses_match_their_form
     assert ub.mart(adv, -confident, y, p0, a) > ub.mart(adv, confident, y, p0, a)  # misclassified: the KL counts
 
 
+def test_unfrozen_bound_builds_the_per_layer_ranks_it_is_given():
+    """unfrozen_bound.py --ranks: the named layer gets its own rank (the count of trained parameters changes by
+    exactly that layer's delta), the record carries the ranks, and a name that carries no delta is refused."""
+    import types
+
+    import pytest
+    import torch
+
+    ub = _benchmark_module("unfrozen_bound")
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 3)).eval()
+
+    def sizes(ranks):
+        a = types.SimpleNamespace(trained="lora", rank=1, ranks=ranks, width=0.25, norm_affine=False,
+                                  input_shape=(1, 6, 6), eval_norms=False)
+        return ub.trainable(model, a)[1]
+
+    uniform, ranked = sizes(None), sizes({"3": 2})
+    assert ranked["trained_parameters"] - uniform["trained_parameters"] == 144 + 3  # one more rank: A row + B column
+    assert (ranked["inner"]["rank"], ranked["inner"]["ranks"]) == (1, {"3": 2}) and uniform["inner"]["ranks"] is None
+    with pytest.raises(ValueError):
+        sizes({"1": 2})  # a ReLU carries no delta
+
+
 def test_goals_judge_each_setting_by_its_own_adaptive_goals(capsys):
     """The issue's goals differ per setting: CIFAR-10 CPU allows 5 clean points and asks for 8/255 only; paper scale
     asks for absolute numbers; an unknown dataset is refused, not judged by another setting's goals."""
