@@ -9,7 +9,10 @@ and threads that measured it (a model reused from another run's cache counts wit
     python benchmarks/run_times.py runs/cifar10_cpu --by defence # cells summed over threat models
 
 The transfer threat models' AEs are cells too (rows "source ..."); the clean pass and the report are not counted.
-Cells written before cells kept their time count as "untimed".
+Cells written before cells kept their time count as "untimed". Only the cells the run used count: those named by
+``metadata["cell_keys"]`` of its ``results.json`` (or, while it runs, ``results.partial.json``); the folder also
+keeps the cells of earlier configurations (a baseline fitted again, another ID). A run that wrote no such list
+(before they did) counts every cell in the folder, and the output says so.
 """
 import argparse
 import glob
@@ -74,6 +77,19 @@ def cell_table(times, by):
     return "\n".join(lines)
 
 
+def run_cell_keys(out):
+    """``(keys, source)``: the cell keys the run in ``out`` used and the report that named them, or ``(None, None)``
+    when neither ``results.json`` nor ``results.partial.json`` lists them."""
+    for name in ("results.json", "results.partial.json"):
+        try:
+            with open(os.path.join(out, name), encoding="utf-8") as f:
+                keys = json.load(f)["metadata"]["cell_keys"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return keys, name
+    return None, None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("out", help="the run's output folder (the one holding eval_cells/ and the fitted models)")
@@ -84,8 +100,13 @@ def main(argv=None):
     fits = fit_seconds(args.out)
     if not fits and not os.path.isdir(folder):
         parser.error(f"neither fitted models nor {folder} found: give the output folder of a run")
-    times = cell_seconds(folder)
-    print("### Fits\n\n" + fit_table(fits) + "\n\n### Evaluation cells\n\n" + cell_table(times, args.by))
+    keys, source = run_cell_keys(args.out)
+    times = cell_seconds(folder, keys)
+    which = (f"The {len(keys)} cells that {source} names (other configurations' cells in the folder are left out)."
+             if keys is not None else "Every cell in the folder: no results.json names the run's cells, so cells of "
+             "earlier configurations count too.")
+    print("### Fits\n\n" + fit_table(fits) + "\n\n### Evaluation cells\n\n" + which + "\n\n"
+          + cell_table(times, args.by))
     cells = sum(t["seconds"] for t in times.values())
     print(f"\nfits {sum(fits.values()):,.0f} s + timed cells {cells:,.0f} s = {sum(fits.values()) + cells:,.0f} s")
     return 0

@@ -446,9 +446,17 @@ def test_run_times_sums_the_fits_and_the_stored_cell_seconds(tmp_path, capsys):
                                       "| model: target | 30 | 15.4% |", "| model: fast_at | 5 | 2.6% |",
                                       "| **total** | **195** | |"]
     rows = cells.strip().splitlines()
-    assert rows[2] == "| white-box | ADP (EOT 4) | 42 | 95.5% | 2 (2) |" and rows[3].startswith("| query | none | 2 |")
+    assert rows[0].startswith("Every cell in the folder")  # no results.json names the run's cells
+    assert rows[4] == "| white-box | ADP (EOT 4) | 42 | 95.5% | 2 (2) |" and rows[5].startswith("| query | none | 2 |")
     assert rows[-3] == "| **total** | | **44** | | 4 (3) |" and rows[-1] == "fits 195 s + timed cells 44 s = 240 s"
     assert mod.main([str(tmp_path), "--by", "defence"]) == 0 and "| all | none | 2 |" in capsys.readouterr().out
+    # a run's report names its cells: another configuration's cells in the folder (here the 30 s ADP one) drop out
+    used = [cache.key({"i": i}) for i in (1, 2, 3)]
+    (tmp_path / "results.partial.json").write_text(json.dumps({"metadata": {"cell_keys": used}}))
+    assert mod.main([str(tmp_path)]) == 0
+    rows = capsys.readouterr().out.split("### Evaluation cells")[1].strip().splitlines()
+    assert rows[0].startswith("The 3 cells that results.partial.json names")
+    assert rows[4] == "| white-box | ADP (EOT 4) | 12 | 86.2% | 1 (1) |" and rows[-1].endswith("= 210 s")
     with pytest.raises(SystemExit):
         mod.main([str(tmp_path / "nowhere")])
 

@@ -522,6 +522,9 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
     partial = json.load(open(tmp_path / PARTIAL_FILES["json"]))
     assert partial["metadata"]["partial"] is True
     assert partial["metadata"]["finished_threat_models"] == ["black-box", "gray-box"]
+    from art_idfr.experiments.evaluation.cells import FOLDER
+    stored = {p.stem for p in (tmp_path / FOLDER).glob("*.json")}  # the transfer cells of the finished threat models
+    assert stored and set(partial["metadata"]["cell_keys"]) == stored
     assert {r["threat_model"] for r in partial["records"]} == {"black-box", "gray-box"}
     for r in partial["records"]:
         assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
@@ -545,6 +548,8 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
     again = evaluate(sub, data, target, surrogate, den, fr, fast, command="pytest tiny", verbose=False,
                      checkpoint_dir=str(tmp_path))
     assert set(again.metadata["resumed"]) == {"black-box", "gray-box"}
+    # the resumed threat models' cells come back from the checkpoint: the run names every cell it used
+    assert set(again.metadata["cell_keys"]) == {p.stem for p in (tmp_path / FOLDER).glob("*.json")} > stored
     n_cells = len(sub.defences) * len(sub.attacks) * len(sub.eps) + len(sub.defences) * len(sub.eps) + 1
     n_masking = 4 * len(sub.defences)  # per defence: Square, PGD at a large eps, PGD short and long
     assert len(calls) == n_cells + n_masking  # white-box + query + the sanity checks, nothing transferred again
@@ -595,6 +600,7 @@ def test_cells_are_reused_only_when_nothing_they_depend_on_changed(tiny_run, tmp
     first = run(fr)
     assert len(calls) == n_cells + 1  # + the undefended large-eps BIM of the sanity checks, not a cell
     assert len(list((tmp_path / FOLDER).glob("*.json"))) == n_cells and "reused_cells" not in first.metadata
+    assert set(first.metadata["cell_keys"]) == {p.stem for p in (tmp_path / FOLDER).glob("*.json")}
     times = cell_seconds(str(tmp_path / FOLDER))  # every cell keeps the seconds it took, per threat model / defence
     labels = {r["defence_key"]: r["defence"] for r in first.records}
     assert set(times) == {(kind, labels[key]) for kind in per_defence for key in ("none", "idfr")}
@@ -610,8 +616,12 @@ def test_cells_are_reused_only_when_nothing_they_depend_on_changed(tiny_run, tmp
     changed = copy.deepcopy(fr)  # another FR: only ID+FR's cells are measured again
     with torch.no_grad():
         next(changed.network.parameters()).add_(1.0)
-    run(changed)
+    other = run(changed)
     assert len(calls) == sum(per_defence.values()) + 1
+    kept = {p.stem for p in (tmp_path / FOLDER).glob("*.json")}  # the folder keeps both FRs' cells
+    used = set(other.metadata["cell_keys"])  # the run names its own
+    assert len(kept) == n_cells + sum(per_defence.values()) and len(used) == n_cells
+    assert used < kept and used != set(first.metadata["cell_keys"])
 
     fresh = run(fr, reuse_cells=False)  # --no-cell-reuse
     assert len(calls) == n_cells + 1 and "reused_cells" not in fresh.metadata

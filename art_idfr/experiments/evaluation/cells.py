@@ -23,9 +23,11 @@ is not in the cache: a rerun that adds or changes one defence crafts them again 
 seeded), one that changes nothing crafts nothing. Files are plain JSON (format ``art-idfr-eval-cell/1``; hits as a
 ``0``/``1`` string); one that is damaged or does not match its name is ignored with a warning and measured again.
 Reusing a cell changes no number (the same command computes the same hits); the reports say how many cells were
-taken from the cache (``metadata["reused_cells"]``). Each file also keeps the seconds its cell took to measure (the
-attack, not the crafting of shared transfer AEs); :func:`cell_seconds` sums them per threat model and defence, over
-every session of a run that was cut and resumed.
+taken from the cache (``metadata["reused_cells"]``) and which cells the run used (``metadata["cell_keys"]``: the
+folder also keeps the cells of earlier configurations, e.g. of a baseline fitted again). Each file also keeps the
+seconds its cell took to measure (the attack, not the crafting of shared transfer AEs); :func:`cell_seconds` sums them
+per threat model and defence, over every session of a run that was cut and resumed, for the cells of one run's
+``cell_keys`` or for all.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import json
 import logging
 import os
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -159,15 +161,17 @@ class CellCache:
 _SUMMARY = re.compile(r"^(?P<kind>[^:]+): (?P<defence>.+), (?P<attack>\S+) (?P<eps>\S+)$")
 
 
-def cell_seconds(directory: str) -> Dict[Tuple[str, str], Dict[str, float]]:
+def cell_seconds(directory: str, keys: Optional[Iterable[str]] = None) -> Dict[Tuple[str, str], Dict[str, float]]:
     """
     Measuring time of the cells stored in ``directory`` (``OUT/eval_cells``), per ``(kind, defence label)``:
     ``{"seconds": total, "cells": how many, "timed": how many carry a time}`` (files written before cells kept their
-    time count in ``cells`` only). Unreadable files are skipped.
+    time count in ``cells`` only). ``keys``: only these cells (a run's ``metadata["cell_keys"]``); default all.
+    Unreadable files are skipped.
     """
+    wanted = None if keys is None else {f"{k}.json" for k in keys}
     out: Dict[Tuple[str, str], Dict[str, float]] = {}
     for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
-        if not name.endswith(".json"):
+        if not name.endswith(".json") or (wanted is not None and name not in wanted):
             continue
         try:
             with open(os.path.join(directory, name), encoding="utf-8") as f:

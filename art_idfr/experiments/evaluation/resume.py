@@ -159,21 +159,24 @@ class EvalCheckpoint:
         """Whether ``threat_model`` is finished in this checkpoint."""
         return threat_model in self.done
 
-    def restore(self, threat_model: str) -> Tuple[List[Dict[str, Any]], Dict[Key, np.ndarray], float, str]:
-        """Records, per-image outcomes, seconds it took and when it finished (ISO time) of a finished threat model."""
+    def restore(self, threat_model: str) -> Tuple[List[Dict[str, Any]], Dict[Key, np.ndarray], float, str, List[str]]:
+        """Records, per-image outcomes, seconds it took, when it finished (ISO time) and the keys of its cells in
+        ``OUT/eval_cells`` (none from a checkpoint written before it kept them) of a finished threat model."""
         entry = self.done[threat_model]
         per_sample = {k: v for k, v in self.per_sample.items() if k[0] == threat_model}
-        return entry["records"], per_sample, float(entry["seconds"]), entry["finished"]
+        return entry["records"], per_sample, float(entry["seconds"]), entry["finished"], list(entry.get("cells", []))
 
     def save(self, threat_model: str, records: Iterable[Dict[str, Any]], per_sample: Dict[Key, np.ndarray],
-             seconds: float) -> None:
-        """Add a finished threat model (its attack records and per-image outcomes) and rewrite the files atomically."""
+             seconds: float, cells: Iterable[str] = ()) -> None:
+        """Add a finished threat model (its attack records, per-image outcomes and the keys of its cells) and rewrite
+        the files atomically."""
         mine = {k: np.asarray(v, dtype=bool) for k, v in per_sample.items() if k[0] == threat_model}
         self.per_sample.update(mine)
         self.done[threat_model] = {
             "records": [r for r in records if r["threat_model"] == threat_model and r["attack"] != "clean"],
             "per_sample": sorted(_npz_key(k) for k in mine),
             "seconds": float(seconds),
+            "cells": list(cells),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         os.makedirs(self.directory, exist_ok=True)

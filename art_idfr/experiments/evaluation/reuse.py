@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ class ReuseMixin:
 
         self.reuse_cells = bool(reuse) and self.checkpoint_dir is not None  # the same on every rank
         self.reused_cells: Dict[str, int] = {}
+        self.cell_keys: Dict[str, List[str]] = {}  # per kind: the cells this run used, measured or reused
         self._fingerprints: Dict[str, Optional[str]] = {}
         self.cells = None
         if self.checkpoint_dir is None:  # no output folder: nothing stored, nothing reused
@@ -83,6 +84,8 @@ class ReuseMixin:
         if self.checkpoint_dir is None or fingerprint is None:
             return compute()
         full = {**cell, "defence": fingerprint, "images": self.image_digests[images]}
+        if self.cells is not None:
+            self.cell_keys.setdefault(cell["kind"], []).append(self.cells.key(full))
         if self.reuse_cells:
             n = len(self.images[images])
             found = sharding.from_main(self.cells.get(full, n) if self.cells is not None else None)
@@ -103,7 +106,8 @@ class ReuseMixin:
         found = sharding.from_main(found)  # distributed: rank 0's checkpoint decides for every rank
         if found is None:
             return False
-        recs, outcomes, seconds, when = found
+        recs, outcomes, seconds, when, keys = found
+        self.cell_keys[tm] = list(keys)
         self.records.extend(recs)
         self.per_sample.update(outcomes)
         self.timings[tm] = seconds
@@ -118,7 +122,7 @@ class ReuseMixin:
         self.finished.append(tm)
         if self.ckpt is None:
             return
-        self.ckpt.save(tm, self.records, self.per_sample, seconds)
+        self.ckpt.save(tm, self.records, self.per_sample, seconds, cells=self.cell_keys.get(tm, ()))
         from art_idfr.experiments.evaluation.reports import write_partial_reports
 
         partial = EvaluationResult([r for r in self.records if r["threat_model"] in self.finished],

@@ -123,7 +123,9 @@ def evaluate(*args: Any, **kwargs: Any) -> EvaluationResult:
         (:mod:`art_idfr.experiments.evaluation.resume`; ``metadata["resumed"]`` names them). Each white-box, query
         and gradient-masking cell is also stored in ``checkpoint_dir/eval_cells``, and a cell an earlier run measured
         on identical images, settings, device and defence weights is taken from there
-        (:mod:`~art_idfr.experiments.evaluation.cells`; ``metadata["reused_cells"]`` counts them).
+        (:mod:`~art_idfr.experiments.evaluation.cells`; ``metadata["reused_cells"]`` counts them, and
+        ``metadata["cell_keys"]`` names every cell this run used, so that the folder's cells of other configurations
+        can be told apart).
     :param reuse_cells: ``False``: measure every cell again (still storing them).
     :param baselines: ``{key: fitted defence}`` of the opt-in purification baselines (``comdefend``, ``nrp``, ``adp``,
         ``soap``) named in ``config.defences``, from
@@ -262,6 +264,7 @@ class Evaluation(ReuseMixin):
                             for tm, when in self.resumed.items()}}
                if self.resumed else {}),
             **({"reused_cells": dict(self.reused_cells)} if self.reused_cells else {}),
+            **({"cell_keys": sorted({k for keys in self.cell_keys.values() for k in keys})} if self.cell_keys else {}),
         }
 
     # ---- one cell ----------------------------------------------------------------------------------------------------
