@@ -557,6 +557,14 @@ def test_interrupted_evaluation_leaves_partial_reports_and_resumes(tiny_run, tmp
         assert r["accuracy"] == result.accuracy(r["threat_model"], r["defence_key"], r["attack"], r["eps"])
     assert again.sanity_checks["checks"]["whitebox_not_above_blackbox"]["n_comparisons"] == \
         len(sub.defences) * len(sub.attacks) * len(sub.eps)
+    # a checkpoint written before it kept the cell keys: the run names no cells rather than too few
+    doc = json.load(open(tmp_path / CHECKPOINT_FILES["json"]))
+    for entry in doc["threat_models"].values():
+        del entry["cells"]
+    json.dump(doc, open(tmp_path / CHECKPOINT_FILES["json"], "w"))
+    older = evaluate(sub.replace(threat_models=("black-box", "gray-box")), data, target, surrogate, den, fr, fast,
+                     command="pytest tiny", verbose=False, checkpoint_dir=str(tmp_path))
+    assert set(older.metadata["resumed"]) == {"black-box", "gray-box"} and "cell_keys" not in older.metadata
     paths = again.write(str(tmp_path))
     assert "black-box: taken from the evaluation checkpoint" in open(paths["markdown"]).read()
     for name in (*CHECKPOINT_FILES.values(), *PARTIAL_FILES.values()):

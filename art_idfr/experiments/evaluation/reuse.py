@@ -49,6 +49,7 @@ class ReuseMixin:
         self.reuse_cells = bool(reuse) and self.checkpoint_dir is not None  # the same on every rank
         self.reused_cells: Dict[str, int] = {}
         self.cell_keys: Dict[str, List[str]] = {}  # per kind: the cells this run used, measured or reused
+        self.cell_keys_unknown: List[str] = []  # threat models resumed from a checkpoint that predates cell_keys
         self._fingerprints: Dict[str, Optional[str]] = {}
         self.cells = None
         if self.checkpoint_dir is None:  # no output folder: nothing stored, nothing reused
@@ -108,6 +109,8 @@ class ReuseMixin:
             return False
         recs, outcomes, seconds, when, keys = found
         self.cell_keys[tm] = list(keys)
+        if not keys:
+            self.cell_keys_unknown.append(tm)
         self.records.extend(recs)
         self.per_sample.update(outcomes)
         self.timings[tm] = seconds

@@ -264,7 +264,8 @@ class Evaluation(ReuseMixin):
                             for tm, when in self.resumed.items()}}
                if self.resumed else {}),
             **({"reused_cells": dict(self.reused_cells)} if self.reused_cells else {}),
-            **({"cell_keys": sorted({k for keys in self.cell_keys.values() for k in keys})} if self.cell_keys else {}),
+            **({"cell_keys": sorted({k for keys in self.cell_keys.values() for k in keys})}
+               if self.cell_keys and not self.cell_keys_unknown else {}),  # a partial list would undercount
         }
 
     # ---- one cell ----------------------------------------------------------------------------------------------------
