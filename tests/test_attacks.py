@@ -1,4 +1,7 @@
-"""Tests of art_idfr.experiments.attacks: the eps-bounded C&W L-inf PGD attack and the make_attack factory."""
+"""Tests of art_idfr.experiments.attacks: the eps-bounded C&W L-inf PGD attack, the one-pass Square and the
+make_attack factory."""
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +19,8 @@ from art.defences.preprocessor import SpatialSmoothing, SpatialSmoothingPyTorch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from art.estimators.classification import PyTorchClassifier
 
-from art_idfr.experiments.attacks import ATTACK_NAMES, CarliniWagnerLInfPGD, cw_margin_loss, make_attack
+from art_idfr.experiments.attacks import (ATTACK_NAMES, CarliniWagnerLInfPGD, OnePassSquareAttack, cw_margin_loss,
+                                         make_attack)
 from art_idfr.experiments.models import classifier_head, make_model, train_model
 
 TOL = 1e-6
@@ -268,6 +272,7 @@ def test_make_attack_builds_the_right_classes(trained):
     assert make_attack("cw", clf, eps, max_iter=7).max_iter == 7
     assert make_attack("cw-art", clf, eps).max_iter == 20
     assert make_attack("square", clf, eps).norm == np.inf
+    assert type(make_attack("square", clf, eps, one_pass=True)) is OnePassSquareAttack
     assert make_attack("autoattack", clf, eps).norm == np.inf
     assert make_attack("bim", clf, eps, targeted=True).targeted
 
@@ -281,6 +286,52 @@ def test_make_attack_generates_within_eps(trained, name):
     x_adv = attack.generate(x[:20], y[:20])
     _check_bounds(x_adv, x[:20], 0.1)
     assert _acc(clf, x_adv, y[:20]) < _acc(clf, x[:20], y[:20])
+
+
+def _counting_predict(clf):
+    """Make ``clf.predict`` count the images it is given; returns the one-element list holding the count."""
+    count, predict = [0], clf.predict
+
+    def counted(x, *args, **kwargs):
+        count[0] += len(x)
+        return predict(x, *args, **kwargs)
+
+    clf.predict = counted
+    return count
+
+
+@pytest.mark.parametrize("eps, restarts", [(0.1, 2), (0.25, 1)])
+def test_one_pass_square_gives_arts_aes_with_a_third_of_the_passes(trained, eps, restarts):
+    model, x, y = trained
+    runs = {}
+    for cls in (SquareAttack, OnePassSquareAttack):
+        clf = _classifier(model)
+        count = _counting_predict(clf)
+        np.random.seed(5)
+        x_adv = cls(clf, norm=np.inf, eps=eps, max_iter=60, nb_restarts=restarts, verbose=False).generate(x, y)
+        runs[cls] = x_adv, count[0]
+    (art_adv, art_images), (ours, our_images) = runs[SquareAttack], runs[OnePassSquareAttack]
+    _check_bounds(ours, x, eps)
+    np.testing.assert_array_equal(ours, art_adv)  # the same draws, the same accepted squares
+    assert _acc(_classifier(model), ours, y) < _acc(_classifier(model), x, y)  # the attack did something
+    assert our_images < art_images / 2
+
+
+def test_one_pass_square_falls_back_to_art_outside_its_case(trained):
+    model, x, y = trained
+    clf = _classifier(model)
+    count = _counting_predict(clf)
+    attack = OnePassSquareAttack(clf, norm=2, eps=1.0, max_iter=5, nb_restarts=1, verbose=False)
+    np.random.seed(0), random.seed(0)  # ART's L2 search draws from both
+    ours = attack.generate(x[:10], y[:10])
+    np.random.seed(0), random.seed(0)
+    theirs = SquareAttack(clf, norm=2, eps=1.0, max_iter=5, nb_restarts=1, verbose=False).generate(x[:10], y[:10])
+    np.testing.assert_array_equal(ours, theirs)
+    custom = OnePassSquareAttack(clf, norm=np.inf, eps=0.1, max_iter=5, loss=lambda xb, yb: np.zeros(len(xb)),
+                                 verbose=False)
+    before = count[0]
+    custom.generate(x[:10], y[:10])  # a custom loss: ART's loop, which predicts all images at every iteration
+    assert count[0] - before == 10 + 5 * 10
 
 
 def test_make_attack_seed_makes_random_attacks_reproducible(trained):

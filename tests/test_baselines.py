@@ -264,6 +264,8 @@ def test_soap_bad_input_raises(soap, data):
         soap(torch.full((2, *SHAPE), 2.0))
     with pytest.raises(ValueError, match="square"):
         SOAPModel(tiny_cnn(channels=1, size=8, nb_classes=2), (1, 8, 12))
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
+        SOAPModel(tiny_cnn(channels=1, size=8, nb_classes=2), SHAPE, lr_schedule="step")
     fresh = SOAPModel(tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8), SHAPE).eval()
     with pytest.raises(NotFittedError, match="not fitted"):
         fresh(torch.from_numpy(data[0]))
@@ -482,7 +484,7 @@ def _fresh(name):
         return build(name, **({"lr_schedule": "cosine"} if name == "comdefend" else {}))
     torch.manual_seed(0)
     return SOAPModel(tiny_cnn(channels=1, size=8, nb_classes=2, hidden=8), SHAPE, purify_eps=0.1, purify_steps=3,
-                     learning_rate=1e-2, batch_size=8, seed=0)
+                     learning_rate=1e-2, lr_schedule="cosine", batch_size=8, seed=0)
 
 
 def _fit_any(defence, data, **kwargs):
@@ -520,8 +522,8 @@ def _cut_fit(defence, data, path, monkeypatch, writes=3):
 @pytest.mark.parametrize("name", PREPROCESSORS + ("soap",))
 def test_a_cut_baseline_fit_resumes_where_it_stopped(name, data, tmp_path, monkeypatch):
     """A fit cut off inside its second epoch (right after a resume-file write) and started again with the same
-    arguments ends with the uncut fit's weights and history, bit for bit (ComDefend with the cosine schedule, whose
-    state is saved too); the resume file is gone at the end."""
+    arguments ends with the uncut fit's weights and history, bit for bit (ComDefend and SOAP with the cosine schedule,
+    whose state is saved too); the resume file is gone at the end."""
     from art_idfr.experiments.baselines import training
 
     monkeypatch.setattr(training, "CHECKPOINT_EVERY", 1)  # 2 batches per epoch: writes at steps 1, 2 (epoch end), 3

@@ -300,6 +300,10 @@ def test_tiny_end_to_end_labels_and_sanity(tiny_run, tmp_path):
     assert {r["n"] for r in recs if r["threat_model"] == "query"} == {6}
     assert {r["n"] for r in recs if r["threat_model"] == "black-box"} == {30}
     assert {r["attack"] for r in recs if r["threat_model"] == "query"} == {"clean", "square"}
+    # Square with one pass per iteration on the deterministic defences; ART's own loop on the randomised TotalVarMin
+    one_pass = {r["defence_key"]: r["attack_params"].get("one_pass", False) for r in recs
+                if r["threat_model"] == "query" and r["attack"] == "square"}
+    assert one_pass == {key: key != "tvm" for key in cfg.defences}
     grads = {r["defence_key"]: r["gradient"] for r in recs if r["threat_model"] == "white-box" and r["attack"] != "clean"}
     assert "BPDA" in grads["jpeg50"] and "BPDA" in grads["tvm"] and "autograd" in grads["idfr"]
     assert all(r["command"] == "pytest tiny" and r["dataset"] == "synthetic" for r in recs)

@@ -16,6 +16,7 @@ from art.attacks.attack import EvasionAttack
 from art_idfr._names import ATTACK_NAMES
 from art_idfr._utils import seeded, skip_numpy_draws
 from art_idfr.experiments.attacks.cw import CarliniWagnerLInfPGD
+from art_idfr.experiments.attacks.square import OnePassSquareAttack
 
 
 def _seed_generate(attack: EvasionAttack, seed: Optional[int], rng_skip: int = 0) -> EvasionAttack:
@@ -63,7 +64,9 @@ def make_attack(
     cw          :class:`CarliniWagnerLInfPGD`     ``max_iter`` (20) steps of ``min(eps_step, eps)`` on C&W loss
     cw-art      ART ``CarliniLInfMethod``         ``max_iter`` (20); **no eps bound** (see below)
     autoattack  ART ``AutoAttack``                ``norm=inf``, ``eps``; APGD initial step ``2 * eps``
-    square      ART ``SquareAttack``              ``norm=inf``, ``eps``, ``max_iter`` queries (default 1000)
+    square      ART ``SquareAttack``              ``norm=inf``, ``eps``, ``max_iter`` queries (default 1000);
+                                                  ``one_pass=True``: :class:`OnePassSquareAttack` (same AEs on a
+                                                  deterministic classifier, a third of the passes)
     =========== ================================= ===============================================================
 
     ``cw-art``: ART 1.20's ``CarliniLInfMethod`` has no ``eps`` parameter. It is a minimum-norm attack (its bound
@@ -205,7 +208,8 @@ def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> 
 def _build_square(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
     from art.attacks.evasion import SquareAttack
 
-    return SquareAttack(
+    cls = OnePassSquareAttack if kwargs.pop("one_pass", False) else SquareAttack
+    return cls(
         estimator,
         norm=np.inf,
         eps=s.eps,

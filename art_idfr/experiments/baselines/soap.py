@@ -45,7 +45,7 @@ from art_idfr._utils import class_indices, eval_mode, seeded
 from art_idfr.embedding import find_embedding_layer
 from art_idfr.experiments.baselines._common import (NotFittedError, check_clean_batch, check_non_negative,
                                                     check_positive)
-from art_idfr.experiments.baselines.training import train_epochs
+from art_idfr.experiments.baselines.training import check_lr_schedule, train_epochs
 
 KIND = "SOAP"
 NB_ROTATIONS = 4
@@ -72,6 +72,7 @@ class SOAPModel(nn.Module):
     :param aux_weight: Weight of the rotation loss in joint training.
     :param bpda: Straight-through gradient through the purification (see the module docstring).
     :param learning_rate: Adam learning rate of :meth:`fit`.
+    :param lr_schedule: ``"constant"`` (the paper's) or ``"cosine"`` (annealed to 0 over the fit).
     :param nb_epochs: Default epochs of :meth:`fit`.
     :param batch_size: Batch size of :meth:`fit`.
     :param verbose: Progress bar in :meth:`fit`.
@@ -79,12 +80,13 @@ class SOAPModel(nn.Module):
     """
 
     params = ["input_shape", "clip_values", "feature_layer", "purify_eps", "purify_steps", "aux_weight", "bpda",
-              "learning_rate", "nb_epochs", "batch_size", "verbose", "seed"]
+              "learning_rate", "lr_schedule", "nb_epochs", "batch_size", "verbose", "seed"]
 
     def __init__(self, model: nn.Module, input_shape: Tuple[int, int, int], clip_values: Tuple[float, float] = (0, 1),
                  feature_layer: Optional[str] = None, purify_eps: float = 8 / 255, purify_steps: int = 5,
-                 aux_weight: float = 1.0, bpda: bool = True, learning_rate: float = 1e-3, nb_epochs: int = 5,
-                 batch_size: int = 128, verbose: bool = False, seed: Optional[int] = 0) -> None:
+                 aux_weight: float = 1.0, bpda: bool = True, learning_rate: float = 1e-3,
+                 lr_schedule: str = "constant", nb_epochs: int = 5, batch_size: int = 128, verbose: bool = False,
+                 seed: Optional[int] = 0) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}.")
@@ -93,7 +95,8 @@ class SOAPModel(nn.Module):
         self.clip_values = (float(clip_values[0]), float(clip_values[1]))
         self.feature_layer, self.purify_eps, self.purify_steps = feature_layer, float(purify_eps), int(purify_steps)
         self.aux_weight, self.bpda = float(aux_weight), bool(bpda)
-        self.learning_rate, self.nb_epochs, self.batch_size = float(learning_rate), int(nb_epochs), int(batch_size)
+        self.learning_rate, self.lr_schedule = float(learning_rate), str(lr_schedule)
+        self.nb_epochs, self.batch_size = int(nb_epochs), int(batch_size)
         self.verbose, self.seed = bool(verbose), seed
         self._check_params()
         self._point = find_embedding_layer(model, feature_layer)
@@ -205,6 +208,7 @@ class SOAPModel(nn.Module):
             raise ValueError(f"clip_values must be (min, max) with min < max, got {self.clip_values}.")
         check_positive(purify_eps=self.purify_eps, learning_rate=self.learning_rate, batch_size=self.batch_size)
         check_non_negative(purify_steps=self.purify_steps, aux_weight=self.aux_weight, nb_epochs=self.nb_epochs)
+        check_lr_schedule(self.lr_schedule)
 
 
 def soap_loss(soap: SOAPModel, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
@@ -231,7 +235,8 @@ def fit_soap(soap: SOAPModel, x: np.ndarray, y: np.ndarray, nb_epochs: Optional[
     history, info = train_epochs(
         soap, soap.parameters(), [x, labels], lambda xb, yb, gen: soap_loss(soap, xb, yb),
         nb_epochs=soap.nb_epochs if nb_epochs is None else int(nb_epochs), batch_size=batch_size or soap.batch_size,
-        learning_rate=soap.learning_rate, device=device, seed=soap.seed, verbose=soap.verbose, desc="SOAP",
+        learning_rate=soap.learning_rate, lr_schedule=soap.lr_schedule, device=device, seed=soap.seed,
+        verbose=soap.verbose, desc="SOAP",
         checkpoint=checkpoint, fingerprint=soap.get_config())
     soap.mark_fitted(history, info)
 

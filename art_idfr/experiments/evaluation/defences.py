@@ -110,6 +110,13 @@ class DefendedClassifier:
     #: :mod:`~art_idfr.experiments.evaluation.cells`; empty: never cached)
     components: Tuple[Any, ...] = ()
 
+    @property
+    def square_settings(self) -> Dict[str, Any]:
+        """Square's extra setting against this defence: one estimator pass per iteration
+        (:class:`~art_idfr.experiments.attacks.OnePassSquareAttack`, the same AEs as ART's) unless it is randomised
+        (ART's ``SquareAttack`` then draws again at every repeated pass, as ART's users get it)."""
+        return {} if self.randomised else {"one_pass": True}
+
 
 class EOTPyTorchClassifier(PyTorchClassifier):
     """

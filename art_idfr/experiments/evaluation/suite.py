@@ -317,11 +317,12 @@ class Evaluation(ReuseMixin):
                 **({"loss": "C&W margin"} if name == "cw" else {}), **({"random_init": True} if name == "pgd" else {})}
 
     def craft(self, name: str, clf, x: np.ndarray, y1h: np.ndarray, eps: float, seed: int,
-              part: Optional[slice] = None, randomised: bool = False) -> np.ndarray:
+              part: Optional[slice] = None, randomised: bool = False, **settings) -> np.ndarray:
         """
         AEs of attack ``name`` at ``eps`` on the ART classifier ``clf`` (``randomised``: a random defence inside),
         seeded with ``seed``, of the images ``x[part]`` (default all): distributed, this rank's shard, with the random
-        start a single process gives those images where ART's draws allow it (see ``sharding``).
+        start a single process gives those images where ART's draws allow it (see ``sharding``). ``settings``: more
+        keyword arguments of :func:`~art_idfr.experiments.attacks.make_attack`.
         """
         from art_idfr.experiments.attacks import make_attack
 
@@ -331,14 +332,16 @@ class Evaluation(ReuseMixin):
         extra = {"nb_random_init": cfg.autoattack_restarts} if name == "autoattack" else {}
         skip = sharding.start_draws(name, part.start, sharding.image_size(x), randomised)
         atk = make_attack(name, clf, eps, max_iter=max_iter, eps_step=cfg.eps_step,
-                          batch_size=cfg.attack_batch_size, seed=seed, verbose=False, rng_skip=skip, **extra)
+                          batch_size=cfg.attack_batch_size, seed=seed, verbose=False, rng_skip=skip, **extra,
+                          **settings)
         with seeded(seed):  # numpy defences inside the loop (TotalVarMin) draw from np.random
             return sharding.generate(atk, x[part], y1h[part])
 
     def _attack_cell(self, dc: DefendedClassifier, attack: str, x: np.ndarray, y1h: np.ndarray, y: np.ndarray,
                      eps: float, seed: int, part: slice) -> np.ndarray:
         """Per-image hits of ``dc`` under ``attack`` run on ``dc`` itself (white-box and query cells)."""
-        x_adv = self.craft(attack, dc.classifier, x, y1h, eps, seed, part, randomised=dc.randomised)
+        settings = dc.square_settings if attack == QUERY_ATTACK else {}
+        x_adv = self.craft(attack, dc.classifier, x, y1h, eps, seed, part, randomised=dc.randomised, **settings)
         return self._correct(dc, x_adv, y, _cell_seed(seed, "eval"), part)
 
     # ---- the threat models -------------------------------------------------------------------------------------------
@@ -459,7 +462,7 @@ class Evaluation(ReuseMixin):
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, "query", key, eps)
-            params = self.attack_params(QUERY_ATTACK, eps)
+            params = self.attack_params(QUERY_ATTACK, eps) | dc.square_settings
             hits = self.measure_cell(dc, {"kind": "query", "attack": QUERY_ATTACK, "eps": eps, "seed": seed,
                                           "params": params}, "query",
                                      lambda: self._attack_cell(dc, QUERY_ATTACK, x_q, oh_q, y_q, eps, seed, part))
