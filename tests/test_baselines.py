@@ -420,6 +420,19 @@ def test_a_cached_soap_fit_is_reused_with_other_purification_settings(tmp_path):
     assert (meta2["settings"]["purify_eps"], meta2["settings"]["purify_steps"]) == (0.05, 3)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     assert not soap_of(baselines_soap_eps=0.05, baselines_soap_steps=3, epochs=2)[1].get("reused")
+    cosine, meta3 = soap_of(baselines_soap_eps=0.05, baselines_soap_steps=3, baselines_soap_lr_schedule="cosine")
+    assert not meta3.get("reused") and cosine.lr_schedule == "cosine" and meta3["training"]["lr_schedule"] == "cosine"
+    assert "lr_schedule" not in meta2["settings"]  # the default leaves the cache key of earlier fits as it was
+
+
+def test_soap_lr_schedule_choices_match_the_training_loop():
+    from art_idfr.experiments.baselines.training import LR_SCHEDULES
+    from art_idfr.experiments.evaluation.config import EvalConfig
+    from art_idfr.experiments.evaluation.knobs import SOAP_LR_SCHEDULES
+
+    assert SOAP_LR_SCHEDULES == LR_SCHEDULES
+    with pytest.raises(ValueError, match="baselines_soap_lr_schedule"):
+        EvalConfig.preset("tiny", baselines_soap_lr_schedule="step")
 
 
 def test_adp_unet_score_network_fits_saves_and_loads(data, tmp_path):

@@ -39,6 +39,10 @@ __all__ = [
 AUTOCAST_CHOICES = ("none", "bf16")
 #: where SOAP's joint training starts (``baselines_soap_init``): a fresh network, or a copy of the trained target
 SOAP_INITS = ("scratch", "target")
+#: learning-rate schedules of SOAP's joint training (``baselines_soap_lr_schedule``): those of
+#: ``art_idfr.experiments.baselines.training.LR_SCHEDULES`` (not imported here: the parser loads no torch; a test
+#: checks they agree)
+SOAP_LR_SCHEDULES = ("constant", "cosine")
 
 
 def knob(default: Any = dataclasses.MISSING, help: str = "", *, flat: Optional[str] = None, kind: Optional[str] = None,
@@ -355,6 +359,9 @@ class BaselinesConfig(_SubConfig):
                                      "from a copy of the target's trained weights (target: a fine-tune, far fewer "
                                      "epochs; the target itself is not changed)", kind="str",
                           choices=SOAP_INITS)
+    soap_lr_schedule: str = knob("constant", "SOAP: learning rate of the joint training, constant (the paper's) or "
+                                             "cosine (annealed to 0 over the fit)", kind="str",
+                                 choices=SOAP_LR_SCHEDULES)
     comdefend: Optional[str] = knob(None, "ComDefend constructor arguments, key=value,... (e.g. width=0.5; default: "
                                           "its CPU preset)", kind="str", metavar="K=V,...")
     nrp: Optional[str] = knob(None, "NRP constructor arguments, key=value,... (default: its CPU preset)", kind="str",
@@ -373,6 +380,9 @@ class BaselinesConfig(_SubConfig):
             self.soap_eps = parse_eps(self.soap_eps)
         if self.soap_init not in SOAP_INITS:
             raise ValueError(f"Unknown baselines_soap_init {self.soap_init!r}. Valid: {', '.join(SOAP_INITS)}.")
+        if self.soap_lr_schedule not in SOAP_LR_SCHEDULES:
+            raise ValueError(f"Unknown baselines_soap_lr_schedule {self.soap_lr_schedule!r}. "
+                             f"Valid: {', '.join(SOAP_LR_SCHEDULES)}.")
         for name in ("comdefend", "nrp", "adp"):
             self.constructor_args(name)  # raises on a malformed or unknown argument
 

@@ -128,6 +128,8 @@ def _settings(key: str, config: EvalConfig, data: PreparedData, target_model: nn
             from art_idfr.training.resume import digest
 
             s["init"] = {"target": digest(target_model)}
+        if b.soap_lr_schedule != "constant":  # likewise
+            s["lr_schedule"] = b.soap_lr_schedule
         return s
     s |= {"nb_epochs": b.nb_epochs or _default_epochs(key), "fit_n": b.fit_n or config.fit_n}
     args = b.constructor_args(key)
@@ -165,7 +167,8 @@ def _build(key: str, s: Dict[str, Any], config: EvalConfig, data: PreparedData, 
         else:
             model = make_model(s["model"], data.num_classes, shape, width=s["width"], seed=s["seed"])
         model.to(torch_device(config.device))
-        return SOAPModel(model, shape, purify_eps=s["purify_eps"], purify_steps=s["purify_steps"], **common)
+        return SOAPModel(model, shape, purify_eps=s["purify_eps"], purify_steps=s["purify_steps"],
+                         lr_schedule=s.get("lr_schedule", "constant"), **common)
     cls = {"comdefend": ComDefend, "nrp": NRP, "adp": ADP}[key]
     return cls(shape, device_type=config.device_type, **(common | s.get("constructor_args", {})))
 
