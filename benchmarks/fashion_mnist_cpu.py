@@ -2,7 +2,7 @@
 Fashion-MNIST at CPU scale: the paper's comparison (Tables 1-4 at our scale), with the paper's own baselines.
 
     sudo apt-get install -y dataset-fashion-mnist     # the IDX files, once
-    python benchmarks/fashion_mnist_cpu.py            # ≈ 1.5 h on 2 idle CPU cores from scratch (goal: 60 min)
+    python benchmarks/fashion_mnist_cpu.py            # 48 min on 2 idle CPU cores from scratch (goal: 60 min)
 
 Full Fashion-MNIST (60k train / 10k test from /usr/share/datasets/fashion-mnist), a small CNN target and an
 independently trained surrogate of another width and seed for the black-box AEs; ID + FR fitted on ART FGSM/BIM AEs
@@ -16,10 +16,10 @@ threat models, the paper's attacks FGSM/CW/BIM at eps 4/8/16/32 (/255), 1,000 te
 query on 50 of them, `cifar10_cpu`'s scale), with the gradient-masking checks (also through all four baselines).
 
 The adaptive ID+FR (not in the paper) and AutoAttack through the defences live in `fashion_mnist_adaptive.py` and
-`fashion_mnist_inner.py`, which reuse the models this benchmark caches (`MODEL_ARGS`). Time: 7,213 s from scratch on 2
-idle cores before denormal floats were flushed, ≈ 5,540 s since (ComDefend's fit 1,093 -> 325 s, its cells 1,489 ->
-585 s); the four baselines' fits and cells ≈ 3,370 s of it (`python benchmarks/run_times.py runs/fashion_mnist_cpu`;
-benchmarks/NOTES.md, "where fashion_mnist_cpu's time goes"). Two torch threads:
+`fashion_mnist_inner.py`, which reuse the models this benchmark caches (`MODEL_ARGS`). Time: 2,864 s (48 min) from
+scratch on 2 idle cores, fits 1,288 s and cells 1,555 s; the four baselines' fits and cells 1,561 s of it (`python
+benchmarks/run_times.py runs/fashion_mnist_cpu`; benchmarks/NOTES.md, "`fashion_mnist_cpu` with the new SOAP preset
+and the one-pass Square"). Two torch threads:
 give it both cores of a 2-core machine to itself (on a machine that is busy with something else, pass `--threads 1`:
 oversubscribed threads are many times slower). Reports go to benchmarks/results/fashion_mnist_cpu/.
 """
