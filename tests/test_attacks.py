@@ -334,6 +334,26 @@ def test_one_pass_square_falls_back_to_art_outside_its_case(trained):
     assert count[0] - before == 10 + 5 * 10
 
 
+def test_autoattack_with_the_one_pass_square_member_gives_the_same_aes(trained):
+    """AutoAttack's Square member as OnePassSquareAttack (``one_pass=True``): the same AEs as ART's member, with
+    images left for Square to attack (the test would be empty otherwise)."""
+    pytest.importorskip("multiprocess", reason="ART's AutoAttack.generate imports `multiprocess`")
+    model, x, y = trained
+    runs = {}
+    for one_pass in (False, True):
+        clf = _classifier(model)
+        attack = make_attack("autoattack", clf, 0.04, max_iter=40, nb_random_init=1, one_pass=one_pass, seed=2)
+        assert type(attack.attacks[-1]) is (OnePassSquareAttack if one_pass else SquareAttack)
+        square = attack.attacks[-1]
+        calls = []
+        generate = square.generate
+        square.generate = lambda x, y=None, **kw: calls.append(len(x)) or generate(x, y, **kw)
+        runs[one_pass] = attack.generate(x[:30], y[:30]), calls
+    (theirs, their_calls), (ours, our_calls) = runs[False], runs[True]
+    assert their_calls and their_calls == our_calls and their_calls[0] > 0  # Square had images to attack
+    np.testing.assert_array_equal(ours, theirs)
+
+
 def test_make_attack_seed_makes_random_attacks_reproducible(trained):
     model, x, y = trained
     clf = _classifier(model)

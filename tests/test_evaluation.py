@@ -374,6 +374,10 @@ def test_autoattack_column(tiny_run):
     assert {r["attack_params"].get("ensemble", "") for r in res.records if r["attack"] == "autoattack"} != {""}
     assert table_columns(res.records, "white-box") == [("clean", 0.0), ("autoattack", 0.3)]
     assert "| AutoAttack 0.3 |" in res.markdown()
+    # its Square member runs one pass per iteration on the (deterministic) defended classifier, not on the source
+    one_pass = {r["threat_model"]: r["attack_params"].get("one_pass", False) for r in res.records
+                if r["attack"] == "autoattack"}
+    assert one_pass == {"white-box": True, "gray-box": False}
 
 
 def test_tiny_evaluation_is_deterministic(tiny_run):

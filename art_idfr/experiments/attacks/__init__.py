@@ -6,8 +6,8 @@ Evasion attacks used in the IDFR experiments, all as ART :class:`~art.attacks.Ev
   through the estimator's PyTorch preprocessing defences and through any forward hooks of the model, so it is a
   white-box *adaptive* attack on a defended :class:`~art.estimators.classification.PyTorchClassifier`.
 * :class:`OnePassSquareAttack` -- ART's L-infinity ``SquareAttack`` with one estimator pass per iteration instead
-  of three (the same AEs on a deterministic classifier); the evaluation's query cells and Square check use it for
-  every deterministic defence.
+  of three (the same AEs on a deterministic classifier); the evaluation's query cells, Square check and AutoAttack's
+  Square member use it for every deterministic defence.
 * :func:`make_attack` -- build any attack of the experiments by name (``fgsm``, ``bim``, ``pgd``, ``cw``,
   ``cw-art``, ``autoattack``, ``square``).
 

@@ -76,6 +76,7 @@ def make_attack(
 
     ``autoattack``: ART's ensemble (APGD-CE and APGD-DLR with 100 iterations and 5 restarts, DeepFool, Square with
     ``max_iter`` queries, default 5000, and one restart; ART's default has 5 Square restarts); expensive on CPU.
+    ``one_pass=True`` makes its Square member an :class:`OnePassSquareAttack` (for a deterministic classifier).
     ``eps_step`` is ignored; pass ``attacks=[...]`` to use your own list. ART imports the ``multiprocess`` package when it runs.
 
     :param name: One of :data:`ATTACK_NAMES`.
@@ -187,10 +188,11 @@ def _build_cw_art(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> Evas
 def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
     """ART's ``AutoAttack`` with its default ensemble (APGD-CE and APGD-DLR, 100 steps and 5 restarts each; DeepFool;
     Square), built here so that ``verbose`` reaches every member and Square gets ``max_iter`` queries and one restart
-    (ART's default: 5000 queries, 5 restarts)."""
+    (ART's default: 5000 queries, 5 restarts); ``one_pass=True``: Square as :class:`OnePassSquareAttack`."""
     from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, DeepFool, SquareAttack
 
     step = kwargs.pop("eps_step", 2.0 * s.eps)
+    square = OnePassSquareAttack if kwargs.pop("one_pass", False) else SquareAttack
     apgd = dict(norm=np.inf, eps=s.eps, eps_step=step, max_iter=100, targeted=False,
                 nb_random_init=int(kwargs.pop("nb_random_init", 5)),
                 batch_size=s.batch_size, verbose=s.verbose)
@@ -198,8 +200,8 @@ def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> 
         AutoProjectedGradientDescent(estimator, loss_type="cross_entropy", **apgd),
         AutoProjectedGradientDescent(estimator, loss_type="difference_logits_ratio", **apgd),
         DeepFool(estimator, max_iter=100, epsilon=1e-3, nb_grads=10, batch_size=s.batch_size, verbose=s.verbose),
-        SquareAttack(estimator, norm=np.inf, eps=s.eps, max_iter=int(s.max_iter) if s.max_iter is not None else 5000,
-                     p_init=0.8, nb_restarts=1, batch_size=s.batch_size, verbose=s.verbose),
+        square(estimator, norm=np.inf, eps=s.eps, max_iter=int(s.max_iter) if s.max_iter is not None else 5000,
+               p_init=0.8, nb_restarts=1, batch_size=s.batch_size, verbose=s.verbose),
     ]
     return AutoAttack(estimator, norm=np.inf, eps=s.eps, eps_step=step, attacks=members, batch_size=s.batch_size,
                       **kwargs)

@@ -93,6 +93,10 @@ def gradient_bpda_eot(samples: int) -> str:
     return GRADIENT_BPDA if samples <= 1 else f"{GRADIENT_BPDA} + EOT over {samples} random draws"
 
 
+#: the attacks (of :data:`~art_idfr.experiments.attacks.ATTACK_NAMES`) that run Square on the defended classifier
+SQUARE_ATTACKS = ("square", "autoattack")
+
+
 @dataclass
 class DefendedClassifier:
     """
@@ -110,12 +114,12 @@ class DefendedClassifier:
     #: :mod:`~art_idfr.experiments.evaluation.cells`; empty: never cached)
     components: Tuple[Any, ...] = ()
 
-    @property
-    def square_settings(self) -> Dict[str, Any]:
-        """Square's extra setting against this defence: one estimator pass per iteration
-        (:class:`~art_idfr.experiments.attacks.OnePassSquareAttack`, the same AEs as ART's) unless it is randomised
-        (ART's ``SquareAttack`` then draws again at every repeated pass, as ART's users get it)."""
-        return {} if self.randomised else {"one_pass": True}
+    def square_settings(self, attack: str) -> Dict[str, Any]:
+        """The extra setting of ``attack`` against this defence when it runs Square (``square``, and AutoAttack's
+        Square member): one estimator pass per iteration (:class:`~art_idfr.experiments.attacks.OnePassSquareAttack`,
+        the same AEs as ART's) unless the defence is randomised (ART's ``SquareAttack`` then draws again at every
+        repeated pass, as ART's users get it)."""
+        return {"one_pass": True} if attack in SQUARE_ATTACKS and not self.randomised else {}
 
 
 class EOTPyTorchClassifier(PyTorchClassifier):

@@ -148,7 +148,7 @@ def _square_vs_gradient(suite, dc, x, y, oh, eps):
         return None
     grad_hits = np.logical_and.reduce([np.asarray(g, dtype=bool) for g in grads])  # survives every gradient attack
     sq = _attack_hits(suite, "square", dc, x, y, oh, eps, (dc.key, "square", eps),
-                      max_iter=suite.cfg.sanity_square_iter, **dc.square_settings)
+                      max_iter=suite.cfg.sanity_square_iter, **dc.square_settings("square"))
     wins, losses = int((grad_hits & ~sq).sum()), int((~grad_hits & sq).sum())  # Square broke more / fewer
     p = sign_test_p(wins, losses)
     status = "FAIL" if p < ALPHA else "PASS"

@@ -340,8 +340,8 @@ class Evaluation(ReuseMixin):
     def _attack_cell(self, dc: DefendedClassifier, attack: str, x: np.ndarray, y1h: np.ndarray, y: np.ndarray,
                      eps: float, seed: int, part: slice) -> np.ndarray:
         """Per-image hits of ``dc`` under ``attack`` run on ``dc`` itself (white-box and query cells)."""
-        settings = dc.square_settings if attack == QUERY_ATTACK else {}
-        x_adv = self.craft(attack, dc.classifier, x, y1h, eps, seed, part, randomised=dc.randomised, **settings)
+        x_adv = self.craft(attack, dc.classifier, x, y1h, eps, seed, part, randomised=dc.randomised,
+                           **dc.square_settings(attack))
         return self._correct(dc, x_adv, y, _cell_seed(seed, "eval"), part)
 
     # ---- the threat models -------------------------------------------------------------------------------------------
@@ -440,7 +440,7 @@ class Evaluation(ReuseMixin):
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: {ATTACK_LABELS[attack]} {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, "white-box", key, attack, eps)
-            params = self.attack_params(attack, eps)
+            params = self.attack_params(attack, eps) | dc.square_settings(attack)
             hits = self.measure_cell(dc, {"kind": "white-box", "attack": attack, "eps": eps, "seed": seed,
                                           "params": params}, "white-box",
                                      lambda: self._attack_cell(dc, attack, x_wb, oh_wb, y_wb, eps, seed, part))
@@ -462,7 +462,7 @@ class Evaluation(ReuseMixin):
             dc = self.defended[key]
             bar.set_postfix_str(f"{dc.label}: Square {eps_label(eps)}", refresh=False)
             seed = _cell_seed(cfg.seed, "query", key, eps)
-            params = self.attack_params(QUERY_ATTACK, eps) | dc.square_settings
+            params = self.attack_params(QUERY_ATTACK, eps) | dc.square_settings(QUERY_ATTACK)
             hits = self.measure_cell(dc, {"kind": "query", "attack": QUERY_ATTACK, "eps": eps, "seed": seed,
                                           "params": params}, "query",
                                      lambda: self._attack_cell(dc, QUERY_ATTACK, x_q, oh_q, y_q, eps, seed, part))
