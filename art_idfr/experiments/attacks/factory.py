@@ -189,10 +189,10 @@ def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> 
     """ART's ``AutoAttack`` with its default ensemble (APGD-CE and APGD-DLR, 100 steps and 5 restarts each; DeepFool;
     Square), built here so that ``verbose`` reaches every member and Square gets ``max_iter`` queries and one restart
     (ART's default: 5000 queries, 5 restarts); ``one_pass=True``: Square as :class:`OnePassSquareAttack`."""
-    from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, DeepFool, SquareAttack
+    from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, DeepFool
 
     step = kwargs.pop("eps_step", 2.0 * s.eps)
-    square = OnePassSquareAttack if kwargs.pop("one_pass", False) else SquareAttack
+    square = _square_class(kwargs)
     apgd = dict(norm=np.inf, eps=s.eps, eps_step=step, max_iter=100, targeted=False,
                 nb_random_init=int(kwargs.pop("nb_random_init", 5)),
                 batch_size=s.batch_size, verbose=s.verbose)
@@ -207,11 +207,15 @@ def _build_autoattack(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> 
                       **kwargs)
 
 
-def _build_square(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+def _square_class(kwargs: Dict[str, Any]) -> type:
+    """ART's ``SquareAttack``, or :class:`OnePassSquareAttack` when ``kwargs`` has ``one_pass=True`` (popped)."""
     from art.attacks.evasion import SquareAttack
 
-    cls = OnePassSquareAttack if kwargs.pop("one_pass", False) else SquareAttack
-    return cls(
+    return OnePassSquareAttack if kwargs.pop("one_pass", False) else SquareAttack
+
+
+def _build_square(estimator, s: _AttackSettings, kwargs: Dict[str, Any]) -> EvasionAttack:
+    return _square_class(kwargs)(
         estimator,
         norm=np.inf,
         eps=s.eps,
