@@ -38,6 +38,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from art_idfr import FeatureRestorer, IDFRDenoiser, InnerRestorer  # noqa: E402
+from art_idfr._utils import cpu_has_native_bf16  # noqa: E402
 from art_idfr.experiments.evaluation.defences import wrap_model  # noqa: E402
 from art_idfr.experiments.models import make_model  # noqa: E402
 from art_idfr.training.adaptive import AdaptiveDenoiserTrainer  # noqa: E402
@@ -130,6 +131,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--settings", default=",".join(SETTINGS), help="training-step settings ('' = none: inference only)")
+    p.add_argument("--stem", default=None, help="file name of the results (default speed, or inference with "
+                                                 "--settings ''): another CPU's table beside the committed one")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     inference = inference_times(a.repeats)
@@ -143,10 +146,11 @@ def main() -> int:
     out = os.path.join(HERE, "results", "adaptive_speed")
     os.makedirs(out, exist_ok=True)
     meta = {"device": f"cpu, {a.threads} thread(s), {os.cpu_count()} cores, {platform.machine()}, "
-                      f"{platform.processor() or 'unknown'}", "torch": torch.__version__,
+                      f"{platform.processor() or 'unknown'}, native bfloat16 (AVX-512 BF16 / AMX): "
+                      f"{'yes' if cpu_has_native_bf16() else 'no'}", "torch": torch.__version__,
             "load_average_at_end": os.getloadavg(), "seed": 0, "data": "generated (uniform images, random labels)",
             "command": "python " + " ".join(shlex.quote(s) for s in ["benchmarks/adaptive_speed.py", *sys.argv[1:]])}
-    stem = "speed" if rows else "inference"  # an inference-only run keeps the committed training-step table
+    stem = a.stem or ("speed" if rows else "inference")  # inference-only keeps the committed training-step table
     with open(os.path.join(out, f"{stem}.json"), "w") as f:
         json.dump({**meta, "rows": rows, "inference_ms_per_image": inference}, f, indent=2)
     with open(os.path.join(out, f"{stem}.md"), "w") as f:

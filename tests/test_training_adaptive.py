@@ -394,6 +394,7 @@ def test_inner_restorers_alone_train_and_leave_the_target_bit_identical(trained_
     assert inner.training_info["train_denoiser"] is False
 
 
+@pytest.mark.filterwarnings("ignore:autocast='bf16' on a CPU without native bfloat16")  # the next test's subject
 def test_id_inner_and_fr_train_together_under_bf16(trained_target, paper_id, mnist_small):
     from art_idfr import InnerRestorer
 
@@ -415,6 +416,31 @@ def test_id_inner_and_fr_train_together_under_bf16(trained_target, paper_id, mni
     assert all(p.is_contiguous() for p in den.network.parameters())  # the ID's layout is back as it was
     out = as_module(trainer.get_classifier())(torch.as_tensor(x_train[:4]))
     assert out.shape == (4, 10)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bfloat16_warns(trained_target, paper_id, monkeypatch, native):
+    import warnings
+
+    from art_idfr.training import adaptive
+
+    monkeypatch.setattr(adaptive, "cpu_has_native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AdaptiveDenoiserTrainer(trained_target, paper_id, autocast="bf16")
+        AdaptiveDenoiserTrainer(trained_target, paper_id)  # float32 never warns
+    slow = [w for w in caught if issubclass(w.category, RuntimeWarning) and "native bfloat16" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
+    assert slow == [] or "Leave autocast=None" in str(slow[0].message)
+
+
+def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch):
+    from art_idfr._utils import cpu_has_native_bf16
+
+    for bf16, amx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert cpu_has_native_bf16() is (bf16 or amx)
 
 
 def test_inner_options_get_clear_errors(trained_target, paper_id):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -42,7 +43,7 @@ import torch
 from art.defences.trainer.trainer import Trainer
 
 from art_idfr._names import ADAPTIVE_ATTACKS, TRADES_REFERENCES
-from art_idfr._utils import check_image_batch, check_pytorch_classifier, class_indices
+from art_idfr._utils import check_image_batch, check_pytorch_classifier, class_indices, cpu_has_native_bf16
 from art_idfr.defended import defend
 from art_idfr.denoiser import IDFRDenoiser
 from art_idfr.inner import InnerRestorer
@@ -150,7 +151,8 @@ class AdaptiveDenoiserTrainer(Trainer):
     :param train_denoiser: Train the ID (default ``True``); ``False`` keeps a given ID fixed in front.
     :param autocast: ``"bf16"``: the inner attack and the update's forward passes under bfloat16 autocast (on CPUs
         with AVX-512 BF16 1.5-1.6x as fast per step, accuracy unchanged on CIFAR-10's validation split; validation
-        stays in float32); ``None``: float32 throughout.
+        stays in float32); ``None``: float32 throughout. On a CPU without native bfloat16 it is slower than float32,
+        and a ``RuntimeWarning`` says so.
     :param channels_last: Images (and the ID's weights, during the fit) in channels-last memory layout: with
         ``autocast="bf16"`` 1.56x (Fashion-MNIST) to 1.9x (CIFAR-10) in all on such CPUs
         (benchmarks/results/adaptive_speed); the target's own tensors are never converted.
@@ -228,6 +230,10 @@ class AdaptiveDenoiserTrainer(Trainer):
                              "(train_inner=True) or a restorer with train_restorer=True.")
         if self.autocast not in (None, "bf16"):
             raise ValueError(f"autocast must be None or 'bf16', got {self.autocast!r}.")
+        if self.autocast == "bf16" and self.target.device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn("autocast='bf16' on a CPU without native bfloat16 (AVX-512 BF16 or AMX): torch emulates "
+                          "it, and the fit runs slower than in float32 (benchmarks/results/adaptive_speed). Leave "
+                          "autocast=None on this CPU.", RuntimeWarning, stacklevel=3)
         if self.restorer is not None and not isinstance(self.restorer, FeatureRestorer):
             raise TypeError(f"restorer must be a FeatureRestorer or None, got {type(self.restorer).__name__}.")
         if self.restorer is not None and not self.restorer.is_fitted:

@@ -240,7 +240,8 @@ class AdaptiveConfig(_SubConfig):
                                       "front; then the FR or, for idfr_inner, the inner restorers train)",
                                 kind="bool", cache_if_set=True)
     autocast: Optional[str] = knob(None, "bf16: the inner attack and the update's forward passes under bfloat16 "
-                                         "autocast (about 1.7-1.9x on CPUs with AVX-512 BF16; validation in float32); "
+                                         "autocast (about 1.7-1.9x on CPUs with AVX-512 BF16, about 2.7x slower on CPUs "
+                                         "without it; validation in float32); "
                                          "none: float32", choices=AUTOCAST_CHOICES, cache_if_set=True)
     channels_last: bool = knob(False, "images (and the ID's weights during the fit) in channels-last memory layout "
                                       "(with bf16 a further 1.1-1.2x on such CPUs)", kind="bool", cache_if_set=True)
