@@ -13,14 +13,13 @@ FGSM/CW/BIM at eps 4/8/16/32 (/255) on 1,000 test images (white-box on 100, quer
 defences but TotalVarMin (too slow at this size on a CPU: see results/speed), Fast AT and (issue 42) the paper's
 baselines ComDefend, NRP, ADP and SOAP, trained here (`art_idfr.experiments.baselines`; ComDefend / NRP / ADP on the
 ID's 3,000 training images for their CPU-preset epochs, 20 / 5 / 20, chosen on Fashion-MNIST's validation split:
-benchmarks/NOTES.md; SOAP's ResNet-18 with its rotation head on the whole training set, 2 cosine epochs). Its
-recorded parts sum to 13,955 s (3.9 h): fits 10,349 s and cells 3,606 s, most of them measured at one thread beside
-other jobs (IDFR 4,811 s, ComDefend 2,185 s); SOAP's fit took 787 s at two idle threads. Issue 42's goal is 2 hours
-from scratch; no from-scratch run on idle cores has measured it yet. The run resumes fit by fit and cell by cell
-(`python benchmarks/run_times.py runs/cifar10_cpu` says where the time went).
-The adaptive ID+FR and AutoAttack through the
-defences live in `cifar10_adaptive.py` / `cifar10_inner.py`. Two torch threads: give it both cores of a 2-core
-machine (pass `--threads 1` on a busy one). Reports go to benchmarks/results/cifar10_cpu/.
+benchmarks/NOTES.md; SOAP's ResNet-18 with its rotation head on the whole training set, 2 cosine epochs). From
+scratch on 2 idle cores it took 2 h 21 min (8,461 s; 2026-12-08): fits 5,630 s (IDFR 2,789 s without its two AE
+sources, SOAP 852, ComDefend 670) and the evaluation 2,776 s (masking checks 1,231). Issue 42's goal is 2 hours: not
+met. The run resumes fit by fit and cell by cell (`python benchmarks/run_times.py runs/cifar10_cpu` says where the
+time went). The adaptive ID+FR and AutoAttack through the defences live in `cifar10_adaptive.py` /
+`cifar10_inner.py`. Two torch threads: give it both cores of a 2-core machine (pass `--threads 1` on a busy one).
+Reports go to benchmarks/results/cifar10_cpu/.
 """
 import sys
 

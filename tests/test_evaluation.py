@@ -477,7 +477,19 @@ def test_fit_idfr_with_extra_ae_sources(tmp_path, monkeypatch):
     real = attacks_mod.make_attack
     monkeypatch.setattr(attacks_mod, "make_attack",
                         lambda name, est, eps, **kw: built.append(est.model) or real(name, est, eps, **kw))
+    # a clock that only the extra sources' training moves (1,000 s each): their time is in their own model.json,
+    # so the IDFR fit's fit_seconds must not count it again (benchmarks/run_times.py sums both)
+    import types
+
+    import art_idfr.experiments.evaluation.pipeline.idfr as idfr_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(idfr_mod, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    real_train = idfr_mod.train_network
+    monkeypatch.setattr(idfr_mod, "train_network",
+                        lambda *a, **kw: clock.__setitem__(0, clock[0] + 1000.0) or real_train(*a, **kw))
     den, res, meta = fit_idfr(cfg, data, target, str(tmp_path / "idfr"), verbose=False)
+    assert clock[0] == 2000.0 and meta["fit_seconds"] == 0.0
     assert len(built) == 3 and built[0] is target and len({id(m) for m in built}) == 3  # one attack per source
     assert [(m["model"], m["width"], m["seed"]) for m in meta["idfr_source"]] == [
         ("small_cnn", 0.25, cfg.seed + 3000), ("small_cnn", 0.5, cfg.seed + 4000)]

@@ -94,12 +94,12 @@ def fit_idfr(
             return cached
     if not config.idfr_eps:
         raise ValueError("config.idfr_eps is not set: call config.resolved(channels) first.")
-    t0 = time.perf_counter()
     x, y = data.x_train, data.y_train
     if config.fit_n is not None and config.fit_n < len(y):
         idx = stratified_subset_indices(y, config.fit_n, seed=config.seed)
         x, y = x[idx], y[idx]
     sources, source_metas = _ae_sources(config, data, target_model, out_dir, source_dir, reuse, verbose)
+    t0 = time.perf_counter()  # the extra AE sources keep their own training time in their model.json
     attacks = _idfr_attacks(config, sources)
     denoiser, restorer = _new_idfr(config, data, verbose)
     trainer = IDFRTrainer(sources[0], attacks, denoiser=denoiser, restorer=restorer)
@@ -115,6 +115,7 @@ def fit_idfr(
         "id_history": denoiser.history,
         "fr_history": restorer.history,
         "fit_seconds": time.perf_counter() - t0,
+        "fit_seconds_covers": "crafting, ID, FR",  # before 2026-12-08 it also covered the extra AE sources' training
     }
     if out_dir is not None:
         _save_idfr(out_dir, denoiser, restorer, meta)
