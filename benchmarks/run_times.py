@@ -28,7 +28,7 @@ from art_idfr.experiments.evaluation.cells import FOLDER, cell_seconds  # noqa: 
 _FIT_RECORDS = (
     ("*/model.json", "model", lambda m: sum(m["history"]["seconds"]) if isinstance(m.get("history"), dict)
      and "seconds" in m["history"] else m["train_seconds"]),
-    ("idfr/idfr.json", "IDFR (Algorithm 1 + 2)", lambda m: m["fit_seconds"]),  # see _idfr_label
+    ("idfr/idfr.json", "IDFR (Algorithm 1 + 2)", lambda m: m["fit_seconds"]),
     ("idfr/*/adaptive.json", "adaptive", lambda m: m["fit_seconds"]),
     ("baselines/*/meta.json", "baseline", lambda m: m["fit_seconds"]),
 )
@@ -41,19 +41,18 @@ def fit_seconds(out):
         for path in sorted(glob.glob(os.path.join(out, pattern))):
             try:
                 with open(path, encoding="utf-8") as f:
-                    seconds = float(read(json.load(f)))
+                    meta = json.load(f)
+                seconds = float(read(meta))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             part = os.path.relpath(os.path.dirname(path), out)
-            fits[_idfr_label(path, prefix) if part == "idfr" else f"{prefix}: {os.path.basename(part)}"] = seconds
+            fits[_idfr_label(meta, prefix) if part == "idfr" else f"{prefix}: {os.path.basename(part)}"] = seconds
     return fits
 
 
-def _idfr_label(path, prefix):
+def _idfr_label(meta, prefix):
     """The IDFR fit's label; a record written before ``fit_seconds_covers`` existed timed the extra AE sources'
     training too (when they were trained in the same call), which their own ``model.json`` rows count again."""
-    with open(path, encoding="utf-8") as f:
-        meta = json.load(f)
     if meta.get("idfr_source") and "fit_seconds_covers" not in meta:
         return prefix + ", with the AE sources' training if trained then (counted twice)"
     return prefix
